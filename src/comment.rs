@@ -1,0 +1,169 @@
+//! The records that flow through the pipeline: a raw message as it came off
+//! the source, a decoded [`Comment`], or a [`Rejection`] with its reason.
+//!
+//! A message becomes exactly one of the two: every offset the source hands
+//! out ends up either as a row in `comments/` or as a row in `rejected/`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+
+/// Where a message came from: the coordinates that make every row traceable
+/// back to its Kafka record (or, for `verbatim ingest`, to its line in a file).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceCoords {
+    /// Kafka topic, or `file:<name>` for backfills.
+    pub topic: String,
+    /// Kafka partition (0 for files).
+    pub partition: i32,
+    /// Kafka offset, or the record's 0-based index in the file.
+    pub offset: i64,
+    /// Kafka's record timestamp, where the broker gave one.
+    pub kafka_timestamp: Option<DateTime<Utc>>,
+}
+
+/// A message as the source delivered it, before any parsing.
+#[derive(Debug, Clone)]
+pub struct RawMessage {
+    /// Coordinates of this message.
+    pub coords: SourceCoords,
+    /// The record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The record value; `None` for a tombstone.
+    pub payload: Option<Vec<u8>>,
+}
+
+/// A comment that decoded cleanly: text plus the metadata the field mapping
+/// pulled out of the message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comment {
+    /// Coordinates of the message this comment came from.
+    pub coords: SourceCoords,
+    /// The comment's id: the mapped id field, else `topic-partition-offset`.
+    pub id: String,
+    /// When the customer wrote it: the mapped time field, else the Kafka
+    /// timestamp, else the ingest time.
+    pub event_time: DateTime<Utc>,
+    /// The comment text, trimmed.
+    pub text: String,
+    /// A numeric score given with the comment (NPS, CSAT, stars).
+    pub score: Option<f64>,
+    /// Channel the feedback came through (survey, app review, chat, ...).
+    pub channel: Option<String>,
+    /// Identifier of the staff member the feedback is attached to.
+    pub staff_id: Option<String>,
+    /// Site, store or region.
+    pub location: Option<String>,
+    /// Product or service line.
+    pub product: Option<String>,
+    /// Language code declared by the producer of the message, if any.
+    pub declared_language: Option<String>,
+    /// Extra fields kept as strings (non-string values JSON-encoded).
+    pub attributes: BTreeMap<String, String>,
+    /// When verbatim read it.
+    pub ingest_time: DateTime<Utc>,
+}
+
+impl Comment {
+    /// The `dt=` partition this comment is written under (its event date, UTC).
+    pub fn event_date(&self) -> chrono::NaiveDate {
+        self.event_time.date_naive()
+    }
+}
+
+/// Why a message was rejected. The code is stable: it is written to the
+/// `reason` column of `rejected/`, to the dead-letter header and to metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RejectReason {
+    /// The record had no value (a tombstone) or an empty one.
+    EmptyPayload,
+    /// The value is not valid UTF-8.
+    InvalidUtf8,
+    /// The value is not parseable JSON (format `json`).
+    NotJson,
+    /// The value is JSON but not an object (format `json`).
+    NotObject,
+    /// The mapped text field is absent or null.
+    MissingText,
+    /// The text is empty once whitespace is trimmed.
+    EmptyText,
+    /// The text is longer than `input.max_text_bytes`.
+    TextTooLong,
+    /// A mapped field has the wrong JSON type (text not a string, score not a number...).
+    WrongType,
+    /// The mapped event-time field could not be parsed.
+    BadTimestamp,
+}
+
+impl RejectReason {
+    /// Every reason, in a stable order (for metrics and docs).
+    pub const ALL: [RejectReason; 9] = [
+        RejectReason::EmptyPayload,
+        RejectReason::InvalidUtf8,
+        RejectReason::NotJson,
+        RejectReason::NotObject,
+        RejectReason::MissingText,
+        RejectReason::EmptyText,
+        RejectReason::TextTooLong,
+        RejectReason::WrongType,
+        RejectReason::BadTimestamp,
+    ];
+
+    /// The stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::EmptyPayload => "empty_payload",
+            RejectReason::InvalidUtf8 => "invalid_utf8",
+            RejectReason::NotJson => "not_json",
+            RejectReason::NotObject => "not_object",
+            RejectReason::MissingText => "missing_text",
+            RejectReason::EmptyText => "empty_text",
+            RejectReason::TextTooLong => "text_too_long",
+            RejectReason::WrongType => "wrong_type",
+            RejectReason::BadTimestamp => "bad_timestamp",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A message that could not become a comment. Kept whole, with the reason.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Coordinates of the rejected message.
+    pub coords: SourceCoords,
+    /// The record key, if any.
+    pub key: Option<Vec<u8>>,
+    /// The raw bytes of the record value (empty for a tombstone).
+    pub raw: Vec<u8>,
+    /// Machine-readable reason.
+    pub reason: RejectReason,
+    /// Human-readable detail: which field, what was found.
+    pub message: String,
+    /// When verbatim read it.
+    pub ingest_time: DateTime<Utc>,
+}
+
+/// The outcome of decoding one message.
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    /// A clean comment.
+    Comment(Box<Comment>),
+    /// A rejected message.
+    Rejected(Box<Rejection>),
+}
+
+impl Decoded {
+    /// Coordinates of the underlying message, whichever way it went.
+    pub fn coords(&self) -> &SourceCoords {
+        match self {
+            Decoded::Comment(c) => &c.coords,
+            Decoded::Rejected(r) => &r.coords,
+        }
+    }
+}

@@ -1,0 +1,408 @@
+//! The pipeline: one comment's path from the source to its Parquet row.
+//!
+//! ```text
+//! source ──SourceEvent──▶ decode ──▶ batch ──▶ nlp operators ──▶ sink ──▶ commit
+//! (kafka.rs / file.rs)   (decode.rs) (batch.rs)  (nlp/)          (sink/)   (offsets follow files)
+//! ```
+//!
+//! [`Pipeline::run`] is the event loop. It decodes each message as it
+//! arrives, processes a batch when it is full or old enough, commits a
+//! partition's files when they are big or old enough (or the partition is
+//! revoked, or the job stops), and only then commits that partition's Kafka
+//! offset. Dead letters of a partition are confirmed before its files are
+//! committed. CPU and file work run on blocking threads.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use crate::batch::{Batcher, CommentBatch};
+use crate::config::PipelineConfig;
+use crate::decode::Decoder;
+use crate::metrics::Metrics;
+use crate::nlp::{run_operators, Operator, OperatorError};
+use crate::sink::dead_letter::{DeadLetter, DeadLetterError};
+use crate::sink::{CommittedRange, ParquetSink, SinkError, TopicPartition};
+use crate::source::file::{self, FileFormat};
+use crate::source::kafka::{client_config, KafkaCommitter, KafkaSource};
+use crate::source::{SourceError, SourceEvent};
+
+/// Errors that stop the job. Files not yet committed are discarded; a restart
+/// recovers from the committed files.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// Configuration problem found at start.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The source failed to start or read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// The source reported an unrecoverable problem.
+    #[error("source: {0}")]
+    SourceFatal(String),
+    /// Writing or committing Parquet failed.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    /// An NLP operator failed.
+    #[error(transparent)]
+    Operator(#[from] OperatorError),
+    /// A dead letter could not be delivered.
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    /// A worker thread panicked (a bug).
+    #[error("a worker thread failed: {0}")]
+    Join(String),
+}
+
+/// What a run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Messages read.
+    pub messages: u64,
+    /// Comment rows committed.
+    pub comments: u64,
+    /// Rejected rows committed.
+    pub rejected: u64,
+    /// Files committed.
+    pub files: u64,
+    /// Ranges committed (one per partition per roll).
+    pub ranges: u64,
+}
+
+impl RunSummary {
+    fn add(&mut self, r: &CommittedRange) {
+        self.comments += r.comment_rows;
+        self.rejected += r.rejected_rows;
+        self.files += r.files.len() as u64;
+        self.ranges += 1;
+    }
+}
+
+/// A configured pipeline, ready to run over a source's events.
+pub struct Pipeline {
+    decoder: Decoder,
+    batcher: Batcher,
+    operators: Vec<Box<dyn Operator>>,
+    sink: Option<ParquetSink>,
+    dead_letter: Option<DeadLetter>,
+    committer: Option<KafkaCommitter>,
+    metrics: Metrics,
+    summary: RunSummary,
+}
+
+/// Builds a [`Pipeline`] from a configuration.
+pub struct PipelineBuilder {
+    cfg: PipelineConfig,
+    operators: Vec<Box<dyn Operator>>,
+    metrics: Metrics,
+}
+
+impl PipelineBuilder {
+    /// Starts from a validated configuration.
+    pub fn new(cfg: PipelineConfig) -> Self {
+        Self {
+            cfg,
+            operators: Vec::new(),
+            metrics: Metrics::new(),
+        }
+    }
+
+    /// Adds an NLP operator (run in the order added).
+    pub fn operator(mut self, op: Box<dyn Operator>) -> Self {
+        self.operators.push(op);
+        self
+    }
+
+    /// Uses this metrics registry (to serve it, or read it in tests).
+    pub fn metrics(mut self, m: Metrics) -> Self {
+        self.metrics = m;
+        self
+    }
+
+    /// The configuration being built.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
+    }
+
+    fn build(
+        self,
+        committer: Option<KafkaCommitter>,
+        dead_letter: Option<DeadLetter>,
+    ) -> Result<Pipeline, PipelineError> {
+        let sink = ParquetSink::new(
+            &self.cfg.output,
+            crate::sink::stamp_for(&self.cfg),
+            self.metrics.clone(),
+        )?;
+        let mut operators = self.operators;
+        for op in operators.iter_mut() {
+            op.on_start()?;
+        }
+        Ok(Pipeline {
+            decoder: Decoder::new(self.cfg.input.clone()),
+            batcher: Batcher::new(self.cfg.batch.clone()),
+            operators,
+            sink: Some(sink),
+            dead_letter,
+            committer,
+            metrics: self.metrics,
+            summary: RunSummary::default(),
+        })
+    }
+
+    /// Runs the stream job: joins the consumer group and processes until
+    /// `shutdown` resolves, then drains, commits and leaves the group.
+    pub async fn run_kafka(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary, PipelineError> {
+        let path = PathBuf::from("<pipeline>");
+        let kcfg = self.cfg.kafka_or_err(&path)?.clone();
+        let dead_letter = match &self.cfg.rejected.dead_letter_topic {
+            Some(t) => Some(DeadLetter::new(&client_config(&kcfg), t, &self.cfg.name)?),
+            None => None,
+        };
+        let (tx, mut rx) = mpsc::channel(4 * self.cfg.batch.max_records.max(256));
+        let (mut source, committer) = KafkaSource::start(
+            &kcfg,
+            self.cfg.output.root.clone(),
+            tx,
+            self.metrics.clone(),
+        )?;
+        let pipeline = match self.build(Some(committer), dead_letter) {
+            Ok(p) => p,
+            Err(e) => {
+                source.stop();
+                let _ = tokio::task::spawn_blocking(move || source.close()).await;
+                return Err(e);
+            }
+        };
+        let stop = {
+            let flag = source.stop_handle();
+            move || flag.store(true, std::sync::atomic::Ordering::SeqCst)
+        };
+        let result = pipeline.run(&mut rx, shutdown, stop).await;
+        // Leave the group on a blocking thread while answering the final
+        // revocation here, until the consumer is gone and the channel closes.
+        let closing = tokio::task::spawn_blocking(move || source.close());
+        while let Some(ev) = rx.recv().await {
+            if let SourceEvent::Revoke { done, .. } = ev {
+                let _ = done.send(());
+            }
+        }
+        if let Err(e) = closing.await {
+            tracing::warn!(error = %e, "closing the consumer");
+        }
+        result
+    }
+
+    /// Runs a backfill of one file through the same stages. Resumes after
+    /// the last range committed for this file; returns when the file is done.
+    pub async fn run_file(
+        self,
+        path: PathBuf,
+        format: FileFormat,
+    ) -> Result<RunSummary, PipelineError> {
+        let topic = file::topic_for(&path);
+        let start = crate::sink::recover_partition(&self.cfg.output.root, &topic, 0)?.unwrap_or(0);
+        if start > 0 {
+            tracing::info!(file = %path.display(), start, "resuming after the last committed record");
+        }
+        let pipeline = self.build(None, None)?;
+        let (tx, mut rx) = mpsc::channel(4096);
+        let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
+        let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;
+        drop(rx);
+        match reader.await {
+            Ok(Ok(_)) => result,
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(PipelineError::Join(e.to_string())),
+        }
+    }
+}
+
+impl Pipeline {
+    /// The event loop. Returns after [`SourceEvent::Stopped`] (or the channel
+    /// closing), with everything committed.
+    pub async fn run(
+        mut self,
+        events: &mut mpsc::Receiver<SourceEvent>,
+        shutdown: impl Future<Output = ()>,
+        stop_source: impl Fn(),
+    ) -> Result<RunSummary, PipelineError> {
+        tokio::pin!(shutdown);
+        let mut stopping = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.batcher.deadline();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown, if !stopping => {
+                    tracing::info!("shutdown requested: draining in-flight batches");
+                    stopping = true;
+                    stop_source();
+                }
+                ev = events.recv() => match ev {
+                    None | Some(SourceEvent::Stopped) => break,
+                    Some(SourceEvent::Message(m)) => {
+                        self.summary.messages += 1;
+                        let d = self.decoder.decode(m, Utc::now());
+                        if let Some(batch) = self.batcher.push(d) {
+                            self.process(batch).await?;
+                            self.commit_due().await?;
+                        }
+                    }
+                    Some(SourceEvent::Assigned(starts)) => {
+                        for ((t, p), next) in starts {
+                            match next {
+                                Some(n) => tracing::info!(topic = %t, partition = p, offset = n, "assigned; resuming after the committed files"),
+                                None => tracing::info!(topic = %t, partition = p, "assigned; no files yet, starting from the group offset"),
+                            }
+                        }
+                    }
+                    Some(SourceEvent::Revoke { partitions, lost, done }) => {
+                        let batch = self.batcher.take();
+                        self.process(batch).await?;
+                        if lost {
+                            tracing::warn!(?partitions, "assignment lost: discarding uncommitted files of these partitions");
+                            let mut sink = self.take_sink();
+                            for tp in &partitions {
+                                sink.abort(tp);
+                                if let Some(d) = &mut self.dead_letter {
+                                    d.forget(tp);
+                                }
+                            }
+                            self.sink = Some(sink);
+                        } else {
+                            self.commit(partitions).await?;
+                        }
+                        let _ = done.send(());
+                    }
+                    Some(SourceEvent::Fatal(msg)) => return Err(PipelineError::SourceFatal(msg)),
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {
+                    let batch = self.batcher.take();
+                    self.process(batch).await?;
+                    self.commit_due().await?;
+                }
+                _ = tick.tick() => self.commit_due().await?,
+            }
+        }
+        let batch = self.batcher.take();
+        self.process(batch).await?;
+        let all = self
+            .sink
+            .as_ref()
+            .map(ParquetSink::open_partitions)
+            .unwrap_or_default();
+        self.commit(all).await?;
+        if let Some(d) = &self.dead_letter {
+            d.flush(Duration::from_secs(10));
+        }
+        Ok(self.summary)
+    }
+
+    fn take_sink(&mut self) -> ParquetSink {
+        // Only `None` while a blocking task holds it, which `process`/`commit` await.
+        self.sink
+            .take()
+            .unwrap_or_else(|| unreachable!("sink is always returned by its blocking task"))
+    }
+
+    async fn process(&mut self, mut batch: CommentBatch) -> Result<(), PipelineError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let mut ops = std::mem::take(&mut self.operators);
+        let mut sink = self.take_sink();
+        let (ops, sink, batch, res) = tokio::task::spawn_blocking(move || {
+            let res = run_operators(&mut ops, &mut batch)
+                .map_err(PipelineError::from)
+                .and_then(|()| sink.write(&batch).map_err(PipelineError::from));
+            (ops, sink, batch, res)
+        })
+        .await
+        .map_err(|e| PipelineError::Join(e.to_string()))?;
+        self.operators = ops;
+        self.sink = Some(sink);
+        res?;
+        for r in &batch.rejected {
+            self.metrics.reject(r.reason.code());
+            tracing::debug!(topic = %r.coords.topic, partition = r.coords.partition, offset = r.coords.offset, reason = %r.reason, "rejected: {}", r.message);
+            if let Some(d) = &mut self.dead_letter {
+                d.send(r).await?;
+                self.metrics.dead_letters.inc();
+            }
+        }
+        self.metrics
+            .batch_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn commit_due(&mut self) -> Result<(), PipelineError> {
+        let due = self.sink.as_ref().map(ParquetSink::due).unwrap_or_default();
+        self.commit(due).await
+    }
+
+    /// Confirms dead letters, commits files, then commits Kafka offsets.
+    async fn commit(&mut self, partitions: Vec<TopicPartition>) -> Result<(), PipelineError> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        if let Some(d) = &mut self.dead_letter {
+            for tp in &partitions {
+                d.confirm(tp).await?;
+            }
+        }
+        let mut sink = self.take_sink();
+        let (sink, res) = tokio::task::spawn_blocking(move || {
+            let mut done = Vec::new();
+            let mut res = Ok(());
+            for tp in &partitions {
+                match sink.commit(tp) {
+                    Ok(Some(r)) => done.push(r),
+                    Ok(None) => {}
+                    Err(e) => {
+                        res = Err(e);
+                        break;
+                    }
+                }
+            }
+            (sink, res.map(|()| done))
+        })
+        .await
+        .map_err(|e| PipelineError::Join(e.to_string()))?;
+        self.sink = Some(sink);
+        let ranges = res?;
+        for r in &ranges {
+            tracing::info!(
+                topic = %r.topic, partition = r.partition, first = r.first, last = r.last,
+                comments = r.comment_rows, rejected = r.rejected_rows, files = r.files.len(),
+                "committed"
+            );
+            self.summary.add(r);
+        }
+        for op in self.operators.iter_mut() {
+            op.on_commit()?;
+        }
+        if let Some(c) = self.committer.clone() {
+            tokio::task::spawn_blocking(move || c.commit(&ranges))
+                .await
+                .map_err(|e| PipelineError::Join(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+async fn sleep_until(deadline: Option<std::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,353 @@
+//! File layout of the output tables, and progress recovered from it.
+//!
+//! Progress lives in the file names. One *range* is the set of files written
+//! for one Kafka partition between two commits: every message with an offset
+//! in `[first, last]` is in exactly one of them (a comment row or a rejected
+//! row). Its files are named
+//!
+//! ```text
+//! <table>/dt=<YYYY-MM-DD>/<topic>-p<partition>-o<first:020>-<last:020>-<i>of<n>.parquet
+//! ```
+//!
+//! and are written under a hidden temporary name, fsynced, then renamed; the
+//! directory is fsynced after. A range counts only when all `n` parts are
+//! present, so a crash half-way through renaming is detected and the partial
+//! range deleted on recovery, then re-read from Kafka. The next offset to
+//! consume is the last offset of the newest complete range plus one.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+
+/// The tables a range's files belong to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    /// `comments/`: one row per decoded comment.
+    Comments,
+    /// `rejected/`: one row per message that could not be decoded.
+    Rejected,
+}
+
+impl Table {
+    /// Folder name under the output root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Table::Comments => "comments",
+            Table::Rejected => "rejected",
+        }
+    }
+
+    /// Every table whose files carry offset ranges.
+    pub const ALL: [Table; 2] = [Table::Comments, Table::Rejected];
+}
+
+/// The parsed name of a committed part file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartName {
+    /// Topic (as written in the name; see [`safe_topic`]).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset of the range.
+    pub first: i64,
+    /// Last offset of the range.
+    pub last: i64,
+    /// 1-based part index.
+    pub part: u32,
+    /// Number of parts in the range.
+    pub parts: u32,
+}
+
+impl PartName {
+    /// The file name for this part.
+    pub fn file_name(&self) -> String {
+        format!(
+            "{}-p{}-o{:020}-{:020}-{}of{}.parquet",
+            self.topic, self.partition, self.first, self.last, self.part, self.parts
+        )
+    }
+
+    /// Parses a committed part's file name; `None` for anything else.
+    pub fn parse(name: &str) -> Option<PartName> {
+        let stem = name.strip_suffix(".parquet")?;
+        // Parse from the right: the topic itself may contain '-'.
+        let mut it = stem.rsplitn(5, '-');
+        let part_of = it.next()?;
+        let last = it.next()?;
+        let first = it.next()?.strip_prefix('o')?;
+        let partition = it.next()?.strip_prefix('p')?;
+        let topic = it.next()?;
+        let (part, parts) = part_of.split_once("of")?;
+        let p = PartName {
+            topic: topic.to_string(),
+            partition: partition.parse().ok()?,
+            first: first.parse().ok()?,
+            last: last.parse().ok()?,
+            part: part.parse().ok()?,
+            parts: parts.parse().ok()?,
+        };
+        (p.part >= 1 && p.part <= p.parts && p.first <= p.last && !p.topic.is_empty()).then_some(p)
+    }
+}
+
+/// A topic as it appears in file names: Kafka topic names are already
+/// `[a-zA-Z0-9._-]`; anything else (file backfills) is mapped onto that set.
+pub fn safe_topic(topic: &str) -> String {
+    topic
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The `dt=` folder of a table for a date.
+pub fn partition_dir(root: &Path, table: Table, dt: NaiveDate) -> PathBuf {
+    root.join(table.dir())
+        .join(format!("dt={}", dt.format("%Y-%m-%d")))
+}
+
+/// The hidden in-progress name of a part being written. Starts with '.', so
+/// Hive-style readers (Spark, Trino, DuckDB's `*.parquet` globs) skip it.
+pub fn temp_name(topic: &str, partition: i32, first: i64, table: Table) -> String {
+    format!(
+        ".{}-p{}-o{:020}.{}.inprogress",
+        safe_topic(topic),
+        partition,
+        first,
+        table.dir()
+    )
+}
+
+/// What the files on disk say about one partition.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// Offset to resume from (last offset of the newest complete range + 1),
+    /// or `None` if no complete range exists.
+    pub next_offset: Option<i64>,
+    /// Number of complete ranges found.
+    pub complete_ranges: usize,
+    /// Parts of incomplete ranges and leftover temporary files (crash debris).
+    pub debris: Vec<PathBuf>,
+}
+
+/// Reads the progress of `(topic, partition)` from the file names under `root`.
+pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Progress> {
+    let topic = safe_topic(topic);
+    let temp_prefix = format!(".{topic}-p{partition}-o");
+    // (first, last) -> (parts expected, parts seen, paths)
+    let mut ranges: BTreeMap<(i64, i64), (u32, Vec<u32>, Vec<PathBuf>)> = BTreeMap::new();
+    let mut debris = Vec::new();
+    for table in Table::ALL {
+        let tdir = root.join(table.dir());
+        let Ok(dts) = fs::read_dir(&tdir) else {
+            continue;
+        };
+        for dt in dts {
+            let dt = dt?;
+            if !dt.file_type()?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(dt.path())? {
+                let f = f?;
+                let name = f.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with(&temp_prefix) && name.ends_with(".inprogress") {
+                    debris.push(f.path());
+                    continue;
+                }
+                let Some(p) = PartName::parse(name) else {
+                    continue;
+                };
+                if p.topic != topic || p.partition != partition {
+                    continue;
+                }
+                let e =
+                    ranges
+                        .entry((p.first, p.last))
+                        .or_insert((p.parts, Vec::new(), Vec::new()));
+                e.0 = e.0.max(p.parts);
+                e.1.push(p.part);
+                e.2.push(f.path());
+            }
+        }
+    }
+    let mut next = None;
+    let mut complete = 0;
+    for ((_, last), (parts, mut seen, paths)) in ranges {
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() as u32 == parts {
+            complete += 1;
+            next = Some(next.map_or(last + 1, |n: i64| n.max(last + 1)));
+        } else {
+            debris.extend(paths);
+        }
+    }
+    Ok(Progress {
+        next_offset: next,
+        complete_ranges: complete,
+        debris,
+    })
+}
+
+/// Creates `dir` (and parents) and makes the new entries durable.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = vec![];
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        cur = d.parent();
+    }
+    fs::create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            fsync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// fsyncs a directory, so renames and creations inside it survive a crash.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(first: i64, last: i64, i: u32, n: u32) -> PartName {
+        PartName {
+            topic: "feed-back.v2".into(),
+            partition: 3,
+            first,
+            last,
+            part: i,
+            parts: n,
+        }
+    }
+
+    #[test]
+    fn names_round_trip_with_dashes_in_topic() {
+        let p = part(0, 99, 2, 3);
+        let n = p.file_name();
+        assert_eq!(
+            n,
+            "feed-back.v2-p3-o00000000000000000000-00000000000000000099-2of3.parquet"
+        );
+        assert_eq!(PartName::parse(&n), Some(p));
+        assert_eq!(PartName::parse("other.parquet"), None);
+        assert_eq!(
+            PartName::parse("t-p1-o5-4-1of1.parquet"),
+            None,
+            "first > last"
+        );
+        assert_eq!(
+            PartName::parse("t-p1-o1-4-3of2.parquet"),
+            None,
+            "part > parts"
+        );
+    }
+
+    #[test]
+    fn safe_topic_maps_odd_chars() {
+        assert_eq!(
+            safe_topic("file:my feedback.jsonl"),
+            "file_my_feedback.jsonl"
+        );
+        assert_eq!(safe_topic("ok.topic-1_x"), "ok.topic-1_x");
+    }
+
+    fn touch(root: &Path, table: Table, dt: &str, name: &str) -> PathBuf {
+        let d = root.join(table.dir()).join(format!("dt={dt}"));
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join(name);
+        fs::write(&p, b"x").unwrap();
+        p
+    }
+
+    #[test]
+    fn progress_counts_only_complete_ranges() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        // range 0..=9 complete across two tables
+        touch(
+            r,
+            Table::Comments,
+            "2026-01-01",
+            &part(0, 9, 1, 2).file_name(),
+        );
+        touch(
+            r,
+            Table::Rejected,
+            "2026-01-02",
+            &part(0, 9, 2, 2).file_name(),
+        );
+        // range 10..=19 complete
+        touch(
+            r,
+            Table::Comments,
+            "2026-01-01",
+            &part(10, 19, 1, 1).file_name(),
+        );
+        // range 20..=29 crashed after 1 of 2 renames
+        let orphan = touch(
+            r,
+            Table::Comments,
+            "2026-01-03",
+            &part(20, 29, 1, 2).file_name(),
+        );
+        // a temp file of this partition, and one of another partition
+        let tmp = touch(
+            r,
+            Table::Comments,
+            "2026-01-03",
+            &temp_name("feed-back.v2", 3, 30, Table::Comments),
+        );
+        touch(
+            r,
+            Table::Comments,
+            "2026-01-03",
+            &temp_name("feed-back.v2", 4, 30, Table::Comments),
+        );
+        // another partition's files do not count
+        let mut other = part(100, 200, 1, 1);
+        other.partition = 4;
+        touch(r, Table::Comments, "2026-01-01", &other.file_name());
+
+        let p = scan_progress(r, "feed-back.v2", 3).unwrap();
+        assert_eq!(p.next_offset, Some(20));
+        assert_eq!(p.complete_ranges, 2);
+        let mut debris = p.debris.clone();
+        debris.sort();
+        let mut want = vec![orphan, tmp];
+        want.sort();
+        assert_eq!(debris, want);
+    }
+
+    #[test]
+    fn empty_root_has_no_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = scan_progress(&dir.path().join("nope"), "t", 0).unwrap();
+        assert_eq!(p, Progress::default());
+    }
+}

@@ -1,0 +1,572 @@
+//! Parquet sink: appends each batch to per-partition open files and commits
+//! them (fsync, rename, fsync the folder) when they are big or old enough, or
+//! when the partition is revoked or the job stops.
+//!
+//! The sink never talks to Kafka. The pipeline commits a partition's offset
+//! only after [`ParquetSink::commit`] has returned the [`CommittedRange`],
+//! so Kafka's committed offsets always trail the files (end-to-end acks).
+//!
+//! - [`files`]: names, temporary files, and progress recovered from names.
+//! - [`schema`]: the columns of `comments/` and `rejected/`.
+//! - [`dead_letter`]: the optional dead-letter topic for rejected messages.
+
+pub mod dead_letter;
+pub mod files;
+pub mod schema;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use arrow::record_batch::RecordBatch;
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+
+use crate::batch::CommentBatch;
+use crate::comment::{Comment, Rejection};
+use crate::config::OutputConfig;
+use crate::metrics::{Metrics, TableLabel};
+use files::{PartName, Table};
+use schema::Stamp;
+
+/// Errors from writing or committing Parquet files.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// A filesystem operation failed (disk full, permissions, ...).
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The Parquet writer failed.
+    #[error("writing Parquet {path}: {source}")]
+    Parquet {
+        /// The file being written.
+        path: PathBuf,
+        /// The writer's error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Rows did not fit the table schema (a bug, never input).
+    #[error("building a record batch: {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The configured zstd level was refused.
+    #[error("zstd level {0}: {1}")]
+    Compression(i32, parquet::errors::ParquetError),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
+    move |source| SinkError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A Kafka partition, as the sink keys its open files.
+pub type TopicPartition = (String, i32);
+
+/// The files of one range after they were committed.
+#[derive(Debug, Clone)]
+pub struct CommittedRange {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset covered.
+    pub first: i64,
+    /// Last offset covered.
+    pub last: i64,
+    /// Final paths of the committed files.
+    pub files: Vec<PathBuf>,
+    /// Comment rows in the range.
+    pub comment_rows: u64,
+    /// Rejected rows in the range.
+    pub rejected_rows: u64,
+}
+
+impl CommittedRange {
+    /// The offset to commit to Kafka: the next one to consume.
+    pub fn next_offset(&self) -> i64 {
+        self.last + 1
+    }
+}
+
+struct OpenFile {
+    tmp: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+struct OpenRange {
+    first: i64,
+    last: i64,
+    opened: Instant,
+    files: BTreeMap<(Table, NaiveDate), OpenFile>,
+}
+
+impl OpenRange {
+    fn bytes(&self) -> u64 {
+        self.files
+            .values()
+            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
+            .sum()
+    }
+}
+
+/// Writes `comments/` and `rejected/` under one output root.
+pub struct ParquetSink {
+    root: PathBuf,
+    max_file_bytes: u64,
+    max_age: Duration,
+    props: WriterProperties,
+    stamp: Stamp,
+    open: HashMap<TopicPartition, OpenRange>,
+    metrics: Metrics,
+}
+
+/// Row groups are closed early when their buffered size passes this, which
+/// bounds the memory of every open file.
+const MAX_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+impl ParquetSink {
+    /// A sink writing under `cfg.root`.
+    pub fn new(cfg: &OutputConfig, stamp: Stamp, metrics: Metrics) -> Result<Self, SinkError> {
+        let level = ZstdLevel::try_new(cfg.zstd_level)
+            .map_err(|e| SinkError::Compression(cfg.zstd_level, e))?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
+            .set_created_by(format!("verbatim {}", env!("CARGO_PKG_VERSION")))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new(
+                    "verbatim.schema_version".into(),
+                    schema::SCHEMA_VERSION.to_string(),
+                ),
+                KeyValue::new("verbatim.pipeline".into(), stamp.pipeline.clone()),
+                KeyValue::new(
+                    "verbatim.pipeline_version".into(),
+                    stamp.pipeline_version.clone(),
+                ),
+            ]))
+            .build();
+        files::create_dir_durable(&cfg.root).map_err(io_err("creating", &cfg.root))?;
+        Ok(Self {
+            root: cfg.root.clone(),
+            max_file_bytes: cfg.max_file_bytes,
+            max_age: Duration::from_secs(cfg.max_file_age_secs),
+            props,
+            stamp,
+            open: HashMap::new(),
+            metrics,
+        })
+    }
+
+    /// The output root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Recovers where `(topic, partition)` stands (see [`recover_partition`]),
+    /// first dropping anything this sink still has open for it.
+    pub fn recover(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, SinkError> {
+        self.abort(&(topic.to_string(), partition));
+        recover_partition(&self.root, topic, partition)
+    }
+
+    /// Appends a processed batch to the open files of its partitions.
+    pub fn write(&mut self, batch: &CommentBatch) -> Result<(), SinkError> {
+        // Offsets per partition, over comments and rejections alike.
+        let mut bounds: HashMap<(&str, i32), (i64, i64)> = HashMap::new();
+        let all = batch
+            .comments
+            .iter()
+            .map(|c| &c.coords)
+            .chain(batch.rejected.iter().map(|r| &r.coords));
+        for c in all {
+            let e = bounds
+                .entry((c.topic.as_str(), c.partition))
+                .or_insert((c.offset, c.offset));
+            e.0 = e.0.min(c.offset);
+            e.1 = e.1.max(c.offset);
+        }
+        for ((topic, partition), (lo, hi)) in bounds {
+            let r = self
+                .open
+                .entry((topic.to_string(), partition))
+                .or_insert_with(|| OpenRange {
+                    first: lo,
+                    last: hi,
+                    opened: Instant::now(),
+                    files: BTreeMap::new(),
+                });
+            r.first = r.first.min(lo);
+            r.last = r.last.max(hi);
+        }
+
+        let mut comment_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Comment>> = BTreeMap::new();
+        for c in &batch.comments {
+            comment_groups
+                .entry((c.coords.topic.as_str(), c.coords.partition, c.event_date()))
+                .or_default()
+                .push(c);
+        }
+        let mut rejected_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Rejection>> =
+            BTreeMap::new();
+        for r in &batch.rejected {
+            rejected_groups
+                .entry((
+                    r.coords.topic.as_str(),
+                    r.coords.partition,
+                    r.ingest_time.date_naive(),
+                ))
+                .or_default()
+                .push(r);
+        }
+        for ((topic, partition, dt), rows) in comment_groups {
+            let rb = schema::comments_batch(&rows, &self.stamp)?;
+            self.append(topic, partition, Table::Comments, dt, &rb)?;
+            self.metrics.comments.inc_by(rows.len() as u64);
+        }
+        for ((topic, partition, dt), rows) in rejected_groups {
+            let rb = schema::rejected_batch(&rows, &self.stamp)?;
+            self.append(topic, partition, Table::Rejected, dt, &rb)?;
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        table: Table,
+        dt: NaiveDate,
+        rb: &RecordBatch,
+    ) -> Result<(), SinkError> {
+        let Some(range) = self.open.get_mut(&(topic.to_string(), partition)) else {
+            return Ok(()); // bounds were registered above for every row's partition
+        };
+        let file = match range.files.entry((table, dt)) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let dir = files::partition_dir(&self.root, table, dt);
+                files::create_dir_durable(&dir).map_err(io_err("creating", &dir))?;
+                let tmp = dir.join(files::temp_name(topic, partition, range.first, table));
+                let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
+                let schema = match table {
+                    Table::Comments => schema::comments_schema(),
+                    Table::Rejected => schema::rejected_schema(),
+                };
+                let writer = ArrowWriter::try_new(f, schema, Some(self.props.clone())).map_err(
+                    |source| SinkError::Parquet {
+                        path: tmp.clone(),
+                        source,
+                    },
+                )?;
+                v.insert(OpenFile {
+                    tmp,
+                    writer,
+                    rows: 0,
+                })
+            }
+        };
+        file.writer.write(rb).map_err(|source| SinkError::Parquet {
+            path: file.tmp.clone(),
+            source,
+        })?;
+        file.rows += rb.num_rows() as u64;
+        Ok(())
+    }
+
+    /// Partitions whose open files reached `max_file_bytes` or `max_file_age_secs`.
+    pub fn due(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = self
+            .open
+            .iter()
+            .filter(|(_, r)| r.opened.elapsed() >= self.max_age || r.bytes() >= self.max_file_bytes)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Partitions with open (uncommitted) files.
+    pub fn open_partitions(&self) -> Vec<TopicPartition> {
+        let mut v: Vec<_> = self.open.keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Commits the open files of one partition: closes each, fsyncs it,
+    /// renames it to its final name and fsyncs its folder. Returns `None` if
+    /// the partition had nothing open.
+    pub fn commit(&mut self, tp: &TopicPartition) -> Result<Option<CommittedRange>, SinkError> {
+        let Some(range) = self.open.remove(tp) else {
+            return Ok(None);
+        };
+        let parts = range.files.len() as u32;
+        let mut done = CommittedRange {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            first: range.first,
+            last: range.last,
+            files: Vec::with_capacity(range.files.len()),
+            comment_rows: 0,
+            rejected_rows: 0,
+        };
+        let mut staged = Vec::with_capacity(range.files.len());
+        for (i, ((table, _), f)) in range.files.into_iter().enumerate() {
+            let file = f.writer.into_inner().map_err(|source| SinkError::Parquet {
+                path: f.tmp.clone(),
+                source,
+            })?;
+            file.sync_all().map_err(io_err("fsyncing", &f.tmp))?;
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let name = PartName {
+                topic: files::safe_topic(&tp.0),
+                partition: tp.1,
+                first: range.first,
+                last: range.last,
+                part: i as u32 + 1,
+                parts,
+            };
+            let dir = f.tmp.parent().map(Path::to_path_buf).unwrap_or_default();
+            staged.push((table, f.tmp, dir.join(name.file_name()), len, f.rows));
+        }
+        crate::failpoint::hit("before_rename");
+        for (i, (table, tmp, dest, len, rows)) in staged.iter().enumerate() {
+            fs::rename(tmp, dest).map_err(io_err("renaming", tmp))?;
+            if i == 0 {
+                crate::failpoint::hit("mid_rename");
+            }
+            self.metrics
+                .files
+                .get_or_create(&TableLabel {
+                    table: table.dir().into(),
+                })
+                .inc();
+            self.metrics.bytes.inc_by(*len);
+            match table {
+                Table::Comments => done.comment_rows += rows,
+                Table::Rejected => done.rejected_rows += rows,
+            }
+            done.files.push(dest.clone());
+        }
+        let mut dirs: Vec<&Path> = staged.iter().filter_map(|s| s.2.parent()).collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            files::fsync_dir(d).map_err(io_err("fsyncing", d))?;
+        }
+        crate::failpoint::hit("after_rename");
+        Ok(Some(done))
+    }
+
+    /// Commits every open partition.
+    pub fn commit_all(&mut self) -> Result<Vec<CommittedRange>, SinkError> {
+        let mut out = Vec::new();
+        for tp in self.open_partitions() {
+            out.extend(self.commit(&tp)?);
+        }
+        Ok(out)
+    }
+
+    /// Drops a partition's open files without committing (its assignment was
+    /// lost: another consumer now owns those offsets).
+    pub fn abort(&mut self, tp: &TopicPartition) {
+        if let Some(range) = self.open.remove(tp) {
+            for (_, f) in range.files {
+                drop(f.writer);
+                if let Err(e) = fs::remove_file(&f.tmp) {
+                    tracing::warn!(file = %f.tmp.display(), error = %e, "could not remove an aborted temporary file");
+                }
+            }
+        }
+    }
+}
+
+/// The stamp for a pipeline (name and version tag).
+pub fn stamp_for(cfg: &crate::config::PipelineConfig) -> Stamp {
+    Stamp {
+        pipeline: cfg.name.clone(),
+        pipeline_version: cfg.version_tag(),
+    }
+}
+
+/// Recovers where `(topic, partition)` stands from the committed files under
+/// `root`, deleting debris a crash left (temporary files, partial ranges).
+/// Returns the next offset to consume, or `None` if nothing was committed.
+pub fn recover_partition(
+    root: &Path,
+    topic: &str,
+    partition: i32,
+) -> Result<Option<i64>, SinkError> {
+    let p = files::scan_progress(root, topic, partition).map_err(io_err("scanning", root))?;
+    for d in &p.debris {
+        tracing::warn!(file = %d.display(), topic, partition, "removing an uncommitted file left by an earlier crash");
+        match fs::remove_file(d) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("removing", d)(e)),
+        }
+    }
+    Ok(p.next_offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comment::{RejectReason, SourceCoords};
+    use chrono::{TimeZone, Utc};
+
+    fn coords(p: i32, o: i64) -> SourceCoords {
+        SourceCoords {
+            topic: "fb".into(),
+            partition: p,
+            offset: o,
+            kafka_timestamp: None,
+        }
+    }
+
+    fn comment(p: i32, o: i64, day: u32) -> Comment {
+        let t = Utc.with_ymd_and_hms(2026, 2, day, 12, 0, 0).unwrap();
+        Comment {
+            coords: coords(p, o),
+            id: format!("c{p}-{o}"),
+            event_time: t,
+            text: "fine".into(),
+            score: None,
+            channel: None,
+            staff_id: None,
+            location: None,
+            product: None,
+            declared_language: None,
+            attributes: Default::default(),
+            ingest_time: t,
+        }
+    }
+
+    fn sink(root: &Path) -> ParquetSink {
+        let cfg = OutputConfig {
+            root: root.to_path_buf(),
+            ..OutputConfig::default()
+        };
+        ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap()
+    }
+
+    #[test]
+    fn commit_names_all_parts_and_progress_follows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path());
+        let mut b = CommentBatch::default();
+        b.comments.push(comment(0, 10, 1));
+        b.comments.push(comment(0, 11, 2));
+        b.rejected.push(Rejection {
+            coords: coords(0, 12),
+            key: None,
+            raw: b"x".to_vec(),
+            reason: RejectReason::NotJson,
+            message: "m".into(),
+            ingest_time: Utc::now(),
+        });
+        b.comments.push(comment(1, 5, 1));
+        s.write(&b).unwrap();
+        assert_eq!(s.open_partitions().len(), 2);
+        // Nothing visible before commit.
+        assert_eq!(
+            files::scan_progress(dir.path(), "fb", 0)
+                .unwrap()
+                .next_offset,
+            None
+        );
+        let r = s.commit(&("fb".into(), 0)).unwrap().unwrap();
+        assert_eq!((r.first, r.last, r.files.len()), (10, 12, 3));
+        assert_eq!((r.comment_rows, r.rejected_rows), (2, 1));
+        assert!(r.files.iter().all(|f| f.exists()));
+        assert_eq!(
+            files::scan_progress(dir.path(), "fb", 0)
+                .unwrap()
+                .next_offset,
+            Some(13)
+        );
+        assert_eq!(
+            files::scan_progress(dir.path(), "fb", 1)
+                .unwrap()
+                .next_offset,
+            None
+        );
+
+        // A reader sees what was written.
+        let f = File::open(&r.files[0]).unwrap();
+        let rd = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .unwrap()
+            .build()
+            .unwrap();
+        let rows: usize = rd.map(|b| b.unwrap().num_rows()).sum();
+        assert_eq!(rows, 1);
+    }
+
+    #[test]
+    fn recover_removes_uncommitted_and_abort_cleans() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path());
+        let mut b = CommentBatch::default();
+        b.comments.push(comment(0, 0, 1));
+        s.write(&b).unwrap();
+        let tmp_count = || {
+            walk(dir.path())
+                .into_iter()
+                .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
+                .count()
+        };
+        assert_eq!(tmp_count(), 1);
+        // A second sink (a restarted process) recovers: the temp file is debris.
+        let mut s2 = sink(dir.path());
+        assert_eq!(s2.recover("fb", 0).unwrap(), None);
+        assert_eq!(tmp_count(), 0);
+        s.abort(&("fb".into(), 0));
+        assert!(s.open_partitions().is_empty());
+    }
+
+    #[test]
+    fn due_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OutputConfig {
+            root: dir.path().to_path_buf(),
+            max_file_bytes: 1024,
+            ..OutputConfig::default()
+        };
+        let mut s = ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
+        let mut b = CommentBatch::default();
+        for o in 0..2000 {
+            let mut c = comment(0, o, 1);
+            c.text = format!("comment number {o} with some words to take space");
+            b.comments.push(c);
+        }
+        s.write(&b).unwrap();
+        assert_eq!(s.due(), vec![("fb".to_string(), 0)]);
+    }
+
+    fn walk(p: &Path) -> Vec<PathBuf> {
+        let mut out = vec![];
+        if let Ok(rd) = fs::read_dir(p) {
+            for e in rd.flatten() {
+                let path = e.path();
+                if path.is_dir() {
+                    out.extend(walk(&path));
+                } else {
+                    out.push(path);
+                }
+            }
+        }
+        out
+    }
+}

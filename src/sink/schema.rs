@@ -1,0 +1,325 @@
+//! Arrow schemas of the output tables, and the builders that turn rows into
+//! record batches. README.md documents every column listed here; the
+//! `schema_doc_matches_readme` test keeps the two in step.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryBuilder, Float64Builder, Int32Array, Int64Array, MapBuilder, MapFieldNames,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMillisecondArray,
+};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+
+use crate::comment::{Comment, Rejection};
+
+/// Version of the table layout; bumped whenever a column changes meaning or type.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// Values the writer stamps on every row.
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Pipeline version tag (verbatim version + config hash).
+    pub pipeline_version: String,
+}
+
+fn ts(unit: TimeUnit) -> DataType {
+    DataType::Timestamp(unit, Some("UTC".into()))
+}
+
+fn attributes_type() -> DataType {
+    DataType::Map(
+        Arc::new(Field::new(
+            "entries",
+            DataType::Struct(Fields::from(vec![
+                Field::new("keys", DataType::Utf8, false),
+                Field::new("values", DataType::Utf8, true),
+            ])),
+            false,
+        )),
+        false,
+    )
+}
+
+/// `(name, type, nullable, meaning)` of every `comments` column, in order.
+pub fn comments_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
+    vec![
+        ("source_topic", DataType::Utf8, false, "Kafka topic the message was read from (`file:<name>` for `verbatim ingest`)"),
+        ("source_partition", DataType::Int32, false, "Kafka partition"),
+        ("source_offset", DataType::Int64, false, "Kafka offset (line/record index for `ingest`); with topic and partition, unique per row"),
+        ("kafka_timestamp", ts(TimeUnit::Millisecond), true, "Kafka record timestamp"),
+        ("id", DataType::Utf8, false, "Comment id from the mapped `id` field, else `topic-partition-offset`"),
+        ("event_time", ts(TimeUnit::Microsecond), false, "When the comment was written: mapped time field, else Kafka timestamp, else ingest time; `dt` is its UTC date"),
+        ("text", DataType::Utf8, false, "Comment text, whitespace-trimmed"),
+        ("score", DataType::Float64, true, "Score given with the comment (NPS 0-10, CSAT 1-5, stars...)"),
+        ("channel", DataType::Utf8, true, "Channel (survey, app_review, chat...)"),
+        ("staff_id", DataType::Utf8, true, "Staff member the feedback is attached to"),
+        ("location", DataType::Utf8, true, "Site, store or region"),
+        ("product", DataType::Utf8, true, "Product or service line"),
+        ("declared_language", DataType::Utf8, true, "Language code sent with the message, if any"),
+        ("attributes", attributes_type(), false, "Extra mapped fields as strings (non-strings JSON-encoded)"),
+        ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message"),
+        ("pipeline", DataType::Utf8, false, "Pipeline name (`name` in the pipeline file)"),
+        ("pipeline_version", DataType::Utf8, false, "verbatim version and a hash of the resolved pipeline config"),
+        ("schema_version", DataType::Int32, false, "Version of this table layout"),
+    ]
+}
+
+/// `(name, type, nullable, meaning)` of every `rejected` column, in order.
+pub fn rejected_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
+    vec![
+        ("source_topic", DataType::Utf8, false, "Kafka topic"),
+        ("source_partition", DataType::Int32, false, "Kafka partition"),
+        ("source_offset", DataType::Int64, false, "Kafka offset"),
+        ("kafka_timestamp", ts(TimeUnit::Millisecond), true, "Kafka record timestamp"),
+        ("key", DataType::Binary, true, "Record key bytes"),
+        ("raw", DataType::Binary, false, "Record value bytes, unchanged (empty for a tombstone)"),
+        ("raw_text", DataType::Utf8, true, "The value as text when it is valid UTF-8"),
+        ("reason", DataType::Utf8, false, "Reason code: empty_payload, invalid_utf8, not_json, not_object, missing_text, empty_text, text_too_long, wrong_type, bad_timestamp"),
+        ("message", DataType::Utf8, false, "What exactly was wrong (field, type found)"),
+        ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message; `dt` is its UTC date"),
+        ("pipeline", DataType::Utf8, false, "Pipeline name"),
+        ("pipeline_version", DataType::Utf8, false, "verbatim version and config hash"),
+        ("schema_version", DataType::Int32, false, "Version of this table layout"),
+    ]
+}
+
+fn to_schema(cols: Vec<(&'static str, DataType, bool, &'static str)>) -> SchemaRef {
+    Arc::new(Schema::new(
+        cols.into_iter()
+            .map(|(n, t, null, _)| Field::new(n, t, null))
+            .collect::<Vec<_>>(),
+    ))
+}
+
+/// Arrow schema of `comments/`.
+pub fn comments_schema() -> SchemaRef {
+    to_schema(comments_columns())
+}
+
+/// Arrow schema of `rejected/`.
+pub fn rejected_schema() -> SchemaRef {
+    to_schema(rejected_columns())
+}
+
+fn opt_str<'a>(rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
+    Arc::new(rows.collect::<StringArray>())
+}
+
+fn ts_us(v: impl Iterator<Item = i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(v.collect::<Vec<i64>>()).with_timezone("UTC"))
+}
+
+fn micros(t: &chrono::DateTime<chrono::Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Builds a `comments` record batch from rows (all of one file).
+pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut score = Float64Builder::with_capacity(n);
+    let mut attrs = MapBuilder::new(
+        Some(MapFieldNames {
+            entry: "entries".into(),
+            key: "keys".into(),
+            value: "values".into(),
+        }),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    );
+    for r in rows {
+        score.append_option(r.score);
+        for (k, v) in &r.attributes {
+            attrs.keys().append_value(k);
+            attrs.values().append_value(v);
+        }
+        attrs.append(true)?;
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.coords.topic.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.coords.partition)
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.coords.offset).collect::<Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.coords.kafka_timestamp.map(|t| t.timestamp_millis()))
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        ),
+        opt_str(rows.iter().map(|r| Some(r.id.as_str()))),
+        ts_us(rows.iter().map(|r| micros(&r.event_time))),
+        opt_str(rows.iter().map(|r| Some(r.text.as_str()))),
+        Arc::new(score.finish()),
+        opt_str(rows.iter().map(|r| r.channel.as_deref())),
+        opt_str(rows.iter().map(|r| r.staff_id.as_deref())),
+        opt_str(rows.iter().map(|r| r.location.as_deref())),
+        opt_str(rows.iter().map(|r| r.product.as_deref())),
+        opt_str(rows.iter().map(|r| r.declared_language.as_deref())),
+        Arc::new(attrs.finish()),
+        ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
+        opt_str(std::iter::repeat_n(Some(stamp.pipeline.as_str()), n)),
+        opt_str(std::iter::repeat_n(
+            Some(stamp.pipeline_version.as_str()),
+            n,
+        )),
+        Arc::new(Int32Array::from(vec![SCHEMA_VERSION; n])),
+    ];
+    RecordBatch::try_new(comments_schema(), columns)
+}
+
+/// Builds a `rejected` record batch from rows (all of one file).
+pub fn rejected_batch(rows: &[&Rejection], stamp: &Stamp) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut key = BinaryBuilder::new();
+    let mut raw = BinaryBuilder::new();
+    for r in rows {
+        key.append_option(r.key.as_deref());
+        raw.append_value(&r.raw);
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            rows.iter()
+                .map(|r| Some(r.coords.topic.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.coords.partition)
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(rows.iter().map(|r| r.coords.offset).collect::<Int64Array>()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.coords.kafka_timestamp.map(|t| t.timestamp_millis()))
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        ),
+        Arc::new(key.finish()),
+        Arc::new(raw.finish()),
+        opt_str(rows.iter().map(|r| std::str::from_utf8(&r.raw).ok())),
+        opt_str(rows.iter().map(|r| Some(r.reason.code()))),
+        opt_str(rows.iter().map(|r| Some(r.message.as_str()))),
+        ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
+        opt_str(std::iter::repeat_n(Some(stamp.pipeline.as_str()), n)),
+        opt_str(std::iter::repeat_n(
+            Some(stamp.pipeline_version.as_str()),
+            n,
+        )),
+        Arc::new(Int32Array::from(vec![SCHEMA_VERSION; n])),
+    ];
+    RecordBatch::try_new(rejected_schema(), columns)
+}
+
+/// Renders a column table as Markdown (used to keep README in step).
+pub fn columns_markdown(cols: &[(&'static str, DataType, bool, &'static str)]) -> String {
+    let mut s = String::from("| column | type | null | meaning |\n|---|---|---|---|\n");
+    for (n, t, null, doc) in cols {
+        let t = match t {
+            DataType::Utf8 => "string".to_string(),
+            DataType::Int32 => "int32".into(),
+            DataType::Int64 => "int64".into(),
+            DataType::Float64 => "double".into(),
+            DataType::Float32 => "float".into(),
+            DataType::Boolean => "boolean".into(),
+            DataType::Binary => "binary".into(),
+            DataType::Timestamp(TimeUnit::Millisecond, _) => "timestamp(ms, UTC)".into(),
+            DataType::Timestamp(TimeUnit::Microsecond, _) => "timestamp(us, UTC)".into(),
+            DataType::Map(..) => "map<string, string>".into(),
+            other => format!("{other}"),
+        };
+        s.push_str(&format!(
+            "| `{n}` | {t} | {} | {doc} |\n",
+            if *null { "yes" } else { "no" }
+        ));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::comment::{RejectReason, SourceCoords};
+    use chrono::{TimeZone, Utc};
+
+    fn stamp() -> Stamp {
+        Stamp {
+            pipeline: "p".into(),
+            pipeline_version: "v".into(),
+        }
+    }
+
+    fn coords() -> SourceCoords {
+        SourceCoords {
+            topic: "t".into(),
+            partition: 1,
+            offset: 5,
+            kafka_timestamp: None,
+        }
+    }
+
+    #[test]
+    fn comments_batch_matches_schema() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut c = Comment {
+            coords: coords(),
+            id: "a".into(),
+            event_time: t,
+            text: "hi".into(),
+            score: Some(3.0),
+            channel: None,
+            staff_id: Some("s".into()),
+            location: None,
+            product: None,
+            declared_language: None,
+            attributes: Default::default(),
+            ingest_time: t,
+        };
+        let c2 = {
+            c.attributes.insert("k".into(), "v".into());
+            c.clone()
+        };
+        let b = comments_batch(&[&c, &c2], &stamp()).unwrap();
+        assert_eq!(b.num_rows(), 2);
+        assert_eq!(b.num_columns(), comments_columns().len());
+    }
+
+    #[test]
+    fn rejected_batch_matches_schema() {
+        let r = Rejection {
+            coords: coords(),
+            key: Some(b"k".to_vec()),
+            raw: b"\xff".to_vec(),
+            reason: RejectReason::InvalidUtf8,
+            message: "m".into(),
+            ingest_time: Utc::now(),
+        };
+        let b = rejected_batch(&[&r], &stamp()).unwrap();
+        assert_eq!(b.num_rows(), 1);
+        assert!(b.column(6).is_null(0), "raw_text is null for non-UTF-8");
+    }
+
+    #[test]
+    fn schema_doc_matches_readme() {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        for table in [
+            columns_markdown(&comments_columns()),
+            columns_markdown(&rejected_columns()),
+        ] {
+            assert!(
+                readme.contains(&table),
+                "README.md's schema table is out of date; paste this in:\n{table}"
+            );
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! Kafka source: a consumer-group member polled on its own thread.
+//!
+//! - Offsets are never auto-committed. [`KafkaCommitter`] commits a
+//!   partition's next offset only after its files are durable.
+//! - On assignment, each partition's start is recovered from the committed
+//!   files under the output root (falling back to the group's committed
+//!   offset, then `auto.offset.reset`), so a crash between a file rename and
+//!   its offset commit, or a commit refused during a rebalance, never
+//!   duplicates a row.
+//! - On revocation, the rebalance callback asks the pipeline to flush and
+//!   commit the revoked partitions and waits for it before releasing them. A
+//!   *lost* assignment (session timeout) is aborted instead: another member
+//!   already owns those offsets.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::TimeZone;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+
+use super::{SourceError, SourceEvent};
+use crate::comment::{RawMessage, SourceCoords};
+use crate::config::KafkaConfig;
+use crate::metrics::{Metrics, ResultLabel};
+use crate::sink::{CommittedRange, TopicPartition};
+
+/// The librdkafka settings for a pipeline's `[kafka]` section (consumer side;
+/// the dead-letter producer reuses the connection and security properties).
+pub fn client_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers);
+    for (key, v) in &k.properties {
+        c.set(key, v);
+    }
+    c
+}
+
+fn consumer_config(k: &KafkaConfig) -> ClientConfig {
+    let mut c = client_config(k);
+    c.set("group.id", &k.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", &k.auto_offset_reset)
+        .set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+/// Consumer context: routes librdkafka logs to `tracing` and handles rebalances.
+pub struct SourceContext {
+    events: mpsc::Sender<SourceEvent>,
+    output_root: PathBuf,
+    metrics: Metrics,
+}
+
+impl ClientContext for SourceContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                tracing::info!(target: "librdkafka", fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
+}
+
+impl SourceContext {
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let mut starts = Vec::new();
+        for (topic, partition) in partitions_of(tpl) {
+            match crate::sink::recover_partition(&self.output_root, &topic, partition) {
+                Ok(Some(next)) => {
+                    if let Err(e) =
+                        tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                    {
+                        self.fatal(format!("setting the start of {topic}/{partition}: {e}"));
+                    }
+                    starts.push(((topic, partition), Some(next)));
+                }
+                // No files yet: the group's committed offset, else auto.offset.reset.
+                Ok(None) => starts.push(((topic, partition), None)),
+                Err(e) => self.fatal(format!(
+                    "recovering progress of {topic}/{partition} from files: {e}"
+                )),
+            }
+        }
+        let res = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_assign(tpl),
+            _ => consumer.assign(tpl),
+        };
+        if let Err(e) = res {
+            self.fatal(format!("assigning partitions: {e}"));
+            return;
+        }
+        self.metrics.assigned_partitions.inc_by(starts.len() as i64);
+        let _ = self.events.blocking_send(SourceEvent::Assigned(starts));
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let partitions = partitions_of(tpl);
+        let lost = consumer.assignment_lost();
+        let (done, wait) = std::sync::mpsc::sync_channel(1);
+        if self
+            .events
+            .blocking_send(SourceEvent::Revoke {
+                partitions: partitions.clone(),
+                lost,
+                done,
+            })
+            .is_ok()
+        {
+            // The pipeline flushes and commits these partitions, then answers.
+            let _ = wait.recv();
+        }
+        let res = match consumer.rebalance_protocol() {
+            RebalanceProtocol::Cooperative => consumer.incremental_unassign(tpl),
+            _ => consumer.unassign(),
+        };
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "unassigning revoked partitions");
+        }
+        self.metrics
+            .assigned_partitions
+            .dec_by(partitions.len() as i64);
+    }
+
+    fn fatal(&self, msg: String) {
+        tracing::error!("{msg}");
+        let _ = self.events.blocking_send(SourceEvent::Fatal(msg));
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => self.on_assign(consumer, tpl),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => self.on_revoke(consumer, tpl),
+            other => {
+                tracing::error!(?other, "rebalance error; dropping the assignment");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
+
+type Inner = BaseConsumer<SourceContext>;
+
+/// A running Kafka source: its polling thread and its consumer.
+pub struct KafkaSource {
+    consumer: Option<Arc<Inner>>,
+    stop: Arc<AtomicBool>,
+    close: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Commits offsets for ranges whose files are durable.
+#[derive(Clone)]
+pub struct KafkaCommitter {
+    consumer: Arc<Inner>,
+    metrics: Metrics,
+}
+
+impl KafkaCommitter {
+    /// Commits `next_offset` for each range (synchronously, one request).
+    /// A refused commit is logged and counted, not fatal: the files remain
+    /// the record of progress and the next assignment recovers from them.
+    pub fn commit(&self, ranges: &[CommittedRange]) {
+        if ranges.is_empty() {
+            return;
+        }
+        let res = (|| -> Result<(), KafkaError> {
+            let mut tpl = TopicPartitionList::new();
+            for r in ranges {
+                tpl.add_partition_offset(&r.topic, r.partition, Offset::Offset(r.next_offset()))?;
+            }
+            let res = self.consumer.commit(&tpl, CommitMode::Sync);
+            drop(tpl);
+            res
+        })();
+        let result = match &res {
+            Ok(()) => "ok",
+            Err(e) => {
+                tracing::warn!(error = %e, "offset commit refused; the files stay authoritative");
+                "error"
+            }
+        };
+        self.metrics
+            .offset_commits
+            .get_or_create(&ResultLabel {
+                result: result.into(),
+            })
+            .inc();
+    }
+}
+
+impl KafkaSource {
+    /// Joins the consumer group and starts polling on a new thread. Events
+    /// (messages, revocations) arrive on `events` in order.
+    pub fn start(
+        cfg: &KafkaConfig,
+        output_root: PathBuf,
+        events: mpsc::Sender<SourceEvent>,
+        metrics: Metrics,
+    ) -> Result<(Self, KafkaCommitter), SourceError> {
+        let ctx = SourceContext {
+            events: events.clone(),
+            output_root,
+            metrics: metrics.clone(),
+        };
+        let consumer: Inner = consumer_config(cfg)
+            .create_with_context(ctx)
+            .map_err(SourceError::Kafka)?;
+        let topics: Vec<&str> = cfg.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(SourceError::Kafka)?;
+        let consumer = Arc::new(consumer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (close, closed) = std::sync::mpsc::channel::<()>();
+        let thread = {
+            let consumer = Arc::clone(&consumer);
+            let stop = Arc::clone(&stop);
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("kafka-source".into())
+                .spawn(move || poll_loop(consumer, stop, closed, events, metrics))
+                .map_err(SourceError::Thread)?
+        };
+        let committer = KafkaCommitter {
+            consumer: Arc::clone(&consumer),
+            metrics,
+        };
+        Ok((
+            Self {
+                consumer: Some(consumer),
+                stop,
+                close: Some(close),
+                thread: Some(thread),
+            },
+            committer,
+        ))
+    }
+
+    /// Asks the polling thread to stop fetching; it answers with
+    /// [`SourceEvent::Stopped`] after the last message it handed over.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// The flag that [`KafkaSource::stop`] sets, for callers that must stop
+    /// the source from elsewhere.
+    pub fn stop_handle(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.stop)
+    }
+
+    /// Leaves the group and closes the consumer. Call after the pipeline has
+    /// committed everything and dropped its committer; keep draining events
+    /// until the channel closes (the final revocation arrives there).
+    pub fn close(&mut self) -> std::thread::Result<()> {
+        self.stop();
+        drop(self.consumer.take());
+        drop(self.close.take());
+        match self.thread.take() {
+            Some(t) => t.join(),
+            None => Ok(()),
+        }
+    }
+}
+
+fn poll_loop(
+    consumer: Arc<Inner>,
+    stop: Arc<AtomicBool>,
+    closed: std::sync::mpsc::Receiver<()>,
+    events: mpsc::Sender<SourceEvent>,
+    metrics: Metrics,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                metrics.messages.inc();
+                let raw = RawMessage {
+                    coords: SourceCoords {
+                        topic: m.topic().to_string(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        kafka_timestamp: m
+                            .timestamp()
+                            .to_millis()
+                            .and_then(|ms| chrono::Utc.timestamp_millis_opt(ms).single()),
+                    },
+                    key: m.key().map(<[u8]>::to_vec),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                };
+                drop(m);
+                if events.blocking_send(SourceEvent::Message(raw)).is_err() {
+                    break;
+                }
+            }
+            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+        }
+    }
+    let _ = events.blocking_send(SourceEvent::Stopped);
+    drop(events);
+    // Wait until the pipeline has committed and released its handle, then
+    // close here, on a plain thread: closing runs the final revocation callback.
+    let _ = closed.recv();
+    consumer.unsubscribe();
+    drop(consumer);
+}
