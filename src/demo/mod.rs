@@ -265,12 +265,32 @@ mod tests {
     fn sample_is_big_varied_and_has_malformed_lines() {
         let msgs = sample_messages();
         assert!(msgs.len() >= 300, "only {} messages", msgs.len());
+        let cfg = PipelineConfig::from_toml(DEMO_PIPELINE, Path::new("demo.toml")).unwrap();
+        let decoder = crate::decode::Decoder::new(cfg.input);
+        let mut reasons = std::collections::BTreeSet::new();
+        for (i, (p, k, v)) in msgs.iter().enumerate() {
+            let raw = crate::comment::RawMessage {
+                coords: crate::comment::SourceCoords {
+                    topic: DEMO_TOPIC.into(),
+                    partition: *p,
+                    offset: i as i64,
+                    kafka_timestamp: None,
+                },
+                key: k.clone(),
+                payload: Some(v.clone()),
+            };
+            if let crate::comment::Decoded::Rejected(r) = decoder.decode(raw, chrono::Utc::now()) {
+                reasons.insert(r.reason);
+            }
+        }
+        assert!(
+            reasons.len() >= 6,
+            "want malformed messages of many kinds, got {reasons:?}"
+        );
         let parsed: Vec<serde_json::Value> = msgs
             .iter()
             .filter_map(|(_, _, v)| serde_json::from_slice(v).ok())
             .collect();
-        let bad = msgs.len() - parsed.len();
-        assert!(bad >= 5, "want some malformed lines, got {bad}");
         let ru = parsed
             .iter()
             .filter(|v| {

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command (README: "Run the tests"). Sets up the tools the
+# tests need, then runs every test; tools that are missing fail the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash .ci/setup.sh
+export VERBATIM_PYTHON="$PWD/.cache/venv/bin/python"
+export TANSU_BIN="$PWD/.cache/tools/tansu"
+export VERBATIM_REQUIRE_E2E=1
+cargo test --all-targets "$@"

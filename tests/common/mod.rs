@@ -1,0 +1,298 @@
+//! Helpers shared by the integration tests: realistic payloads with known bad
+//! ones mixed in, and an exactness check of the output tables.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use arrow::array::{Array, Int32Array, Int64Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use verbatim::config::{KafkaConfig, PipelineConfig};
+
+/// One produced message and what the pipeline must make of it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub partition: i32,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    /// `None`: a comment with id `id`; `Some(reason)`: a rejection.
+    pub reject: Option<&'static str>,
+    pub id: String,
+}
+
+const TEXTS: [&str; 6] = [
+    "The engineer was lovely but the app keeps crashing",
+    "Third time I have called about my bill, please call me back",
+    "Delivery was fast and the driver was polite",
+    "Связь пропадает каждый вечер, перезвоните мне",
+    "The room was dirty and overpriced",
+    "Staff asked me to give a 10 on the survey",
+];
+
+/// `n` messages over `partitions` partitions; every 13th is malformed in
+/// one of several ways, each with the reason the decoder must give.
+pub fn messages(n: usize, partitions: i32, tag: &str) -> Vec<Sent> {
+    let bad: [(&[u8], &str); 7] = [
+        (b"{not json", "not_json"),
+        (b"[1, 2, 3]", "not_object"),
+        (
+            b"{\"id\": \"x\", \"body\": \"wrong field\"}",
+            "missing_text",
+        ),
+        (b"{\"text\": \"  \"}", "empty_text"),
+        (b"{\"text\": \"caf\xe9\"}", "invalid_utf8"),
+        (b"{\"text\": \"ok\", \"score\": \"ten\"}", "wrong_type"),
+        (
+            b"{\"text\": \"ok\", \"created_at\": \"someday\"}",
+            "bad_timestamp",
+        ),
+    ];
+    (0..n)
+        .map(|i| {
+            let partition = (i % partitions as usize) as i32;
+            let id = format!("{tag}-{i}");
+            if i % 13 == 7 {
+                let (v, reason) = bad[(i / 13) % bad.len()];
+                Sent {
+                    partition,
+                    key: None,
+                    value: v.to_vec(),
+                    reject: Some(reason),
+                    id,
+                }
+            } else {
+                let day = 1 + (i % 5);
+                let v = serde_json::json!({
+                    "id": id,
+                    "text": format!("{} (#{i})", TEXTS[i % TEXTS.len()]),
+                    "created_at": format!("2026-10-0{day}T12:00:00Z"),
+                    "score": (i % 11) as f64,
+                    "staff_id": format!("S{}", i % 7),
+                });
+                Sent {
+                    partition,
+                    key: Some(id.clone().into_bytes()),
+                    value: v.to_string().into_bytes(),
+                    reject: None,
+                    id,
+                }
+            }
+        })
+        .collect()
+}
+
+/// Produces the messages; returns each one's offset, in input order.
+pub async fn produce(bootstrap: &str, topic: &str, msgs: &[Sent]) -> Vec<i64> {
+    let items = msgs
+        .iter()
+        .map(|m| (m.partition, m.key.clone(), m.value.clone()));
+    verbatim::kafka_mock::produce_all(bootstrap, topic, items)
+        .await
+        .expect("produce")
+        .into_iter()
+        .map(|(_, o)| o)
+        .collect()
+}
+
+/// A pipeline reading `topic` with group `group` into `root`, batching small
+/// so several batches and commits happen.
+pub fn config(bootstrap: &str, topic: &str, group: &str, root: &Path) -> PipelineConfig {
+    let mut cfg = PipelineConfig::default();
+    cfg.name = "test".into();
+    let mut props = std::collections::BTreeMap::new();
+    props.insert("session.timeout.ms".to_string(), "6000".to_string());
+    props.insert("heartbeat.interval.ms".to_string(), "500".to_string());
+    cfg.kafka = Some(KafkaConfig {
+        brokers: bootstrap.to_string(),
+        topics: vec![topic.to_string()],
+        group_id: group.to_string(),
+        auto_offset_reset: "earliest".into(),
+        properties: props,
+    });
+    cfg.batch.max_records = 100;
+    cfg.batch.max_wait_ms = 100;
+    cfg.output.root = root.to_path_buf();
+    cfg.output.max_file_bytes = 64 * 1024;
+    cfg.output.max_file_age_secs = 1;
+    cfg
+}
+
+/// One row as read back from the output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Row {
+    pub partition: i32,
+    pub offset: i64,
+    /// Comment id, or the reject reason for `rejected/` rows.
+    pub value: String,
+}
+
+/// Everything in the output tables.
+#[derive(Debug, Default)]
+pub struct Output {
+    pub comments: Vec<Row>,
+    pub rejected: Vec<Row>,
+}
+
+fn parquet_files(dir: &Path) -> Vec<PathBuf> {
+    verbatim::demo::parquet_files(dir)
+}
+
+fn col<'a, T: 'static>(b: &'a arrow::record_batch::RecordBatch, name: &str) -> &'a T {
+    b.column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name}"))
+        .as_any()
+        .downcast_ref::<T>()
+        .unwrap_or_else(|| panic!("column {name} type"))
+}
+
+/// Reads both tables back with the parquet crate's reader.
+pub fn read_output(root: &Path) -> Output {
+    let mut out = Output::default();
+    for (table, value_col) in [("comments", "id"), ("rejected", "reason")] {
+        for f in parquet_files(&root.join(table)) {
+            let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+            for b in r {
+                let b = b.unwrap();
+                let p = col::<Int32Array>(&b, "source_partition");
+                let o = col::<Int64Array>(&b, "source_offset");
+                let v = col::<StringArray>(&b, value_col);
+                for i in 0..b.num_rows() {
+                    let row = Row {
+                        partition: p.value(i),
+                        offset: o.value(i),
+                        value: v.value(i).to_string(),
+                    };
+                    if table == "comments" {
+                        out.comments.push(row);
+                    } else {
+                        out.rejected.push(row);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Asserts that every sent message is in the output exactly once, as the
+/// right kind of row.
+pub fn assert_exact(root: &Path, sent: &[Sent], offsets: &[i64]) {
+    let out = read_output(root);
+    let mut want_comments = Vec::new();
+    let mut want_rejected = Vec::new();
+    for (m, &o) in sent.iter().zip(offsets) {
+        let row = Row {
+            partition: m.partition,
+            offset: o,
+            value: m.reject.map(str::to_string).unwrap_or_else(|| m.id.clone()),
+        };
+        if m.reject.is_some() {
+            want_rejected.push(row);
+        } else {
+            want_comments.push(row);
+        }
+    }
+    let dups = |rows: &[Row]| {
+        let mut seen = HashSet::new();
+        rows.iter()
+            .filter(|r| !seen.insert((r.partition, r.offset)))
+            .count()
+    };
+    assert_eq!(dups(&out.comments), 0, "duplicate comment rows");
+    assert_eq!(dups(&out.rejected), 0, "duplicate rejected rows");
+    let ids: HashSet<_> = out.comments.iter().map(|r| &r.value).collect();
+    assert_eq!(ids.len(), out.comments.len(), "comment ids are not unique");
+    let mut got_c = out.comments.clone();
+    let mut got_r = out.rejected.clone();
+    for v in [
+        &mut got_c,
+        &mut got_r,
+        &mut want_comments,
+        &mut want_rejected,
+    ] {
+        v.sort();
+    }
+    assert_eq!(
+        got_c.len(),
+        want_comments.len(),
+        "comment rows = messages - rejected"
+    );
+    assert_eq!(
+        got_c, want_comments,
+        "comment rows differ from what was produced"
+    );
+    assert_eq!(got_r, want_rejected, "rejected rows or reasons differ");
+}
+
+/// Per partition, the offset after the last produced message.
+pub fn ends(sent: &[Sent], offsets: &[i64]) -> BTreeMap<i32, i64> {
+    let mut m = BTreeMap::new();
+    for (s, &o) in sent.iter().zip(offsets) {
+        let e = m.entry(s.partition).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+    m
+}
+
+/// True when the committed files of every partition reach its end.
+pub fn files_reach(root: &Path, topic: &str, ends: &BTreeMap<i32, i64>) -> bool {
+    ends.iter().all(|(&p, &end)| {
+        verbatim::sink::files::scan_progress(root, topic, p)
+            .ok()
+            .and_then(|pr| pr.next_offset)
+            .is_some_and(|n| n >= end)
+    })
+}
+
+/// Waits (bounded) until `cond` holds; panics with `what` after `limit`.
+pub async fn wait_for(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The group's committed offsets for `topic`'s partitions.
+pub fn group_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<i32, i64> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let res = c.committed_offsets(tpl, Duration::from_secs(10)).unwrap();
+    let out = res
+        .elements()
+        .iter()
+        .map(|e| {
+            (
+                e.partition(),
+                match e.offset() {
+                    Offset::Offset(o) => o,
+                    _ => -1,
+                },
+            )
+        })
+        .collect();
+    drop(res);
+    out
+}

@@ -1,0 +1,161 @@
+//! Exactly-once from Kafka to Parquet, against librdkafka's in-process mock
+//! cluster (real Kafka protocol, 3 partitions).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use verbatim::kafka_mock::MockKafka;
+use verbatim::metrics::Metrics;
+use verbatim::pipeline::{PipelineBuilder, RunSummary};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs one pipeline until its instance has read `n` messages, then stops it.
+async fn run_until(cfg: verbatim::config::PipelineConfig, n: u64) -> RunSummary {
+    let metrics = Metrics::new();
+    let seen = metrics.messages.clone();
+    let shutdown =
+        async move { wait_for(LIMIT, "messages to be consumed", || seen.get() >= n).await };
+    PipelineBuilder::new(cfg)
+        .metrics(metrics)
+        .run_kafka(shutdown)
+        .await
+        .expect("pipeline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_lands_exactly_once() {
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let sent = messages(3000, 3, "a");
+    let offsets = produce(mock.bootstrap_servers(), "fb", &sent).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(mock.bootstrap_servers(), "fb", "g1", dir.path());
+    let s = run_until(cfg, sent.len() as u64).await;
+    assert_eq!(s.messages, 3000);
+    let rejected = sent.iter().filter(|m| m.reject.is_some()).count() as u64;
+    assert_eq!(s.rejected, rejected);
+    assert_eq!(s.comments, 3000 - rejected);
+    assert!(
+        s.ranges > 3,
+        "small files should have rolled several times, got {} ranges",
+        s.ranges
+    );
+    assert_exact(dir.path(), &sent, &offsets);
+    // Kafka commits follow the files: the group ends at the end of each partition.
+    let committed = group_offsets(mock.bootstrap_servers(), "g1", "fb", 3);
+    for (p, end) in ends(&sent, &offsets) {
+        assert_eq!(committed.get(&p), Some(&end), "partition {p}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_committed_progress() {
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = messages(900, 3, "r1");
+    let mut offsets = produce(mock.bootstrap_servers(), "fb", &first).await;
+    let s1 = run_until(
+        config(mock.bootstrap_servers(), "fb", "g2", dir.path()),
+        900,
+    )
+    .await;
+    assert_eq!(s1.messages, 900);
+
+    let second = messages(600, 3, "r2");
+    offsets.extend(produce(mock.bootstrap_servers(), "fb", &second).await);
+    // The second run reads only what is new.
+    let s2 = run_until(
+        config(mock.bootstrap_servers(), "fb", "g2", dir.path()),
+        600,
+    )
+    .await;
+    assert_eq!(s2.messages, 600, "a restart re-read committed messages");
+    let all: Vec<_> = first.into_iter().chain(second).collect();
+    assert_exact(dir.path(), &all, &offsets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_beat_a_stale_group_offset() {
+    // Files exist but the group never committed (as after a crash between
+    // rename and commit, or a commit refused in a rebalance): a new member of
+    // the group must resume after the files, not from the group offset.
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sent = messages(600, 3, "s");
+    let offsets = produce(mock.bootstrap_servers(), "fb", &sent).await;
+    run_until(
+        config(mock.bootstrap_servers(), "fb", "g-old", dir.path()),
+        600,
+    )
+    .await;
+    // Same output, a group with no committed offsets at all.
+    let s = {
+        let metrics = Metrics::new();
+        let seen = metrics.messages.clone();
+        let shutdown = async move {
+            // Give it time to (wrongly) re-read; nothing should arrive.
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            assert_eq!(seen.get(), 0);
+        };
+        let cfg = config(mock.bootstrap_servers(), "fb", "g-new", dir.path());
+        PipelineBuilder::new(cfg)
+            .metrics(metrics)
+            .run_kafka(shutdown)
+            .await
+            .unwrap()
+    };
+    assert_eq!(s.messages, 0);
+    assert_exact(dir.path(), &sent, &offsets);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consumers_split_partitions_and_the_union_is_exact() {
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sent = messages(3000, 3, "two");
+    let (first, second) = sent.split_at(1500);
+    let mut offsets = produce(mock.bootstrap_servers(), "fb", first).await;
+
+    let (ma, mb) = (Metrics::new(), Metrics::new());
+    let total = {
+        let (a, b) = (ma.messages.clone(), mb.messages.clone());
+        Arc::new(move || a.get() + b.get())
+    };
+    let done = {
+        let total = total.clone();
+        move || {
+            let total = total.clone();
+            async move { wait_for(LIMIT, "both consumers to finish", || total() >= 3000).await }
+        }
+    };
+    let cfg = config(mock.bootstrap_servers(), "fb", "g3", dir.path());
+    let a = tokio::spawn(
+        PipelineBuilder::new(cfg.clone())
+            .metrics(ma.clone())
+            .run_kafka(done()),
+    );
+    // Let A take all partitions and start, then B joins and takes some away.
+    wait_for(LIMIT, "A to start", || ma.messages.get() > 0).await;
+    let b = tokio::spawn(
+        PipelineBuilder::new(cfg)
+            .metrics(mb.clone())
+            .run_kafka(done()),
+    );
+    wait_for(LIMIT, "B to be assigned partitions", || {
+        mb.assigned_partitions.get() > 0
+    })
+    .await;
+    // The rest arrives while both are members: each must read its share.
+    offsets.extend(produce(mock.bootstrap_servers(), "fb", second).await);
+    let (sa, sb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert!(sb.messages > 0, "the second consumer got no partition");
+    assert!(sa.messages > 0);
+    assert_exact(dir.path(), &sent, &offsets);
+}
