@@ -85,15 +85,18 @@ pub fn messages(n: usize, partitions: i32, tag: &str) -> Vec<Sent> {
 
 /// Produces the messages; returns each one's offset, in input order.
 pub async fn produce(bootstrap: &str, topic: &str, msgs: &[Sent]) -> Vec<i64> {
-    let items = msgs
-        .iter()
-        .map(|m| (m.partition, m.key.clone(), m.value.clone()));
-    verbatim::kafka_mock::produce_all(bootstrap, topic, items)
+    let mut items = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        items.push((m.partition, m.key.clone(), m.value.clone()));
+    }
+    let delivered = verbatim::kafka_mock::produce_all(bootstrap, topic, items)
         .await
-        .expect("produce")
-        .into_iter()
-        .map(|(_, o)| o)
-        .collect()
+        .expect("produce");
+    let mut out = Vec::with_capacity(msgs.len());
+    for (_, o) in delivered {
+        out.push(o);
+    }
+    out
 }
 
 /// A pipeline reading `topic` with group `group` into `root`, batching small
