@@ -1,0 +1,117 @@
+//! The demo, run as the README says, read back by an independent reader:
+//! DuckDB (PyPI `duckdb`, pinned in `.ci/requirements-test.txt`). The
+//! README's own example queries run here and must return the counts the
+//! bundled sample implies.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn python() -> Option<PathBuf> {
+    let py = std::env::var_os("VERBATIM_PYTHON").map(PathBuf::from);
+    let required = std::env::var("VERBATIM_REQUIRE_E2E").is_ok_and(|v| v == "1");
+    let candidate = py.unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&candidate)
+        .args(["-c", "import duckdb"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !required,
+            "{} cannot import duckdb; run `bash .ci/setup.sh`",
+            candidate.display()
+        );
+        eprintln!("skipping: no python with duckdb (bash .ci/test.sh sets it up)");
+        return None;
+    }
+    Some(candidate)
+}
+
+/// What the sample implies, computed straight from the JSONL without verbatim:
+/// lines whose id starts with `fb-0` are good comments; the rest are the
+/// deliberately malformed ones.
+fn expected_per_product() -> (BTreeMap<String, i64>, usize) {
+    let mut per = BTreeMap::new();
+    let mut bad = 0;
+    for line in verbatim::demo::SAMPLE
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+    {
+        let v: Option<serde_json::Value> = serde_json::from_slice(line).ok();
+        match v
+            .as_ref()
+            .and_then(|v| v.get("id")?.as_str().map(|id| (id, v)))
+        {
+            Some((id, v)) if id.starts_with("fb-0") => {
+                *per.entry(v["product"].as_str().unwrap().to_string())
+                    .or_insert(0) += 1;
+            }
+            _ => bad += 1,
+        }
+    }
+    (per, bad)
+}
+
+#[test]
+fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
+    let Some(py) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // README's first command, from a fresh folder.
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["demo"])
+        .current_dir(dir.path())
+        .env("VERBATIM_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "demo failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("query it with DuckDB"), "{stdout}");
+
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/duckdb/readme_queries.py");
+    let res = Command::new(&py)
+        .arg(&script)
+        .arg(&readme)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "duckdb script failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&res.stdout).unwrap();
+
+    let (per_product, bad) = expected_per_product();
+    // README query `comments-by-product`: product, comments, avg_score, detractors.
+    let rows = v["comments-by-product"]
+        .as_array()
+        .expect("README query comments-by-product");
+    let got: BTreeMap<String, i64> = rows
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, per_product);
+    // README query `rejected-by-reason`: every malformed line, by reason.
+    let rej: i64 = v["rejected-by-reason"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[1].as_i64().unwrap())
+        .sum();
+    assert_eq!(rej as usize, bad);
+    assert_eq!(
+        v["_dt_mismatch"], 0,
+        "dt partition disagrees with event_time"
+    );
+    assert_eq!(v["_dup_coords"], 0);
+    assert_eq!(
+        v["_schema_version"],
+        serde_json::json!([[verbatim::sink::schema::SCHEMA_VERSION]])
+    );
+}
