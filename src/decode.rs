@@ -111,12 +111,12 @@ impl Decoder {
                         ))
                     }
                 };
-                self.from_object(obj, coords, fallback_time, ingest_time, default_id)
+                self.comment_from_object(obj, coords, fallback_time, ingest_time, default_id)
             }
         }
     }
 
-    fn from_object(
+    fn comment_from_object(
         &self,
         obj: Map<String, Value>,
         coords: crate::comment::SourceCoords,

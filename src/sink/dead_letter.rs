@@ -25,16 +25,10 @@ pub enum DeadLetterError {
     #[error("creating the dead-letter producer: {0}")]
     Create(KafkaError),
     /// A dead letter could not be delivered.
-    #[error("delivering a dead letter for {topic}/{partition}/{offset} to {dlq}: {source}")]
+    #[error("delivering the dead letter of {record}: {source}")]
     Delivery {
-        /// Dead-letter topic.
-        dlq: String,
-        /// Source topic.
-        topic: String,
-        /// Source partition.
-        partition: i32,
-        /// Source offset.
-        offset: i64,
+        /// Which record, to which topic: `topic/partition/offset -> dlq`.
+        record: String,
         /// The producer's error.
         source: KafkaError,
     },
@@ -110,10 +104,7 @@ impl DeadLetter {
                 }
                 Err((e, _)) => {
                     return Err(DeadLetterError::Delivery {
-                        dlq: self.topic.clone(),
-                        topic: r.coords.topic.clone(),
-                        partition: r.coords.partition,
-                        offset: r.coords.offset,
+                        record: format!("{source} -> {}", self.topic),
                         source: e,
                     })
                 }
@@ -132,10 +123,7 @@ impl DeadLetter {
                 Ok(Ok(_)) => {}
                 Ok(Err((source, _))) => {
                     return Err(DeadLetterError::Delivery {
-                        dlq: self.topic.clone(),
-                        topic: tp.0.clone(),
-                        partition: tp.1,
-                        offset,
+                        record: format!("{}/{}/{offset} -> {}", tp.0, tp.1, self.topic),
                         source,
                     })
                 }

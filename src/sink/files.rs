@@ -138,12 +138,22 @@ pub struct Progress {
     pub debris: Vec<PathBuf>,
 }
 
+/// The parts of one range found on disk.
+#[derive(Default)]
+struct RangeParts {
+    /// Number of parts the names say the range has.
+    expected: u32,
+    /// Part indexes seen.
+    seen: Vec<u32>,
+    /// Their paths.
+    paths: Vec<PathBuf>,
+}
+
 /// Reads the progress of `(topic, partition)` from the file names under `root`.
 pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Progress> {
     let topic = safe_topic(topic);
     let temp_prefix = format!(".{topic}-p{partition}-o");
-    // (first, last) -> (parts expected, parts seen, paths)
-    let mut ranges: BTreeMap<(i64, i64), (u32, Vec<u32>, Vec<PathBuf>)> = BTreeMap::new();
+    let mut ranges: BTreeMap<(i64, i64), RangeParts> = BTreeMap::new();
     let mut debris = Vec::new();
     for table in Table::ALL {
         let tdir = root.join(table.dir());
@@ -169,22 +179,27 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
                 if p.topic != topic || p.partition != partition {
                     continue;
                 }
-                let e =
-                    ranges
-                        .entry((p.first, p.last))
-                        .or_insert((p.parts, Vec::new(), Vec::new()));
-                e.0 = e.0.max(p.parts);
-                e.1.push(p.part);
-                e.2.push(f.path());
+                let e = ranges.entry((p.first, p.last)).or_default();
+                e.expected = e.expected.max(p.parts);
+                e.seen.push(p.part);
+                e.paths.push(f.path());
             }
         }
     }
     let mut next = None;
     let mut complete = 0;
-    for ((_, last), (parts, mut seen, paths)) in ranges {
+    for (
+        (_, last),
+        RangeParts {
+            expected,
+            mut seen,
+            paths,
+        },
+    ) in ranges
+    {
         seen.sort_unstable();
         seen.dedup();
-        if seen.len() as u32 == parts {
+        if seen.len() as u32 == expected {
             complete += 1;
             next = Some(next.map_or(last + 1, |n: i64| n.max(last + 1)));
         } else {

@@ -102,8 +102,10 @@ pub async fn produce(bootstrap: &str, topic: &str, msgs: &[Sent]) -> Vec<i64> {
 /// A pipeline reading `topic` with group `group` into `root`, batching small
 /// so several batches and commits happen.
 pub fn config(bootstrap: &str, topic: &str, group: &str, root: &Path) -> PipelineConfig {
-    let mut cfg = PipelineConfig::default();
-    cfg.name = "test".into();
+    let mut cfg = PipelineConfig {
+        name: "test".into(),
+        ..PipelineConfig::default()
+    };
     let mut props = std::collections::BTreeMap::new();
     props.insert("session.timeout.ms".to_string(), "6000".to_string());
     props.insert("heartbeat.interval.ms".to_string(), "500".to_string());

@@ -1,0 +1,163 @@
+//! Spine throughput, no models: messages/s from the mock cluster to durable
+//! Parquet, and the job's peak RSS.
+//!
+//! The mock cluster runs in this process; `verbatim run` (release build) runs
+//! as a child, so its RSS is the job's alone. The clock starts when the child
+//! is spawned. Once its `/metrics` endpoint shows every message written, the
+//! child gets SIGTERM, which drains and commits (fsync + rename + offset
+//! commit); the clock stops when it has exited 0 and the committed files
+//! cover every produced offset: durable throughput, startup and group join
+//! included. `cargo bench --bench spine [-- N]` (N messages, default 90000).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use verbatim::kafka_mock::{produce_all, MockKafka};
+use verbatim::sink::files::scan_progress;
+
+const PARTITIONS: i32 = 6;
+
+fn payload(i: usize) -> Vec<u8> {
+    const T: [&str; 4] = [
+        "The engineer was lovely but the app keeps crashing every evening",
+        "Third time I have called about my bill, please call me back today",
+        "Delivery was fast and the driver was polite, packaging could be better",
+        "Связь пропадает каждый вечер, перезвоните мне пожалуйста",
+    ];
+    serde_json::json!({
+        "id": format!("b-{i}"),
+        "text": T[i % T.len()],
+        "created_at": format!("2026-11-{:02}T10:00:00Z", 1 + i % 20),
+        "score": (i % 11),
+        "staff_id": format!("S{}", i % 50),
+        "location": "Leeds",
+        "product": "broadband",
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Rows written so far (comments + rejected), from the job's `/metrics`.
+fn written(addr: std::net::SocketAddr) -> u64 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| {
+            l.starts_with("verbatim_comment_rows_total ")
+                || l.starts_with("verbatim_rejected_total{")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(90_000);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mock = MockKafka::start(1).expect("mock cluster");
+    mock.create_topic("fb", PARTITIONS).expect("topic");
+    let msgs: Vec<_> = (0..n)
+        .map(|i| ((i % PARTITIONS as usize) as i32, None, payload(i)))
+        .collect();
+    let bytes: usize = msgs.iter().map(|m| m.2.len()).sum();
+    // The mock keeps about 5 MiB per partition; stay under it.
+    assert!(
+        bytes / (PARTITIONS as usize) < 5 * 1024 * 1024,
+        "too many messages for the mock cluster"
+    );
+    let delivered = rt
+        .block_on(produce_all(mock.bootstrap_servers(), "fb", msgs))
+        .expect("produce");
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for (p, o) in delivered {
+        let e = ends.entry(p).or_insert(0);
+        *e = (*e).max(o + 1);
+    }
+
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("out");
+    let pipeline = dir.path().join("bench.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"bench\"\n[kafka]\nbrokers = \"{}\"\ntopics = [\"fb\"]\ngroup_id = \"bench\"\n\
+             [batch]\nmax_records = 1024\nmax_wait_ms = 200\n[output]\nroot = \"{}\"\nmax_file_age_secs = 30\n\
+             [metrics]\nlisten = \"{metrics_addr}\"\n",
+            mock.bootstrap_servers(),
+            root.display()
+        ),
+    )
+    .expect("pipeline file");
+
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["run", "--pipeline"])
+        .arg(&pipeline)
+        .env("VERBATIM_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn verbatim");
+    let mut hwm = 0;
+    while written(metrics_addr) < n as u64 {
+        hwm = hwm.max(vm_hwm_kib(child.id()).unwrap_or(0));
+        if start.elapsed() > Duration::from_secs(600) {
+            let _ = child.kill();
+            panic!("the job did not finish within 600 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    hwm = hwm.max(vm_hwm_kib(child.id()).unwrap_or(0));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    let elapsed = start.elapsed();
+    assert!(status.success(), "job exited with {status}");
+    for (&p, &end) in &ends {
+        let next = scan_progress(&root, "fb", p)
+            .ok()
+            .and_then(|x| x.next_offset);
+        assert_eq!(next, Some(end), "partition {p} not fully committed");
+    }
+    let files = verbatim::demo::parquet_files(&root.join("comments")).len();
+    let on_disk: u64 = verbatim::demo::parquet_files(&root)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "spine bench: {n} messages ({:.1} MiB of JSON) over {PARTITIONS} partitions",
+        bytes as f64 / 1048576.0
+    );
+    println!(
+        "  wall (spawn -> every offset durable in Parquet, job exited): {:.2} s",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  throughput: {:.0} messages/s",
+        n as f64 / elapsed.as_secs_f64()
+    );
+    println!("  peak RSS of the job: {:.1} MiB", hwm as f64 / 1024.0);
+    println!(
+        "  output: {files} comment files, {:.1} MiB on disk (zstd)",
+        on_disk as f64 / 1048576.0
+    );
+}
