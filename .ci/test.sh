@@ -7,4 +7,6 @@ bash .ci/setup.sh
 export VERBATIM_PYTHON="$PWD/.cache/venv/bin/python"
 export TANSU_BIN="$PWD/.cache/tools/tansu"
 export VERBATIM_REQUIRE_E2E=1
-cargo test --all-targets "$@"
+# Benches run once as smoke tests (small inputs, debug build), then every test.
+cargo test --benches "$@"
+cargo test --lib --bins --tests "$@"

@@ -63,10 +63,13 @@ fn written(addr: std::net::SocketAddr) -> u64 {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and then
+    // this runs once as a quick smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(90_000);
+        .unwrap_or(if benching { 90_000 } else { 3_000 });
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mock = MockKafka::start(1).expect("mock cluster");
     mock.create_topic("fb", PARTITIONS).expect("topic");

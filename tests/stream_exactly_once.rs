@@ -159,3 +159,55 @@ async fn two_consumers_split_partitions_and_the_union_is_exact() {
     assert!(sa.messages > 0);
     assert_exact(dir.path(), &sent, &offsets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_messages_reach_the_dead_letter_topic_with_reasons() {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Headers, Message};
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    mock.create_topic("fb-dlq", 1).unwrap();
+    let sent = messages(700, 3, "dlq");
+    let offsets = produce(mock.bootstrap_servers(), "fb", &sent).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(mock.bootstrap_servers(), "fb", "g-dlq", dir.path());
+    cfg.rejected.dead_letter_topic = Some("fb-dlq".into());
+    let s = run_until(cfg, 700).await;
+    assert_exact(dir.path(), &sent, &offsets);
+
+    let mut want: Vec<(Vec<u8>, String)> = sent
+        .iter()
+        .filter_map(|m| m.reject.map(|r| (m.value.clone(), r.to_string())))
+        .collect();
+    assert_eq!(s.rejected as usize, want.len());
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "dlq-reader")
+        .create()
+        .unwrap();
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("fb-dlq", 0, Offset::Beginning)
+        .unwrap();
+    c.assign(&tpl).unwrap();
+    drop(tpl);
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    while got.len() < want.len() && start.elapsed() < Duration::from_secs(30) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            let reason = m
+                .headers()
+                .and_then(|h| h.iter().find(|x| x.key == "verbatim.reason"))
+                .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
+                .expect("verbatim.reason header");
+            got.push((m.payload().unwrap_or_default().to_vec(), reason));
+        }
+    }
+    want.sort();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "dead letters are the raw values with their reasons"
+    );
+}
