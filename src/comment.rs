@@ -66,6 +66,30 @@ pub struct Comment {
 }
 
 impl Comment {
+    /// A comment with text and times only; metadata empty.
+    pub fn new(
+        coords: SourceCoords,
+        id: String,
+        text: String,
+        event_time: DateTime<Utc>,
+        ingest_time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            coords,
+            id,
+            event_time,
+            text,
+            score: None,
+            channel: None,
+            staff_id: None,
+            location: None,
+            product: None,
+            declared_language: None,
+            attributes: BTreeMap::new(),
+            ingest_time,
+        }
+    }
+
     /// The `dt=` partition this comment is written under (its event date, UTC).
     pub fn event_date(&self) -> chrono::NaiveDate {
         self.event_time.date_naive()

@@ -84,20 +84,13 @@ impl Decoder {
         match self.cfg.format {
             InputFormat::Text => {
                 let text = self.check_text(s)?;
-                Ok(Comment {
-                    id: default_id,
-                    event_time: fallback_time,
-                    text,
-                    score: None,
-                    channel: None,
-                    staff_id: None,
-                    location: None,
-                    product: None,
-                    declared_language: None,
-                    attributes: BTreeMap::new(),
-                    ingest_time,
+                Ok(Comment::new(
                     coords,
-                })
+                    default_id,
+                    text,
+                    fallback_time,
+                    ingest_time,
+                ))
             }
             InputFormat::Json => {
                 let v: Value = serde_json::from_str(s)

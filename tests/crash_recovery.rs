@@ -106,6 +106,18 @@ async fn finish(
     );
 }
 
+/// Crash debris (temporary files, partial ranges) of the test topic.
+fn debris(root: &Path) -> usize {
+    (0..3)
+        .map(|p| {
+            verbatim::sink::files::scan_progress(root, "fb", p)
+                .unwrap()
+                .debris
+                .len()
+        })
+        .sum()
+}
+
 fn dump_log(log: &Path) {
     if let Ok(s) = std::fs::read_to_string(log) {
         eprintln!(
@@ -157,27 +169,13 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
             );
         }
         if point == "mid_rename" {
-            let debris: usize = (0..3)
-                .map(|p| {
-                    verbatim::sink::files::scan_progress(&root, "fb", p)
-                        .unwrap()
-                        .debris
-                        .len()
-                })
-                .sum();
+            let debris: usize = debris(&root);
             assert!(debris > 0, "mid_rename: a partial range should be on disk");
         }
 
         finish(&pipeline, &root, &ends(&sent, &offsets), &log).await;
         assert_exact(&root, &sent, &offsets);
-        let debris: usize = (0..3)
-            .map(|p| {
-                verbatim::sink::files::scan_progress(&root, "fb", p)
-                    .unwrap()
-                    .debris
-                    .len()
-            })
-            .sum();
+        let debris: usize = debris(&root);
         assert_eq!(debris, 0, "{point}: crash debris left behind");
     }
 }

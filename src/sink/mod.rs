@@ -438,20 +438,7 @@ mod tests {
 
     fn comment(p: i32, o: i64, day: u32) -> Comment {
         let t = Utc.with_ymd_and_hms(2026, 2, day, 12, 0, 0).unwrap();
-        Comment {
-            coords: coords(p, o),
-            id: format!("c{p}-{o}"),
-            event_time: t,
-            text: "fine".into(),
-            score: None,
-            channel: None,
-            staff_id: None,
-            location: None,
-            product: None,
-            declared_language: None,
-            attributes: Default::default(),
-            ingest_time: t,
-        }
+        Comment::new(coords(p, o), format!("c{p}-{o}"), "fine".into(), t, t)
     }
 
     fn sink(root: &Path) -> ParquetSink {

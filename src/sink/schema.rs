@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
-use crate::comment::{Comment, Rejection};
+use crate::comment::{Comment, Rejection, SourceCoords};
 
 /// Version of the table layout; bumped whenever a column changes meaning or type.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -109,6 +109,38 @@ fn opt_str<'a>(rows: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
     Arc::new(rows.collect::<StringArray>())
 }
 
+/// The four source-coordinate columns every table starts with.
+fn coord_columns<'a>(coords: impl Iterator<Item = &'a SourceCoords> + Clone) -> Vec<ArrayRef> {
+    vec![
+        Arc::new(
+            coords
+                .clone()
+                .map(|c| Some(c.topic.as_str()))
+                .collect::<StringArray>(),
+        ),
+        Arc::new(coords.clone().map(|c| c.partition).collect::<Int32Array>()),
+        Arc::new(coords.clone().map(|c| c.offset).collect::<Int64Array>()),
+        Arc::new(
+            coords
+                .map(|c| c.kafka_timestamp.map(|t| t.timestamp_millis()))
+                .collect::<TimestampMillisecondArray>()
+                .with_timezone("UTC"),
+        ),
+    ]
+}
+
+/// The three columns every table ends with.
+fn stamp_columns(stamp: &Stamp, n: usize) -> [ArrayRef; 3] {
+    [
+        opt_str(std::iter::repeat_n(Some(stamp.pipeline.as_str()), n)),
+        opt_str(std::iter::repeat_n(
+            Some(stamp.pipeline_version.as_str()),
+            n,
+        )),
+        Arc::new(Int32Array::from(vec![SCHEMA_VERSION; n])),
+    ]
+}
+
 fn ts_us(v: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(v.collect::<Vec<i64>>()).with_timezone("UTC"))
 }
@@ -138,24 +170,8 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         }
         attrs.append(true)?;
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.coords.topic.as_str()))
-                .collect::<StringArray>(),
-        ),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.coords.partition)
-                .collect::<Int32Array>(),
-        ),
-        Arc::new(rows.iter().map(|r| r.coords.offset).collect::<Int64Array>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.coords.kafka_timestamp.map(|t| t.timestamp_millis()))
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
+    let mut columns = coord_columns(rows.iter().map(|r| &r.coords));
+    let body: Vec<ArrayRef> = vec![
         opt_str(rows.iter().map(|r| Some(r.id.as_str()))),
         ts_us(rows.iter().map(|r| micros(&r.event_time))),
         opt_str(rows.iter().map(|r| Some(r.text.as_str()))),
@@ -167,13 +183,9 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         opt_str(rows.iter().map(|r| r.declared_language.as_deref())),
         Arc::new(attrs.finish()),
         ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
-        opt_str(std::iter::repeat_n(Some(stamp.pipeline.as_str()), n)),
-        opt_str(std::iter::repeat_n(
-            Some(stamp.pipeline_version.as_str()),
-            n,
-        )),
-        Arc::new(Int32Array::from(vec![SCHEMA_VERSION; n])),
     ];
+    columns.extend(body);
+    columns.extend(stamp_columns(stamp, n));
     RecordBatch::try_new(comments_schema(), columns)
 }
 
@@ -186,37 +198,17 @@ pub fn rejected_batch(rows: &[&Rejection], stamp: &Stamp) -> Result<RecordBatch,
         key.append_option(r.key.as_deref());
         raw.append_value(&r.raw);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(
-            rows.iter()
-                .map(|r| Some(r.coords.topic.as_str()))
-                .collect::<StringArray>(),
-        ),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.coords.partition)
-                .collect::<Int32Array>(),
-        ),
-        Arc::new(rows.iter().map(|r| r.coords.offset).collect::<Int64Array>()),
-        Arc::new(
-            rows.iter()
-                .map(|r| r.coords.kafka_timestamp.map(|t| t.timestamp_millis()))
-                .collect::<TimestampMillisecondArray>()
-                .with_timezone("UTC"),
-        ),
+    let mut columns = coord_columns(rows.iter().map(|r| &r.coords));
+    let body: Vec<ArrayRef> = vec![
         Arc::new(key.finish()),
         Arc::new(raw.finish()),
         opt_str(rows.iter().map(|r| std::str::from_utf8(&r.raw).ok())),
         opt_str(rows.iter().map(|r| Some(r.reason.code()))),
         opt_str(rows.iter().map(|r| Some(r.message.as_str()))),
         ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
-        opt_str(std::iter::repeat_n(Some(stamp.pipeline.as_str()), n)),
-        opt_str(std::iter::repeat_n(
-            Some(stamp.pipeline_version.as_str()),
-            n,
-        )),
-        Arc::new(Int32Array::from(vec![SCHEMA_VERSION; n])),
     ];
+    columns.extend(body);
+    columns.extend(stamp_columns(stamp, n));
     RecordBatch::try_new(rejected_schema(), columns)
 }
 
