@@ -4,9 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup.sh
+bash models/setup.sh
 export VERBATIM_PYTHON="$PWD/.cache/venv/bin/python"
 export TANSU_BIN="$PWD/.cache/tools/tansu"
-export VERBATIM_REQUIRE_E2E=1
+export VERBATIM_REQUIRE_SETUP=1
 # Benches run once as smoke tests (small inputs, debug build), then every test.
 cargo test --benches "$@"
 cargo test --lib --bins --tests "$@"

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -63,6 +64,22 @@ pub struct Comment {
     pub attributes: BTreeMap<String, String>,
     /// When verbatim read it.
     pub ingest_time: DateTime<Utc>,
+    /// What the NLP stages found (empty until they run).
+    pub nlp: Enrichment,
+}
+
+/// Fields the NLP stages fill in. `None` means the stage did not run (or
+/// does not apply to this comment).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Enrichment {
+    /// L2-normalised sentence vector of the whole comment.
+    pub embedding: Option<Vec<f32>>,
+    /// Tokens the model read (special tokens included).
+    pub token_count: Option<u32>,
+    /// The text was longer than the model reads and was cut.
+    pub truncated: Option<bool>,
+    /// `model backend precision` that made the vector.
+    pub embedding_model: Option<Arc<str>>,
 }
 
 impl Comment {
@@ -87,6 +104,7 @@ impl Comment {
             declared_language: None,
             attributes: BTreeMap::new(),
             ingest_time,
+            nlp: Enrichment::default(),
         }
     }
 

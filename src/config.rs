@@ -69,6 +69,9 @@ pub struct PipelineConfig {
     /// Prometheus metrics endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// Local models over each batch. Absent: no NLP stage (the spine alone).
+    #[serde(default)]
+    pub nlp: Option<NlpConfig>,
 }
 
 fn default_name() -> String {
@@ -366,6 +369,131 @@ pub struct MetricsConfig {
     pub listen: Option<String>,
 }
 
+/// Inference backend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// ONNX Runtime, loaded from `onnxruntime_library` (default).
+    Onnx,
+    /// rust-bert over libtorch (cargo feature `torch`).
+    Torch,
+}
+
+/// Weight precision of the ONNX backend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Dynamic per-channel int8 quantization (default).
+    Int8,
+    /// Full precision.
+    Fp32,
+}
+
+impl Precision {
+    /// `int8` or `fp32`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::Fp32 => "fp32",
+        }
+    }
+}
+
+/// `[nlp]`: the sentence encoder and the stages built on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NlpConfig {
+    /// Model name: a manifest `models/<model>.toml`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// `onnx` (default) or `torch`.
+    #[serde(default = "default_backend")]
+    pub backend: Backend,
+    /// `int8` (default) or `fp32` (ONNX backend).
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
+    /// Use this ONNX file instead of the one built by `models/setup.sh` (a
+    /// ready export of the same model; inputs `input_ids`, `attention_mask`,
+    /// output `sentence_embedding` or token embeddings `last_hidden_state`).
+    #[serde(default)]
+    pub onnx_file: Option<PathBuf>,
+    /// Folder of model manifests.
+    #[serde(default = "default_models_dir")]
+    pub models_dir: PathBuf,
+    /// Folder of fetched and built model files (`<cache_dir>/<model>/`).
+    #[serde(default = "default_model_cache")]
+    pub cache_dir: PathBuf,
+    /// `libonnxruntime.so` to load; `ORT_DYLIB_PATH` overrides it.
+    #[serde(default = "default_ort_lib")]
+    pub onnxruntime_library: PathBuf,
+    /// Write the `embedding` column (fixed-size list of f32).
+    #[serde(default = "default_true")]
+    pub store_embeddings: bool,
+    /// Padded tokens per inference sub-batch (rows x longest row).
+    #[serde(default = "default_token_budget")]
+    pub token_budget: usize,
+    /// Rows per inference sub-batch, at most.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Threads for inference; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// `cpu` (default), or `cuda` / `cuda:N` with the torch backend.
+    #[serde(default = "default_device")]
+    pub device: String,
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+fn default_model() -> String {
+    "all-MiniLM-L6-v2".into()
+}
+fn default_backend() -> Backend {
+    Backend::Onnx
+}
+fn default_precision() -> Precision {
+    Precision::Int8
+}
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+fn default_model_cache() -> PathBuf {
+    PathBuf::from(".cache/models")
+}
+fn default_ort_lib() -> PathBuf {
+    PathBuf::from(".cache/onnxruntime/libonnxruntime.so")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_token_budget() -> usize {
+    4096
+}
+fn default_max_rows() -> usize {
+    64
+}
+
+impl Default for NlpConfig {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            backend: default_backend(),
+            precision: default_precision(),
+            onnx_file: None,
+            models_dir: default_models_dir(),
+            cache_dir: default_model_cache(),
+            onnxruntime_library: default_ort_lib(),
+            store_embeddings: true,
+            token_budget: default_token_budget(),
+            max_rows: default_max_rows(),
+            threads: 0,
+            device: default_device(),
+        }
+    }
+}
+
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
@@ -376,6 +504,7 @@ impl Default for PipelineConfig {
             output: OutputConfig::default(),
             rejected: RejectedConfig::default(),
             metrics: MetricsConfig::default(),
+            nlp: None,
         }
     }
 }
@@ -562,6 +691,54 @@ impl PipelineConfig {
                     "metrics.listen",
                     format!("is {l:?}, not an address"),
                     "use ip:port, e.g. \"127.0.0.1:9898\"",
+                ));
+            }
+        }
+        if let Some(n) = &self.nlp {
+            if n.model.is_empty() || n.model.contains('/') || n.model.contains("..") {
+                return Err(bad(
+                    "nlp.model",
+                    format!("is {:?}", n.model),
+                    "name a manifest in nlp.models_dir, e.g. \"all-MiniLM-L6-v2\"",
+                ));
+            }
+            if !(16..=1_000_000).contains(&n.token_budget) {
+                return Err(bad(
+                    "nlp.token_budget",
+                    format!("is {}", n.token_budget),
+                    "use 16 to 1000000 padded tokens per sub-batch, e.g. 4096",
+                ));
+            }
+            if !(1..=4096).contains(&n.max_rows) {
+                return Err(bad(
+                    "nlp.max_rows",
+                    format!("is {}", n.max_rows),
+                    "use 1 to 4096 rows per sub-batch, e.g. 64",
+                ));
+            }
+            let cuda = n.device == "cuda"
+                || n.device
+                    .strip_prefix("cuda:")
+                    .is_some_and(|i| i.parse::<u32>().is_ok());
+            if n.device != "cpu" && !cuda {
+                return Err(bad(
+                    "nlp.device",
+                    format!("is {:?}", n.device),
+                    "use \"cpu\", \"cuda\" or \"cuda:N\"",
+                ));
+            }
+            if cuda && n.backend != Backend::Torch {
+                return Err(bad(
+                    "nlp.device",
+                    format!("is {:?} with backend onnx", n.device),
+                    "use device = \"cpu\", or backend = \"torch\" for the GPU path",
+                ));
+            }
+            if n.threads > 1024 {
+                return Err(bad(
+                    "nlp.threads",
+                    format!("is {}", n.threads),
+                    "use 0 (one per core) or a thread count",
                 ));
             }
         }

@@ -213,6 +213,7 @@ impl Decoder {
             declared_language,
             attributes,
             ingest_time,
+            nlp: Default::default(),
         })
     }
 

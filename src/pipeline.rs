@@ -49,6 +49,9 @@ pub enum PipelineError {
     /// An NLP operator failed.
     #[error(transparent)]
     Operator(#[from] OperatorError),
+    /// The NLP stages could not be set up (model files, runtime).
+    #[error(transparent)]
+    Nlp(#[from] crate::nlp::NlpError),
     /// A dead letter could not be delivered.
     #[error(transparent)]
     DeadLetter(#[from] DeadLetterError),
@@ -132,12 +135,14 @@ impl PipelineBuilder {
         committer: Option<KafkaCommitter>,
         dead_letter: Option<DeadLetter>,
     ) -> Result<Pipeline, PipelineError> {
-        let sink = ParquetSink::new(
-            &self.cfg.output,
-            crate::sink::stamp_for(&self.cfg),
-            self.metrics.clone(),
-        )?;
         let mut operators = self.operators;
+        let mut stamp = crate::sink::stamp_for(&self.cfg);
+        if let Some(nlp) = &self.cfg.nlp {
+            let (ops, dim) = crate::nlp::operators_for(nlp)?;
+            operators.extend(ops);
+            stamp.embedding_dim = dim;
+        }
+        let sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
         for op in operators.iter_mut() {
             op.on_start()?;
         }

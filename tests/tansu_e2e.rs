@@ -4,7 +4,7 @@
 //! binary) → SIGTERM → verify every message is in the output exactly once.
 //!
 //! Needs `TANSU_BIN`; without it the test is skipped, unless
-//! `VERBATIM_REQUIRE_E2E=1` (set by `.ci/test.sh`), where it fails.
+//! `VERBATIM_REQUIRE_SETUP=1` (set by `.ci/test.sh`), where it fails.
 
 mod common;
 
@@ -30,7 +30,7 @@ fn tansu_bin() -> Option<PathBuf> {
     match std::env::var_os("TANSU_BIN").map(PathBuf::from) {
         Some(p) if p.is_file() => Some(p),
         other => {
-            let required = std::env::var("VERBATIM_REQUIRE_E2E").is_ok_and(|v| v == "1");
+            let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
             assert!(
                 !required,
                 "TANSU_BIN={other:?} is not a file; run `bash .ci/setup.sh`"

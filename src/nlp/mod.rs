@@ -5,7 +5,78 @@
 //! default to no-ops. Operators run on a blocking thread, never on the async
 //! I/O threads, in the order the pipeline lists them.
 
+pub mod embed;
+pub mod encoder;
+pub mod model;
+pub mod tokenize;
+
 use crate::batch::CommentBatch;
+use crate::config::{Backend, NlpConfig};
+use encoder::{Encoder, EncoderError};
+use model::{ModelError, ModelFiles};
+use tokenize::{TextTokenizer, TokenizeError};
+
+/// Errors setting up the NLP stages at start.
+#[derive(Debug, thiserror::Error)]
+pub enum NlpError {
+    /// Model files missing or corrupt.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// The tokenizer could not be loaded.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizeError),
+    /// The inference backend could not start.
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+}
+
+/// Opens the configured encoder over verified model files.
+pub fn open_encoder(cfg: &NlpConfig, files: &ModelFiles) -> Result<Box<dyn Encoder>, NlpError> {
+    let m = &files.manifest;
+    match cfg.backend {
+        Backend::Onnx => {
+            let path = files.onnx(cfg.precision, cfg.onnx_file.as_deref())?;
+            let tag = format!("{} onnx {}", m.name, cfg.precision.as_str());
+            Ok(Box::new(encoder::onnx::OnnxEncoder::new(
+                &cfg.onnxruntime_library,
+                &path,
+                m.embedding_dim,
+                cfg.threads,
+                tag,
+            )?))
+        }
+        #[cfg(feature = "torch")]
+        Backend::Torch => Ok(Box::new(encoder::torch::TorchEncoder::new(
+            files,
+            cfg.threads,
+            &cfg.device,
+        )?)),
+        #[cfg(not(feature = "torch"))]
+        Backend::Torch => Err(EncoderError::NotBuilt("torch").into()),
+    }
+}
+
+/// Builds the embedding stage from `[nlp]`: verifies the model files, loads
+/// the tokenizer and the encoder.
+pub fn embed_operator(cfg: &NlpConfig) -> Result<embed::EmbedOperator, NlpError> {
+    let files = ModelFiles::open(cfg)?;
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)?;
+    let encoder = open_encoder(cfg, &files)?;
+    Ok(embed::EmbedOperator::new(
+        tokenizer,
+        encoder,
+        cfg.token_budget,
+        cfg.max_rows,
+    ))
+}
+
+/// The operators `[nlp]` asks for, in order, and the `embedding` column's
+/// size if embeddings are stored.
+pub fn operators_for(cfg: &NlpConfig) -> Result<(Vec<Box<dyn Operator>>, Option<usize>), NlpError> {
+    let embed = embed_operator(cfg)?;
+    let dim = cfg.store_embeddings.then(|| embed.dim());
+    Ok((vec![Box::new(embed)], dim))
+}
 
 /// Errors an operator may return. A failing operator stops the job before
 /// any file is committed, so the batch is re-read after a restart.

@@ -262,7 +262,7 @@ impl ParquetSink {
                 let tmp = dir.join(files::temp_name(topic, partition, range.first, table));
                 let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
                 let schema = match table {
-                    Table::Comments => schema::comments_schema(),
+                    Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
                 };
                 let writer = ArrowWriter::try_new(f, schema, Some(self.props.clone())).map_err(
@@ -393,11 +393,13 @@ impl ParquetSink {
     }
 }
 
-/// The stamp for a pipeline (name and version tag).
+/// The stamp for a pipeline (name and version tag), with no embedding column;
+/// the pipeline builder sets `embedding_dim` once the model is loaded.
 pub fn stamp_for(cfg: &crate::config::PipelineConfig) -> Stamp {
     Stamp {
         pipeline: cfg.name.clone(),
         pipeline_version: cfg.version_tag(),
+        embedding_dim: None,
     }
 }
 

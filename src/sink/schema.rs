@@ -5,8 +5,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, Float64Builder, Int32Array, Int64Array, MapBuilder, MapFieldNames,
-    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMillisecondArray,
+    ArrayRef, BinaryBuilder, BooleanArray, FixedSizeListArray, Float32Array, Float64Builder,
+    Int32Array, Int64Array, MapBuilder, MapFieldNames, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMillisecondArray,
 };
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -17,13 +18,15 @@ use crate::comment::{Comment, Rejection, SourceCoords};
 /// Version of the table layout; bumped whenever a column changes meaning or type.
 pub const SCHEMA_VERSION: i32 = 1;
 
-/// Values the writer stamps on every row.
+/// Values the writer stamps on every row, and the optional columns it writes.
 #[derive(Debug, Clone)]
 pub struct Stamp {
     /// Pipeline name.
     pub pipeline: String,
     /// Pipeline version tag (verbatim version + config hash).
     pub pipeline_version: String,
+    /// Size of the `embedding` column's vectors; `None`: no such column.
+    pub embedding_dim: Option<usize>,
 }
 
 fn ts(unit: TimeUnit) -> DataType {
@@ -44,9 +47,19 @@ fn attributes_type() -> DataType {
     )
 }
 
-/// `(name, type, nullable, meaning)` of every `comments` column, in order.
-pub fn comments_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
-    vec![
+fn embedding_type(dim: usize) -> DataType {
+    DataType::FixedSizeList(
+        Arc::new(Field::new("item", DataType::Float32, false)),
+        dim as i32,
+    )
+}
+
+/// `(name, type, nullable, meaning)` of every `comments` column, in order;
+/// `embedding` only when `embedding_dim` is set.
+pub fn comments_columns(
+    embedding_dim: Option<usize>,
+) -> Vec<(&'static str, DataType, bool, &'static str)> {
+    let mut cols = vec![
         ("source_topic", DataType::Utf8, false, "Kafka topic the message was read from (`file:<name>` for `verbatim ingest`)"),
         ("source_partition", DataType::Int32, false, "Kafka partition"),
         ("source_offset", DataType::Int64, false, "Kafka offset (line/record index for `ingest`); with topic and partition, unique per row"),
@@ -61,11 +74,23 @@ pub fn comments_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("product", DataType::Utf8, true, "Product or service line"),
         ("declared_language", DataType::Utf8, true, "Language code sent with the message, if any"),
         ("attributes", attributes_type(), false, "Extra mapped fields as strings (non-strings JSON-encoded)"),
+        ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
+        ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
+        ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
         ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message"),
         ("pipeline", DataType::Utf8, false, "Pipeline name (`name` in the pipeline file)"),
         ("pipeline_version", DataType::Utf8, false, "verbatim version and a hash of the resolved pipeline config"),
         ("schema_version", DataType::Int32, false, "Version of this table layout"),
-    ]
+    ];
+    if let Some(d) = embedding_dim {
+        cols.push((
+            "embedding",
+            embedding_type(d),
+            true,
+            "L2-normalised sentence vector (`nlp.store_embeddings`), D = the model's size",
+        ));
+    }
+    cols
 }
 
 /// `(name, type, nullable, meaning)` of every `rejected` column, in order.
@@ -96,8 +121,8 @@ fn to_schema(cols: Vec<(&'static str, DataType, bool, &'static str)>) -> SchemaR
 }
 
 /// Arrow schema of `comments/`.
-pub fn comments_schema() -> SchemaRef {
-    to_schema(comments_columns())
+pub fn comments_schema(embedding_dim: Option<usize>) -> SchemaRef {
+    to_schema(comments_columns(embedding_dim))
 }
 
 /// Arrow schema of `rejected/`.
@@ -182,11 +207,55 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         opt_str(rows.iter().map(|r| r.product.as_deref())),
         opt_str(rows.iter().map(|r| r.declared_language.as_deref())),
         Arc::new(attrs.finish()),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.token_count.map(|n| n as i32))
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.truncated)
+                .collect::<BooleanArray>(),
+        ),
+        opt_str(rows.iter().map(|r| r.nlp.embedding_model.as_deref())),
         ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
     ];
     columns.extend(body);
     columns.extend(stamp_columns(stamp, n));
-    RecordBatch::try_new(comments_schema(), columns)
+    if let Some(dim) = stamp.embedding_dim {
+        columns.push(embedding_array(rows, dim)?);
+    }
+    RecordBatch::try_new(comments_schema(stamp.embedding_dim), columns)
+}
+
+fn embedding_array(rows: &[&Comment], dim: usize) -> Result<ArrayRef, ArrowError> {
+    let mut values = Vec::with_capacity(rows.len() * dim);
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        match &r.nlp.embedding {
+            Some(v) if v.len() == dim => {
+                values.extend_from_slice(v);
+                valid.push(true);
+            }
+            Some(v) => {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "embedding of {} values in a column of {dim}",
+                    v.len()
+                )))
+            }
+            None => {
+                values.extend(std::iter::repeat_n(0.0, dim));
+                valid.push(false);
+            }
+        }
+    }
+    let field = Arc::new(Field::new("item", DataType::Float32, false));
+    Ok(Arc::new(FixedSizeListArray::try_new(
+        field,
+        dim as i32,
+        Arc::new(Float32Array::from(values)),
+        Some(valid.into()),
+    )?))
 }
 
 /// Builds a `rejected` record batch from rows (all of one file).
@@ -227,6 +296,7 @@ pub fn columns_markdown(cols: &[(&'static str, DataType, bool, &'static str)]) -
             DataType::Timestamp(TimeUnit::Millisecond, _) => "timestamp(ms, UTC)".into(),
             DataType::Timestamp(TimeUnit::Microsecond, _) => "timestamp(us, UTC)".into(),
             DataType::Map(..) => "map<string, string>".into(),
+            DataType::FixedSizeList(_, _) => "fixed_size_list<float, D>".into(),
             other => format!("{other}"),
         };
         s.push_str(&format!(
@@ -247,6 +317,7 @@ mod tests {
         Stamp {
             pipeline: "p".into(),
             pipeline_version: "v".into(),
+            embedding_dim: Some(3),
         }
     }
 
@@ -275,6 +346,7 @@ mod tests {
             declared_language: None,
             attributes: Default::default(),
             ingest_time: t,
+            nlp: Default::default(),
         };
         let c2 = {
             c.attributes.insert("k".into(), "v".into());
@@ -282,7 +354,19 @@ mod tests {
         };
         let b = comments_batch(&[&c, &c2], &stamp()).unwrap();
         assert_eq!(b.num_rows(), 2);
-        assert_eq!(b.num_columns(), comments_columns().len());
+        assert_eq!(b.num_columns(), comments_columns(Some(3)).len());
+        let mut bad = c2.clone();
+        bad.nlp.embedding = Some(vec![1.0; 4]);
+        assert!(
+            comments_batch(&[&bad], &stamp()).is_err(),
+            "wrong vector size is an error, not a panic"
+        );
+        let mut good = c2.clone();
+        good.nlp.embedding = Some(vec![0.5; 3]);
+        assert_eq!(
+            comments_batch(&[&good, &c2], &stamp()).unwrap().num_rows(),
+            2
+        );
     }
 
     #[test]
@@ -305,7 +389,7 @@ mod tests {
         let readme =
             std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         let missing: Vec<String> = [
-            columns_markdown(&comments_columns()),
+            columns_markdown(&comments_columns(Some(384))),
             columns_markdown(&rejected_columns()),
         ]
         .into_iter()

@@ -30,4 +30,5 @@ out["_dt_mismatch"] = con.execute(f"SELECT count(*) FROM {c} WHERE CAST(event_ti
 out["_dup_coords"] = con.execute(
     f"SELECT count(*) FROM (SELECT source_partition, source_offset FROM {c} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
 out["_schema_version"] = con.execute(f"SELECT DISTINCT schema_version FROM {c}").fetchall()
+out["_embedded"] = con.execute(f"SELECT count(*), min(len(embedding)) FROM {c} WHERE embedding IS NOT NULL AND token_count > 0").fetchall()
 print(json.dumps(out))

@@ -1,0 +1,140 @@
+//! Sentence encoders: one trait, one file per backend.
+//!
+//! - [`onnx`]: ONNX Runtime (default), fp32 or int8.
+//! - `torch` (cargo feature `torch`): rust-bert over libtorch.
+
+pub mod onnx;
+#[cfg(feature = "torch")]
+pub mod torch;
+
+/// Errors from an encoder backend.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// The ONNX Runtime shared library is not where the config says.
+    #[error("ONNX Runtime library {path} not found. Fix: run `bash models/setup.sh` (it links .cache/onnxruntime/libonnxruntime.so from the pinned onnxruntime wheel), or set nlp.onnxruntime_library / ORT_DYLIB_PATH")]
+    OrtLibraryMissing {
+        /// The path tried.
+        path: String,
+    },
+    /// The library exists but could not be loaded.
+    #[error("loading ONNX Runtime from {path}: {message}. Fix: point nlp.onnxruntime_library at libonnxruntime.so 1.31 (models/setup.sh provides it)")]
+    OrtLoad {
+        /// The path tried.
+        path: String,
+        /// The loader's message.
+        message: String,
+    },
+    /// The model could not be loaded into a session.
+    #[error("loading model {path}: {message}")]
+    Session {
+        /// The model file.
+        path: String,
+        /// The runtime's message.
+        message: String,
+    },
+    /// The model's inputs or outputs are not what verbatim can use.
+    #[error("model {path}: {message}")]
+    Signature {
+        /// The model file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Inference failed.
+    #[error("inference: {0}")]
+    Run(String),
+    /// The requested backend is not compiled in.
+    #[error("backend `{0}` is not built into this binary. Fix: rebuild with `cargo build --release --features torch`, or set nlp.backend = \"onnx\"")]
+    NotBuilt(&'static str),
+}
+
+/// Turns token ids into L2-normalised sentence vectors.
+pub trait Encoder: Send {
+    /// `model backend precision`, written to the `embedding_model` column.
+    fn describe(&self) -> String;
+
+    /// Vector size.
+    fn dim(&self) -> usize;
+
+    /// Encodes rows of token ids (unpadded; the encoder pads to the longest
+    /// row). Returns one vector per row, in order.
+    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError>;
+}
+
+/// Pads rows to the longest one: `(ids, mask, longest)`, row-major.
+pub fn pad(rows: &[&[u32]]) -> (Vec<i64>, Vec<i64>, usize) {
+    let longest = rows.iter().map(|r| r.len()).max().unwrap_or(0).max(1);
+    let mut ids = vec![0i64; rows.len() * longest];
+    let mut mask = vec![0i64; rows.len() * longest];
+    for (i, r) in rows.iter().enumerate() {
+        for (j, &t) in r.iter().enumerate() {
+            ids[i * longest + j] = i64::from(t);
+            mask[i * longest + j] = 1;
+        }
+    }
+    (ids, mask, longest)
+}
+
+/// Mean-pools token vectors `[rows, seq, dim]` over the mask, then L2-normalises.
+pub fn mean_pool(
+    hidden: &[f32],
+    mask: &[i64],
+    rows: usize,
+    seq: usize,
+    dim: usize,
+) -> Vec<Vec<f32>> {
+    (0..rows)
+        .map(|r| {
+            let mut v = vec![0f32; dim];
+            let mut n = 0f32;
+            for s in 0..seq {
+                if mask[r * seq + s] != 0 {
+                    n += 1.0;
+                    let base = (r * seq + s) * dim;
+                    for (d, x) in v.iter_mut().enumerate() {
+                        *x += hidden[base + d];
+                    }
+                }
+            }
+            let n = n.max(1e-9);
+            v.iter_mut().for_each(|x| *x /= n);
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+/// L2-normalises in place (a zero vector stays zero).
+pub fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb).max(1e-12)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pad_and_pool() {
+        let a = [5u32, 6, 7];
+        let b = [8u32];
+        let (ids, mask, l) = pad(&[&a, &b]);
+        assert_eq!(l, 3);
+        assert_eq!(ids, vec![5, 6, 7, 8, 0, 0]);
+        assert_eq!(mask, vec![1, 1, 1, 1, 0, 0]);
+        // hidden: row 0 tokens [1,0],[3,0],[5,0]; row 1 [0,2] then padding garbage
+        let hidden = [1., 0., 3., 0., 5., 0., 0., 2., 9., 9., 9., 9.];
+        let v = mean_pool(&hidden, &mask, 2, 3, 2);
+        assert_eq!(v[0], vec![1.0, 0.0]);
+        assert_eq!(v[1], vec![0.0, 1.0]);
+        assert!((cosine(&[1., 1.], &[2., 2.]) - 1.0).abs() < 1e-6);
+    }
+}

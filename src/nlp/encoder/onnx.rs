@@ -1,0 +1,198 @@
+//! ONNX Runtime backend (the default), through the `ort` crate with
+//! `load-dynamic`: `libonnxruntime.so` comes from the pinned PyPI
+//! `onnxruntime` wheel (`models/setup.sh`), never from a build-time download.
+//!
+//! Threads are planned, not left to chance: one intra-op thread per core (or
+//! `nlp.threads`), one inter-op thread, and intra-op spinning off so idle
+//! workers do not burn the cores the rest of the job needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use ort::environment::Environment;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::{mean_pool, pad, Encoder, EncoderError};
+
+/// The process-wide ONNX Runtime environment, loaded once from one library.
+static ENV: OnceLock<Mutex<Option<(PathBuf, Environment)>>> = OnceLock::new();
+
+fn environment(lib: &Path) -> Result<Environment, EncoderError> {
+    let lib = std::env::var_os("ORT_DYLIB_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| lib.to_path_buf());
+    // Checked even when a runtime is already loaded: a config naming a
+    // library that is not there is wrong, whatever this process loaded first.
+    if !lib.is_file() {
+        return Err(EncoderError::OrtLibraryMissing {
+            path: lib.display().to_string(),
+        });
+    }
+    let cell = ENV.get_or_init(|| Mutex::new(None));
+    let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((loaded, env)) = guard.as_ref() {
+        if loaded != &lib {
+            tracing::warn!(requested = %lib.display(), loaded = %loaded.display(), "ONNX Runtime is loaded once per process; using the library loaded first");
+        }
+        return Ok(env.clone());
+    }
+    let load_err = |message: String| EncoderError::OrtLoad {
+        path: lib.display().to_string(),
+        message,
+    };
+    let env = ort::init_from(&lib)
+        .map_err(|e| load_err(e.to_string()))?
+        .with_name("verbatim")
+        .build()
+        .map_err(|e| load_err(e.to_string()))?;
+    *guard = Some((lib, env.clone()));
+    Ok(env)
+}
+
+/// What the graph returns.
+enum OutputKind {
+    /// `[batch, dim]` sentence vectors, already pooled and normalised.
+    Sentence(String),
+    /// `[batch, seq, dim]` token vectors, pooled here.
+    Tokens(String),
+}
+
+/// A sentence encoder running an ONNX graph.
+pub struct OnnxEncoder {
+    session: Session,
+    output: OutputKind,
+    token_type_ids: bool,
+    dim: usize,
+    tag: String,
+}
+
+impl OnnxEncoder {
+    /// Loads `model` with ONNX Runtime from `lib`. `tag` names it in the
+    /// output (`model onnx precision`); `threads` 0 means one per core.
+    pub fn new(
+        lib: &Path,
+        model: &Path,
+        dim: usize,
+        threads: usize,
+        tag: String,
+    ) -> Result<Self, EncoderError> {
+        let env = environment(lib)?;
+        let threads = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            threads
+        };
+        let path = model.display().to_string();
+        let sess_err = |message: String| EncoderError::Session {
+            path: path.clone(),
+            message,
+        };
+        let session = Session::builder(&env)
+            .map_err(|e| sess_err(e.to_string()))?
+            .with_optimization_level(GraphOptimizationLevel::Level3)
+            .and_then(|b| b.with_intra_threads(threads))
+            .and_then(|b| b.with_inter_threads(1))
+            .and_then(|b| b.with_intra_op_spinning(false))
+            .map_err(|e| sess_err(e.to_string()))?
+            .commit_from_file(model)
+            .map_err(|e| sess_err(e.to_string()))?;
+        let inputs: Vec<String> = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        for needed in ["input_ids", "attention_mask"] {
+            if !inputs.iter().any(|i| i == needed) {
+                return Err(EncoderError::Signature {
+                    path,
+                    message: format!(
+                        "has inputs {inputs:?}; it needs `input_ids` and `attention_mask`"
+                    ),
+                });
+            }
+        }
+        let outputs: Vec<String> = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        let output = if outputs.iter().any(|o| o == "sentence_embedding") {
+            OutputKind::Sentence("sentence_embedding".into())
+        } else if let Some(o) = outputs
+            .iter()
+            .find(|o| *o == "last_hidden_state" || *o == "token_embeddings")
+        {
+            OutputKind::Tokens(o.clone())
+        } else {
+            return Err(EncoderError::Signature {
+                path,
+                message: format!(
+                    "has outputs {outputs:?}; it needs `sentence_embedding` or `last_hidden_state`"
+                ),
+            });
+        };
+        Ok(Self {
+            token_type_ids: inputs.iter().any(|i| i == "token_type_ids"),
+            session,
+            output,
+            dim,
+            tag,
+        })
+    }
+}
+
+impl Encoder for OnnxEncoder {
+    fn describe(&self) -> String {
+        self.tag.clone()
+    }
+
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (ids, mask, seq) = pad(rows);
+        let n = rows.len();
+        let run_err = |e: ort::Error| EncoderError::Run(e.to_string());
+        let shape = [n as i64, seq as i64];
+        let mut inputs = ort::inputs![
+            "input_ids" => Tensor::from_array((shape, ids)).map_err(run_err)?,
+            "attention_mask" => Tensor::from_array((shape, mask.clone())).map_err(run_err)?,
+        ];
+        if self.token_type_ids {
+            let zeros = vec![0i64; n * seq];
+            inputs.push((
+                "token_type_ids".into(),
+                Tensor::from_array((shape, zeros)).map_err(run_err)?.into(),
+            ));
+        }
+        let outputs = self.session.run(inputs).map_err(run_err)?;
+        let (name, pooled) = match &self.output {
+            OutputKind::Sentence(name) => (name.as_str(), true),
+            OutputKind::Tokens(name) => (name.as_str(), false),
+        };
+        let value = outputs
+            .get(name)
+            .ok_or_else(|| EncoderError::Run(format!("no output `{name}`")))?;
+        let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+        let dim = *shape.last().unwrap_or(&0) as usize;
+        if dim != self.dim {
+            return Err(EncoderError::Run(format!(
+                "model returned vectors of {dim}, the manifest says {}",
+                self.dim
+            )));
+        }
+        if pooled {
+            Ok(data.chunks(dim).map(<[f32]>::to_vec).collect())
+        } else {
+            Ok(mean_pool(data, &mask, n, seq, dim))
+        }
+    }
+}

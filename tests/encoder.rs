@@ -1,0 +1,252 @@
+//! The inference engine against the sentence-transformers reference
+//! (tests/fixtures/reference_embeddings.json, made by make_reference.py):
+//! tokenization parity, fp32 and int8 vectors, bad text, and the errors a
+//! missing or broken set-up gives.
+//!
+//! Needs `bash models/setup.sh`; without it the tests skip, unless
+//! `VERBATIM_REQUIRE_SETUP=1` (set by .ci/test.sh), where they fail.
+
+use std::path::{Path, PathBuf};
+
+use verbatim::config::{NlpConfig, Precision};
+use verbatim::nlp::encoder::cosine;
+use verbatim::nlp::{embed_operator, NlpError};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn cfg(precision: Precision) -> Option<NlpConfig> {
+    let c = NlpConfig {
+        precision,
+        models_dir: root().join("models"),
+        cache_dir: root().join(".cache/models"),
+        onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
+        ..NlpConfig::default()
+    };
+    if c.cache_dir
+        .join("all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file()
+    {
+        return Some(c);
+    }
+    let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
+    assert!(!required, "model files missing: run `bash models/setup.sh`");
+    eprintln!("skipping: run `bash models/setup.sh` for the model tests");
+    None
+}
+
+struct Reference {
+    sentences: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+fn reference() -> Reference {
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/reference_embeddings.json")).unwrap(),
+    )
+    .unwrap();
+    let nums = |x: &serde_json::Value| -> Vec<f32> {
+        x.as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_f64().unwrap() as f32)
+            .collect()
+    };
+    Reference {
+        sentences: v["sentences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect(),
+        input_ids: v["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|i| i.as_u64().unwrap() as u32)
+                    .collect()
+            })
+            .collect(),
+        embeddings: v["embeddings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(nums)
+            .collect(),
+    }
+}
+
+#[test]
+fn tokenizer_matches_python() {
+    let Some(c) = cfg(Precision::Fp32) else {
+        return;
+    };
+    let files = verbatim::nlp::model::ModelFiles::open(&c).unwrap();
+    let t = verbatim::nlp::tokenize::TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+    let r = reference();
+    for (s, want) in r.sentences.iter().zip(&r.input_ids) {
+        assert_eq!(&t.encode(s).unwrap().ids, want, "{s}");
+    }
+}
+
+#[test]
+fn fp32_matches_sentence_transformers() {
+    let Some(c) = cfg(Precision::Fp32) else {
+        return;
+    };
+    let mut op = embed_operator(&c).unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    let got = op.embed_texts(&texts).unwrap();
+    for ((s, g), w) in texts.iter().zip(&got).zip(&r.embeddings) {
+        let cos = cosine(g, w);
+        assert!(cos >= 0.9999, "fp32 cosine {cos} for {s:?}");
+    }
+}
+
+#[test]
+fn int8_stays_close() {
+    let Some(c) = cfg(Precision::Int8) else {
+        return;
+    };
+    let mut op = embed_operator(&c).unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    let got = op.embed_texts(&texts).unwrap();
+    let cos: Vec<f32> = got
+        .iter()
+        .zip(&r.embeddings)
+        .map(|(g, w)| cosine(g, w))
+        .collect();
+    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    eprintln!(
+        "int8 vs sentence-transformers: mean cosine {mean:.4}, min {:.4}",
+        cos.iter().cloned().fold(1.0, f32::min)
+    );
+    assert!(mean >= 0.985, "int8 mean cosine {mean}");
+}
+
+#[test]
+fn bad_text_never_panics_and_long_text_is_flagged() {
+    let Some(c) = cfg(Precision::Int8) else {
+        return;
+    };
+    let mut op = embed_operator(&c).unwrap();
+    let long = "The engineer was lovely but the app keeps crashing. ".repeat(2000); // ~100 kB
+    let mut batch = verbatim::batch::CommentBatch::default();
+    for (i, t) in [
+        "",
+        "   ",
+        "😀😀😀🙏",
+        "\u{7}\u{1b}[31mred\u{0}",
+        "Связь 📶 plus English and 中文",
+        long.as_str(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        batch.comments.push(verbatim::comment::Comment::new(
+            verbatim::comment::SourceCoords {
+                topic: "t".into(),
+                partition: 0,
+                offset: i as i64,
+                kafka_timestamp: None,
+            },
+            i.to_string(),
+            t.to_string(),
+            chrono::Utc::now(),
+            chrono::Utc::now(),
+        ));
+    }
+    use verbatim::nlp::Operator;
+    op.process_batch(&mut batch).unwrap();
+    for c in &batch.comments {
+        let e = c.nlp.embedding.as_ref().unwrap();
+        assert_eq!(e.len(), 384);
+        assert!(e.iter().all(|x| x.is_finite()));
+        assert!(c.nlp.token_count.unwrap() <= 256);
+    }
+    assert_eq!(batch.comments[5].nlp.truncated, Some(true));
+    assert_eq!(batch.comments[5].nlp.token_count, Some(256));
+    assert_eq!(batch.comments[0].nlp.truncated, Some(false));
+    assert_eq!(
+        batch.comments[0].nlp.embedding_model.as_deref(),
+        Some("all-MiniLM-L6-v2 onnx int8")
+    );
+}
+
+fn err(c: &NlpConfig) -> String {
+    match embed_operator(c) {
+        Ok(_) => panic!("expected an error"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn set_up_errors_name_the_fix() {
+    let Some(good) = cfg(Precision::Int8) else {
+        return;
+    };
+    // Missing ONNX Runtime library.
+    let c = NlpConfig {
+        onnxruntime_library: PathBuf::from("/nonexistent/libonnxruntime.so"),
+        ..good.clone()
+    };
+    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
+        let e = err(&c);
+        assert!(
+            e.contains("ONNX Runtime library") && e.contains("models/setup.sh"),
+            "{e}"
+        );
+    }
+    // Wrong model directory.
+    let c = NlpConfig {
+        cache_dir: PathBuf::from("/nonexistent/models"),
+        ..good.clone()
+    };
+    let e = err(&c);
+    assert!(
+        e.contains("/nonexistent/models/all-MiniLM-L6-v2") && e.contains("models/setup.sh"),
+        "{e}"
+    );
+    // Corrupt and missing ONNX file, in a copy of the model folder.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("all-MiniLM-L6-v2");
+    copy_dir(&good.cache_dir.join("all-MiniLM-L6-v2"), &copy);
+    std::fs::write(copy.join("model.int8.onnx"), b"garbage").unwrap();
+    let c = NlpConfig {
+        cache_dir: dir.path().to_path_buf(),
+        ..good.clone()
+    };
+    let e = err(&c);
+    assert!(
+        e.contains("corrupt") && e.contains("model.int8.onnx") && e.contains("models/setup.sh"),
+        "{e}"
+    );
+    std::fs::remove_file(copy.join("model.int8.onnx")).unwrap();
+    let e = err(&c);
+    assert!(
+        e.contains("missing") && e.contains("model.int8.onnx"),
+        "{e}"
+    );
+    assert!(matches!(embed_operator(&c), Err(NlpError::Model(_))));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
