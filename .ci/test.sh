@@ -11,3 +11,7 @@ export VERBATIM_REQUIRE_SETUP=1
 # Benches run once as smoke tests (small inputs, debug build), then every test.
 cargo test --benches "$@"
 cargo test --lib --bins --tests "$@"
+# The torch backend (rust-bert over libtorch 2.4.0): built and held to the
+# same sentence-transformers reference as the ONNX backend.
+eval "$(bash .ci/setup-torch.sh)"
+cargo test --features torch --test encoder "$@"

@@ -110,6 +110,34 @@ fn fp32_matches_sentence_transformers() {
     }
 }
 
+#[cfg(feature = "torch")]
+#[test]
+fn torch_matches_sentence_transformers() {
+    let Some(mut c) = cfg(Precision::Fp32) else {
+        return;
+    };
+    c.backend = verbatim::config::Backend::Torch;
+    let mut op = embed_operator(&c).unwrap();
+    let r = reference();
+    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+    let got = op.embed_texts(&texts).unwrap();
+    for ((s, g), w) in texts.iter().zip(&got).zip(&r.embeddings) {
+        let cos = cosine(g, w);
+        assert!(cos >= 0.9999, "torch cosine {cos} for {s:?}");
+    }
+}
+
+#[cfg(not(feature = "torch"))]
+#[test]
+fn torch_backend_absent_says_how_to_build_it() {
+    let Some(mut c) = cfg(Precision::Fp32) else {
+        return;
+    };
+    c.backend = verbatim::config::Backend::Torch;
+    let e = err(&c);
+    assert!(e.contains("--features torch"), "{e}");
+}
+
 #[test]
 fn int8_stays_close() {
     let Some(c) = cfg(Precision::Int8) else {

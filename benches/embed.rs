@@ -1,0 +1,318 @@
+//! Embedding throughput: every backend and precision, and the Python peer
+//! (sentence-transformers, same model files, same sentences, same threads),
+//! measured in one run, each in its own process so peak RSS is its own.
+//!
+//! Corpus: the first 2,000 texts of 10–60 words in
+//! `../shared/data/labelled/mams_train.jsonl` (restaurant feedback).
+//! Prints sentences/s, sentences per CPU-second, peak RSS, the ratio to the
+//! peer, and int8's agreement with fp32 (mean/min cosine, top-10 neighbours).
+//! Then the same texts through the whole pipeline (mock Kafka → embeddings →
+//! Parquet) against bare embedding.
+//!
+//! `cargo bench --bench embed` (needs `bash models/setup.sh`; the peer needs
+//! `bash .ci/setup-peer.sh`). Under `cargo test` it runs once on 100 texts.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use verbatim::config::{Backend, NlpConfig, Precision};
+
+const THREADS: usize = 2;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn corpus(n: usize) -> Vec<String> {
+    let p = root().join("../shared/data/labelled/mams_train.jsonl");
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .filter(|t| (10..=60).contains(&t.split_whitespace().count()))
+        .take(n)
+        .collect()
+}
+
+fn cpu_seconds() -> f64 {
+    // utime + stime of this process, in clock ticks (100 per second on Linux).
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn nlp_cfg(backend: Backend, precision: Precision) -> NlpConfig {
+    NlpConfig {
+        backend,
+        precision,
+        models_dir: root().join("models"),
+        cache_dir: root().join(".cache/models"),
+        onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
+        threads: THREADS,
+        ..NlpConfig::default()
+    }
+}
+
+/// Child mode: embed the corpus with one engine, write vectors, print JSON.
+fn worker(engine: &str, corpus_path: &Path, out: &Path) {
+    let (backend, precision) = match engine {
+        "onnx-int8" => (Backend::Onnx, Precision::Int8),
+        "onnx-fp32" => (Backend::Onnx, Precision::Fp32),
+        "torch" => (Backend::Torch, Precision::Fp32),
+        other => panic!("unknown engine {other}"),
+    };
+    let texts: Vec<String> = std::fs::read_to_string(corpus_path)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut op = verbatim::nlp::embed_operator(&nlp_cfg(backend, precision)).expect("model set-up");
+    op.embed_texts(&refs[..64.min(refs.len())]).unwrap(); // warm-up
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    let vecs = op.embed_texts(&refs).unwrap();
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    let mut f = std::fs::File::create(out).unwrap();
+    for v in &vecs {
+        for x in v {
+            f.write_all(&x.to_le_bytes()).unwrap();
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({"engine": format!("verbatim {engine}"), "n": texts.len(), "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_rss_mib()})
+    );
+}
+
+fn read_vecs(p: &Path, dim: usize) -> Vec<Vec<f32>> {
+    let b = std::fs::read(p).unwrap();
+    b.chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect::<Vec<_>>()
+        .chunks(dim)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+fn top10(vecs: &[Vec<f32>], i: usize) -> Vec<usize> {
+    let mut s: Vec<(f32, usize)> = vecs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(j, v)| (verbatim::nlp::encoder::cosine(&vecs[i], v), j))
+        .collect();
+    s.sort_by(|a, b| b.0.total_cmp(&a.0));
+    s.into_iter().take(10).map(|x| x.1).collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Ok(engine) = std::env::var("VERBATIM_BENCH_WORKER") {
+        worker(&engine, Path::new(&args[1]), Path::new(&args[2]));
+        return;
+    }
+    if !root()
+        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file()
+    {
+        let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
+        assert!(!required, "run `bash models/setup.sh` first");
+        eprintln!("embed bench: skipped, run `bash models/setup.sh` first");
+        return;
+    }
+    let benching = args.iter().any(|a| a == "--bench");
+    let n = if benching { 2000 } else { 100 };
+    let texts = corpus(n);
+    let dir = tempfile::tempdir().unwrap();
+    let corpus_path = dir.path().join("corpus.txt");
+    std::fs::write(&corpus_path, texts.join("\n")).unwrap();
+    let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
+    println!(
+        "embed bench: {} sentences ({:.1} words avg), {THREADS} threads, all-MiniLM-L6-v2",
+        texts.len(),
+        words as f64 / texts.len() as f64
+    );
+
+    let mut engines = vec!["onnx-int8", "onnx-fp32"];
+    if cfg!(feature = "torch") {
+        engines.push("torch");
+    }
+    let mut results = Vec::new();
+    for e in &engines {
+        let out = dir.path().join(format!("{e}.f32"));
+        let o = Command::new(&args[0])
+            .env("VERBATIM_BENCH_WORKER", e)
+            .arg(&corpus_path)
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{e}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(o.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        results.push((e.to_string(), v, out));
+    }
+    let peer_py = root().join(".cache/peer-venv/bin/python");
+    if peer_py.is_file() {
+        let out = dir.path().join("peer.f32");
+        let o = Command::new(&peer_py)
+            .arg(root().join("benches/peer_embed.py"))
+            .arg(root().join(".cache/models/all-MiniLM-L6-v2"))
+            .arg(&corpus_path)
+            .arg(THREADS.to_string())
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "peer: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = o
+            .stdout
+            .split(|b| *b == b'\n')
+            .rfind(|l| l.starts_with(b"{"))
+            .unwrap()
+            .to_vec();
+        results.push(("peer".into(), serde_json::from_slice(&line).unwrap(), out));
+    } else {
+        println!(
+            "  (no Python peer: run `bash .ci/setup-peer.sh` to measure sentence-transformers)"
+        );
+    }
+    let peer_rate = results
+        .iter()
+        .find(|r| r.0 == "peer")
+        .map(|r| r.1["n"].as_f64().unwrap() / r.1["wall_s"].as_f64().unwrap());
+    println!(
+        "  {:<44} {:>12} {:>16} {:>13} {:>9}",
+        "engine", "sentences/s", "per CPU-second", "peak RSS MiB", "vs peer"
+    );
+    for (_, v, _) in &results {
+        let n = v["n"].as_f64().unwrap();
+        let rate = n / v["wall_s"].as_f64().unwrap();
+        let per_cpu = n / v["cpu_s"].as_f64().unwrap().max(1e-9);
+        let ratio = peer_rate
+            .map(|p| format!("{:.2}x", rate / p))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "  {:<44} {:>12.1} {:>16.1} {:>13.0} {:>9}",
+            v["engine"].as_str().unwrap(),
+            rate,
+            per_cpu,
+            v["peak_rss_mib"].as_f64().unwrap(),
+            ratio
+        );
+    }
+    // int8 against fp32 on this corpus.
+    let int8 = read_vecs(&results[0].2, 384);
+    let fp32 = read_vecs(&results[1].2, 384);
+    let cos: Vec<f32> = int8
+        .iter()
+        .zip(&fp32)
+        .map(|(a, b)| verbatim::nlp::encoder::cosine(a, b))
+        .collect();
+    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+    let min = cos.iter().cloned().fold(1.0, f32::min);
+    let probe = int8.len().min(200);
+    let agree: f64 = (0..probe)
+        .map(|i| {
+            let a = top10(&int8, i);
+            let b = top10(&fp32, i);
+            a.iter().filter(|x| b.contains(x)).count() as f64 / 10.0
+        })
+        .sum::<f64>()
+        / probe as f64;
+    println!("  int8 vs fp32: mean cosine {mean:.4}, min {min:.4}, top-10 neighbour agreement {agree:.2} (first {probe} sentences)");
+    for (name, _, out) in results.iter().skip(2) {
+        let other = read_vecs(out, 384);
+        let c: Vec<f32> = other
+            .iter()
+            .zip(&fp32)
+            .map(|(a, b)| verbatim::nlp::encoder::cosine(a, b))
+            .collect();
+        println!(
+            "  {name} vs onnx fp32: min cosine {:.6}",
+            c.iter().cloned().fold(1.0, f32::min)
+        );
+    }
+    assert!(
+        mean >= 0.985,
+        "int8 mean cosine {mean} under 0.985: fp32 must become the default"
+    );
+
+    // The whole pipeline on the same texts: mock Kafka -> decode -> batch ->
+    // embed (onnx int8) -> Parquet, timed from start until every row is
+    // durable and the job has stopped.
+    let bare = results[0].1["n"].as_f64().unwrap() / results[0].1["wall_s"].as_f64().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let e2e = rt.block_on(pipeline_rate(&texts, dir.path()));
+    println!(
+        "  pipeline (mock Kafka -> embeddings int8 -> Parquet): {e2e:.1} comments/s = {:.0}% of bare int8 embedding",
+        100.0 * e2e / bare
+    );
+}
+
+async fn pipeline_rate(texts: &[String], dir: &Path) -> f64 {
+    use verbatim::kafka_mock::{produce_all, MockKafka};
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let msgs: Vec<_> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            (
+                (i % 3) as i32,
+                None,
+                serde_json::json!({"id": i.to_string(), "text": t})
+                    .to_string()
+                    .into_bytes(),
+            )
+        })
+        .collect();
+    produce_all(mock.bootstrap_servers(), "fb", msgs)
+        .await
+        .unwrap();
+    let mut cfg = verbatim::config::PipelineConfig::default();
+    cfg.kafka = Some(verbatim::config::KafkaConfig {
+        brokers: mock.bootstrap_servers().into(),
+        topics: vec!["fb".into()],
+        group_id: "bench".into(),
+        auto_offset_reset: "earliest".into(),
+        properties: Default::default(),
+    });
+    cfg.output.root = dir.join("pipeline-out");
+    cfg.nlp = Some(nlp_cfg(Backend::Onnx, Precision::Int8));
+    let metrics = verbatim::metrics::Metrics::new();
+    let written = metrics.comments.clone();
+    let n = texts.len() as u64;
+    let t0 = Instant::now();
+    let shutdown = async move {
+        while written.get() < n {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    };
+    let s = verbatim::pipeline::PipelineBuilder::new(cfg)
+        .metrics(metrics)
+        .run_kafka(shutdown)
+        .await
+        .unwrap();
+    assert_eq!(s.comments, n);
+    n as f64 / t0.elapsed().as_secs_f64()
+}
