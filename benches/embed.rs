@@ -289,16 +289,18 @@ async fn pipeline_rate(texts: &[String], dir: &Path) -> f64 {
     produce_all(mock.bootstrap_servers(), "fb", msgs)
         .await
         .unwrap();
-    let mut cfg = verbatim::config::PipelineConfig::default();
-    cfg.kafka = Some(verbatim::config::KafkaConfig {
-        brokers: mock.bootstrap_servers().into(),
-        topics: vec!["fb".into()],
-        group_id: "bench".into(),
-        auto_offset_reset: "earliest".into(),
-        properties: Default::default(),
-    });
+    let mut cfg = verbatim::config::PipelineConfig {
+        kafka: Some(verbatim::config::KafkaConfig {
+            brokers: mock.bootstrap_servers().into(),
+            topics: vec!["fb".into()],
+            group_id: "bench".into(),
+            auto_offset_reset: "earliest".into(),
+            properties: Default::default(),
+        }),
+        nlp: Some(nlp_cfg(Backend::Onnx, Precision::Int8)),
+        ..Default::default()
+    };
     cfg.output.root = dir.join("pipeline-out");
-    cfg.nlp = Some(nlp_cfg(Backend::Onnx, Precision::Int8));
     let metrics = verbatim::metrics::Metrics::new();
     let written = metrics.comments.clone();
     let n = texts.len() as u64;

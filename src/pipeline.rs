@@ -138,9 +138,9 @@ impl PipelineBuilder {
         let mut operators = self.operators;
         let mut stamp = crate::sink::stamp_for(&self.cfg);
         if let Some(nlp) = &self.cfg.nlp {
-            let (ops, dim) = crate::nlp::operators_for(nlp)?;
-            operators.extend(ops);
-            stamp.embedding_dim = dim;
+            let stages = crate::nlp::operators_for(nlp)?;
+            operators.extend(stages.operators);
+            stamp.embedding_dim = stages.embedding_dim;
         }
         let sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
         for op in operators.iter_mut() {

@@ -70,12 +70,21 @@ pub fn embed_operator(cfg: &NlpConfig) -> Result<embed::EmbedOperator, NlpError>
     ))
 }
 
-/// The operators `[nlp]` asks for, in order, and the `embedding` column's
-/// size if embeddings are stored.
-pub fn operators_for(cfg: &NlpConfig) -> Result<(Vec<Box<dyn Operator>>, Option<usize>), NlpError> {
+/// The NLP stages `[nlp]` asks for.
+pub struct NlpStages {
+    /// Operators, in the order they run.
+    pub operators: Vec<Box<dyn Operator>>,
+    /// Size of the `embedding` column, if embeddings are stored.
+    pub embedding_dim: Option<usize>,
+}
+
+/// Builds the operators `[nlp]` asks for.
+pub fn operators_for(cfg: &NlpConfig) -> Result<NlpStages, NlpError> {
     let embed = embed_operator(cfg)?;
-    let dim = cfg.store_embeddings.then(|| embed.dim());
-    Ok((vec![Box::new(embed)], dim))
+    Ok(NlpStages {
+        embedding_dim: cfg.store_embeddings.then(|| embed.dim()),
+        operators: vec![Box::new(embed)],
+    })
 }
 
 /// Errors an operator may return. A failing operator stops the job before

@@ -91,13 +91,20 @@ impl OnnxEncoder {
             path: path.clone(),
             message,
         };
-        let session = Session::builder(&env)
-            .map_err(|e| sess_err(e.to_string()))?
+        let builder = Session::builder(&env).map_err(|e| sess_err(e.to_string()))?;
+        let builder = builder
             .with_optimization_level(GraphOptimizationLevel::Level3)
-            .and_then(|b| b.with_intra_threads(threads))
-            .and_then(|b| b.with_inter_threads(1))
-            .and_then(|b| b.with_intra_op_spinning(false))
-            .map_err(|e| sess_err(e.to_string()))?
+            .map_err(|e| sess_err(e.to_string()))?;
+        let builder = builder
+            .with_intra_threads(threads)
+            .map_err(|e| sess_err(e.to_string()))?;
+        let builder = builder
+            .with_inter_threads(1)
+            .map_err(|e| sess_err(e.to_string()))?;
+        let mut builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(|e| sess_err(e.to_string()))?;
+        let session = builder
             .commit_from_file(model)
             .map_err(|e| sess_err(e.to_string()))?;
         let inputs: Vec<String> = session
