@@ -1,6 +1,7 @@
 //! Prometheus metrics of the stream job, served as text on `/metrics`.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use prometheus_client::encoding::text::encode;
@@ -25,6 +26,13 @@ pub struct ReasonLabel {
 pub struct TableLabel {
     /// Output table (`comments`, `rejected`).
     pub table: String,
+}
+
+/// Label set with one `stage` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabel {
+    /// Stage name: an operator's name, `sink_write`, `sink_commit`, `offset_commit`.
+    pub stage: String,
 }
 
 /// Label set with one `result` label.
@@ -56,6 +64,8 @@ pub struct Metrics {
     pub batch_seconds: Histogram,
     /// Partitions currently assigned to this instance.
     pub assigned_partitions: Gauge,
+    /// Seconds spent in each stage, summed (rate() is the stage's share of a core).
+    pub stage_seconds: Family<StageLabel, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -79,6 +89,7 @@ impl Metrics {
             dead_letters: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             assigned_partitions: Gauge::default(),
+            stage_seconds: Family::default(),
         };
         r.register(
             "messages",
@@ -138,6 +149,24 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    /// Records one call of a stage.
+    pub fn observe_stage(&self, stage: &str, seconds: f64) {
+        self.stage_seconds
+            .get_or_create(&StageLabel {
+                stage: stage.to_string(),
+            })
+            .inc_by(seconds);
+    }
+
+    /// Total seconds recorded for a stage so far.
+    pub fn stage_total(&self, stage: &str) -> f64 {
+        self.stage_seconds
+            .get_or_create(&StageLabel {
+                stage: stage.to_string(),
+            })
+            .get()
     }
 
     /// The current values in Prometheus text format.

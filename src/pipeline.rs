@@ -325,10 +325,16 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let mut ops = std::mem::take(&mut self.operators);
         let mut sink = self.take_sink();
+        let metrics = self.metrics.clone();
         let (ops, sink, batch, res) = tokio::task::spawn_blocking(move || {
-            let res = run_operators(&mut ops, &mut batch)
+            let res = run_operators(&mut ops, &mut batch, &metrics)
                 .map_err(PipelineError::from)
-                .and_then(|()| sink.write(&batch).map_err(PipelineError::from));
+                .and_then(|()| {
+                    let t = std::time::Instant::now();
+                    let r = sink.write(&batch).map_err(PipelineError::from);
+                    metrics.observe_stage("sink_write", t.elapsed().as_secs_f64());
+                    r
+                });
             (ops, sink, batch, res)
         })
         .await
@@ -366,7 +372,9 @@ impl Pipeline {
             }
         }
         let mut sink = self.take_sink();
+        let metrics = self.metrics.clone();
         let (sink, res) = tokio::task::spawn_blocking(move || {
+            let t = std::time::Instant::now();
             let mut done = Vec::new();
             let mut res = Ok(());
             for tp in &partitions {
@@ -379,6 +387,7 @@ impl Pipeline {
                     }
                 }
             }
+            metrics.observe_stage("sink_commit", t.elapsed().as_secs_f64());
             (sink, res.map(|()| done))
         })
         .await
@@ -397,9 +406,14 @@ impl Pipeline {
             op.on_commit()?;
         }
         if let Some(c) = self.committer.clone() {
-            tokio::task::spawn_blocking(move || c.commit(&ranges))
-                .await
-                .map_err(|e| PipelineError::Join(e.to_string()))?;
+            let metrics = self.metrics.clone();
+            tokio::task::spawn_blocking(move || {
+                let t = std::time::Instant::now();
+                c.commit(&ranges);
+                metrics.observe_stage("offset_commit", t.elapsed().as_secs_f64());
+            })
+            .await
+            .map_err(|e| PipelineError::Join(e.to_string()))?;
         }
         Ok(())
     }

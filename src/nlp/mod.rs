@@ -120,14 +120,17 @@ pub trait Operator: Send {
     }
 }
 
-/// Runs every operator over the batch, in order.
+/// Runs every operator over the batch, in order, timing each.
 pub fn run_operators(
     ops: &mut [Box<dyn Operator>],
     batch: &mut CommentBatch,
+    metrics: &crate::metrics::Metrics,
 ) -> Result<(), OperatorError> {
     for op in ops.iter_mut() {
         let _span = tracing::debug_span!("operator", name = op.name()).entered();
+        let t = std::time::Instant::now();
         op.process_batch(batch)?;
+        metrics.observe_stage(op.name(), t.elapsed().as_secs_f64());
     }
     Ok(())
 }

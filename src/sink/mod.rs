@@ -22,9 +22,11 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::EnabledStatistics;
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use crate::batch::CommentBatch;
 use crate::comment::{Comment, Rejection};
@@ -141,7 +143,13 @@ impl ParquetSink {
     pub fn new(cfg: &OutputConfig, stamp: Stamp, metrics: Metrics) -> Result<Self, SinkError> {
         let level = ZstdLevel::try_new(cfg.zstd_level)
             .map_err(|e| SinkError::Compression(cfg.zstd_level, e))?;
+        // Float vectors: no dictionary (it never pays off and costs time),
+        // byte-stream-split so zstd finds the repeated exponent bytes, no stats.
+        let embedding = ColumnPath::new(vec!["embedding".into(), "list".into(), "item".into()]);
         let props = WriterProperties::builder()
+            .set_column_dictionary_enabled(embedding.clone(), false)
+            .set_column_encoding(embedding.clone(), Encoding::BYTE_STREAM_SPLIT)
+            .set_column_statistics_enabled(embedding, EnabledStatistics::None)
             .set_compression(Compression::ZSTD(level))
             .set_max_row_group_row_count(Some(cfg.row_group_rows))
             .set_max_row_group_bytes(Some(MAX_ROW_GROUP_BYTES))
