@@ -80,6 +80,12 @@ pub struct Enrichment {
     pub truncated: Option<bool>,
     /// `model backend precision` that made the vector.
     pub embedding_model: Option<Arc<str>>,
+    /// Detected language, ISO 639-1.
+    pub language: Option<&'static str>,
+    /// The detector's confidence in `language`, 0..1.
+    pub language_confidence: Option<f32>,
+    /// PII spans replaced in the text (`None`: redaction is off).
+    pub pii_redacted: Option<u32>,
 }
 
 impl Comment {

@@ -72,6 +72,25 @@ pub struct PipelineConfig {
     /// Local models over each batch. Absent: no NLP stage (the spine alone).
     #[serde(default)]
     pub nlp: Option<NlpConfig>,
+    /// What may reach disk.
+    #[serde(default)]
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Replace emails, card numbers and phone numbers in comment texts and in
+    /// rejected messages' bytes before they are written (default on).
+    #[serde(default = "default_true")]
+    pub redact_pii: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { redact_pii: true }
+    }
 }
 
 fn default_name() -> String {
@@ -505,6 +524,7 @@ impl Default for PipelineConfig {
             rejected: RejectedConfig::default(),
             metrics: MetricsConfig::default(),
             nlp: None,
+            privacy: PrivacyConfig::default(),
         }
     }
 }

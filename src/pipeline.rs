@@ -135,7 +135,14 @@ impl PipelineBuilder {
         committer: Option<KafkaCommitter>,
         dead_letter: Option<DeadLetter>,
     ) -> Result<Pipeline, PipelineError> {
-        let mut operators = self.operators;
+        let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+        if self.cfg.privacy.redact_pii {
+            // First, so nothing downstream (models, files) sees the originals.
+            let redact = crate::nlp::redact::RedactOperator::new()
+                .map_err(|e| PipelineError::Nlp(crate::nlp::NlpError::Pattern(e.to_string())))?;
+            operators.push(Box::new(redact));
+        }
+        operators.extend(self.operators);
         let mut stamp = crate::sink::stamp_for(&self.cfg);
         if let Some(nlp) = &self.cfg.nlp {
             let stages = crate::nlp::operators_for(nlp)?;

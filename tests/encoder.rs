@@ -95,19 +95,24 @@ fn tokenizer_matches_python() {
     }
 }
 
-#[test]
-fn fp32_matches_sentence_transformers() {
-    let Some(c) = cfg(Precision::Fp32) else {
-        return;
-    };
-    let mut op = embed_operator(&c).unwrap();
+/// Every reference sentence must come out at cosine >= 0.9999.
+fn assert_parity(c: &NlpConfig, what: &str) {
+    let mut op = embed_operator(c).unwrap();
     let r = reference();
     let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
     let got = op.embed_texts(&texts).unwrap();
     for ((s, g), w) in texts.iter().zip(&got).zip(&r.embeddings) {
         let cos = cosine(g, w);
-        assert!(cos >= 0.9999, "fp32 cosine {cos} for {s:?}");
+        assert!(cos >= 0.9999, "{what} cosine {cos} for {s:?}");
     }
+}
+
+#[test]
+fn fp32_matches_sentence_transformers() {
+    let Some(c) = cfg(Precision::Fp32) else {
+        return;
+    };
+    assert_parity(&c, "onnx fp32");
 }
 
 #[cfg(feature = "torch")]
@@ -117,14 +122,7 @@ fn torch_matches_sentence_transformers() {
         return;
     };
     c.backend = verbatim::config::Backend::Torch;
-    let mut op = embed_operator(&c).unwrap();
-    let r = reference();
-    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
-    let got = op.embed_texts(&texts).unwrap();
-    for ((s, g), w) in texts.iter().zip(&got).zip(&r.embeddings) {
-        let cos = cosine(g, w);
-        assert!(cos >= 0.9999, "torch cosine {cos} for {s:?}");
-    }
+    assert_parity(&c, "torch");
 }
 
 #[cfg(not(feature = "torch"))]

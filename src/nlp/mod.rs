@@ -7,7 +7,9 @@
 
 pub mod embed;
 pub mod encoder;
+pub mod language;
 pub mod model;
+pub mod redact;
 pub mod tokenize;
 
 use crate::batch::CommentBatch;
@@ -28,6 +30,9 @@ pub enum NlpError {
     /// The inference backend could not start.
     #[error(transparent)]
     Encoder(#[from] EncoderError),
+    /// A built-in or configured pattern did not compile.
+    #[error("pattern: {0}")]
+    Pattern(String),
 }
 
 /// Opens the configured encoder over verified model files.
@@ -83,7 +88,7 @@ pub fn operators_for(cfg: &NlpConfig) -> Result<NlpStages, NlpError> {
     let embed = embed_operator(cfg)?;
     Ok(NlpStages {
         embedding_dim: cfg.store_embeddings.then(|| embed.dim()),
-        operators: vec![Box::new(embed)],
+        operators: vec![Box::new(language::LanguageOperator), Box::new(embed)],
     })
 }
 

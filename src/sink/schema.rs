@@ -74,6 +74,9 @@ pub fn comments_columns(
         ("product", DataType::Utf8, true, "Product or service line"),
         ("declared_language", DataType::Utf8, true, "Language code sent with the message, if any"),
         ("attributes", attributes_type(), false, "Extra mapped fields as strings (non-strings JSON-encoded)"),
+        ("language", DataType::Utf8, true, "Detected language, ISO 639-1 (whatlang; null without `[nlp]` or with no letters)"),
+        ("language_confidence", DataType::Float32, true, "Detector confidence in `language`, 0-1 (short texts score low)"),
+        ("pii_redacted", DataType::Int32, true, "Emails, card and phone numbers replaced in `text` (null when `privacy.redact_pii` is off)"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
         ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
@@ -207,6 +210,17 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         opt_str(rows.iter().map(|r| r.product.as_deref())),
         opt_str(rows.iter().map(|r| r.declared_language.as_deref())),
         Arc::new(attrs.finish()),
+        opt_str(rows.iter().map(|r| r.nlp.language)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.language_confidence)
+                .collect::<Float32Array>(),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.pii_redacted.map(|n| n as i32))
+                .collect::<Int32Array>(),
+        ),
         Arc::new(
             rows.iter()
                 .map(|r| r.nlp.token_count.map(|n| n as i32))

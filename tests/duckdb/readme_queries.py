@@ -31,4 +31,7 @@ out["_dup_coords"] = con.execute(
     f"SELECT count(*) FROM (SELECT source_partition, source_offset FROM {c} GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
 out["_schema_version"] = con.execute(f"SELECT DISTINCT schema_version FROM {c}").fetchall()
 out["_embedded"] = con.execute(f"SELECT count(*), min(len(embedding)) FROM {c} WHERE embedding IS NOT NULL AND token_count > 0").fetchall()
+out["_pii_left"] = con.execute(f"SELECT count(*) FROM {c} WHERE regexp_matches(text, '@|4111 1111|07700|7946')").fetchone()[0]
+out["_pii_redacted"] = con.execute(f"SELECT sum(pii_redacted) FROM {c}").fetchone()[0]
+out["_languages"] = con.execute(f"SELECT language, count(*) FROM {c} GROUP BY ALL ORDER BY 2 DESC").fetchall()
 print(json.dumps(out))
