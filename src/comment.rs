@@ -86,6 +86,8 @@ pub struct Enrichment {
     pub language_confidence: Option<f32>,
     /// PII spans replaced in the text (`None`: redaction is off).
     pub pii_redacted: Option<u32>,
+    /// Flags raised, each with its evidence (`None`: the flag stage did not run).
+    pub flags: Option<Vec<crate::nlp::flags::Evidence>>,
 }
 
 impl Comment {

@@ -75,6 +75,10 @@ pub struct PipelineConfig {
     /// What may reach disk.
     #[serde(default)]
     pub privacy: PrivacyConfig,
+    /// Extra patterns for the built-in flags, or new flags, by name
+    /// (`[flags.billing_dispute] patterns = ["charged (me )?twice"]`).
+    #[serde(default)]
+    pub flags: BTreeMap<String, crate::nlp::flags::FlagPatterns>,
 }
 
 /// `[privacy]`.
@@ -525,6 +529,7 @@ impl Default for PipelineConfig {
             metrics: MetricsConfig::default(),
             nlp: None,
             privacy: PrivacyConfig::default(),
+            flags: BTreeMap::new(),
         }
     }
 }
@@ -761,6 +766,30 @@ impl PipelineConfig {
                     "use 0 (one per core) or a thread count",
                 ));
             }
+        }
+        for name in self.flags.keys() {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(bad(
+                    &format!("flags.{name}"),
+                    "is not a flag name".into(),
+                    "use lower_snake_case, e.g. [flags.billing_dispute]",
+                ));
+            }
+        }
+        if let Err(e) = crate::nlp::flags::FlagMatcher::new(&self.flags) {
+            return Err(bad(
+                &format!("flags.{}", e.flag),
+                format!(
+                    "has pattern {:?}, which does not compile ({})",
+                    e.pattern,
+                    e.message.lines().last().unwrap_or("")
+                ),
+                "fix the regular expression (Rust regex syntax, case-insensitive)",
+            ));
         }
         if self.rejected.dead_letter_topic.as_deref() == Some("") {
             return Err(bad(

@@ -7,6 +7,7 @@
 
 pub mod embed;
 pub mod encoder;
+pub mod flags;
 pub mod language;
 pub mod model;
 pub mod redact;
@@ -83,12 +84,21 @@ pub struct NlpStages {
     pub embedding_dim: Option<usize>,
 }
 
-/// Builds the operators `[nlp]` asks for.
-pub fn operators_for(cfg: &NlpConfig) -> Result<NlpStages, NlpError> {
+/// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]`.
+pub fn operators_for(
+    cfg: &NlpConfig,
+    flag_patterns: &std::collections::BTreeMap<String, flags::FlagPatterns>,
+) -> Result<NlpStages, NlpError> {
     let embed = embed_operator(cfg)?;
+    let matcher =
+        flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
     Ok(NlpStages {
         embedding_dim: cfg.store_embeddings.then(|| embed.dim()),
-        operators: vec![Box::new(language::LanguageOperator), Box::new(embed)],
+        operators: vec![
+            Box::new(language::LanguageOperator),
+            Box::new(flags::FlagOperator::new(matcher)),
+            Box::new(embed),
+        ],
     })
 }
 

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use arrow::array::{
     ArrayRef, BinaryBuilder, BooleanArray, FixedSizeListArray, Float32Array, Float64Builder,
-    Int32Array, Int64Array, MapBuilder, MapFieldNames, StringArray, StringBuilder,
-    TimestampMicrosecondArray, TimestampMillisecondArray,
+    Int32Array, Int64Array, ListArray, MapBuilder, MapFieldNames, StringArray, StringBuilder,
+    StructArray, TimestampMicrosecondArray, TimestampMillisecondArray,
 };
+use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -47,6 +48,92 @@ fn attributes_type() -> DataType {
     )
 }
 
+fn flags_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Utf8, false)))
+}
+
+fn evidence_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("flag", DataType::Utf8, false),
+        Field::new("start", DataType::Int32, false),
+        Field::new("end", DataType::Int32, false),
+        Field::new("text", DataType::Utf8, false),
+    ])
+}
+
+fn evidence_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(evidence_fields()),
+        false,
+    )))
+}
+
+/// `flags`, the five built-in flag columns and `flag_evidence`.
+fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
+    let mut names = Vec::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    let mut texts = Vec::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(ev) = &r.nlp.flags {
+            for e in ev {
+                names.push(e.flag.as_str());
+                starts.push(e.start as i32);
+                ends.push(e.end as i32);
+                texts.push(e.text.as_str());
+            }
+        }
+        offsets.push(names.len() as i32);
+        valid.push(r.nlp.flags.is_some());
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let name_array: ArrayRef = Arc::new(StringArray::from(names.clone()));
+    let flags = ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Utf8, false)),
+        offsets.clone(),
+        name_array.clone(),
+        Some(valid.clone().into()),
+    )?;
+    let structs = StructArray::try_new(
+        evidence_fields(),
+        vec![
+            name_array,
+            Arc::new(Int32Array::from(starts)),
+            Arc::new(Int32Array::from(ends)),
+            Arc::new(StringArray::from(texts)),
+        ],
+        None,
+    )?;
+    let evidence = ListArray::try_new(
+        Arc::new(Field::new(
+            "item",
+            DataType::Struct(evidence_fields()),
+            false,
+        )),
+        offsets,
+        Arc::new(structs),
+        Some(valid.into()),
+    )?;
+    let mut out: Vec<ArrayRef> = vec![Arc::new(flags)];
+    for f in crate::nlp::flags::BUILT_IN {
+        out.push(Arc::new(
+            rows.iter()
+                .map(|r| {
+                    r.nlp
+                        .flags
+                        .as_ref()
+                        .map(|ev| ev.iter().any(|e| e.flag == f))
+                })
+                .collect::<BooleanArray>(),
+        ));
+    }
+    out.push(Arc::new(evidence));
+    Ok(out)
+}
+
 fn embedding_type(dim: usize) -> DataType {
     DataType::FixedSizeList(
         Arc::new(Field::new("item", DataType::Float32, false)),
@@ -77,6 +164,13 @@ pub fn comments_columns(
         ("language", DataType::Utf8, true, "Detected language, ISO 639-1 (whatlang; null without `[nlp]` or with no letters)"),
         ("language_confidence", DataType::Float32, true, "Detector confidence in `language`, 0-1 (short texts score low)"),
         ("pii_redacted", DataType::Int32, true, "Emails, card and phone numbers replaced in `text` (null when `privacy.redact_pii` is off)"),
+        ("flags", flags_type(), true, "Every flag raised (built-in and `[flags.<name>]`); null without `[nlp]`"),
+        ("contact_requested", DataType::Boolean, true, "Asks to be called, written to or escalated"),
+        ("repeat_issue", DataType::Boolean, true, "Happened before: \"third time\", \"still not fixed\", no answer to an earlier complaint"),
+        ("score_solicited", DataType::Boolean, true, "Reports being asked or pressured to give a high rating"),
+        ("survey_fatigue", DataType::Boolean, true, "Complains about feedback requests themselves"),
+        ("safety_risk", DataType::Boolean, true, "Danger to people"),
+        ("flag_evidence", evidence_type(), true, "Why each flag was raised: `{flag, start, end, text}`, span in characters of `text`"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
         ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
@@ -221,6 +315,8 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
                 .map(|r| r.nlp.pii_redacted.map(|n| n as i32))
                 .collect::<Int32Array>(),
         ),
+    ];
+    let tail: Vec<ArrayRef> = vec![
         Arc::new(
             rows.iter()
                 .map(|r| r.nlp.token_count.map(|n| n as i32))
@@ -235,6 +331,8 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
     ];
     columns.extend(body);
+    columns.extend(flag_columns(rows)?);
+    columns.extend(tail);
     columns.extend(stamp_columns(stamp, n));
     if let Some(dim) = stamp.embedding_dim {
         columns.push(embedding_array(rows, dim)?);
@@ -311,6 +409,10 @@ pub fn columns_markdown(cols: &[(&'static str, DataType, bool, &'static str)]) -
             DataType::Timestamp(TimeUnit::Microsecond, _) => "timestamp(us, UTC)".into(),
             DataType::Map(..) => "map<string, string>".into(),
             DataType::FixedSizeList(_, _) => "fixed_size_list<float, D>".into(),
+            DataType::List(f) if f.data_type() == &DataType::Utf8 => "list<string>".into(),
+            DataType::List(_) => {
+                "list<struct<flag string, start int32, end int32, text string>>".into()
+            }
             other => format!("{other}"),
         };
         s.push_str(&format!(

@@ -1,0 +1,394 @@
+//! Follow-up flags from patterns, English and Russian: each raised flag
+//! keeps the span of text that raised it, so a person can see why.
+//!
+//! Built-in flags (each also a boolean column): `contact_requested`,
+//! `repeat_issue`, `score_solicited`, `survey_fatigue`, `safety_risk`. A
+//! pipeline can add patterns (and exclusions) to them, or define new flags,
+//! under `[flags.<name>]`; every raised flag is listed in the `flags` column.
+//! Patterns of all languages apply to every comment: the scripts do not
+//! collide, and short texts are often misidentified.
+
+use std::collections::BTreeMap;
+
+use regex::{Regex, RegexBuilder};
+use serde::{Deserialize, Serialize};
+
+use super::{Operator, OperatorError};
+use crate::batch::CommentBatch;
+
+/// The flags with their own boolean column, in column order.
+pub const BUILT_IN: [&str; 5] = [
+    "contact_requested",
+    "repeat_issue",
+    "score_solicited",
+    "survey_fatigue",
+    "safety_risk",
+];
+
+/// `[flags.<name>]` in a pipeline file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlagPatterns {
+    /// Regular expressions (case-insensitive) that raise the flag.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+    /// Regular expressions that, found in the same sentence, cancel a match.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
+/// Why a flag was raised: the span of the comment (in characters) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// Flag name.
+    pub flag: String,
+    /// First character of the span.
+    pub start: u32,
+    /// One past the last character.
+    pub end: u32,
+    /// The matched text.
+    pub text: String,
+}
+
+fn defaults() -> Vec<(
+    &'static str,
+    &'static [&'static str],
+    &'static [&'static str],
+)> {
+    vec![
+        (
+            "contact_requested",
+            &[
+                r"\b(call|ring|phone|contact|email|e-mail|text|message) me\b",
+                r"\b(call|ring|get) (me )?back( to me)?\b",
+                r"\bplease (call|contact|ring|phone)\b",
+                r"\b(want|need|would like|expect) (someone|somebody|a manager|a call|to (speak|talk))\b",
+                r"\bescalat(e|ed|ion)\b",
+                r"\b(speak|talk) to (a|the|your) (manager|supervisor|human|person|someone)\b",
+                r"\bsomeone (to )?(call|contact|ring|phone)",
+                r"\bcall back\b",
+                r"перезвон\w*",
+                r"свяж\w*(ся)? со мной",
+                r"связаться со мной",
+                r"позвоните",
+                r"напишите мне",
+            ],
+            &[r"\bcall me (crazy|old[- ]fashioned)\b"],
+        ),
+        (
+            "repeat_issue",
+            &[
+                r"\b(second|third|fourth|fifth|2nd|3rd|4th|5th|another) (time|complaint|call)\b",
+                r"\b(two|three|four|five|several|many|multiple) times\b",
+                r"\bstill (not|no|waiting|broken|down|wrong|hasn't|haven't|isn't|doesn't|does not|is not)\b",
+                r"\b(never|not) (been )?(fixed|resolved|sorted|answered)\b",
+                r"\bno (answer|reply|response|one (has )?(called|replied|answered))\b",
+                r"\bnobody (has )?(got back|replied|answered|called|rang|contacted|told)",
+                r"\b(again|once again|repeatedly|every time)\b",
+                r"\b(complained|reported|called|rang|asked|chased|emailed) (\w+ )?(already|before|twice)\b",
+                r"(второй|третий|четв[её]ртый|пятый|не первый) раз",
+                r"\bснова\b",
+                r"\bопять\b",
+                r"до сих пор",
+                r"по-прежнему",
+                r"ответа нет|так и не (ответил|перезвонил|решил)",
+                r"никто не (ответил|перезвонил|связался)",
+                r"\bуже (второй|третий|не первый|несколько)",
+                r"повторно",
+            ],
+            &[
+                r"\b(come|go|stay|visit|book|order|buy|use|recommend)\w* (\w+ )?again\b",
+                r"\bagain soon\b",
+                r"\bwould (\w+ )?again\b",
+            ],
+        ),
+        (
+            "score_solicited",
+            &[
+                r"\b(ask\w*|begg?\w*|told|pressur\w*|push\w*|want\w*|beg) (me|us) (to )?(give|rate|score|leave|put|mark|mention)\b",
+                r"\b(give|gave|leave|left|rate|score)d? (him|her|them|us)( a)? (10|ten|9|nine|5 stars?|five stars?|full marks|top marks)\b",
+                r"\b(10|ten|5 stars?|five stars?|5 star)\b[^.]{0,60}\b(bonus|targets?|commission|job|pay|salary)\b",
+                r"\b(bonus|commission|targets?|job|pay|salary) (depends|is based|relies|counts) on\b",
+                r"\bbecause of (his|her|their) targets\b",
+                r"\bfree \w+ if (i|we) (gave|give|rate|left)\b",
+                r"\bif (i|we) gave\b[^.]{0,30}\b(10|ten|5 stars?|five stars?)\b",
+                r"попросил\w* (поставить|оценить|дать)",
+                r"просил\w* (поставить|оценить)",
+                r"постав\w* (ему|ей|им)?\s*(десятку|10|пять зв[её]зд|5 зв[её]зд|высшую оценку)",
+                r"от (этого|оценки|отзыва) завис\w* (его|её|ее|их)?\s*(зарплата|премия|бонус)",
+                r"лишат премии",
+            ],
+            &[],
+        ),
+        (
+            "survey_fatigue",
+            &[
+                r"\b(stop|quit|please stop) (sending|asking|emailing|texting|spamming)\b[^.]{0,40}\b(surveys?|feedback|rating|rate|reviews?|questionnaires?|how we did)",
+                r"\b(too many|so many|another|every single)\b[^.]{0,30}\b(surveys?|feedback (requests|emails)|rating requests?|questionnaires?)",
+                r"\b(surveys?|feedback|rating|rate)\b[^.]{0,40}\b(after|for) (every|each) (single )?(call|time|visit|purchase|login|top-up|parcel|delivery|stay)",
+                r"\b(enough|sick of|tired of|fed up with)\b[^.]{0,20}\b(surveys?|feedback requests?)\b",
+                r"\b(emails?|texts?) (and|or) (texts?|surveys?)\b[^.]{0,30}\b(how we did|asking)",
+                r"\bi ignore them\b",
+                r"(хватит|перестаньте|надоело)[^.]{0,40}(опрос|оцен|отзыв)",
+                r"(опрос\w*|оцен\w*|отзыв\w*)[^.]{0,40}(после каждого|каждый раз)",
+                r"каждый раз[^.]{0,40}(просят оценить|опрос)",
+            ],
+            &[],
+        ),
+        (
+            "safety_risk",
+            &[
+                r"\b(dangerous|danger|unsafe|not safe|hazard\w*|fire hazard|safety (issue|risk|hazard))\b",
+                r"\b(could|might|will) (have )?(been |be |get )?(killed|hurt|injured)\b",
+                r"\bsomeone (could|will|might) (get |be )?(hurt|injured|killed)\b",
+                r"\b(exposed|loose|hanging|live) (electrical )?(wires?|cables?)\b",
+                r"\b(slipped|tripped|fell|burnt|burned|scalded|injured|hurt) (\w+ )?(my|her|his|their|our)? ?(hand|wrist|arm|leg|head|back|ankle|knee|finger)?",
+                r"\b(glass in|nut allergy|allergic reaction|food poisoning|pink inside|raw in the middle|was sick all night)\b",
+                r"\b(smoke alarm|fire alarm|gas leak|carbon monoxide|bed ?bugs)\b",
+                r"\b(stranded|hard shoulder|motorway verge)\b",
+                r"\bterrif(ying|ied)\b",
+                r"опасн\w*",
+                r"угроз\w* (жизни|здоровью)",
+                r"поскользнул\w*",
+                r"ушиб\w*",
+                r"травм\w*",
+                r"оголённ\w* провод\w*|оголенн\w* провод\w*",
+            ],
+            &[r"\bnot (at all )?dangerous\b", r"\bfelt safe\b"],
+        ),
+    ]
+}
+
+struct Flag {
+    name: String,
+    patterns: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+/// Errors building the flag matchers.
+#[derive(Debug, thiserror::Error)]
+#[error("flags.{flag}: pattern {pattern:?} does not compile: {message}")]
+pub struct FlagPatternError {
+    /// Flag name.
+    pub flag: String,
+    /// The pattern.
+    pub pattern: String,
+    /// The regex error.
+    pub message: String,
+}
+
+fn compile(flag: &str, p: &str) -> Result<Regex, FlagPatternError> {
+    RegexBuilder::new(p)
+        .case_insensitive(true)
+        .size_limit(1 << 22)
+        .build()
+        .map_err(|e| FlagPatternError {
+            flag: flag.to_string(),
+            pattern: p.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Raises flags on comments.
+pub struct FlagMatcher {
+    flags: Vec<Flag>,
+}
+
+/// The sentence around a byte offset: from the previous sentence end to the next.
+fn sentence_around(text: &str, start: usize, end: usize) -> &str {
+    let is_end = |c: char| matches!(c, '.' | '!' | '?' | '\n' | ';');
+    let s = text[..start].rfind(is_end).map(|i| i + 1).unwrap_or(0);
+    let e = text[end..]
+        .find(is_end)
+        .map(|i| end + i)
+        .unwrap_or(text.len());
+    &text[s..e]
+}
+
+impl FlagMatcher {
+    /// The built-in flags plus a pipeline's additions (`[flags.<name>]`).
+    pub fn new(extra: &BTreeMap<String, FlagPatterns>) -> Result<Self, FlagPatternError> {
+        let mut flags = Vec::new();
+        for (name, pats, excl) in defaults() {
+            let add = extra.get(name);
+            let patterns = pats
+                .iter()
+                .map(|p| p.to_string())
+                .chain(add.into_iter().flat_map(|a| a.patterns.clone()))
+                .map(|p| compile(name, &p))
+                .collect::<Result<_, _>>()?;
+            let exclude = excl
+                .iter()
+                .map(|p| p.to_string())
+                .chain(add.into_iter().flat_map(|a| a.exclude.clone()))
+                .map(|p| compile(name, &p))
+                .collect::<Result<_, _>>()?;
+            flags.push(Flag {
+                name: name.to_string(),
+                patterns,
+                exclude,
+            });
+        }
+        for (name, p) in extra {
+            if BUILT_IN.contains(&name.as_str()) {
+                continue;
+            }
+            flags.push(Flag {
+                name: name.clone(),
+                patterns: p
+                    .patterns
+                    .iter()
+                    .map(|x| compile(name, x))
+                    .collect::<Result<_, _>>()?,
+                exclude: p
+                    .exclude
+                    .iter()
+                    .map(|x| compile(name, x))
+                    .collect::<Result<_, _>>()?,
+            });
+        }
+        Ok(Self { flags })
+    }
+
+    /// Every flag the text raises, with the first span that raised it.
+    pub fn evidence(&self, text: &str) -> Vec<Evidence> {
+        let mut out = Vec::new();
+        for f in &self.flags {
+            let hit = f
+                .patterns
+                .iter()
+                .flat_map(|p| p.find_iter(text))
+                .filter(|m| {
+                    let sentence = sentence_around(text, m.start(), m.end());
+                    !f.exclude.iter().any(|x| x.is_match(sentence))
+                })
+                .min_by_key(|m| m.start());
+            if let Some(m) = hit {
+                out.push(Evidence {
+                    flag: f.name.clone(),
+                    start: text[..m.start()].chars().count() as u32,
+                    end: text[..m.end()].chars().count() as u32,
+                    text: m.as_str().to_string(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// The flag stage.
+pub struct FlagOperator {
+    matcher: FlagMatcher,
+}
+
+impl FlagOperator {
+    /// A flag stage over a matcher.
+    pub fn new(matcher: FlagMatcher) -> Self {
+        Self { matcher }
+    }
+}
+
+impl Operator for FlagOperator {
+    fn name(&self) -> &str {
+        "flags"
+    }
+
+    fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
+        for c in &mut batch.comments {
+            c.nlp.flags = Some(self.matcher.evidence(&c.text));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(text: &str) -> Vec<String> {
+        let m = FlagMatcher::new(&BTreeMap::new()).unwrap();
+        m.evidence(text).into_iter().map(|e| e.flag).collect()
+    }
+
+    #[test]
+    fn english_flags() {
+        assert_eq!(
+            flags(
+                "Third time I have reported this and it is still not fixed. Please call me back."
+            ),
+            vec!["contact_requested", "repeat_issue"]
+        );
+        assert_eq!(flags("The engineer asked me to give him a 10 on the survey because his bonus depends on it."), vec!["score_solicited"]);
+        assert_eq!(
+            flags("Stop sending me a survey after every single call, I have had six this month."),
+            vec!["survey_fatigue"]
+        );
+        assert_eq!(
+            flags("Exposed cable left hanging across the pavement, someone will trip."),
+            vec!["safety_risk"]
+        );
+        assert!(flags("Great food, friendly staff, we will come again!").is_empty());
+    }
+
+    #[test]
+    fn russian_flags() {
+        assert_eq!(
+            flags("Интернет пропадает, это уже третий раз. Перезвоните мне."),
+            vec!["contact_requested", "repeat_issue"]
+        );
+        assert_eq!(
+            flags("Монтажник попросил поставить ему десятку, иначе лишат премии."),
+            vec!["score_solicited"]
+        );
+        assert_eq!(
+            flags("Хватит присылать опросы после каждого звонка."),
+            vec!["survey_fatigue"]
+        );
+        assert_eq!(
+            flags("Мокрый пол у входа, я поскользнулась. Это опасно."),
+            vec!["safety_risk"]
+        );
+    }
+
+    #[test]
+    fn evidence_spans_are_in_characters() {
+        let m = FlagMatcher::new(&BTreeMap::new()).unwrap();
+        let text = "Связь плохая. Перезвоните мне.";
+        let e = &m.evidence(text)[0];
+        let span: String = text
+            .chars()
+            .skip(e.start as usize)
+            .take((e.end - e.start) as usize)
+            .collect();
+        assert_eq!(span, e.text);
+        assert_eq!(e.text.to_lowercase(), "перезвоните");
+    }
+
+    #[test]
+    fn pipelines_add_patterns_and_flags() {
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "billing_dispute".to_string(),
+            FlagPatterns {
+                patterns: vec![r"\bcharged (me )?twice\b".into()],
+                exclude: vec![],
+            },
+        );
+        let m = FlagMatcher::new(&extra).unwrap();
+        let got: Vec<_> = m
+            .evidence("You charged me twice")
+            .into_iter()
+            .map(|e| e.flag)
+            .collect();
+        assert_eq!(got, vec!["billing_dispute"]);
+        extra.insert(
+            "broken".into(),
+            FlagPatterns {
+                patterns: vec!["(".into()],
+                exclude: vec![],
+            },
+        );
+        let e = FlagMatcher::new(&extra).err().unwrap().to_string();
+        assert!(e.contains("flags.broken"), "{e}");
+    }
+}
