@@ -23,6 +23,7 @@ pub mod comment;
 pub mod config;
 pub mod decode;
 pub mod demo;
+pub mod eval;
 pub mod failpoint;
 pub mod kafka_mock;
 pub mod metrics;

@@ -52,6 +52,22 @@ enum Command {
         #[arg(long, value_enum, default_value_t = FileFormat::Auto)]
         format: FileFormat,
     },
+    /// Score the understanding stages on a labelled JSONL file (the project's
+    /// format, see ../shared/data/README.md). Today: the follow-up flags.
+    Eval {
+        /// Labelled rows, one JSON object per line.
+        #[arg(long)]
+        input: PathBuf,
+        /// Pipeline whose `[flags]` additions to use.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Also list every miss (false positives and negatives).
+        #[arg(long)]
+        misses: bool,
+    },
     /// Validate a pipeline file and print the resolved settings (secrets masked).
     Check {
         /// The pipeline file.
@@ -168,6 +184,39 @@ async fn main() -> anyhow::Result<()> {
                 s.files,
                 root.display()
             );
+        }
+        Command::Eval {
+            input,
+            pipeline,
+            json,
+            misses,
+        } => {
+            let flags = match &pipeline {
+                Some(p) => load(p)?.flags,
+                None => Default::default(),
+            };
+            let r = verbatim::eval::evaluate(&input, &flags)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("{}: {} rows", input.display(), r.n);
+                println!(
+                    "{:<20} {:>9} {:>7} {:>6} {:>8}",
+                    "flag", "precision", "recall", "f1", "support"
+                );
+                for (f, p) in &r.flags {
+                    println!(
+                        "{f:<20} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+                        p.precision, p.recall, p.f1, p.support
+                    );
+                }
+                println!("(aspect targets, complaints, polarity and sentiment are scored once their stage exists)");
+            }
+            if misses {
+                for m in &r.misses {
+                    eprintln!("{} {} {}: {}", m.kind, m.flag, m.id, m.text);
+                }
+            }
         }
         Command::Check { pipeline } => {
             let cfg = load(&pipeline)?;

@@ -174,3 +174,28 @@ fn ingest_of_a_missing_file_says_so() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
 }
+
+#[test]
+fn eval_flags_on_the_team_fixture() {
+    // tests/fixtures/team_labelled.jsonl: 154 comments the team wrote, 8
+    // domains, 40 in Russian, every flag with >= 15 positives.
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/team_labelled.jsonl");
+    let out = verbatim()
+        .args(["eval", "--json", "--input"])
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["n"], 154);
+    for (flag, prf) in v["flags"].as_object().unwrap() {
+        let f1 = prf["f1"].as_f64().unwrap();
+        assert!(prf["support"].as_u64().unwrap() >= 15, "{flag}");
+        assert!(f1 >= 0.85, "{flag}: F1 {f1}");
+    }
+    assert_eq!(v["flags"].as_object().unwrap().len(), 5);
+}
