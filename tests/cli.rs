@@ -82,6 +82,23 @@ fn count_rows(root: &Path, table: &str) -> usize {
         .sum()
 }
 
+/// Runs `verbatim ingest FILE --output-root ROOT`, which must succeed; returns stdout.
+fn ingest(file: &Path, root: &Path) -> String {
+    let out = verbatim()
+        .arg("ingest")
+        .arg(file)
+        .arg("--output-root")
+        .arg(root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 #[test]
 fn ingest_jsonl_is_exact_and_rerunning_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,21 +116,7 @@ fn ingest_jsonl_is_exact_and_rerunning_resumes() {
     }
     std::fs::write(&file, lines.join("\n")).unwrap();
     let root = dir.path().join("out");
-    let run = || {
-        let out = verbatim()
-            .arg("ingest")
-            .arg(&file)
-            .arg("--output-root")
-            .arg(&root)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).to_string()
-    };
+    let run = || ingest(&file, &root);
     let first = run();
     assert!(first.contains("500 records read"), "{first}");
     assert_eq!(count_rows(&root, "comments"), 490);
@@ -144,18 +147,7 @@ fn ingest_csv_maps_columns() {
     )
     .unwrap();
     let root = dir.path().join("out");
-    let out = verbatim()
-        .arg("ingest")
-        .arg(&file)
-        .arg("--output-root")
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ingest(&file, &root);
     assert_eq!(count_rows(&root, "comments"), 1);
     assert_eq!(
         count_rows(&root, "rejected"),
