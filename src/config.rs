@@ -464,6 +464,14 @@ pub struct NlpConfig {
     /// `cpu` (default), or `cuda` / `cuda:N` with the torch backend.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Languages to expect (ISO 639-1); detection chooses among them. Empty:
+    /// any of the 70 languages whatlang knows.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["en".into(), "ru".into()]
 }
 
 fn default_device() -> String {
@@ -513,6 +521,7 @@ impl Default for NlpConfig {
             max_rows: default_max_rows(),
             threads: 0,
             device: default_device(),
+            languages: default_languages(),
         }
     }
 }
@@ -758,6 +767,11 @@ impl PipelineConfig {
                     format!("is {:?} with backend onnx", n.device),
                     "use device = \"cpu\", or backend = \"torch\" for the GPU path",
                 ));
+            }
+            for l in &n.languages {
+                if crate::nlp::language::from_iso_639_1(l).is_none() {
+                    return Err(bad("nlp.languages", format!("contains {l:?}, which the language detector does not know"), "use ISO 639-1 codes such as \"en\", \"ru\", \"de\"; [] allows every language"));
+                }
             }
             if n.threads > 1024 {
                 return Err(bad(

@@ -250,6 +250,21 @@ fn print_demo(r: &verbatim::demo::DemoReport) {
         o.rejected_rows,
         o.comment_rows + o.rejected_rows
     );
+    if !o.languages.is_empty() {
+        let langs: Vec<String> = o
+            .languages
+            .iter()
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect();
+        println!("\nwhat the comments say:");
+        println!("  languages: {}", langs.join(", "));
+        let flags: Vec<String> = o.flags.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        println!("  follow-up flags: {}", flags.join(", "));
+        println!("  PII redacted before writing: {} comments", o.redacted);
+        for e in &o.follow_up_examples {
+            println!("  asks for contact: \"{e}\"");
+        }
+    }
     println!("\nquery it with DuckDB (pip install duckdb):");
     println!(
         "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT dt, count(*) AS comments, round(avg(score),1) AS avg_score FROM read_parquet('{root}/comments/**/*.parquet', hive_partitioning=true) GROUP BY dt ORDER BY dt\\\"))\""

@@ -128,6 +128,42 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
         "dt partition disagrees with event_time"
     );
     assert_eq!(v["_dup_coords"], 0);
+    // Every comment embedded (384-d).
+    let comments: i64 = per_product.values().sum();
+    assert_eq!(
+        v["_embedded"],
+        serde_json::json!([[comments, 384]]),
+        "every comment embedded"
+    );
+    // README query `follow-up`: every row names a follow-up flag and quotes its evidence.
+    let follow = v["follow-up"].as_array().expect("README query follow-up");
+    assert!(follow.len() >= 30, "only {} follow-up rows", follow.len());
+    for r in follow {
+        let flag = r[3].as_str().unwrap();
+        assert!(
+            ["contact_requested", "repeat_issue", "safety_risk"].contains(&flag),
+            "{r}"
+        );
+        assert!(!r[4].as_str().unwrap().is_empty());
+    }
+    // PII never reaches the table.
+    assert_eq!(v["_pii_left"], 0, "PII reached the comments table");
+    // The sample's three PII comments hold 5 spans: phone + email, card + phone, email.
+    assert_eq!(v["_pii_redacted"], 5);
+    // The sample's 41 Russian comments are detected as such; the rest are English.
+    let langs: BTreeMap<String, i64> = v["_languages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap_or("null").to_string(),
+                r[1].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(langs.get("ru"), Some(&41), "{langs:?}");
+    assert_eq!(langs.get("en"), Some(&(comments - 41)), "{langs:?}");
     assert_eq!(
         v["_schema_version"],
         serde_json::json!([[verbatim::sink::schema::SCHEMA_VERSION]])

@@ -73,6 +73,14 @@ pub struct OutputSummary {
     pub rejected_files: usize,
     /// Rejected rows by reason.
     pub reasons: BTreeMap<String, usize>,
+    /// Comments by detected language.
+    pub languages: BTreeMap<String, usize>,
+    /// Comments raising each built-in flag.
+    pub flags: BTreeMap<String, usize>,
+    /// Comments whose text had PII replaced.
+    pub redacted: usize,
+    /// A few comments asking for a call back (text as written to disk).
+    pub follow_up_examples: Vec<String>,
 }
 
 /// What the demo did.
@@ -224,6 +232,7 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
                     }
                 } else {
                     s.comment_rows += batch.num_rows();
+                    summarize_understanding(&batch, &mut s);
                 }
             }
             if is_rejected {
@@ -234,6 +243,54 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
         }
     }
     Ok(s)
+}
+
+fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut OutputSummary) {
+    use arrow::array::{BooleanArray, Int32Array};
+    let text = batch
+        .column_by_name("text")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    if let Some(lang) = batch
+        .column_by_name("language")
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    {
+        for i in 0..lang.len() {
+            let l = if lang.is_null(i) {
+                "unknown"
+            } else {
+                lang.value(i)
+            };
+            *s.languages.entry(l.to_string()).or_default() += 1;
+        }
+    }
+    for f in crate::nlp::flags::BUILT_IN {
+        if let Some(col) = batch
+            .column_by_name(f)
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        {
+            let n = (0..col.len())
+                .filter(|&i| col.is_valid(i) && col.value(i))
+                .count();
+            *s.flags.entry(f.to_string()).or_default() += n;
+            if f == "contact_requested" {
+                if let Some(t) = text {
+                    for i in (0..col.len()).filter(|&i| col.is_valid(i) && col.value(i)) {
+                        if s.follow_up_examples.len() < 3 {
+                            s.follow_up_examples.push(t.value(i).to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if let Some(col) = batch
+        .column_by_name("pii_redacted")
+        .and_then(|c| c.as_any().downcast_ref::<Int32Array>())
+    {
+        s.redacted += (0..col.len())
+            .filter(|&i| col.is_valid(i) && col.value(i) > 0)
+            .count();
+    }
 }
 
 /// Every committed `.parquet` file below `dir`, sorted.

@@ -95,7 +95,7 @@ pub fn operators_for(
     Ok(NlpStages {
         embedding_dim: cfg.store_embeddings.then(|| embed.dim()),
         operators: vec![
-            Box::new(language::LanguageOperator),
+            Box::new(language::LanguageOperator::new(&cfg.languages)),
             Box::new(flags::FlagOperator::new(matcher)),
             Box::new(embed),
         ],
