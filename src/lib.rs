@@ -11,7 +11,7 @@
 //! | source | [`source`] | a Kafka consumer-group member (or a file for `ingest`) hands over raw messages |
 //! | decode | [`decode`] | bytes become a [`comment::Comment`] or a [`comment::Rejection`] with a reason |
 //! | batch  | [`batch`]  | comments are gathered by count and age |
-//! | nlp    | [`nlp`]    | operators enrich the batch |
+//! | nlp    | [`nlp`]    | operators enrich the batch: [`nlp::redact`] → [`nlp::language`] → [`nlp::flags`] → [`nlp::embed`] |
 //! | sink   | [`sink`]   | rows are appended to Parquet; files are committed atomically |
 //! | commit | [`source::kafka::KafkaCommitter`] | Kafka offsets are committed only after the files are durable |
 //!
