@@ -1,7 +1,7 @@
 //! Source stage: where messages come from.
 //!
 //! - [`kafka`]: the stream job's consumer-group member.
-//! - [`file`]: JSONL/CSV backfills for `verbatim ingest`.
+//! - [`file`](mod@file): JSONL/CSV backfills for `verbatim ingest`.
 //!
 //! Both hand the pipeline an ordered stream of [`SourceEvent`]s.
 
