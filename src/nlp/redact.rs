@@ -86,11 +86,14 @@ impl Redactor {
         Some(out)
     }
 
-    /// Redacts text. Replacements are ASCII and replace whole ASCII matches,
-    /// so valid UTF-8 stays valid.
-    pub fn redact(&self, text: &str) -> (String, u32) {
-        let (b, n) = self.redact_bytes(text.as_bytes());
-        (String::from_utf8_lossy(&b).into_owned(), n)
+    /// Redacts text, borrowing it when there is nothing to replace (most
+    /// comments). Replacements are ASCII and replace whole ASCII matches, so
+    /// valid UTF-8 stays valid.
+    pub fn redact<'a>(&self, text: &'a str) -> (Cow<'a, str>, u32) {
+        match self.redact_bytes(text.as_bytes()) {
+            (Cow::Borrowed(_), n) => (Cow::Borrowed(text), n),
+            (Cow::Owned(b), n) => (Cow::Owned(String::from_utf8_lossy(&b).into_owned()), n),
+        }
     }
 }
 
@@ -116,8 +119,8 @@ impl Operator for RedactOperator {
     fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
         for c in &mut batch.comments {
             let (text, n) = self.redactor.redact(&c.text);
-            if n > 0 {
-                c.text = text;
+            if let Cow::Owned(t) = text {
+                c.text = t;
             }
             c.nlp.pii_redacted = Some(n);
         }
@@ -135,7 +138,8 @@ mod tests {
     use super::*;
 
     fn r(s: &str) -> (String, u32) {
-        Redactor::new().unwrap().redact(s)
+        let (t, n) = Redactor::new().unwrap().redact(s);
+        (t.into_owned(), n)
     }
 
     #[test]
