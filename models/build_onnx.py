@@ -1,8 +1,9 @@
 """Builds the ONNX sentence encoder from the pinned safetensors, offline.
 
 Graph: BERT embeddings -> N encoder layers -> mean pooling over the attention
-mask -> L2 normalisation, output `sentence_embedding` [batch, dim] (plus
-`token_embeddings` is not exported: verbatim only needs sentence vectors).
+mask -> L2 normalisation, output `sentence_embedding` [batch, dim], plus the
+last layer's `token_embeddings` [batch, seq, dim] that the comment-analysis heads
+read (one forward pass serves both).
 With --fused (the default) attention, skip+LayerNorm and bias+GELU are emitted
 as ONNX Runtime's com.microsoft fused kernels (Attention, SkipLayerNormalization,
 BiasGelu), which ORT does not fuse by itself from a plain graph.
@@ -161,6 +162,8 @@ def build(weights, cfg, fused):
             f = node("Add", [f, x], [f"l{i}.res2"])
             x = node("LayerNormalization", [f, init(f"l{i}.ln2.w", ln2w), init(f"l{i}.ln2.b", ln2b)], [f"l{i}.h2"], axis=-1, epsilon=eps)
 
+    # The last layer's token vectors, exported as they are.
+    node("Identity", [x], ["token_embeddings"])
     # Mean pooling over real tokens, then L2 normalisation.
     m3 = node("Unsqueeze", [mask_f, init("axis_2", np.array([2], dtype=np.int64))], ["mask3"])
     summed = node("ReduceSum", [node("Mul", [x, m3], ["masked"]), init("axis_1", np.array([1], dtype=np.int64))], ["summed"], keepdims=0)
@@ -178,7 +181,10 @@ def build(weights, cfg, fused):
             helper.make_tensor_value_info(ids, TensorProto.INT64, ["batch", "seq"]),
             helper.make_tensor_value_info(mask, TensorProto.INT64, ["batch", "seq"]),
         ],
-        [helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", H])],
+        [
+            helper.make_tensor_value_info("sentence_embedding", TensorProto.FLOAT, ["batch", H]),
+            helper.make_tensor_value_info("token_embeddings", TensorProto.FLOAT, ["batch", "seq", H]),
+        ],
         inits,
     )
     opsets = [helper.make_opsetid("", OPSET)]
@@ -198,7 +204,7 @@ def embed(path, ids_list):
     out = []
     for ids in ids_list:
         a = np.array([ids], dtype=np.int64)
-        out.append(sess.run(None, {"input_ids": a, "attention_mask": np.ones_like(a)})[0][0])
+        out.append(sess.run(["sentence_embedding"], {"input_ids": a, "attention_mask": np.ones_like(a)})[0][0])
     # And one padded batch, to check the mask handling.
     L = max(len(i) for i in ids_list)
     a = np.zeros((len(ids_list), L), dtype=np.int64)
@@ -206,7 +212,7 @@ def embed(path, ids_list):
     for r, ids in enumerate(ids_list):
         a[r, : len(ids)] = ids
         m[r, : len(ids)] = 1
-    padded = sess.run(None, {"input_ids": a, "attention_mask": m})[0]
+    padded = sess.run(["sentence_embedding"], {"input_ids": a, "attention_mask": m})[0]
     return np.array(out), padded
 
 

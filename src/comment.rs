@@ -88,6 +88,15 @@ pub struct Enrichment {
     pub pii_redacted: Option<u32>,
     /// Flags raised, each with its evidence (`None`: the flag stage did not run).
     pub flags: Option<Vec<crate::nlp::flags::Evidence>>,
+    /// Token vectors kept by the embed stage for the analysis stage, which
+    /// drops them (never written).
+    pub tokens: Option<crate::nlp::analyze::TokenStates>,
+    /// The whole comment's sentiment (`None`: not analysed).
+    pub sentiment: Option<crate::nlp::analyze::Sentiment>,
+    /// What each part of the comment is about (`None`: not analysed).
+    pub aspects: Option<Vec<crate::nlp::analyze::Aspect>>,
+    /// Why the comment was not analysed (language the model cannot read).
+    pub analysis_skipped: Option<&'static str>,
 }
 
 impl Comment {

@@ -468,6 +468,27 @@ pub struct NlpConfig {
     /// any of the 70 languages whatlang knows.
     #[serde(default = "default_languages")]
     pub languages: Vec<String>,
+    /// Run comment analysis (sentiment, aspects) with the trained heads.
+    #[serde(default = "default_true")]
+    pub analyze: bool,
+    /// Folder of trained heads, one sub-folder per model
+    /// (`<heads_dir>/<model>/heads.toml`).
+    #[serde(default = "default_heads_dir")]
+    pub heads_dir: PathBuf,
+}
+
+impl NlpConfig {
+    /// `onnx` or `torch`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Onnx => "onnx",
+            Backend::Torch => "torch",
+        }
+    }
+}
+
+fn default_heads_dir() -> PathBuf {
+    PathBuf::from("models/heads")
 }
 
 fn default_languages() -> Vec<String> {
@@ -514,6 +535,8 @@ impl Default for NlpConfig {
             precision: default_precision(),
             onnx_file: None,
             models_dir: default_models_dir(),
+            analyze: true,
+            heads_dir: default_heads_dir(),
             cache_dir: default_model_cache(),
             onnxruntime_library: default_ort_lib(),
             store_embeddings: true,

@@ -1,17 +1,18 @@
 //! `verbatim eval`: scores the understanding stages against a labelled JSONL
 //! file in the project's format (`../shared/data/README.md`).
 //!
-//! Today it scores the follow-up flags (rows that carry `flags`): precision,
+//! It scores the follow-up flags (rows that carry `flags`): precision,
 //! recall, F1 and support per flag, with the same redaction the pipeline
-//! applies first. Aspect targets, complaints, polarity and sentiment are
-//! scored once their stage exists; until then they are absent from the output
-//! rather than reported as numbers nobody measured.
+//! applies first; and, given the pipeline's `[nlp]`, runs the same stages as
+//! the stream job (language, flags, embedding, analysis) and scores aspect
+//! targets, complaints (negative mentions), polarity and sentiment.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Serialize;
 
+use crate::config::NlpConfig;
 use crate::nlp::flags::{FlagMatcher, FlagPatterns, BUILT_IN};
 use crate::nlp::redact::Redactor;
 
@@ -39,6 +40,12 @@ pub enum EvalError {
     /// A pattern did not compile.
     #[error("{0}")]
     Pattern(String),
+    /// The model or heads could not be loaded.
+    #[error(transparent)]
+    Nlp(#[from] crate::nlp::NlpError),
+    /// An NLP stage failed.
+    #[error(transparent)]
+    Operator(#[from] crate::nlp::OperatorError),
 }
 
 /// Precision, recall, F1 and support of one label.
@@ -99,29 +106,57 @@ pub struct FlagMiss {
 pub struct EvalReport {
     /// Rows read.
     pub n: usize,
-    /// Per flag, over the rows that carry `flags`.
-    pub flags: BTreeMap<String, Prf>,
-    /// Every miss (not in the JSON).
+    /// Whether target T is mentioned, over analysed rows that carry `aspects`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub targets: Option<BTreeMap<String, Prf>>,
+    /// Whether T is mentioned negatively, over the same rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complaints: Option<BTreeMap<String, Prf>>,
+    /// Share of gold aspects whose target was found that got the gold polarity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub polarity_accuracy: Option<f64>,
+    /// Per flag, over the rows that carry `flags` (absent when none do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<BTreeMap<String, Prf>>,
+    /// Share of rows with a gold sentiment (a `sentiment` field, or gold
+    /// aspects that all share one polarity) whose label matched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentiment_accuracy: Option<f64>,
+    /// Rows the sentiment accuracy is over.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sentiment_support: Option<usize>,
+    /// Rows with `aspects` that were analysed / not analysed (a language
+    /// the model does not read): the aspect scores are over the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysed: Option<usize>,
+    /// See `analysed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_analysed: Option<usize>,
+    /// `model backend precision` that was scored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<String>,
+    /// Every flag miss (not in the JSON).
     #[serde(skip)]
     pub misses: Vec<FlagMiss>,
 }
 
-/// Scores the flag stage on `path`.
-pub fn evaluate(
-    path: &Path,
-    extra: &BTreeMap<String, FlagPatterns>,
-) -> Result<EvalReport, EvalError> {
+/// One labelled row.
+struct Gold {
+    id: String,
+    text: String,
+    flags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `(target, polarity)`; `None` when the row has no `aspects` key.
+    aspects: Option<Vec<(String, String)>>,
+    sentiment: Option<String>,
+}
+
+fn read_rows(path: &Path) -> Result<Vec<Gold>, EvalError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
         path: p.clone(),
         source,
     })?;
-    let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
-    let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
-    let mut counts: BTreeMap<&str, (usize, usize, usize)> =
-        BUILT_IN.iter().map(|f| (*f, (0, 0, 0))).collect();
-    let mut misses = Vec::new();
-    let mut n = 0;
+    let mut rows = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -136,52 +171,269 @@ pub fn evaluate(
         let body = v["text"]
             .as_str()
             .ok_or_else(|| row_err("no `text`".into()))?;
-        n += 1;
-        let Some(gold) = v.get("flags").and_then(|f| f.as_object()) else {
+        let aspects = v.get("aspects").and_then(|a| a.as_array()).map(|a| {
+            a.iter()
+                .map(|x| {
+                    (
+                        x["target"].as_str().unwrap_or("").to_string(),
+                        x["polarity"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        });
+        rows.push(Gold {
+            id: v["id"].as_str().unwrap_or("").to_string(),
+            text: body.to_string(),
+            flags: v.get("flags").and_then(|f| f.as_object()).cloned(),
+            aspects,
+            sentiment: v["sentiment"].as_str().map(str::to_string),
+        });
+    }
+    Ok(rows)
+}
+
+/// The gold sentiment of a row: its `sentiment` field, else the polarity
+/// all its gold aspects share (rows with mixed aspects have none).
+fn gold_sentiment(g: &Gold) -> Option<String> {
+    if let Some(s) = &g.sentiment {
+        return Some(s.clone());
+    }
+    let a = g.aspects.as_ref()?;
+    let first = &a.first()?.1;
+    (a.iter().all(|x| &x.1 == first) && first != "conflict").then(|| first.clone())
+}
+
+#[derive(Default)]
+struct Counts {
+    targets: BTreeMap<String, (usize, usize, usize)>,
+    complaints: BTreeMap<String, (usize, usize, usize)>,
+    polarity: (usize, usize),
+    sentiment: (usize, usize),
+    analysed: usize,
+    not_analysed: usize,
+}
+
+fn tally(c: &mut BTreeMap<String, (usize, usize, usize)>, t: &str, gold: bool, pred: bool) {
+    let e = c.entry(t.to_string()).or_default();
+    match (gold, pred) {
+        (true, true) => e.0 += 1,
+        (false, true) => e.1 += 1,
+        (true, false) => e.2 += 1,
+        (false, false) => {}
+    }
+}
+
+/// Scores one analysed row's aspects and sentiment.
+fn score_analysis(g: &Gold, nlp: &crate::comment::Enrichment, c: &mut Counts) {
+    use crate::nlp::heads::TARGETS;
+    if let (Some(want), Some(s)) = (gold_sentiment(g), nlp.sentiment) {
+        c.sentiment.1 += 1;
+        if want == s.label.as_str() {
+            c.sentiment.0 += 1;
+        }
+    }
+    let Some(gold) = &g.aspects else { return };
+    let Some(pred) = &nlp.aspects else {
+        c.not_analysed += 1;
+        return;
+    };
+    c.analysed += 1;
+    let has = |t: &str| pred.iter().any(|a| &*a.target == t);
+    let neg = |t: &str| crate::nlp::analyze::blames(pred, t);
+    // `staff_or_process` is right as staff or as process: resolve it to
+    // whichever was predicted (staff when neither was).
+    let resolve = |t: &str, want_neg: bool| -> String {
+        if t != "staff_or_process" {
+            return t.to_string();
+        }
+        let hit = |x: &str| if want_neg { neg(x) } else { has(x) };
+        if !hit("staff") && hit("process") {
+            "process".into()
+        } else {
+            "staff".into()
+        }
+    };
+    for t in TARGETS {
+        let gold_has = gold.iter().any(|(x, _)| resolve(x, false) == t);
+        let gold_neg = gold
+            .iter()
+            .any(|(x, p)| (p == "negative" || p == "conflict") && resolve(x, true) == t);
+        tally(&mut c.targets, t, gold_has, has(t));
+        tally(&mut c.complaints, t, gold_neg, neg(t));
+    }
+    for (t, p) in gold {
+        if p == "conflict" {
+            continue;
+        }
+        let t = resolve(t, false);
+        // The most confident prediction for the target.
+        let best = pred
+            .iter()
+            .filter(|a| *a.target == *t)
+            .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
+        if let Some(a) = best {
+            c.polarity.1 += 1;
+            if a.polarity.as_str() == p {
+                c.polarity.0 += 1;
+            }
+        }
+    }
+}
+
+fn prfs(c: BTreeMap<String, (usize, usize, usize)>) -> BTreeMap<String, Prf> {
+    c.into_iter()
+        .map(|(t, (tp, fp, fn_))| (t, Prf::from_counts(tp, fp, fn_)))
+        .collect()
+}
+
+fn ratio((hit, n): (usize, usize)) -> Option<f64> {
+    (n > 0).then(|| hit as f64 / n as f64)
+}
+
+/// Scores the flag stage on `path`, and, with `nlp`, the whole analysis
+/// (redaction, language, flags, embedding, aspects, sentiment) exactly as
+/// the pipeline runs it.
+pub fn evaluate(
+    path: &Path,
+    extra: &BTreeMap<String, FlagPatterns>,
+    nlp: Option<&NlpConfig>,
+) -> Result<EvalReport, EvalError> {
+    let rows = read_rows(path)?;
+    let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
+    let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> =
+        BUILT_IN.iter().map(|f| (*f, (0, 0, 0))).collect();
+    let mut misses = Vec::new();
+    // Analysis, in pipeline-sized batches.
+    let mut analysed: Option<(Counts, String)> = None;
+    if let Some(cfg) = nlp {
+        let mut stages = crate::nlp::operators_for(cfg, extra)?;
+        let encoder = format!(
+            "{} {} {}",
+            cfg.model,
+            cfg.backend_name(),
+            cfg.precision.as_str()
+        );
+        let mut c = Counts::default();
+        let metrics = crate::metrics::Metrics::new();
+        let now = chrono::Utc::now();
+        for chunk in rows.chunks(256) {
+            let mut batch = crate::batch::CommentBatch::default();
+            for (i, g) in chunk.iter().enumerate() {
+                let coords = crate::comment::SourceCoords {
+                    topic: "eval".into(),
+                    partition: 0,
+                    offset: i as i64,
+                    kafka_timestamp: None,
+                };
+                let (clean, _) = redactor.redact(&g.text);
+                batch.comments.push(crate::comment::Comment::new(
+                    coords,
+                    g.id.clone(),
+                    clean.into_owned(),
+                    now,
+                    now,
+                ));
+            }
+            crate::nlp::run_operators(&mut stages.operators, &mut batch, &metrics)?;
+            for (g, cm) in chunk.iter().zip(&batch.comments) {
+                score_analysis(g, &cm.nlp, &mut c);
+            }
+        }
+        analysed = Some((c, encoder));
+    }
+    for g in &rows {
+        let Some(gold) = &g.flags else {
             continue;
         };
-        let (clean, _) = redactor.redact(body);
+        let (clean, _) = redactor.redact(&g.text);
         let raised: Vec<String> = matcher
             .evidence(&clean)
             .into_iter()
             .map(|e| e.flag)
             .collect();
-        let id = v["id"].as_str().unwrap_or("").to_string();
         for (flag, c) in counts.iter_mut() {
-            let g = gold.get(*flag).and_then(|x| x.as_bool()).unwrap_or(false);
+            let gl = gold.get(*flag).and_then(|x| x.as_bool()).unwrap_or(false);
             let r = raised.iter().any(|x| x == flag);
-            match (g, r) {
-                (true, true) => c.0 += 1,
+            let kind = match (gl, r) {
+                (true, true) => {
+                    c.0 += 1;
+                    None
+                }
                 (false, true) => {
                     c.1 += 1;
-                    misses.push(FlagMiss {
-                        id: id.clone(),
-                        flag: flag.to_string(),
-                        kind: "false_positive",
-                        text: body.to_string(),
-                    });
+                    Some("false_positive")
                 }
                 (true, false) => {
                     c.2 += 1;
-                    misses.push(FlagMiss {
-                        id: id.clone(),
-                        flag: flag.to_string(),
-                        kind: "false_negative",
-                        text: body.to_string(),
-                    });
+                    Some("false_negative")
                 }
-                (false, false) => {}
+                (false, false) => None,
+            };
+            if let Some(kind) = kind {
+                misses.push(FlagMiss {
+                    id: g.id.clone(),
+                    flag: flag.to_string(),
+                    kind,
+                    text: g.text.clone(),
+                });
             }
         }
     }
-    Ok(EvalReport {
-        n,
-        flags: counts
+    let any_flags = rows.iter().any(|g| g.flags.is_some());
+    let flags = any_flags.then(|| {
+        counts
             .into_iter()
             .map(|(f, (tp, fp, fn_))| (f.to_string(), Prf::from_counts(tp, fp, fn_)))
-            .collect(),
+            .collect()
+    });
+    let mut report = EvalReport {
+        n: rows.len(),
+        targets: None,
+        complaints: None,
+        polarity_accuracy: None,
+        flags,
+        sentiment_accuracy: None,
+        sentiment_support: None,
+        analysed: None,
+        not_analysed: None,
+        encoder: None,
         misses,
-    })
+    };
+    if let Some((c, encoder)) = analysed {
+        let any_aspects = c.analysed > 0;
+        report.targets = any_aspects.then(|| prfs(c.targets));
+        report.complaints = any_aspects.then(|| prfs(c.complaints));
+        report.polarity_accuracy = ratio(c.polarity);
+        report.sentiment_accuracy = ratio(c.sentiment);
+        report.sentiment_support = Some(c.sentiment.1);
+        report.analysed = Some(c.analysed);
+        report.not_analysed = Some(c.not_analysed);
+        report.encoder = Some(encoder);
+    }
+    Ok(report)
+}
+
+/// Every score of a report by name, and whether it is a headline score
+/// (the ones the project's acceptance bars are set on: staff and product
+/// targets and complaints, polarity, sentiment), for comparing precisions.
+pub fn scores(r: &EvalReport) -> BTreeMap<String, (f64, bool)> {
+    let mut m = BTreeMap::new();
+    for (kind, table) in [("targets", &r.targets), ("complaints", &r.complaints)] {
+        for (t, p) in table.iter().flatten() {
+            if p.support > 0 {
+                let head = t == "staff" || t == "product";
+                m.insert(format!("{kind}.{t}.f1"), (p.f1, head));
+            }
+        }
+    }
+    if let Some(x) = r.polarity_accuracy {
+        m.insert("polarity_accuracy".into(), (x, true));
+    }
+    if let Some(x) = r.sentiment_accuracy {
+        m.insert("sentiment_accuracy".into(), (x, true));
+    }
+    m
 }
 
 #[cfg(test)]
@@ -211,9 +463,12 @@ mod tests {
              {\"id\":\"c\",\"text\":\"no flags key here\"}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new()).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None).unwrap();
         assert_eq!(r.n, 3);
-        assert_eq!(r.flags["contact_requested"], Prf::from_counts(1, 0, 0));
-        assert!(evaluate(&dir.path().join("missing.jsonl"), &BTreeMap::new()).is_err());
+        assert_eq!(
+            r.flags.as_ref().unwrap()["contact_requested"],
+            Prf::from_counts(1, 0, 0)
+        );
+        assert!(evaluate(&dir.path().join("missing.jsonl"), &BTreeMap::new(), None).is_err());
     }
 }

@@ -31,3 +31,4 @@ pub mod nlp;
 pub mod pipeline;
 pub mod sink;
 pub mod source;
+pub mod train;

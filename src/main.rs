@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use verbatim::config::PipelineConfig;
+use verbatim::config::{PipelineConfig, Precision};
 use verbatim::metrics::Metrics;
 use verbatim::pipeline::PipelineBuilder;
 use verbatim::source::file::FileFormat;
@@ -53,20 +53,57 @@ enum Command {
         format: FileFormat,
     },
     /// Score the understanding stages on a labelled JSONL file (the project's
-    /// format, see ../shared/data/README.md). Today: the follow-up flags.
+    /// format, see ../shared/data/README.md): aspect targets, complaints,
+    /// polarity, sentiment and the follow-up flags, through the same stages
+    /// the stream job runs.
     Eval {
         /// Labelled rows, one JSON object per line.
         #[arg(long)]
         input: PathBuf,
-        /// Pipeline whose `[flags]` additions to use.
+        /// Pipeline whose `[nlp]` and `[flags]` to use.
+        #[arg(long, default_value = "pipelines/demo.toml")]
+        pipeline: PathBuf,
+        /// Score only the flags (no model needed).
         #[arg(long)]
-        pipeline: Option<PathBuf>,
+        flags_only: bool,
+        /// Override the pipeline's nlp.precision.
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
+        /// Run int8 and fp32 and compare; exit 3 when any headline metric
+        /// differs by more than 1 point (int8 stays the default only while
+        /// it does not).
+        #[arg(long)]
+        compare_precision: bool,
         /// Print one JSON object instead of a table.
         #[arg(long)]
         json: bool,
         /// Also list every miss (false positives and negatives).
         #[arg(long)]
         misses: bool,
+    },
+    /// Train the comment-analysis heads (aspects, sentiment) on labelled
+    /// files with the pipeline's encoder, and write them with a manifest
+    /// (data, sha256, command) to --out. The committed heads are made by the
+    /// command in models/heads/README.md.
+    Train {
+        /// Pipeline whose `[nlp]` encoder makes the training vectors.
+        #[arg(long, default_value = "pipelines/demo.toml")]
+        pipeline: PathBuf,
+        /// Aspect-labelled JSONL (the project's format); repeat for more files.
+        #[arg(long, required = true)]
+        aspects: Vec<PathBuf>,
+        /// Sentiment file, `sentence<TAB>0|1` a line; repeat for more files.
+        #[arg(long, required = true)]
+        sentiment: Vec<PathBuf>,
+        /// Output folder, e.g. models/heads/all-MiniLM-L6-v2.
+        #[arg(long)]
+        out: PathBuf,
+        /// Passes over the aspect data.
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        /// Seed for initialisation, dropout and shuffling.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
     },
     /// Validate a pipeline file and print the resolved settings (secrets masked).
     Check {
@@ -185,32 +222,115 @@ async fn main() -> anyhow::Result<()> {
                 root.display()
             );
         }
+        Command::Train {
+            pipeline,
+            aspects,
+            sentiment,
+            out,
+            epochs,
+            seed,
+        } => {
+            let cfg = load(&pipeline)?;
+            let nlp = cfg.nlp.clone().with_context(|| {
+                format!(
+                    "{}: no [nlp] section. Fix: train with a pipeline that has one, e.g. pipelines/demo.toml",
+                    pipeline.display()
+                )
+            })?;
+            let mut opts = verbatim::train::TrainOptions::new(out.clone());
+            opts.aspects = aspects;
+            opts.sentiment = sentiment;
+            opts.epochs = epochs;
+            opts.seed = seed;
+            opts.command = std::env::args()
+                .skip(1)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace(&*std::env::var("HOME").unwrap_or_default(), "~");
+            let t = std::time::Instant::now();
+            let m = verbatim::train::train(&nlp, &opts).context("training failed")?;
+            println!(
+                "trained heads on {} files in {:.0} s ({}); wrote {}/heads.toml and {} (sha256 {})",
+                m.data.len(),
+                t.elapsed().as_secs_f64(),
+                m.encoder,
+                out.display(),
+                m.weights,
+                m.weights_sha256
+            );
+        }
         Command::Eval {
             input,
             pipeline,
+            flags_only,
+            precision,
+            compare_precision,
             json,
             misses,
         } => {
-            let flags = match &pipeline {
-                Some(p) => load(p)?.flags,
-                None => Default::default(),
+            let cfg = load(&pipeline)?;
+            let nlp = if flags_only { None } else { cfg.nlp.clone() };
+            if !flags_only && nlp.is_none() {
+                anyhow::bail!(
+                    "{}: no [nlp] section, so only flags could be scored. Fix: pass a pipeline with [nlp], or --flags-only",
+                    pipeline.display()
+                );
+            }
+            let run = |p: Option<Precision>| -> anyhow::Result<verbatim::eval::EvalReport> {
+                let mut nlp = nlp.clone();
+                if let (Some(n), Some(p)) = (nlp.as_mut(), p) {
+                    n.precision = p;
+                }
+                Ok(verbatim::eval::evaluate(&input, &cfg.flags, nlp.as_ref())?)
             };
-            let r = verbatim::eval::evaluate(&input, &flags)?;
+            if compare_precision {
+                let int8 = run(Some(Precision::Int8))?;
+                let fp32 = run(Some(Precision::Fp32))?;
+                let (a, b) = (verbatim::eval::scores(&int8), verbatim::eval::scores(&fp32));
+                // int8 may not lose more than a point on a headline score.
+                let mut worst_drop = 0f64;
+                let mut rows = Vec::new();
+                for (k, (x, head)) in &b {
+                    let y = a.get(k).map_or(f64::NAN, |v| v.0);
+                    let d = y - x;
+                    if *head {
+                        worst_drop = worst_drop.max(-d);
+                    }
+                    rows.push((k.clone(), *x, y, d, *head));
+                }
+                let ok = worst_drop <= 0.01;
+                if json {
+                    let obj = serde_json::json!({
+                        "fp32": fp32, "int8": int8,
+                        "max_headline_drop": worst_drop, "within_one_point": ok,
+                    });
+                    println!("{obj}");
+                } else {
+                    println!("{}: {} rows, int8 vs fp32", input.display(), int8.n);
+                    println!(
+                        "{:<34} {:>7} {:>7} {:>7}",
+                        "metric (* headline)", "fp32", "int8", "delta"
+                    );
+                    for (k, x, y, d, head) in rows {
+                        let k = if head { format!("{k} *") } else { k };
+                        println!("{k:<34} {x:>7.3} {y:>7.3} {d:>+7.3}");
+                    }
+                    println!(
+                        "largest headline drop {:.3}: int8 {} within 1 point of fp32",
+                        worst_drop,
+                        if ok { "is" } else { "is NOT" }
+                    );
+                }
+                if !ok {
+                    std::process::exit(3);
+                }
+                return Ok(());
+            }
+            let r = run(precision.map(Into::into))?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
             } else {
-                println!("{}: {} rows", input.display(), r.n);
-                println!(
-                    "{:<20} {:>9} {:>7} {:>6} {:>8}",
-                    "flag", "precision", "recall", "f1", "support"
-                );
-                for (f, p) in &r.flags {
-                    println!(
-                        "{f:<20} {:>9.3} {:>7.3} {:>6.3} {:>8}",
-                        p.precision, p.recall, p.f1, p.support
-                    );
-                }
-                println!("(aspect targets, complaints, polarity and sentiment are scored once their stage exists)");
+                print_eval(&input, &r);
             }
             if misses {
                 for m in &r.misses {
@@ -226,6 +346,69 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `--precision` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum PrecisionArg {
+    /// Dynamic int8.
+    Int8,
+    /// Full precision.
+    Fp32,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::Fp32 => Precision::Fp32,
+        }
+    }
+}
+
+fn print_eval(input: &Path, r: &verbatim::eval::EvalReport) {
+    println!(
+        "{}: {} rows{}",
+        input.display(),
+        r.n,
+        r.encoder
+            .as_deref()
+            .map(|e| format!(", scored with {e}"))
+            .unwrap_or_default()
+    );
+    let table = |title: &str, m: &std::collections::BTreeMap<String, verbatim::eval::Prf>| {
+        println!(
+            "{:<20} {:>9} {:>7} {:>6} {:>8}",
+            title, "precision", "recall", "f1", "support"
+        );
+        for (f, p) in m {
+            println!(
+                "{f:<20} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+                p.precision, p.recall, p.f1, p.support
+            );
+        }
+    };
+    if let (Some(t), Some(c)) = (&r.targets, &r.complaints) {
+        println!(
+            "aspects over {} analysed rows ({} not analysed: language the model does not read)",
+            r.analysed.unwrap_or(0),
+            r.not_analysed.unwrap_or(0)
+        );
+        table("target", t);
+        table("complaint", c);
+    }
+    if let Some(p) = r.polarity_accuracy {
+        println!("polarity accuracy {p:.3}");
+    }
+    if let Some(s) = r.sentiment_accuracy {
+        println!(
+            "sentiment accuracy {s:.3} over {} rows",
+            r.sentiment_support.unwrap_or(0)
+        );
+    }
+    if let Some(f) = &r.flags {
+        table("flag", f);
+    }
 }
 
 fn print_demo(r: &verbatim::demo::DemoReport) {
@@ -263,6 +446,33 @@ fn print_demo(r: &verbatim::demo::DemoReport) {
         println!("  PII redacted before writing: {} comments", o.redacted);
         for e in &o.follow_up_examples {
             println!("  asks for contact: \"{e}\"");
+        }
+        let join = |m: &std::collections::BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !o.sentiment.is_empty() {
+            println!("  sentiment: {}", join(&o.sentiment));
+            println!(
+                "  not analysed (sentiment and aspects null): {}",
+                if o.skipped.is_empty() {
+                    "none".to_string()
+                } else {
+                    join(&o.skipped)
+                }
+            );
+            println!("  complaints aimed at: {}", join(&o.blames));
+            println!(
+                "  mentions/  {:>5} rows in {} files: {}",
+                o.mention_rows,
+                o.mention_files,
+                join(&o.mentions)
+            );
+            for (t, st, pr) in &o.split_examples {
+                println!("  staff {st}, product {pr}: \"{t}\"");
+            }
         }
     }
     println!("\nquery it with DuckDB (pip install duckdb):");

@@ -190,4 +190,18 @@ fn eval_flags_on_the_team_fixture() {
         assert!(f1 >= 0.85, "{flag}: F1 {f1}");
     }
     assert_eq!(v["flags"].as_object().unwrap().len(), 5);
+    // The whole analysis ran too: the 40 Russian rows are not analysed (the
+    // model reads English only), the other 114 are scored.
+    assert_eq!(v["analysed"], 114);
+    assert_eq!(v["not_analysed"], 40);
+    for key in [
+        "targets",
+        "complaints",
+        "polarity_accuracy",
+        "sentiment_accuracy",
+    ] {
+        assert!(!v[key].is_null(), "{key} missing");
+    }
+    // Delivery mentions are written in several domains of the fixture.
+    assert!(v["targets"]["delivery"]["support"].as_u64().unwrap() >= 5);
 }

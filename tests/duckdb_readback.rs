@@ -168,4 +168,36 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
         v["_schema_version"],
         serde_json::json!([[verbatim::sink::schema::SCHEMA_VERSION]])
     );
+    // README query `staff-blame` agrees with the comments table's own
+    // blames_staff / blames_product columns, and is not empty.
+    let blame = v["staff-blame"]
+        .as_array()
+        .expect("README query staff-blame");
+    assert!(!blame.is_empty(), "no staff complaints in the demo");
+    let check: Vec<serde_json::Value> = v["_staff_blame_check"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::json!([r[0], r[1]]))
+        .collect();
+    assert_eq!(blame, &check);
+    // mentions/ holds exactly the aspects of comments/.
+    let mv = v["_mentions_vs_aspects"].as_array().unwrap();
+    assert_eq!(mv[0], mv[1]);
+    assert!(
+        mv[0].as_i64().unwrap() > comments,
+        "about two aspects a comment"
+    );
+    // English comments are analysed; Russian ones are null, with the reason.
+    for r in v["_analysis"].as_array().unwrap() {
+        let (lang, skipped, n, sent, asp) = (&r[0], &r[1], &r[2], &r[3], &r[4]);
+        if lang == "ru" {
+            assert_eq!(skipped, "language_not_supported", "{r}");
+            assert_eq!((sent.as_i64(), asp.as_i64()), (Some(0), Some(0)), "{r}");
+        } else {
+            assert_eq!(lang, "en", "{r}");
+            assert!(skipped.is_null(), "{r}");
+            assert_eq!((sent, asp), (n, n), "{r}");
+        }
+    }
 }

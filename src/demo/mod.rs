@@ -81,6 +81,21 @@ pub struct OutputSummary {
     pub redacted: usize,
     /// A few comments asking for a call back (text as written to disk).
     pub follow_up_examples: Vec<String>,
+    /// Rows in `mentions/`.
+    pub mention_rows: usize,
+    /// Files in `mentions/`.
+    pub mention_files: usize,
+    /// Mentions by `target polarity`.
+    pub mentions: BTreeMap<String, usize>,
+    /// Comments by sentiment label (`not analysed` for nulls).
+    pub sentiment: BTreeMap<String, usize>,
+    /// Comments with `blames_staff` / `blames_product` true.
+    pub blames: BTreeMap<String, usize>,
+    /// Comments not analysed, by `analysis_skipped`.
+    pub skipped: BTreeMap<String, usize>,
+    /// A few comments that praise staff and blame the product:
+    /// `(text, staff_sentiment, product_sentiment)`.
+    pub split_examples: Vec<(String, String, String)>,
 }
 
 /// What the demo did.
@@ -205,21 +220,45 @@ fn prepare_root(root: &Path) -> Result<(), DemoError> {
     std::fs::remove_dir_all(root).map_err(|e| err(e.to_string()))
 }
 
+/// Every record batch of one Parquet file.
+fn read_batches(path: &Path) -> Result<Vec<arrow::record_batch::RecordBatch>, DemoError> {
+    let err = |message: String| DemoError::Output {
+        path: path.to_path_buf(),
+        message,
+    };
+    let f = File::open(path).map_err(|e| err(e.to_string()))?;
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .and_then(|b| b.build())
+        .map_err(|e| err(e.to_string()))?
+        .map(|b| b.map_err(|e| err(e.to_string())))
+        .collect()
+}
+
 /// Counts rows, files and reject reasons under an output root.
 pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
     let mut s = OutputSummary::default();
+    for path in parquet_files(&root.join("mentions")) {
+        for batch in read_batches(&path)? {
+            s.mention_rows += batch.num_rows();
+            let col = |n: &str| {
+                batch
+                    .column_by_name(n)
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+                    .cloned()
+            };
+            if let (Some(t), Some(p)) = (col("target"), col("polarity")) {
+                for i in 0..t.len() {
+                    *s.mentions
+                        .entry(format!("{} {}", t.value(i), p.value(i)))
+                        .or_default() += 1;
+                }
+            }
+        }
+        s.mention_files += 1;
+    }
     for (table, is_rejected) in [("comments", false), ("rejected", true)] {
         for path in parquet_files(&root.join(table)) {
-            let err = |message: String| DemoError::Output {
-                path: path.clone(),
-                message,
-            };
-            let f = File::open(&path).map_err(|e| err(e.to_string()))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(f)
-                .and_then(|b| b.build())
-                .map_err(|e| err(e.to_string()))?;
-            for batch in reader {
-                let batch = batch.map_err(|e| err(e.to_string()))?;
+            for batch in read_batches(&path)? {
                 if is_rejected {
                     s.rejected_rows += batch.num_rows();
                     if let Some(col) = batch
@@ -280,6 +319,56 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
                         }
                     }
                 }
+            }
+        }
+    }
+    let strings = |n: &str| {
+        batch
+            .column_by_name(n)
+            .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+    };
+    if let Some(col) = strings("sentiment") {
+        for i in 0..col.len() {
+            let l = if col.is_null(i) {
+                "not analysed"
+            } else {
+                col.value(i)
+            };
+            *s.sentiment.entry(l.to_string()).or_default() += 1;
+        }
+    }
+    if let Some(col) = strings("analysis_skipped") {
+        for i in (0..col.len()).filter(|&i| col.is_valid(i)) {
+            *s.skipped.entry(col.value(i).to_string()).or_default() += 1;
+        }
+    }
+    for b in ["blames_staff", "blames_product"] {
+        if let Some(col) = batch
+            .column_by_name(b)
+            .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
+        {
+            *s.blames.entry(b.to_string()).or_default() += (0..col.len())
+                .filter(|&i| col.is_valid(i) && col.value(i))
+                .count();
+        }
+    }
+    if let (Some(t), Some(st), Some(pr)) = (
+        text,
+        strings("staff_sentiment"),
+        strings("product_sentiment"),
+    ) {
+        for i in 0..t.len() {
+            if st.is_valid(i)
+                && pr.is_valid(i)
+                && st.value(i) == "positive"
+                && pr.value(i) == "negative"
+                && s.split_examples.len() < 3
+            {
+                s.split_examples.push((
+                    t.value(i).to_string(),
+                    st.value(i).to_string(),
+                    pr.value(i).to_string(),
+                ));
             }
         }
     }

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use super::analyze::TokenStates;
 use super::encoder::Encoder;
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
@@ -49,6 +50,7 @@ pub struct EmbedOperator {
     budget: usize,
     max_rows: usize,
     tag: Arc<str>,
+    keep_tokens: bool,
 }
 
 impl EmbedOperator {
@@ -66,7 +68,17 @@ impl EmbedOperator {
             budget,
             max_rows,
             tag,
+            keep_tokens: false,
         }
+    }
+
+    /// Also keeps every comment's token vectors and character offsets for
+    /// the analysis stage (same forward pass; the tokenizer then tracks
+    /// offsets).
+    pub fn keep_tokens(mut self, on: bool) -> Self {
+        self.keep_tokens = on;
+        self.tokenizer = self.tokenizer.with_offsets(on);
+        self
     }
 
     /// Vector size.
@@ -115,12 +127,22 @@ impl Operator for EmbedOperator {
             .encode_batch(&texts)
             .map_err(|e| self.fail(e))?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+        let mut toks = toks;
         for group in plan_sub_batches(&lengths, self.budget, self.max_rows) {
             let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let vecs = self.encoder.encode(&rows).map_err(|e| self.fail(e))?;
-            for (i, v) in group.into_iter().zip(vecs) {
+            let encoded = self
+                .encoder
+                .run(&rows, self.keep_tokens)
+                .map_err(|e| self.fail(e))?;
+            for (i, e) in group.into_iter().zip(encoded) {
                 let n = &mut batch.comments[i].nlp;
-                n.embedding = Some(v);
+                if self.keep_tokens {
+                    n.tokens = Some(TokenStates {
+                        vectors: e.tokens,
+                        offsets: std::mem::take(&mut toks[i].offsets),
+                    });
+                }
+                n.embedding = Some(e.embedding);
                 n.token_count = Some(toks[i].ids.len() as u32);
                 n.truncated = Some(toks[i].truncated);
                 n.embedding_model = Some(self.tag.clone());

@@ -5,9 +5,12 @@
 //! default to no-ops. Operators run on a blocking thread, never on the async
 //! I/O threads, in the order the pipeline lists them.
 
+pub mod analyze;
+pub mod clauses;
 pub mod embed;
 pub mod encoder;
 pub mod flags;
+pub mod heads;
 pub mod language;
 pub mod model;
 pub mod redact;
@@ -34,6 +37,9 @@ pub enum NlpError {
     /// A built-in or configured pattern did not compile.
     #[error("pattern: {0}")]
     Pattern(String),
+    /// The analysis heads could not be loaded.
+    #[error(transparent)]
+    Heads(#[from] heads::HeadsError),
 }
 
 /// Opens the configured encoder over verified model files.
@@ -76,6 +82,20 @@ pub fn embed_operator(cfg: &NlpConfig) -> Result<embed::EmbedOperator, NlpError>
     ))
 }
 
+/// Loads the heads trained for the pipeline's model from
+/// `<heads_dir>/<model>/` and builds the analysis stage.
+pub fn analyze_operator(
+    cfg: &NlpConfig,
+    manifest: &model::ModelManifest,
+) -> Result<analyze::AnalyzeOperator, NlpError> {
+    let loaded = heads::load(&cfg.heads_dir.join(&manifest.name), &manifest.name)?;
+    Ok(analyze::AnalyzeOperator::new(
+        loaded.heads,
+        &loaded.manifest,
+        &manifest.languages,
+    ))
+}
+
 /// The NLP stages `[nlp]` asks for.
 pub struct NlpStages {
     /// Operators, in the order they run.
@@ -89,16 +109,30 @@ pub fn operators_for(
     cfg: &NlpConfig,
     flag_patterns: &std::collections::BTreeMap<String, flags::FlagPatterns>,
 ) -> Result<NlpStages, NlpError> {
-    let embed = embed_operator(cfg)?;
+    let files = ModelFiles::open(cfg)?;
+    let analysis = if cfg.analyze {
+        Some(analyze_operator(cfg, &files.manifest)?)
+    } else {
+        None
+    };
+    let tokenizer = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)?;
+    let encoder = open_encoder(cfg, &files)?;
+    let embed = embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows)
+        .keep_tokens(analysis.is_some());
     let matcher =
         flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
+    let mut operators: Vec<Box<dyn Operator>> = vec![
+        Box::new(language::LanguageOperator::new(&cfg.languages)),
+        Box::new(flags::FlagOperator::new(matcher)),
+    ];
+    let embedding_dim = cfg.store_embeddings.then(|| embed.dim());
+    operators.push(Box::new(embed));
+    if let Some(a) = analysis {
+        operators.push(Box::new(a));
+    }
     Ok(NlpStages {
-        embedding_dim: cfg.store_embeddings.then(|| embed.dim()),
-        operators: vec![
-            Box::new(language::LanguageOperator::new(&cfg.languages)),
-            Box::new(flags::FlagOperator::new(matcher)),
-            Box::new(embed),
-        ],
+        embedding_dim,
+        operators,
     })
 }
 

@@ -30,12 +30,17 @@ pub struct Tokens {
     pub ids: Vec<u32>,
     /// The text was longer than the model reads and was cut.
     pub truncated: bool,
+    /// Each token's `[start, end)` in characters of the text (special
+    /// tokens `(0, 0)`); empty unless the tokenizer was built
+    /// [`TextTokenizer::with_offsets`].
+    pub offsets: Vec<(u32, u32)>,
 }
 
 /// A tokenizer set up for inference.
 pub struct TextTokenizer {
     inner: Tokenizer,
     max_len: usize,
+    offsets: bool,
 }
 
 impl TextTokenizer {
@@ -53,7 +58,18 @@ impl TextTokenizer {
                 ..TruncationParams::default()
             }))
             .map_err(|e| load_err(e.to_string()))?;
-        Ok(Self { inner, max_len })
+        Ok(Self {
+            inner,
+            max_len,
+            offsets: false,
+        })
+    }
+
+    /// Also returns each token's character span (comment analysis needs
+    /// them; plain embedding skips the work).
+    pub fn with_offsets(mut self, on: bool) -> Self {
+        self.offsets = on;
+        self
     }
 
     /// Longest sequence the model reads.
@@ -83,13 +99,24 @@ impl TextTokenizer {
     }
 
     fn encode_raw(&self, text: &str) -> Result<Tokens, TokenizeError> {
-        let enc = self
-            .inner
-            .encode_fast(text, true)
-            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let enc = if self.offsets {
+            self.inner.encode_char_offsets(text, true)
+        } else {
+            self.inner.encode_fast(text, true)
+        }
+        .map_err(|e| TokenizeError::Encode(e.to_string()))?;
+        let offsets = if self.offsets {
+            enc.get_offsets()
+                .iter()
+                .map(|&(a, b)| (a as u32, b as u32))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Tokens {
             truncated: !enc.get_overflowing().is_empty(),
             ids: enc.get_ids().to_vec(),
+            offsets,
         })
     }
 

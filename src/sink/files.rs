@@ -29,6 +29,8 @@ pub enum Table {
     Comments,
     /// `rejected/`: one row per message that could not be decoded.
     Rejected,
+    /// `mentions/`: one row per aspect of an analysed comment.
+    Mentions,
 }
 
 impl Table {
@@ -37,11 +39,12 @@ impl Table {
         match self {
             Table::Comments => "comments",
             Table::Rejected => "rejected",
+            Table::Mentions => "mentions",
         }
     }
 
     /// Every table whose files carry offset ranges.
-    pub const ALL: [Table; 2] = [Table::Comments, Table::Rejected];
+    pub const ALL: [Table; 3] = [Table::Comments, Table::Rejected, Table::Mentions];
 }
 
 /// The parsed name of a committed part file.

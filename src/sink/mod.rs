@@ -227,6 +227,16 @@ impl ParquetSink {
                 .or_default()
                 .push(c);
         }
+        // One mentions row per aspect, beside its comment (same range, same day).
+        let mut mention_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Comment>> = BTreeMap::new();
+        for c in &batch.comments {
+            if c.nlp.aspects.as_ref().is_some_and(|a| !a.is_empty()) {
+                mention_groups
+                    .entry((c.coords.topic.as_str(), c.coords.partition, c.event_date()))
+                    .or_default()
+                    .push(c);
+            }
+        }
         let mut rejected_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Rejection>> =
             BTreeMap::new();
         for r in &batch.rejected {
@@ -247,6 +257,10 @@ impl ParquetSink {
         for ((topic, partition, dt), rows) in rejected_groups {
             let rb = schema::rejected_batch(&rows, &self.stamp)?;
             self.append(topic, partition, Table::Rejected, dt, &rb)?;
+        }
+        for ((topic, partition, dt), rows) in mention_groups {
+            let rb = schema::mentions_batch(&rows, &self.stamp)?;
+            self.append(topic, partition, Table::Mentions, dt, &rb)?;
         }
         Ok(())
     }
@@ -272,6 +286,7 @@ impl ParquetSink {
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
+                    Table::Mentions => schema::mentions_schema(),
                 };
                 let writer = ArrowWriter::try_new(f, schema, Some(self.props.clone())).map_err(
                     |source| SinkError::Parquet {
@@ -365,6 +380,7 @@ impl ParquetSink {
             match table {
                 Table::Comments => done.comment_rows += rows,
                 Table::Rejected => done.rejected_rows += rows,
+                Table::Mentions => {}
             }
             done.files.push(dest.clone());
         }

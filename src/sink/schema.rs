@@ -134,6 +134,102 @@ fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
     Ok(out)
 }
 
+fn aspect_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("target", DataType::Utf8, false),
+        Field::new("polarity", DataType::Utf8, false),
+        Field::new("confidence", DataType::Float32, false),
+        Field::new("start", DataType::Int32, false),
+        Field::new("end", DataType::Int32, false),
+        Field::new("text", DataType::Utf8, false),
+    ])
+}
+
+fn aspects_type() -> DataType {
+    DataType::List(Arc::new(Field::new(
+        "item",
+        DataType::Struct(aspect_fields()),
+        false,
+    )))
+}
+
+/// `sentiment` .. `analysis_skipped`.
+fn analysis_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
+    use crate::nlp::analyze::{blames, target_sentiment};
+    let mut targets = Vec::new();
+    let mut polarities = Vec::new();
+    let mut confidences = Vec::new();
+    let mut starts = Vec::new();
+    let mut ends = Vec::new();
+    let mut texts = Vec::new();
+    let mut offsets = vec![0i32];
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        if let Some(aspects) = &r.nlp.aspects {
+            for a in aspects {
+                targets.push(&*a.target);
+                polarities.push(a.polarity.as_str());
+                confidences.push(a.confidence);
+                starts.push(a.start as i32);
+                ends.push(a.end as i32);
+                texts.push(a.text.as_str());
+            }
+        }
+        offsets.push(targets.len() as i32);
+        valid.push(r.nlp.aspects.is_some());
+    }
+    let structs = StructArray::try_new(
+        aspect_fields(),
+        vec![
+            Arc::new(StringArray::from(targets)),
+            Arc::new(StringArray::from(polarities)),
+            Arc::new(Float32Array::from(confidences)),
+            Arc::new(Int32Array::from(starts)),
+            Arc::new(Int32Array::from(ends)),
+            Arc::new(StringArray::from(texts)),
+        ],
+        None,
+    )?;
+    let aspects = ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Struct(aspect_fields()), false)),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(structs),
+        Some(valid.into()),
+    )?;
+    let per_target = |t: &'static str| -> ArrayRef {
+        opt_str(rows.iter().map(|r| {
+            r.nlp
+                .aspects
+                .as_deref()
+                .and_then(|a| target_sentiment(a, t))
+        }))
+    };
+    let blame = |t: &'static str| -> ArrayRef {
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.aspects.as_deref().map(|a| blames(a, t)))
+                .collect::<BooleanArray>(),
+        )
+    };
+    Ok(vec![
+        opt_str(
+            rows.iter()
+                .map(|r| r.nlp.sentiment.map(|s| s.label.as_str())),
+        ),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.sentiment.map(|s| s.score))
+                .collect::<Float32Array>(),
+        ),
+        Arc::new(aspects),
+        per_target("staff"),
+        per_target("product"),
+        blame("staff"),
+        blame("product"),
+        opt_str(rows.iter().map(|r| r.nlp.analysis_skipped)),
+    ])
+}
+
 fn embedding_type(dim: usize) -> DataType {
     DataType::FixedSizeList(
         Arc::new(Field::new("item", DataType::Float32, false)),
@@ -171,6 +267,14 @@ pub fn comments_columns(
         ("survey_fatigue", DataType::Boolean, true, "Complains about feedback requests themselves"),
         ("safety_risk", DataType::Boolean, true, "Danger to people"),
         ("flag_evidence", evidence_type(), true, "Why each flag was raised: `{flag, start, end, text}`, span in characters of `text`"),
+        ("sentiment", DataType::Utf8, true, "Whole-comment sentiment: negative, neutral or positive (null when not analysed: see `analysis_skipped`)"),
+        ("sentiment_score", DataType::Float32, true, "p(positive) - p(negative), -1..1; `neutral` within the heads' neutral band"),
+        ("aspects", aspects_type(), true, "What each sentence is about: `{target, polarity, confidence, start, end, text}`, one per (sentence, target); target is staff, product, process, price, delivery, environment or other; span in characters of `text` (the clause the target was read from)"),
+        ("staff_sentiment", DataType::Utf8, true, "Polarity of the staff aspects (`mixed` when they disagree); null when staff is not mentioned"),
+        ("product_sentiment", DataType::Utf8, true, "Polarity of the product aspects, as `staff_sentiment`"),
+        ("blames_staff", DataType::Boolean, true, "A negative staff aspect (null when not analysed)"),
+        ("blames_product", DataType::Boolean, true, "A negative product aspect (null when not analysed)"),
+        ("analysis_skipped", DataType::Utf8, true, "Why sentiment and aspects are null: `language_not_supported` (the model reads only the languages its manifest lists), `language_unknown`"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
         ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
@@ -207,6 +311,135 @@ pub fn rejected_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("pipeline_version", DataType::Utf8, false, "verbatim version and config hash"),
         ("schema_version", DataType::Int32, false, "Version of this table layout"),
     ]
+}
+
+/// `(name, type, nullable, meaning)` of every `mentions` column, in order.
+pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
+    vec![
+        (
+            "source_topic",
+            DataType::Utf8,
+            false,
+            "Kafka topic of the comment",
+        ),
+        (
+            "source_partition",
+            DataType::Int32,
+            false,
+            "Kafka partition",
+        ),
+        (
+            "source_offset",
+            DataType::Int64,
+            false,
+            "Kafka offset; with topic and partition, joins to `comments`",
+        ),
+        ("comment_id", DataType::Utf8, false, "The comment's `id`"),
+        (
+            "event_time",
+            ts(TimeUnit::Microsecond),
+            false,
+            "The comment's `event_time`; `dt` is its UTC date",
+        ),
+        ("staff_id", DataType::Utf8, true, "The comment's `staff_id`"),
+        ("location", DataType::Utf8, true, "The comment's `location`"),
+        ("product", DataType::Utf8, true, "The comment's `product`"),
+        ("channel", DataType::Utf8, true, "The comment's `channel`"),
+        (
+            "target",
+            DataType::Utf8,
+            false,
+            "staff, product, process, price, delivery, environment or other",
+        ),
+        (
+            "polarity",
+            DataType::Utf8,
+            false,
+            "negative, neutral or positive",
+        ),
+        (
+            "confidence",
+            DataType::Float32,
+            false,
+            "The head's probability of this target with this polarity",
+        ),
+        (
+            "span_start",
+            DataType::Int32,
+            false,
+            "Start of the clause, in characters of the comment's `text`",
+        ),
+        (
+            "span_end",
+            DataType::Int32,
+            false,
+            "End of the clause (exclusive)",
+        ),
+        (
+            "span_text",
+            DataType::Utf8,
+            false,
+            "The clause (PII already redacted)",
+        ),
+        ("pipeline", DataType::Utf8, false, "Pipeline name"),
+        (
+            "pipeline_version",
+            DataType::Utf8,
+            false,
+            "verbatim version and config hash",
+        ),
+        (
+            "schema_version",
+            DataType::Int32,
+            false,
+            "Version of this table layout",
+        ),
+    ]
+}
+
+/// Arrow schema of `mentions/`.
+pub fn mentions_schema() -> SchemaRef {
+    to_schema(mentions_columns())
+}
+
+/// Builds a `mentions` record batch: one row per aspect of `rows`.
+pub fn mentions_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, ArrowError> {
+    let flat: Vec<(&Comment, &crate::nlp::analyze::Aspect)> = rows
+        .iter()
+        .flat_map(|c| c.nlp.aspects.iter().flatten().map(move |a| (*c, a)))
+        .collect();
+    let n = flat.len();
+    let mut columns: Vec<ArrayRef> = coord_columns(flat.iter().map(|(c, _)| &c.coords));
+    columns.truncate(3);
+    let body: Vec<ArrayRef> = vec![
+        opt_str(flat.iter().map(|(c, _)| Some(c.id.as_str()))),
+        ts_us(flat.iter().map(|(c, _)| micros(&c.event_time))),
+        opt_str(flat.iter().map(|(c, _)| c.staff_id.as_deref())),
+        opt_str(flat.iter().map(|(c, _)| c.location.as_deref())),
+        opt_str(flat.iter().map(|(c, _)| c.product.as_deref())),
+        opt_str(flat.iter().map(|(c, _)| c.channel.as_deref())),
+        opt_str(flat.iter().map(|(_, a)| Some(&*a.target))),
+        opt_str(flat.iter().map(|(_, a)| Some(a.polarity.as_str()))),
+        Arc::new(
+            flat.iter()
+                .map(|(_, a)| Some(a.confidence))
+                .collect::<Float32Array>(),
+        ),
+        Arc::new(
+            flat.iter()
+                .map(|(_, a)| Some(a.start as i32))
+                .collect::<Int32Array>(),
+        ),
+        Arc::new(
+            flat.iter()
+                .map(|(_, a)| Some(a.end as i32))
+                .collect::<Int32Array>(),
+        ),
+        opt_str(flat.iter().map(|(_, a)| Some(a.text.as_str()))),
+    ];
+    columns.extend(body);
+    columns.extend(stamp_columns(stamp, n));
+    RecordBatch::try_new(mentions_schema(), columns)
 }
 
 fn to_schema(cols: Vec<(&'static str, DataType, bool, &'static str)>) -> SchemaRef {
@@ -332,6 +565,7 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
     ];
     columns.extend(body);
     columns.extend(flag_columns(rows)?);
+    columns.extend(analysis_columns(rows)?);
     columns.extend(tail);
     columns.extend(stamp_columns(stamp, n));
     if let Some(dim) = stamp.embedding_dim {
@@ -410,9 +644,26 @@ pub fn columns_markdown(cols: &[(&'static str, DataType, bool, &'static str)]) -
             DataType::Map(..) => "map<string, string>".into(),
             DataType::FixedSizeList(_, _) => "fixed_size_list<float, D>".into(),
             DataType::List(f) if f.data_type() == &DataType::Utf8 => "list<string>".into(),
-            DataType::List(_) => {
-                "list<struct<flag string, start int32, end int32, text string>>".into()
-            }
+            DataType::List(f) => match f.data_type() {
+                DataType::Struct(fields) => format!(
+                    "list<struct<{}>>",
+                    fields
+                        .iter()
+                        .map(|x| format!(
+                            "{} {}",
+                            x.name(),
+                            match x.data_type() {
+                                DataType::Utf8 => "string",
+                                DataType::Int32 => "int32",
+                                DataType::Float32 => "float",
+                                _ => "?",
+                            }
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                other => format!("list<{other}>"),
+            },
             other => format!("{other}"),
         };
         s.push_str(&format!(
@@ -507,6 +758,7 @@ mod tests {
         let missing: Vec<String> = [
             columns_markdown(&comments_columns(Some(384))),
             columns_markdown(&rejected_columns()),
+            columns_markdown(&mentions_columns()),
         ]
         .into_iter()
         .filter(|t| !readme.contains(t.as_str()))

@@ -34,4 +34,14 @@ out["_embedded"] = con.execute(f"SELECT count(*), min(len(embedding)) FROM {c} W
 out["_pii_left"] = con.execute(f"SELECT count(*) FROM {c} WHERE regexp_matches(text, '@|4111 1111|07700|7946')").fetchone()[0]
 out["_pii_redacted"] = con.execute(f"SELECT sum(pii_redacted) FROM {c}").fetchone()[0]
 out["_languages"] = con.execute(f"SELECT language, count(*) FROM {c} GROUP BY ALL ORDER BY 2 DESC").fetchall()
+m = "read_parquet('out/demo/mentions/**/*.parquet', hive_partitioning = true)"
+# The staff-blame query, computed another way: from the comments table's own columns.
+out["_staff_blame_check"] = con.execute(
+    f"SELECT staff_id, count(*) FROM {c} WHERE blames_staff AND NOT blames_product AND staff_id IS NOT NULL "
+    "GROUP BY ALL ORDER BY 2 DESC, 1").fetchall()
+# mentions/ is the aspects list flattened: same rows, same comments.
+out["_mentions_vs_aspects"] = con.execute(
+    f"SELECT (SELECT count(*) FROM {m}), (SELECT coalesce(sum(len(aspects)), 0) FROM {c})").fetchone()
+out["_analysis"] = con.execute(
+    f"SELECT language, analysis_skipped, count(*), count(sentiment), count(aspects) FROM {c} GROUP BY ALL ORDER BY 1").fetchall()
 print(json.dumps(out))

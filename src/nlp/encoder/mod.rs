@@ -56,9 +56,47 @@ pub trait Encoder: Send {
     /// Vector size.
     fn dim(&self) -> usize;
 
-    /// Encodes rows of token ids (unpadded; the encoder pads to the longest
-    /// row). Returns one vector per row, in order.
-    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError>;
+    /// One forward pass over rows of token ids (unpadded; the encoder pads
+    /// to the longest row): one [`Encoded`] per row, in order, with token
+    /// vectors only when `with_tokens` (else they are empty).
+    fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError>;
+
+    /// Sentence vectors, one per row, in order.
+    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
+        Ok(self
+            .run(rows, false)?
+            .into_iter()
+            .map(|e| e.embedding)
+            .collect())
+    }
+
+    /// Sentence vectors and each row's last-layer token vectors (`len x
+    /// dim`, row-major, padding dropped) from the same forward pass: the
+    /// comment-analysis heads read them.
+    fn encode_tokens(&mut self, rows: &[&[u32]]) -> Result<Vec<Encoded>, EncoderError> {
+        self.run(rows, true)
+    }
+}
+
+/// One row's encoder output with its token vectors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// The L2-normalised sentence vector.
+    pub embedding: Vec<f32>,
+    /// Last-layer token vectors, `tokens.len() / dim` rows of `dim`.
+    pub tokens: Vec<f32>,
+}
+
+/// Splits padded `[rows, seq, dim]` token vectors into per-row vectors
+/// without the padding.
+pub fn unpad_tokens(hidden: &[f32], rows: &[&[u32]], seq: usize, dim: usize) -> Vec<Vec<f32>> {
+    rows.iter()
+        .enumerate()
+        .map(|(r, ids)| {
+            let start = r * seq * dim;
+            hidden[start..start + ids.len() * dim].to_vec()
+        })
+        .collect()
 }
 
 /// Pads rows to the longest one: `(ids, mask, longest)`, row-major.

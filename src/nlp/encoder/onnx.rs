@@ -14,7 +14,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{mean_pool, pad, Encoder, EncoderError};
+use super::{mean_pool, pad, unpad_tokens, Encoded, Encoder, EncoderError};
 
 /// The process-wide ONNX Runtime environment, loaded once from one library.
 static ENV: OnceLock<Mutex<Option<(PathBuf, Environment)>>> = OnceLock::new();
@@ -59,10 +59,21 @@ enum OutputKind {
     Tokens(String),
 }
 
+impl OutputKind {
+    fn name(&self) -> &str {
+        match self {
+            OutputKind::Sentence(n) | OutputKind::Tokens(n) => n,
+        }
+    }
+}
+
 /// A sentence encoder running an ONNX graph.
 pub struct OnnxEncoder {
     session: Session,
     output: OutputKind,
+    /// The `[batch, seq, dim]` output, if the graph has one.
+    token_output: Option<String>,
+    path: String,
     token_type_ids: bool,
     dim: usize,
     tag: String,
@@ -142,10 +153,16 @@ impl OnnxEncoder {
                 ),
             });
         };
+        let token_output = outputs
+            .iter()
+            .find(|o| *o == "token_embeddings" || *o == "last_hidden_state")
+            .cloned();
         Ok(Self {
             token_type_ids: inputs.iter().any(|i| i == "token_type_ids"),
             session,
             output,
+            token_output,
+            path,
             dim,
             tag,
         })
@@ -161,7 +178,24 @@ impl Encoder for OnnxEncoder {
         self.dim
     }
 
-    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
+    fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError> {
+        if with_tokens && self.token_output.is_none() {
+            return Err(EncoderError::Signature {
+                path: self.path.clone(),
+                message: "has no `token_embeddings` or `last_hidden_state` output, which comment analysis reads. Fix: rebuild it with `bash models/setup.sh`, or export the model with its last hidden state".into(),
+            });
+        }
+        self.forward(rows, with_tokens)
+    }
+}
+
+impl OnnxEncoder {
+    /// One forward pass; token vectors are copied out only when asked for.
+    fn forward(
+        &mut self,
+        rows: &[&[u32]],
+        with_tokens: bool,
+    ) -> Result<Vec<Encoded>, EncoderError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -180,26 +214,44 @@ impl Encoder for OnnxEncoder {
                 Tensor::from_array((shape, zeros)).map_err(run_err)?.into(),
             ));
         }
-        let outputs = self.session.run(inputs).map_err(run_err)?;
-        let (name, pooled) = match &self.output {
-            OutputKind::Sentence(name) => (name.as_str(), true),
-            OutputKind::Tokens(name) => (name.as_str(), false),
+        let want_dim = self.dim;
+        let (output, token_output) = (self.output.name().to_string(), self.token_output.clone());
+        let pooled = matches!(self.output, OutputKind::Sentence(_));
+        let check_dim = |dim: usize| -> Result<(), EncoderError> {
+            if dim != want_dim {
+                return Err(EncoderError::Run(format!(
+                    "model returned vectors of {dim}, the manifest says {want_dim}"
+                )));
+            }
+            Ok(())
         };
-        let value = outputs
-            .get(name)
-            .ok_or_else(|| EncoderError::Run(format!("no output `{name}`")))?;
-        let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-        let dim = *shape.last().unwrap_or(&0) as usize;
-        if dim != self.dim {
-            return Err(EncoderError::Run(format!(
-                "model returned vectors of {dim}, the manifest says {}",
-                self.dim
-            )));
-        }
-        if pooled {
-            Ok(data.chunks(dim).map(<[f32]>::to_vec).collect())
+        let outputs = self.session.run(inputs).map_err(run_err)?;
+        let extract = |name: &str| -> Result<(usize, &[f32]), EncoderError> {
+            let value = outputs
+                .get(name)
+                .ok_or_else(|| EncoderError::Run(format!("no output `{name}`")))?;
+            let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
+            Ok((*shape.last().unwrap_or(&0) as usize, data))
+        };
+        let (dim, data) = extract(&output)?;
+        check_dim(dim)?;
+        let embeddings = if pooled {
+            data.chunks(dim).map(<[f32]>::to_vec).collect()
         } else {
-            Ok(mean_pool(data, &mask, n, seq, dim))
-        }
+            mean_pool(data, &mask, n, seq, dim)
+        };
+        let tokens = match (&token_output, with_tokens) {
+            (Some(name), true) => {
+                let (dim, data) = extract(name)?;
+                check_dim(dim)?;
+                unpad_tokens(data, rows, seq, dim)
+            }
+            _ => vec![Vec::new(); n],
+        };
+        Ok(embeddings
+            .into_iter()
+            .zip(tokens)
+            .map(|(embedding, tokens)| Encoded { embedding, tokens })
+            .collect())
     }
 }

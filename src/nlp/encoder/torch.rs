@@ -11,7 +11,7 @@
 use rust_bert::bert::{BertConfig, BertEmbeddings, BertModel};
 use tch::{nn, Device, Kind, Tensor};
 
-use super::{pad, Encoder, EncoderError};
+use super::{pad, unpad_tokens, Encoded, Encoder, EncoderError};
 use crate::nlp::model::ModelFiles;
 
 /// A sentence encoder on libtorch.
@@ -82,7 +82,18 @@ impl Encoder for TorchEncoder {
         self.dim
     }
 
-    fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
+    fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError> {
+        self.forward(rows, with_tokens)
+    }
+}
+
+impl TorchEncoder {
+    /// One forward pass; token vectors are copied out only when asked for.
+    fn forward(
+        &mut self,
+        rows: &[&[u32]],
+        with_tokens: bool,
+    ) -> Result<Vec<Encoded>, EncoderError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -94,14 +105,14 @@ impl Encoder for TorchEncoder {
         let mask = Tensor::from_slice(&mask)
             .view([n, seq as i64])
             .to_device(self.device);
-        let pooled = tch::no_grad(|| -> Result<Tensor, EncoderError> {
+        let (pooled, hidden) = tch::no_grad(|| -> Result<(Tensor, Tensor), EncoderError> {
             let out = self
                 .model
                 .forward_t(Some(&ids), Some(&mask), None, None, None, None, None, false)
                 .map_err(|e| EncoderError::Run(e.to_string()))?;
             let m = mask.unsqueeze(-1).to_kind(Kind::Float);
             let summed =
-                (out.hidden_state * &m).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+                (&out.hidden_state * &m).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
             let count = m
                 .sum_dim_intlist([1i64].as_slice(), false, Kind::Float)
                 .clamp_min(1e-9);
@@ -109,10 +120,25 @@ impl Encoder for TorchEncoder {
             let norm = mean
                 .norm_scalaropt_dim(2, [1i64].as_slice(), true)
                 .clamp_min(1e-12);
-            Ok((mean / norm).to_device(Device::Cpu).contiguous())
+            Ok((
+                (mean / norm).to_device(Device::Cpu).contiguous(),
+                out.hidden_state.to_device(Device::Cpu).contiguous(),
+            ))
         })?;
-        let flat: Vec<f32> = Vec::<f32>::try_from(pooled.flatten(0, -1))
-            .map_err(|e| EncoderError::Run(e.to_string()))?;
-        Ok(flat.chunks(self.dim).map(<[f32]>::to_vec).collect())
+        let to_vec = |t: &Tensor| -> Result<Vec<f32>, EncoderError> {
+            Vec::<f32>::try_from(t.flatten(0, -1)).map_err(|e| EncoderError::Run(e.to_string()))
+        };
+        let flat = to_vec(&pooled)?;
+        let tokens = if with_tokens {
+            unpad_tokens(&to_vec(&hidden)?, rows, seq, self.dim)
+        } else {
+            vec![Vec::new(); rows.len()]
+        };
+        Ok(flat
+            .chunks(self.dim)
+            .map(<[f32]>::to_vec)
+            .zip(tokens)
+            .map(|(embedding, tokens)| Encoded { embedding, tokens })
+            .collect())
     }
 }

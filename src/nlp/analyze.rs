@@ -1,0 +1,442 @@
+//! The analysis stage: sentiment and aspects (what each part of a comment is
+//! about, and how the customer feels about it) from the token vectors the
+//! embed stage kept.
+//!
+//! For each comment the model can read (its language is one the model's
+//! manifest lists):
+//! 1. the text is cut into sentences and clauses ([`super::clauses`]);
+//! 2. each sentence's token vectors go through the aspect head
+//!    ([`super::heads`]): per target, `absent / negative / neutral /
+//!    positive`; a target is reported when `1 - p(absent)` reaches the
+//!    manifest's `min_presence`, with the likelier polarity, and its span is
+//!    the clause that drew most of that target's attention;
+//! 3. the whole comment's token vectors give the sentiment score.
+//!
+//! Comments in other languages get no aspects and no sentiment, and
+//! `analysis_skipped` says why: the stage never guesses on text the model
+//! cannot read.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::clauses::{self, Span};
+use super::heads::{Heads, HeadsManifest};
+use super::{Operator, OperatorError};
+use crate::batch::CommentBatch;
+
+/// Token vectors and their character spans, kept by the embed stage for
+/// this stage and dropped once it has run (never written).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TokenStates {
+    /// `len x dim` last-layer vectors, row-major.
+    pub vectors: Vec<f32>,
+    /// Each token's `[start, end)` in characters; special tokens `(0, 0)`.
+    pub offsets: Vec<(u32, u32)>,
+}
+
+/// Sentiment label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Polarity {
+    /// Negative.
+    Negative,
+    /// Neither clearly negative nor positive.
+    Neutral,
+    /// Positive.
+    Positive,
+}
+
+impl Polarity {
+    /// The stable lowercase name written to Parquet.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Negative => "negative",
+            Polarity::Neutral => "neutral",
+            Polarity::Positive => "positive",
+        }
+    }
+
+    /// Parses a stable name (`conflict` is not a polarity here).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "negative" => Some(Polarity::Negative),
+            "neutral" => Some(Polarity::Neutral),
+            "positive" => Some(Polarity::Positive),
+            _ => None,
+        }
+    }
+}
+
+/// The whole comment's sentiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sentiment {
+    /// Label from the score and the neutral band.
+    pub label: Polarity,
+    /// `p(positive) - p(negative)`, in `[-1, 1]`.
+    pub score: f32,
+}
+
+/// One (sentence, target) the comment talks about.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aspect {
+    /// What it is about: staff, product, process, price, delivery, environment, other.
+    pub target: Arc<str>,
+    /// How the customer feels about it.
+    pub polarity: Polarity,
+    /// The head's probability of this target with this polarity.
+    pub confidence: f32,
+    /// Character span of the clause it was read from.
+    pub start: u32,
+    /// End of that span (exclusive).
+    pub end: u32,
+    /// The clause's text.
+    pub text: String,
+}
+
+/// Why a comment was not analysed.
+pub mod skipped {
+    /// The detected language is not one the model reads.
+    pub const LANGUAGE_NOT_SUPPORTED: &str = "language_not_supported";
+    /// No language could be detected with confidence.
+    pub const LANGUAGE_UNKNOWN: &str = "language_unknown";
+}
+
+/// Sentiment and aspects for every comment of a batch.
+pub struct AnalyzeOperator {
+    heads: Heads,
+    targets: Vec<Arc<str>>,
+    neutral_band: f32,
+    min_presence: f32,
+    languages: BTreeSet<String>,
+    /// Sentences per head call (bounds padding and memory).
+    chunk: usize,
+}
+
+/// A sentence's token rows within a comment.
+struct Segment {
+    comment: usize,
+    /// The characters it covers.
+    span: Span,
+    /// For a clause, the index of its sentence's segment.
+    parent: Option<usize>,
+    /// Token indices into the comment's vectors, with the special tokens.
+    tokens: Vec<usize>,
+}
+
+impl AnalyzeOperator {
+    /// A stage over trained `heads`, for comments in `languages` (the
+    /// model's manifest).
+    pub fn new(heads: Heads, manifest: &HeadsManifest, languages: &[String]) -> Self {
+        Self {
+            targets: heads
+                .targets
+                .iter()
+                .map(|t| Arc::from(t.as_str()))
+                .collect(),
+            heads,
+            neutral_band: manifest.neutral_band,
+            min_presence: manifest.min_presence,
+            languages: languages.iter().cloned().collect(),
+            chunk: 64,
+        }
+    }
+
+    fn fail(&self, e: impl std::fmt::Display) -> OperatorError {
+        OperatorError::Failed {
+            operator: "analyze".into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The label for a sentiment score.
+    pub fn label(&self, score: f32) -> Polarity {
+        if score <= -self.neutral_band {
+            Polarity::Negative
+        } else if score >= self.neutral_band {
+            Polarity::Positive
+        } else {
+            Polarity::Neutral
+        }
+    }
+
+    /// Cuts a comment into sentence segments of token indices, each
+    /// followed by its clauses' segments when it has more than one.
+    fn segments(text: &str, st: &TokenStates, comment: usize, out: &mut Vec<Segment>) {
+        let n = st.offsets.len();
+        let specials: Vec<usize> = (0..n)
+            .filter(|&i| st.offsets[i].0 == st.offsets[i].1)
+            .collect();
+        let within = |span: Span| -> Vec<usize> {
+            let mut tokens: Vec<usize> = (0..n)
+                .filter(|&i| {
+                    let (a, b) = st.offsets[i];
+                    b > a && a >= span.start && a < span.end
+                })
+                .collect();
+            if tokens.is_empty() {
+                return tokens;
+            }
+            if let (Some(&first), Some(&last)) = (specials.first(), specials.last()) {
+                tokens.insert(0, first);
+                if last != first {
+                    tokens.push(last);
+                }
+            }
+            tokens
+        };
+        let sentences = clauses::split(text);
+        let single = sentences.len() <= 1;
+        for s in sentences {
+            // One sentence: the whole comment, exactly as the heads were trained.
+            let tokens = if single {
+                (0..n).collect()
+            } else {
+                within(s.span)
+            };
+            if tokens.is_empty() {
+                // Past the model's reach (truncated) or only punctuation.
+                continue;
+            }
+            let parent = out.len();
+            out.push(Segment {
+                comment,
+                span: s.span,
+                parent: None,
+                tokens,
+            });
+            if s.clauses.len() > 1 {
+                for c in s.clauses {
+                    let tokens = within(c);
+                    if !tokens.is_empty() {
+                        out.push(Segment {
+                            comment,
+                            span: c,
+                            parent: Some(parent),
+                            tokens,
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Operator for AnalyzeOperator {
+    fn name(&self) -> &str {
+        "analyze"
+    }
+
+    fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
+        let dim = self.heads.dim;
+        // Which comments to analyse; the rest say why not.
+        let mut todo = Vec::new();
+        for (i, c) in batch.comments.iter_mut().enumerate() {
+            let Some(st) = c.nlp.tokens.as_ref() else {
+                continue;
+            };
+            if st.vectors.is_empty() {
+                c.nlp.tokens = None;
+                continue;
+            }
+            match c.nlp.language {
+                Some(l) if self.languages.contains(l) => todo.push(i),
+                Some(_) => {
+                    c.nlp.analysis_skipped = Some(skipped::LANGUAGE_NOT_SUPPORTED);
+                    c.nlp.tokens = None;
+                }
+                None => {
+                    c.nlp.analysis_skipped = Some(skipped::LANGUAGE_UNKNOWN);
+                    c.nlp.tokens = None;
+                }
+            }
+        }
+        if todo.is_empty() {
+            return Ok(());
+        }
+        // Sentiment over whole comments.
+        let whole: Vec<&[f32]> = todo
+            .iter()
+            .filter_map(|&i| batch.comments[i].nlp.tokens.as_ref())
+            .map(|t| t.vectors.as_slice())
+            .collect();
+        let mut scores = Vec::with_capacity(whole.len());
+        for chunk in whole.chunks(self.chunk) {
+            scores.extend(self.heads.sentiment(chunk).map_err(|e| self.fail(e))?);
+        }
+        // Aspects sentence by sentence.
+        let mut segs = Vec::new();
+        for &i in &todo {
+            let c = &batch.comments[i];
+            if let Some(st) = c.nlp.tokens.as_ref() {
+                Self::segments(&c.text, st, i, &mut segs);
+            }
+        }
+        // Every segment through the head, shortest first to pad little.
+        let mut order: Vec<usize> = (0..segs.len()).collect();
+        order.sort_by_key(|&k| segs[k].tokens.len());
+        let mut probs: Vec<Vec<[f32; 4]>> = vec![Vec::new(); segs.len()];
+        for group in order.chunks(self.chunk) {
+            let rows: Vec<Vec<f32>> = group
+                .iter()
+                .map(|&k| {
+                    let s = &segs[k];
+                    let mut v = Vec::with_capacity(s.tokens.len() * dim);
+                    if let Some(st) = batch.comments[s.comment].nlp.tokens.as_ref() {
+                        for &t in &s.tokens {
+                            v.extend_from_slice(&st.vectors[t * dim..(t + 1) * dim]);
+                        }
+                    }
+                    v
+                })
+                .collect();
+            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+            let out = self.heads.aspects(&refs).map_err(|e| self.fail(e))?;
+            for (&k, p) in group.iter().zip(out.probs) {
+                probs[k] = p;
+            }
+        }
+        // A sentence's aspects; each points at the clause most likely to be
+        // about its target.
+        let mut aspects: Vec<Vec<Aspect>> = vec![Vec::new(); batch.comments.len()];
+        for (k, seg) in segs.iter().enumerate() {
+            if seg.parent.is_some() {
+                continue;
+            }
+            let text = &batch.comments[seg.comment].text;
+            for (t, p) in probs[k].iter().enumerate() {
+                if 1.0 - p[0] < self.min_presence {
+                    continue;
+                }
+                let (cls, conf) =
+                    (1..4)
+                        .map(|j| (j, p[j]))
+                        .fold((1, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+                let polarity = [Polarity::Negative, Polarity::Neutral, Polarity::Positive][cls - 1];
+                let span = segs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.parent == Some(k))
+                    .max_by(|(a, _), (b, _)| {
+                        (1.0 - probs[*a][t][0]).total_cmp(&(1.0 - probs[*b][t][0]))
+                    })
+                    .map_or(seg.span, |(_, c)| c.span);
+                aspects[seg.comment].push(Aspect {
+                    target: self.targets[t].clone(),
+                    polarity,
+                    confidence: conf,
+                    start: span.start,
+                    end: span.end,
+                    text: clauses::slice(text, span),
+                });
+            }
+        }
+        for (&i, score) in todo.iter().zip(scores) {
+            let label = self.label(score);
+            let n = &mut batch.comments[i].nlp;
+            n.tokens = None;
+            let mut a = std::mem::take(&mut aspects[i]);
+            a.sort_by_key(|x| (x.start, x.target.clone()));
+            n.aspects = Some(a);
+            n.sentiment = Some(Sentiment { label, score });
+        }
+        Ok(())
+    }
+}
+
+/// The polarity of one target over a comment's aspects: the single
+/// polarity when all agree, `mixed` when they disagree, `None` when the
+/// target is not mentioned.
+pub fn target_sentiment(aspects: &[Aspect], target: &str) -> Option<&'static str> {
+    let mut seen: Option<Polarity> = None;
+    for a in aspects.iter().filter(|a| &*a.target == target) {
+        match seen {
+            None => seen = Some(a.polarity),
+            Some(p) if p != a.polarity => return Some("mixed"),
+            _ => {}
+        }
+    }
+    seen.map(Polarity::as_str)
+}
+
+/// Whether the comment has a negative mention of `target`.
+pub fn blames(aspects: &[Aspect], target: &str) -> bool {
+    aspects
+        .iter()
+        .any(|a| &*a.target == target && a.polarity == Polarity::Negative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aspect(target: &str, polarity: Polarity) -> Aspect {
+        Aspect {
+            target: target.into(),
+            polarity,
+            confidence: 0.9,
+            start: 0,
+            end: 1,
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn per_target_summaries() {
+        let a = vec![
+            aspect("staff", Polarity::Positive),
+            aspect("product", Polarity::Negative),
+            aspect("product", Polarity::Negative),
+        ];
+        assert_eq!(target_sentiment(&a, "staff"), Some("positive"));
+        assert_eq!(target_sentiment(&a, "product"), Some("negative"));
+        assert_eq!(target_sentiment(&a, "price"), None);
+        assert!(blames(&a, "product"));
+        assert!(!blames(&a, "staff"));
+        let m = vec![
+            aspect("staff", Polarity::Positive),
+            aspect("staff", Polarity::Negative),
+        ];
+        assert_eq!(target_sentiment(&m, "staff"), Some("mixed"));
+    }
+
+    #[test]
+    fn segments_follow_sentences_and_clauses() {
+        let text = "Great staff. Slow app, bad price.";
+        // [CLS] great staff . slow app , bad price . [SEP]
+        let offsets = vec![
+            (0, 0),
+            (0, 5),
+            (6, 11),
+            (11, 12),
+            (13, 17),
+            (18, 21),
+            (21, 22),
+            (23, 26),
+            (27, 32),
+            (32, 33),
+            (0, 0),
+        ];
+        let st = TokenStates {
+            vectors: vec![0.0; offsets.len() * 2],
+            offsets,
+        };
+        let mut segs = Vec::new();
+        AnalyzeOperator::segments(text, &st, 0, &mut segs);
+        let got: Vec<(Vec<usize>, Option<usize>, String)> = segs
+            .iter()
+            .map(|s| (s.tokens.clone(), s.parent, clauses::slice(text, s.span)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (vec![0, 1, 2, 3, 10], None, "Great staff.".to_string()),
+                (
+                    vec![0, 4, 5, 6, 7, 8, 9, 10],
+                    None,
+                    "Slow app, bad price.".into()
+                ),
+                (vec![0, 4, 5, 6, 10], Some(1), "Slow app,".into()),
+                (vec![0, 7, 8, 9, 10], Some(1), "bad price.".into()),
+            ]
+        );
+    }
+}

@@ -1,0 +1,427 @@
+//! The comment-analysis heads: small trained layers over the encoder's
+//! last-layer token vectors (the same forward pass that makes the comment
+//! embedding, so analysis costs no second pass through the transformer).
+//!
+//! - **Aspects**: one learned query per target attends over a sentence's
+//!   tokens (`softmax(q_t · tanh(W x_i + b))`); the attended vector goes
+//!   through a per-target linear layer to four classes: absent, negative,
+//!   neutral, positive. The attention weights say which clause the target
+//!   was read from.
+//! - **Sentiment**: a linear layer over the mean token vector of the whole
+//!   comment, two classes (negative, positive); the score is
+//!   `p(positive) - p(negative)` and scores inside the manifest's neutral
+//!   band are labelled neutral.
+//!
+//! The same code trains (`verbatim train`, [`crate::train`]) and runs them
+//! ([`crate::nlp::analyze`]); weights live in `models/heads/<model>/` as
+//! safetensors next to a manifest that records how they were made.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::{Init, VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The built-in aspect targets, in the order the heads output them.
+pub const TARGETS: [&str; 7] = [
+    "staff",
+    "product",
+    "process",
+    "price",
+    "delivery",
+    "environment",
+    "other",
+];
+
+/// Aspect classes, in the order the heads output them.
+pub const CLASSES: [&str; 4] = ["absent", "negative", "neutral", "positive"];
+
+/// Errors loading or running the heads.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadsError {
+    /// The manifest is missing or unreadable.
+    #[error("reading heads manifest {path}: {message}. Fix: check out models/heads/ from the repository, or train heads with `verbatim train` (see README)")]
+    Manifest {
+        /// The manifest path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The weights file does not match the manifest's sha256.
+    #[error("heads weights {path}: sha256 {found}, the manifest says {expected}. Fix: restore the file from git, or retrain with the command in the manifest")]
+    Checksum {
+        /// The weights file.
+        path: String,
+        /// What the manifest records.
+        expected: String,
+        /// What the file hashes to.
+        found: String,
+    },
+    /// The heads were trained for another model.
+    #[error("heads in {path} were trained on {trained} vectors, the pipeline's model is {model}. Fix: train heads for this model with `verbatim train`")]
+    WrongModel {
+        /// The manifest path.
+        path: String,
+        /// The model the heads were trained on.
+        trained: String,
+        /// The pipeline's model.
+        model: String,
+    },
+    /// The weights could not be read or a tensor operation failed.
+    #[error("heads: {0}")]
+    Tensor(#[from] candle_core::Error),
+    /// Writing trained heads failed.
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A training-data file the heads were trained on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingFile {
+    /// Path as given to `verbatim train` (relative to the repository).
+    pub path: String,
+    /// sha256 of the file.
+    pub sha256: String,
+    /// Rows used.
+    pub rows: usize,
+    /// What it taught: `aspects` or `sentiment`.
+    pub task: String,
+    /// Where it comes from and its licence.
+    pub licence: String,
+}
+
+/// `heads.toml`: what the heads are and how they were made.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HeadsManifest {
+    /// The embedding model whose token vectors the heads read.
+    pub model: String,
+    /// `backend precision` the training vectors came from.
+    pub encoder: String,
+    /// Output order of the aspect head.
+    pub targets: Vec<String>,
+    /// Scores with `|score| < neutral_band` are labelled neutral.
+    pub neutral_band: f32,
+    /// An aspect is reported when `1 - p(absent)` reaches this.
+    pub min_presence: f32,
+    /// The weights file, beside the manifest.
+    pub weights: String,
+    /// Its sha256.
+    pub weights_sha256: String,
+    /// The command that made these weights.
+    pub command: String,
+    /// Training settings.
+    pub seed: u64,
+    /// Passes over the aspect data.
+    pub epochs: usize,
+    /// Data the heads learnt from.
+    pub data: Vec<TrainingFile>,
+    /// Numbers measured right after training (held-out files), for the record.
+    #[serde(default)]
+    pub measured: BTreeMap<String, f64>,
+}
+
+/// Hex sha256 of bytes.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The trained layers.
+pub struct Heads {
+    key_w: Tensor,
+    key_b: Tensor,
+    queries: Tensor,
+    out_w: Tensor,
+    out_b: Tensor,
+    sent_w: Tensor,
+    sent_b: Tensor,
+    /// Vector size.
+    pub dim: usize,
+    /// Targets, in output order.
+    pub targets: Vec<String>,
+}
+
+/// What the aspect head says about a batch of token sequences.
+pub struct AspectOutput {
+    /// `[rows][target][class]` probabilities.
+    pub probs: Vec<Vec<[f32; 4]>>,
+    /// `[rows][target][token]` attention weights (padding excluded).
+    pub attention: Vec<Vec<Vec<f32>>>,
+}
+
+impl Heads {
+    /// Fresh heads for training (`vb` from a [`VarMap`]), or loaded ones.
+    pub fn new(vb: VarBuilder, dim: usize, targets: Vec<String>) -> Result<Self, HeadsError> {
+        let t = targets.len();
+        let k = CLASSES.len();
+        let scale = (1.0 / dim as f64).sqrt();
+        let uniform = Init::Uniform {
+            lo: -scale,
+            up: scale,
+        };
+        Ok(Self {
+            key_w: vb.get_with_hints((dim, dim), "key.weight", uniform)?,
+            key_b: vb.get_with_hints(dim, "key.bias", Init::Const(0.0))?,
+            queries: vb.get_with_hints(
+                (t, dim),
+                "queries",
+                Init::Randn {
+                    mean: 0.0,
+                    stdev: 0.05,
+                },
+            )?,
+            out_w: vb.get_with_hints((t, dim, k), "out.weight", uniform)?,
+            out_b: vb.get_with_hints((t, k), "out.bias", Init::Const(0.0))?,
+            sent_w: vb.get_with_hints((dim, 2), "sentiment.weight", uniform)?,
+            sent_b: vb.get_with_hints(2, "sentiment.bias", Init::Const(0.0))?,
+            dim,
+            targets,
+        })
+    }
+
+    /// Aspect logits `[B, T, 4]` and attention `[B, T, L]` for token vectors
+    /// `x` `[B, L, D]` with `mask` `[B, L]` (1 for a real token, 0 for padding).
+    /// `keep`, in training, is a dropout mask over `x` (already scaled by
+    /// `1 / (1 - p)`).
+    pub fn aspect_logits(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        keep: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor), HeadsError> {
+        let x = match keep {
+            Some(k) => (x * k)?,
+            None => x.clone(),
+        };
+        let keys = x
+            .broadcast_matmul(&self.key_w)?
+            .broadcast_add(&self.key_b)?
+            .tanh()?;
+        // [B, L, T] -> [B, T, L]
+        let scores = keys
+            .broadcast_matmul(&self.queries.t()?)?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let bias = ((mask.unsqueeze(1)? - 1.0)? * 1e9)?;
+        let attn = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&bias)?)?;
+        // [B, T, L] x [B, L, D] -> [B, T, D] -> [T, B, D]
+        let pooled = attn.matmul(&x)?.transpose(0, 1)?.contiguous()?;
+        // [T, B, D] x [T, D, 4] -> [T, B, 4] -> [B, T, 4]
+        let logits = pooled
+            .matmul(&self.out_w)?
+            .broadcast_add(&self.out_b.unsqueeze(1)?)?
+            .transpose(0, 1)?
+            .contiguous()?;
+        Ok((logits, attn))
+    }
+
+    /// Sentiment logits `[B, 2]` (negative, positive) from the masked mean
+    /// of token vectors.
+    pub fn sentiment_logits(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, HeadsError> {
+        let m = mask.unsqueeze(2)?;
+        let sum = x.broadcast_mul(&m)?.sum(1)?;
+        let count = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+        let mean = sum.broadcast_div(&count)?;
+        Ok(mean.matmul(&self.sent_w)?.broadcast_add(&self.sent_b)?)
+    }
+
+    /// Runs the aspect head over token sequences (each `len x dim`, row-major).
+    pub fn aspects(&self, seqs: &[&[f32]]) -> Result<AspectOutput, HeadsError> {
+        if seqs.is_empty() {
+            return Ok(AspectOutput {
+                probs: Vec::new(),
+                attention: Vec::new(),
+            });
+        }
+        let (x, mask, lens) = pad_seqs(seqs, self.dim)?;
+        let (logits, attn) = self.aspect_logits(&x, &mask, None)?;
+        let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec3::<f32>()?;
+        let attn = attn.to_vec3::<f32>()?;
+        Ok(AspectOutput {
+            probs: probs
+                .into_iter()
+                .map(|row| row.into_iter().map(|p| [p[0], p[1], p[2], p[3]]).collect())
+                .collect(),
+            attention: attn
+                .into_iter()
+                .zip(&lens)
+                .map(|(row, &n)| row.into_iter().map(|a| a[..n].to_vec()).collect())
+                .collect(),
+        })
+    }
+
+    /// `p(positive) - p(negative)` for each token sequence.
+    pub fn sentiment(&self, seqs: &[&[f32]]) -> Result<Vec<f32>, HeadsError> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (x, mask, _) = pad_seqs(seqs, self.dim)?;
+        let p = candle_nn::ops::softmax_last_dim(&self.sentiment_logits(&x, &mask)?)?
+            .to_vec2::<f32>()?;
+        Ok(p.into_iter().map(|p| p[1] - p[0]).collect())
+    }
+}
+
+/// Pads token sequences into `x [B, L, D]` and `mask [B, L]`.
+pub fn pad_seqs(seqs: &[&[f32]], dim: usize) -> Result<(Tensor, Tensor, Vec<usize>), HeadsError> {
+    let lens: Vec<usize> = seqs.iter().map(|s| s.len() / dim.max(1)).collect();
+    let longest = lens.iter().copied().max().unwrap_or(0).max(1);
+    let mut x = vec![0f32; seqs.len() * longest * dim];
+    let mut mask = vec![0f32; seqs.len() * longest];
+    for (i, s) in seqs.iter().enumerate() {
+        x[i * longest * dim..i * longest * dim + lens[i] * dim]
+            .copy_from_slice(&s[..lens[i] * dim]);
+        mask[i * longest..i * longest + lens[i]].fill(1.0);
+    }
+    Ok((
+        Tensor::from_vec(x, (seqs.len(), longest, dim), &Device::Cpu)?,
+        Tensor::from_vec(mask, (seqs.len(), longest), &Device::Cpu)?,
+        lens,
+    ))
+}
+
+/// Heads loaded from disk with their manifest.
+pub struct LoadedHeads {
+    /// The layers.
+    pub heads: Heads,
+    /// How they were made.
+    pub manifest: HeadsManifest,
+    /// The manifest's path.
+    pub path: PathBuf,
+}
+
+/// Loads `heads.toml` and its weights from `dir`, checking the sha256 and
+/// that they were trained for `model`.
+pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
+    let path = dir.join("heads.toml");
+    let manifest_err = |message: String| HeadsError::Manifest {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(&path).map_err(|e| manifest_err(e.to_string()))?;
+    let manifest: HeadsManifest = toml::from_str(&text).map_err(|e| manifest_err(e.to_string()))?;
+    if manifest.model != model {
+        return Err(HeadsError::WrongModel {
+            path: path.display().to_string(),
+            trained: manifest.model,
+            model: model.to_string(),
+        });
+    }
+    let wpath = dir.join(&manifest.weights);
+    let bytes = std::fs::read(&wpath).map_err(|e| HeadsError::Manifest {
+        path: wpath.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let found = sha256_hex(&bytes);
+    if found != manifest.weights_sha256 {
+        return Err(HeadsError::Checksum {
+            path: wpath.display().to_string(),
+            expected: manifest.weights_sha256,
+            found,
+        });
+    }
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
+    let dim = vb.get_unchecked("key.bias")?.dim(D::Minus1)?;
+    let heads = Heads::new(vb, dim, manifest.targets.clone())?;
+    Ok(LoadedHeads {
+        heads,
+        manifest,
+        path,
+    })
+}
+
+/// Fresh, trainable heads and the [`VarMap`] that owns their weights,
+/// initialised from `uniform(seed)` (candle's CPU generator cannot be
+/// seeded): weights uniform in `±1/sqrt(dim)`, queries in `±0.05`, biases 0.
+pub fn trainable(
+    dim: usize,
+    mut uniform: impl FnMut() -> f32,
+) -> Result<(Heads, VarMap), HeadsError> {
+    let vm = VarMap::new();
+    let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+    let heads = Heads::new(vb, dim, TARGETS.iter().map(|t| t.to_string()).collect())?;
+    let scale = (1.0 / dim as f32).sqrt();
+    let data = vm
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("poisoned var map".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let n = var.elem_count();
+        let s = if name.ends_with("bias") {
+            0.0
+        } else if name == "queries" {
+            0.05
+        } else {
+            scale
+        };
+        let values: Vec<f32> = (0..n).map(|_| (uniform() * 2.0 - 1.0) * s).collect();
+        var.set(&Tensor::from_vec(values, var.shape(), &Device::Cpu)?)?;
+    }
+    drop(data);
+    Ok((heads, vm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_and_probabilities() {
+        let mut x = 0.1f32;
+        let (h, _vm) = trainable(8, || {
+            x = (x * 7.3).fract();
+            x
+        })
+        .unwrap();
+        let a = vec![0.1f32; 3 * 8];
+        let b = vec![-0.2f32; 5 * 8];
+        let out = h.aspects(&[&a, &b]).unwrap();
+        assert_eq!(out.probs.len(), 2);
+        assert_eq!(out.probs[0].len(), TARGETS.len());
+        for row in &out.probs {
+            for p in row {
+                assert!((p.iter().sum::<f32>() - 1.0).abs() < 1e-4);
+            }
+        }
+        // Attention covers only real tokens and sums to one.
+        assert_eq!(out.attention[0][0].len(), 3);
+        assert_eq!(out.attention[1][0].len(), 5);
+        assert!((out.attention[0][2].iter().sum::<f32>() - 1.0).abs() < 1e-4);
+        let s = h.sentiment(&[&a]).unwrap();
+        assert!(s[0] > -1.0 && s[0] < 1.0);
+    }
+
+    #[test]
+    fn padding_does_not_change_a_row() {
+        let mut x = 0.2f32;
+        let (h, _vm) = trainable(8, || {
+            x = (x * 7.3).fract();
+            x
+        })
+        .unwrap();
+        let a: Vec<f32> = (0..3 * 8).map(|i| (i as f32 * 0.37).sin()).collect();
+        let long = vec![0.5f32; 9 * 8];
+        let alone = h.aspects(&[&a]).unwrap();
+        let padded = h.aspects(&[&a, &long]).unwrap();
+        for (x, y) in alone.probs[0].iter().zip(&padded.probs[0]) {
+            for k in 0..4 {
+                assert!((x[k] - y[k]).abs() < 1e-5);
+            }
+        }
+        let s1 = h.sentiment(&[&a]).unwrap()[0];
+        let s2 = h.sentiment(&[&a, &long]).unwrap()[0];
+        assert!((s1 - s2).abs() < 1e-5);
+    }
+}

@@ -1,0 +1,487 @@
+//! `verbatim train`: trains the comment-analysis heads ([`crate::nlp::heads`])
+//! from labelled files and writes them, with a manifest that records the
+//! data (paths, sha256, rows, licence), the command and the seed, to
+//! `models/heads/<model>/`.
+//!
+//! - Aspect files: JSONL in the project's labelled format
+//!   (`../shared/data/README.md`): `text` and `aspects: [{target, polarity}]`.
+//!   Every built-in target absent from a row is labelled `absent` for it.
+//! - Sentiment files: the UCI "sentiment labelled sentences" format, one
+//!   `sentence<TAB>0|1` a line.
+//!
+//! Token vectors come from the pipeline's own encoder (the same backend and
+//! precision the stream job runs), so the heads learn what they will see.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::NlpConfig;
+use crate::nlp::embed::plan_sub_batches;
+use crate::nlp::heads::{self, Heads, HeadsError, HeadsManifest, TrainingFile, CLASSES, TARGETS};
+use crate::nlp::model::ModelFiles;
+use crate::nlp::tokenize::TextTokenizer;
+use crate::nlp::NlpError;
+
+/// Errors of `verbatim train`.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A training file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A line is not a training row.
+    #[error("{path}:{line}: {message}")]
+    Row {
+        /// The file.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// Nothing to learn from.
+    #[error("no training rows in {0}. Fix: pass --aspects and --sentiment files")]
+    Empty(String),
+    /// The model could not be loaded.
+    #[error(transparent)]
+    Nlp(#[from] NlpError),
+    /// Training or writing the heads failed.
+    #[error(transparent)]
+    Heads(#[from] HeadsError),
+}
+
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        TrainError::Heads(HeadsError::Tensor(e))
+    }
+}
+
+/// What to train on and how (a builder, filled from the command line).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Labelled aspect files (JSONL).
+    pub aspects: Vec<PathBuf>,
+    /// Sentiment files (`sentence<TAB>0|1`).
+    pub sentiment: Vec<PathBuf>,
+    /// Where `heads.toml` and the weights go.
+    pub out: PathBuf,
+    /// Passes over the aspect data.
+    pub epochs: usize,
+    /// Passes over the sentiment data.
+    pub sentiment_epochs: usize,
+    /// Seed for initialisation, dropout and shuffling.
+    pub seed: u64,
+    /// The command line, recorded in the manifest.
+    pub command: String,
+}
+
+impl TrainOptions {
+    /// Defaults: 12 aspect epochs, 20 sentiment epochs, seed 7.
+    pub fn new(out: PathBuf) -> Self {
+        Self {
+            aspects: Vec::new(),
+            sentiment: Vec::new(),
+            out,
+            epochs: 12,
+            sentiment_epochs: 20,
+            seed: 7,
+            command: String::new(),
+        }
+    }
+}
+
+/// One labelled example: text and a class per target (or a sentiment).
+struct Example {
+    text: String,
+    label: Vec<u32>,
+}
+
+/// Where a file comes from and its licence, for the manifest.
+fn licence_of(path: &Path) -> String {
+    let p = path.display().to_string();
+    if p.contains("mams") {
+        "MAMS (Jiang et al., 2019), Apache-2.0".into()
+    } else if p.contains("semeval") {
+        "SemEval-2014 Task 4, research use".into()
+    } else if p.contains("uci_sentiment") {
+        "UCI Sentiment Labelled Sentences (Kotzias et al., 2015), UCI terms".into()
+    } else {
+        "written by the verbatim team, Apache-2.0 (this repository)".into()
+    }
+}
+
+fn read(path: &Path) -> Result<(String, String), TrainError> {
+    let bytes = std::fs::read(path).map_err(|source| TrainError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let sha = heads::sha256_hex(&bytes);
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), sha))
+}
+
+fn target_index(t: &str) -> Option<usize> {
+    // SemEval's `staff_or_process` is not used for training: it is ambiguous.
+    TARGETS.iter().position(|x| *x == t)
+}
+
+fn load_aspects(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainError> {
+    let (text, sha) = read(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row_err = |message: String| TrainError::Row {
+            path: path.display().to_string(),
+            line: i + 1,
+            message,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| row_err(e.to_string()))?;
+        let Some(t) = v.get("text").and_then(|t| t.as_str()) else {
+            return Err(row_err("no `text` string".into()));
+        };
+        let mut label = vec![0u32; TARGETS.len()];
+        for a in v
+            .get("aspects")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let target = a.get("target").and_then(|x| x.as_str()).unwrap_or("");
+            let polarity = a.get("polarity").and_then(|x| x.as_str()).unwrap_or("");
+            let (Some(ti), Some(ci)) = (
+                target_index(target),
+                CLASSES.iter().position(|c| *c == polarity),
+            ) else {
+                continue;
+            };
+            label[ti] = ci as u32;
+        }
+        out.push(Example {
+            text: t.to_string(),
+            label,
+        });
+    }
+    let file = TrainingFile {
+        path: path.display().to_string(),
+        sha256: sha,
+        rows: out.len(),
+        task: "aspects".into(),
+        licence: licence_of(path),
+    };
+    Ok((out, file))
+}
+
+fn load_sentiment(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainError> {
+    let (text, sha) = read(path)?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let Some((t, l)) = line.rsplit_once('\t') else {
+            continue;
+        };
+        let label = match l.trim() {
+            "0" => 0,
+            "1" => 1,
+            other => {
+                return Err(TrainError::Row {
+                    path: path.display().to_string(),
+                    line: i + 1,
+                    message: format!("label `{other}`, expected 0 or 1"),
+                })
+            }
+        };
+        out.push(Example {
+            text: t.trim().to_string(),
+            label: vec![label],
+        });
+    }
+    let file = TrainingFile {
+        path: path.display().to_string(),
+        sha256: sha,
+        rows: out.len(),
+        task: "sentiment".into(),
+        licence: licence_of(path),
+    };
+    Ok((out, file))
+}
+
+/// A small deterministic generator for shuffling (SplitMix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// A dropout mask of `shape`: 0 with probability `p`, else `1 / (1 - p)`.
+    fn dropout_mask(&mut self, shape: &[usize], p: f32) -> candle_core::Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let keep = 1.0 / (1.0 - p);
+        let v: Vec<f32> = (0..n)
+            .map(|_| if self.unit() < p { 0.0 } else { keep })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+    }
+
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = (self.next() % (i as u64 + 1)) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{msg:>12} {bar:40} {pos}/{len} {elapsed}") {
+        pb.set_style(style);
+    }
+    pb.set_message(what.to_string());
+    pb
+}
+
+/// Token vectors of every text, from the pipeline's encoder.
+pub fn encode_all(
+    cfg: &NlpConfig,
+    texts: &[&str],
+) -> Result<(Vec<Vec<f32>>, usize, String), TrainError> {
+    let files = ModelFiles::open(cfg).map_err(NlpError::from)?;
+    let tok = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)
+        .map_err(NlpError::from)?;
+    let mut enc = crate::nlp::open_encoder(cfg, &files)?;
+    let toks = tok.encode_batch(texts).map_err(NlpError::from)?;
+    let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+    let mut out = vec![Vec::new(); texts.len()];
+    let pb = bar(texts.len() as u64, "encoding");
+    for group in plan_sub_batches(&lengths, cfg.token_budget, cfg.max_rows) {
+        let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
+        let encoded = enc.encode_tokens(&rows).map_err(NlpError::Encoder)?;
+        pb.inc(group.len() as u64);
+        for (i, e) in group.into_iter().zip(encoded) {
+            out[i] = e.tokens;
+        }
+    }
+    pb.finish_and_clear();
+    Ok((out, enc.dim(), enc.describe()))
+}
+
+/// Class-weighted cross-entropy: `logits [N, K]`, `targets [N]` (u32).
+fn weighted_ce(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> candle_core::Result<Tensor> {
+    let logp = candle_nn::ops::log_softmax(logits, 1)?;
+    let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+    let w = weights.index_select(targets, 0)?;
+    (picked * &w)?.sum_all()?.neg()? / w.sum_all()?.to_scalar::<f32>()? as f64
+}
+
+/// Trains heads and writes them to `opts.out`. Returns the manifest.
+pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, TrainError> {
+    let mut data = Vec::new();
+    let mut aspect_rows = Vec::new();
+    for p in &opts.aspects {
+        let (rows, f) = load_aspects(p)?;
+        aspect_rows.extend(rows);
+        data.push(f);
+    }
+    let mut sentiment_rows = Vec::new();
+    for p in &opts.sentiment {
+        let (rows, f) = load_sentiment(p)?;
+        sentiment_rows.extend(rows);
+        data.push(f);
+    }
+    if aspect_rows.is_empty() || sentiment_rows.is_empty() {
+        return Err(TrainError::Empty(
+            data.iter()
+                .map(|d| d.path.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ));
+    }
+    let texts: Vec<&str> = aspect_rows
+        .iter()
+        .chain(&sentiment_rows)
+        .map(|e| e.text.as_str())
+        .collect();
+    let (vectors, dim, encoder) = encode_all(cfg, &texts)?;
+    let (aspect_vecs, sentiment_vecs) = vectors.split_at(aspect_rows.len());
+
+    let mut rng = Rng(opts.seed);
+    let (model, varmap) = heads::trainable(dim, || rng.unit())?;
+    let params = ParamsAdamW {
+        lr: 2e-3,
+        weight_decay: 1e-2,
+        ..ParamsAdamW::default()
+    };
+    // Negatives are what verbatim exists to find; weigh them up.
+    let class_w = Tensor::new(&[1.0f32, 2.0, 1.0, 1.5], &Device::Cpu)?;
+    let sent_w = Tensor::new(&[1.0f32, 1.0], &Device::Cpu)?;
+
+    let mut opt = AdamW::new(varmap.all_vars(), params.clone())?;
+    let pb = bar(
+        (opts.epochs * aspect_rows.len().div_ceil(32)) as u64,
+        "aspects",
+    );
+    for _ in 0..opts.epochs {
+        let mut order: Vec<usize> = (0..aspect_rows.len()).collect();
+        rng.shuffle(&mut order);
+        for idx in order.chunks(32) {
+            let seqs: Vec<&[f32]> = idx.iter().map(|&i| aspect_vecs[i].as_slice()).collect();
+            let (x, mask, _) = heads::pad_seqs(&seqs, dim)?;
+            let keep = rng.dropout_mask(x.dims(), 0.1)?;
+            let (logits, _) = model.aspect_logits(&x, &mask, Some(&keep))?;
+            let labels: Vec<u32> = idx
+                .iter()
+                .flat_map(|&i| aspect_rows[i].label.iter().copied())
+                .collect();
+            let targets = Tensor::from_vec(labels, idx.len() * TARGETS.len(), &Device::Cpu)?;
+            let loss = weighted_ce(&logits.reshape(((), CLASSES.len()))?, &targets, &class_w)?;
+            opt.backward_step(&loss)?;
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+
+    let mut opt = AdamW::new(varmap.all_vars(), params)?;
+    let pb = bar(
+        (opts.sentiment_epochs * sentiment_rows.len().div_ceil(64)) as u64,
+        "sentiment",
+    );
+    for _ in 0..opts.sentiment_epochs {
+        let mut order: Vec<usize> = (0..sentiment_rows.len()).collect();
+        rng.shuffle(&mut order);
+        for idx in order.chunks(64) {
+            let seqs: Vec<&[f32]> = idx.iter().map(|&i| sentiment_vecs[i].as_slice()).collect();
+            let (x, mask, _) = heads::pad_seqs(&seqs, dim)?;
+            let logits = model.sentiment_logits(&x, &mask)?;
+            let labels: Vec<u32> = idx.iter().map(|&i| sentiment_rows[i].label[0]).collect();
+            let targets = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
+            let loss = weighted_ce(&logits, &targets, &sent_w)?;
+            opt.backward_step(&loss)?;
+            pb.inc(1);
+        }
+    }
+    pb.finish_and_clear();
+    write(&model, &varmap, opts, data, &encoder, cfg)
+}
+
+fn write(
+    model: &Heads,
+    varmap: &candle_nn::VarMap,
+    opts: &TrainOptions,
+    data: Vec<TrainingFile>,
+    encoder: &str,
+    cfg: &NlpConfig,
+) -> Result<HeadsManifest, TrainError> {
+    let write_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| HeadsError::Write { path, source }
+    };
+    std::fs::create_dir_all(&opts.out).map_err(write_err(&opts.out))?;
+    let weights = "heads.safetensors";
+    let wpath = opts.out.join(weights);
+    // Sorted names, so the same weights give the same bytes.
+    let mut names: Vec<(String, Tensor)> = varmap
+        .data()
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("poisoned var map".into()))?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().to_dtype(DType::F32)))
+        .map(|(k, t)| t.map(|t| (k, t)))
+        .collect::<candle_core::Result<_>>()?;
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    candle_core::safetensors::save(&names.into_iter().collect(), &wpath)?;
+    let bytes = std::fs::read(&wpath).map_err(write_err(&wpath))?;
+    let manifest = HeadsManifest {
+        model: cfg.model.clone(),
+        encoder: encoder.to_string(),
+        targets: model.targets.clone(),
+        neutral_band: 0.5,
+        min_presence: 0.5,
+        weights: weights.into(),
+        weights_sha256: heads::sha256_hex(&bytes),
+        command: opts.command.clone(),
+        seed: opts.seed,
+        epochs: opts.epochs,
+        data,
+        measured: Default::default(),
+    };
+    let mpath = opts.out.join("heads.toml");
+    let text = format!(
+        "# Comment-analysis heads: made by `verbatim train` (src/train.rs); do not edit by hand.\n{}",
+        toml::to_string_pretty(&manifest)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?
+    );
+    std::fs::write(&mpath, text).map_err(write_err(&mpath))?;
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_is_a_seeded_permutation() {
+        let mut a: Vec<u32> = (0..50).collect();
+        let mut b = a.clone();
+        Rng(3).shuffle(&mut a);
+        Rng(3).shuffle(&mut b);
+        assert_eq!(a, b);
+        let mut s = a.clone();
+        s.sort();
+        assert_eq!(s, (0..50).collect::<Vec<_>>());
+        assert_ne!(a, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn weighted_loss_prefers_the_right_class() {
+        let w = Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let right = Tensor::new(&[[3.0f32, -3.0]], &Device::Cpu).unwrap();
+        let wrong = Tensor::new(&[[-3.0f32, 3.0]], &Device::Cpu).unwrap();
+        let t = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+        let a = weighted_ce(&right, &t, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let b = weighted_ce(&wrong, &t, &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(a < 0.01 && b > 5.0, "{a} {b}");
+    }
+
+    #[test]
+    fn aspect_rows_parse_and_unknown_targets_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        std::fs::write(
+            &p,
+            "{\"text\":\"x\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n\n",
+        )
+        .unwrap();
+        let (rows, f) = load_aspects(&p).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].label, vec![0, 1, 0, 0, 0, 0, 0]);
+        assert_eq!(f.rows, 1);
+        std::fs::write(&p, "{\"aspects\":[]}\n").unwrap();
+        assert!(matches!(
+            load_aspects(&p),
+            Err(TrainError::Row { line: 1, .. })
+        ));
+    }
+}

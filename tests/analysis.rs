@@ -1,0 +1,231 @@
+//! Comment analysis with the committed heads: the staff/product split on
+//! the brief's own example, clause spans, Russian comments left null with a
+//! reason, the MAMS validation scores, int8 against fp32, and that the
+//! committed heads are exactly what `verbatim train` makes.
+//!
+//! Needs `bash models/setup.sh` (and ../shared/data for the data-backed
+//! tests); without it the tests skip, unless `VERBATIM_REQUIRE_SETUP=1`
+//! (set by .ci/test.sh), where they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use chrono::Utc;
+use verbatim::batch::CommentBatch;
+use verbatim::comment::{Comment, SourceCoords};
+use verbatim::config::NlpConfig;
+use verbatim::metrics::Metrics;
+use verbatim::nlp::analyze::{skipped, Polarity};
+use verbatim::nlp::{operators_for, run_operators};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn required() -> bool {
+    std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1")
+}
+
+fn cfg() -> Option<NlpConfig> {
+    let c = NlpConfig {
+        models_dir: root().join("models"),
+        cache_dir: root().join(".cache/models"),
+        heads_dir: root().join("models/heads"),
+        onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
+        ..NlpConfig::default()
+    };
+    if c.cache_dir
+        .join("all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file()
+    {
+        return Some(c);
+    }
+    assert!(
+        !required(),
+        "model files missing: run `bash models/setup.sh`"
+    );
+    eprintln!("skipping: run `bash models/setup.sh` for the analysis tests");
+    None
+}
+
+fn shared(rel: &str) -> Option<PathBuf> {
+    let p = root().join("../shared/data").join(rel);
+    if p.is_file() {
+        return Some(p);
+    }
+    assert!(!required(), "{} missing", p.display());
+    eprintln!("skipping: {} missing", p.display());
+    None
+}
+
+fn analyse(cfg: &NlpConfig, texts: &[&str]) -> Vec<Comment> {
+    let mut stages = operators_for(cfg, &Default::default()).unwrap();
+    let mut batch = CommentBatch::default();
+    for (i, t) in texts.iter().enumerate() {
+        let coords = SourceCoords {
+            topic: "t".into(),
+            partition: 0,
+            offset: i as i64,
+            kafka_timestamp: None,
+        };
+        batch.comments.push(Comment::new(
+            coords,
+            i.to_string(),
+            t.to_string(),
+            Utc::now(),
+            Utc::now(),
+        ));
+    }
+    run_operators(&mut stages.operators, &mut batch, &Metrics::new()).unwrap();
+    batch.comments
+}
+
+#[test]
+fn staff_praised_product_blamed_each_on_its_clause() {
+    let Some(cfg) = cfg() else { return };
+    let text = "The engineer was lovely but the app keeps crashing";
+    let out = analyse(&cfg, &[text]);
+    let a = out[0].nlp.aspects.as_ref().expect("analysed");
+    let staff = a.iter().find(|x| &*x.target == "staff").expect("staff");
+    let product = a.iter().find(|x| &*x.target == "product").expect("product");
+    assert_eq!(staff.polarity, Polarity::Positive, "{a:?}");
+    assert_eq!(product.polarity, Polarity::Negative, "{a:?}");
+    assert_eq!(staff.text, "The engineer was lovely");
+    assert_eq!(product.text, "but the app keeps crashing");
+    // Spans are characters of the text.
+    let chars: String = text
+        .chars()
+        .skip(product.start as usize)
+        .take((product.end - product.start) as usize)
+        .collect();
+    assert_eq!(chars, product.text);
+    // The token vectors were dropped once used.
+    assert!(out[0].nlp.tokens.is_none());
+    assert!(out[0].nlp.sentiment.is_some());
+}
+
+#[test]
+fn languages_the_model_cannot_read_are_null_with_a_reason() {
+    let Some(cfg) = cfg() else { return };
+    let out = analyse(
+        &cfg,
+        &[
+            "Курьер был вежлив, но посылка пришла мятой и на два дня позже.",
+            "The parcel arrived crushed and two days late.",
+        ],
+    );
+    assert_eq!(out[0].nlp.language, Some("ru"));
+    assert!(out[0].nlp.aspects.is_none() && out[0].nlp.sentiment.is_none());
+    assert_eq!(
+        out[0].nlp.analysis_skipped,
+        Some(skipped::LANGUAGE_NOT_SUPPORTED)
+    );
+    // Flags still work in Russian; the English one is analysed.
+    assert!(out[0].nlp.flags.is_some());
+    assert!(out[1].nlp.aspects.is_some());
+    assert_eq!(out[1].nlp.analysis_skipped, None);
+    assert_eq!(
+        out[1].nlp.sentiment.map(|s| s.label),
+        Some(Polarity::Negative)
+    );
+}
+
+fn eval_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .current_dir(root())
+        .arg("eval")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn f1(v: &serde_json::Value, kind: &str, t: &str) -> f64 {
+    v[kind][t]["f1"].as_f64().unwrap()
+}
+
+/// Issue 4's bars on MAMS val (never trained on). Met: targets staff and
+/// product >= 0.88, staff complaints >= 0.85. Not met (see README, "What the
+/// numbers are"): product complaints >= 0.60 and polarity >= 0.72; for those
+/// the test holds the measured level so a regression shows.
+#[test]
+fn mams_validation_scores() {
+    let Some(_) = cfg() else { return };
+    let Some(val) = shared("labelled/mams_val.jsonl") else {
+        return;
+    };
+    let v = eval_json(&["--json", "--input", val.to_str().unwrap()]);
+    eprintln!("{v}");
+    assert_eq!(v["n"], 400);
+    for key in ["targets", "complaints", "polarity_accuracy"] {
+        assert!(!v[key].is_null(), "{key}");
+    }
+    assert!(v.get("flags").is_none(), "MAMS rows carry no flags");
+    assert!(f1(&v, "targets", "staff") >= 0.88);
+    assert!(f1(&v, "targets", "product") >= 0.88);
+    assert!(f1(&v, "complaints", "staff") >= 0.85);
+    assert!(v["polarity_accuracy"].as_f64().unwrap() >= 0.68);
+    assert!(f1(&v, "complaints", "product") >= 0.15);
+}
+
+#[test]
+fn int8_stays_within_a_point_of_fp32() {
+    let Some(_) = cfg() else { return };
+    let Some(val) = shared("labelled/mams_val.jsonl") else {
+        return;
+    };
+    let v = eval_json(&[
+        "--json",
+        "--compare-precision",
+        "--input",
+        val.to_str().unwrap(),
+    ]);
+    eprintln!("max headline drop {}", v["max_headline_drop"]);
+    assert_eq!(v["within_one_point"], true, "{v}");
+    assert!(v["fp32"]["encoder"].as_str().unwrap().ends_with("fp32"));
+}
+
+#[test]
+fn committed_heads_are_what_train_makes() {
+    let Some(_) = cfg() else { return };
+    let manifest: toml::Value = toml::from_str(
+        &std::fs::read_to_string(root().join("models/heads/all-MiniLM-L6-v2/heads.toml")).unwrap(),
+    )
+    .unwrap();
+    for d in manifest["data"].as_array().unwrap() {
+        let p = Path::new(d["path"].as_str().unwrap());
+        if !root().join(p).is_file() {
+            assert!(!required(), "{} missing", p.display());
+            return;
+        }
+    }
+    let out_dir = tempfile::tempdir().unwrap();
+    // The manifest's own command, with the output redirected.
+    let cmd = manifest["command"].as_str().unwrap();
+    let mut args: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
+    let i = args.iter().position(|a| a == "--out").unwrap();
+    args[i + 1] = out_dir.path().join("h").display().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .current_dir(root())
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: toml::Value =
+        toml::from_str(&std::fs::read_to_string(out_dir.path().join("h/heads.toml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        again["weights_sha256"], manifest["weights_sha256"],
+        "retraining with `{cmd}` gave other weights"
+    );
+    assert_eq!(again["data"], manifest["data"]);
+}
