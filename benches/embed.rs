@@ -61,6 +61,7 @@ fn nlp_cfg(backend: Backend, precision: Precision) -> NlpConfig {
         models_dir: root().join("models"),
         cache_dir: root().join(".cache/models"),
         onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
+        heads_dir: root().join("models/heads"),
         threads: THREADS,
         ..NlpConfig::default()
     }
@@ -295,7 +296,20 @@ fn main() {
     // does not sit out `batch.max_wait_ms`.
     let mut stream: Vec<String> = (0..3).flat_map(|_| texts.iter().cloned()).collect();
     stream.truncate(stream.len() / 256 * 256);
-    let (overall, steady) = rt.block_on(pipeline_rate(&stream, dir.path()));
+    // Without comment analysis first: the embedding cost analysis is
+    // measured against.
+    let (_, _, plain) = rt.block_on(pipeline_rate(&stream, &dir.path().join("plain"), false));
+    let (overall, steady, with) =
+        rt.block_on(pipeline_rate(&stream, &dir.path().join("analysed"), true));
+    let added = (with.embed + with.analyze - plain.embed) / plain.embed;
+    println!(
+        "  comment analysis: embed stage {:.2} s without analysis; {:.2} s embed (token vectors kept, offsets tracked) + {:.2} s analyze with it: the analyze stage is {:.0}% of the embed stage; embed + analyze is {:+.0}% against embedding alone (the budget is +35%)",
+        plain.embed,
+        with.embed,
+        with.analyze,
+        100.0 * with.analyze / with.embed,
+        100.0 * added
+    );
     let steady = match steady {
         Some(s) => format!(
             "steady state (first batch written -> last row durable) {s:.1} comments/s = {:.0}% of bare int8 embedding",
@@ -310,9 +324,19 @@ fn main() {
     );
 }
 
+/// Seconds spent in the NLP stages of one pipeline run.
+struct StageTimes {
+    embed: f64,
+    analyze: f64,
+}
+
 /// (comments/s from start, comments/s from the first written batch to the
-/// end — `None` when the first batch was the whole stream).
-async fn pipeline_rate(texts: &[String], dir: &Path) -> (f64, Option<f64>) {
+/// end — `None` when the first batch was the whole stream, stage times).
+async fn pipeline_rate(
+    texts: &[String],
+    dir: &Path,
+    analyze: bool,
+) -> (f64, Option<f64>, StageTimes) {
     use verbatim::kafka_mock::{produce_all, MockKafka};
     let mock = MockKafka::start(1).unwrap();
     mock.create_topic("fb", 3).unwrap();
@@ -340,7 +364,10 @@ async fn pipeline_rate(texts: &[String], dir: &Path) -> (f64, Option<f64>) {
             auto_offset_reset: "earliest".into(),
             properties: Default::default(),
         }),
-        nlp: Some(nlp_cfg(Backend::Onnx, Precision::Int8)),
+        nlp: Some(NlpConfig {
+            analyze,
+            ..nlp_cfg(Backend::Onnx, Precision::Int8)
+        }),
         ..Default::default()
     };
     cfg.output.root = dir.join("pipeline-out");
@@ -373,16 +400,29 @@ async fn pipeline_rate(texts: &[String], dir: &Path) -> (f64, Option<f64>) {
         .unwrap();
     assert_eq!(s.comments, n);
     let end = Instant::now();
-    let stages: Vec<String> = ["embed", "sink_write", "sink_commit", "offset_commit"]
-        .iter()
-        .map(|st| format!("{st} {:.2} s", m.stage_total(st)))
-        .collect();
+    let stages: Vec<String> = [
+        "language",
+        "flags",
+        "embed",
+        "analyze",
+        "sink_write",
+        "sink_commit",
+        "offset_commit",
+    ]
+    .iter()
+    .map(|st| format!("{st} {:.2} s", m.stage_total(st)))
+    .collect();
     println!(
-        "  pipeline stages over {:.2} s: {}",
+        "  pipeline{} stages over {:.2} s: {}",
+        if analyze { "" } else { " (analysis off)" },
         (end - t0).as_secs_f64(),
         stages.join(", ")
     );
     let (t1, c1) = first.lock().unwrap().unwrap_or((t0, 0));
     let steady = (c1 < n).then(|| (n - c1) as f64 / (end - t1).as_secs_f64());
-    (n as f64 / (end - t0).as_secs_f64(), steady)
+    let times = StageTimes {
+        embed: m.stage_total("embed"),
+        analyze: m.stage_total("analyze"),
+    };
+    (n as f64 / (end - t0).as_secs_f64(), steady, times)
 }

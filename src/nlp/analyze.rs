@@ -107,8 +107,6 @@ pub struct AnalyzeOperator {
     neutral_band: f32,
     min_presence: f32,
     languages: BTreeSet<String>,
-    /// Sentences per head call (bounds padding and memory).
-    chunk: usize,
 }
 
 /// A sentence's token rows within a comment.
@@ -136,7 +134,6 @@ impl AnalyzeOperator {
             neutral_band: manifest.neutral_band,
             min_presence: manifest.min_presence,
             languages: languages.iter().cloned().collect(),
-            chunk: 64,
         }
     }
 
@@ -252,48 +249,37 @@ impl Operator for AnalyzeOperator {
         if todo.is_empty() {
             return Ok(());
         }
-        // Sentiment over whole comments.
-        let whole: Vec<&[f32]> = todo
-            .iter()
-            .filter_map(|&i| batch.comments[i].nlp.tokens.as_ref())
-            .map(|t| t.vectors.as_slice())
-            .collect();
-        let mut scores = Vec::with_capacity(whole.len());
-        for chunk in whole.chunks(self.chunk) {
-            scores.extend(self.heads.sentiment(chunk).map_err(|e| self.fail(e))?);
-        }
-        // Aspects sentence by sentence.
-        let mut segs = Vec::new();
+        // One projection of every analysed token of the batch.
+        let mut all = Vec::new();
+        let mut base = Vec::with_capacity(todo.len());
         for &i in &todo {
+            base.push(all.len() / dim);
+            if let Some(st) = batch.comments[i].nlp.tokens.as_ref() {
+                all.extend_from_slice(&st.vectors);
+            }
+        }
+        let tp = self.heads.project(&all).map_err(|e| self.fail(e))?;
+        drop(all);
+        // Sentiment over whole comments; aspects sentence by sentence and
+        // clause by clause, all from the same projections.
+        let mut scores = Vec::with_capacity(todo.len());
+        let mut segs = Vec::new();
+        let mut seg_base = Vec::new();
+        for (&i, &b0) in todo.iter().zip(&base) {
             let c = &batch.comments[i];
             if let Some(st) = c.nlp.tokens.as_ref() {
+                let n = st.vectors.len() / dim;
+                scores.push(tp.sentiment(&(b0..b0 + n).collect::<Vec<_>>()));
+                let before = segs.len();
                 Self::segments(&c.text, st, i, &mut segs);
+                seg_base.extend(std::iter::repeat_n(b0, segs.len() - before));
             }
         }
-        // Every segment through the head, shortest first to pad little.
-        let mut order: Vec<usize> = (0..segs.len()).collect();
-        order.sort_by_key(|&k| segs[k].tokens.len());
-        let mut probs: Vec<Vec<[f32; 4]>> = vec![Vec::new(); segs.len()];
-        for group in order.chunks(self.chunk) {
-            let rows: Vec<Vec<f32>> = group
-                .iter()
-                .map(|&k| {
-                    let s = &segs[k];
-                    let mut v = Vec::with_capacity(s.tokens.len() * dim);
-                    if let Some(st) = batch.comments[s.comment].nlp.tokens.as_ref() {
-                        for &t in &s.tokens {
-                            v.extend_from_slice(&st.vectors[t * dim..(t + 1) * dim]);
-                        }
-                    }
-                    v
-                })
-                .collect();
-            let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-            let out = self.heads.aspects(&refs).map_err(|e| self.fail(e))?;
-            for (&k, p) in group.iter().zip(out.probs) {
-                probs[k] = p;
-            }
-        }
+        let probs: Vec<Vec<[f32; 4]>> = segs
+            .iter()
+            .zip(&seg_base)
+            .map(|(s, &b0)| tp.aspect_probs(&s.tokens.iter().map(|t| b0 + t).collect::<Vec<_>>()))
+            .collect();
         // A sentence's aspects; each points at the clause most likely to be
         // about its target.
         let mut aspects: Vec<Vec<Aspect>> = vec![Vec::new(); batch.comments.len()];

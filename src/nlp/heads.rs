@@ -271,6 +271,112 @@ impl Heads {
     }
 }
 
+/// Per-token projections of a run of token vectors, from which the aspect
+/// and sentiment outputs of any span of those tokens follow without another
+/// matrix product: the heads are linear after the attention weights, so
+/// `W · Σ aᵢ xᵢ = Σ aᵢ (W xᵢ)`. One pass over a batch's tokens serves every
+/// sentence and clause of it.
+pub struct TokenProjections {
+    targets: usize,
+    /// `[n, T]` attention scores `q_t · tanh(W x_i + b)`.
+    scores: Vec<f32>,
+    /// `[n, T * 4 + 2]`: each token through every target's output layer,
+    /// then through the sentiment layer.
+    proj: Vec<f32>,
+    out_b: Vec<f32>,
+    sent_b: Vec<f32>,
+}
+
+fn softmax_in_place(v: &mut [f32]) {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for x in v.iter_mut() {
+        *x = (*x - m).exp();
+        sum += *x;
+    }
+    for x in v.iter_mut() {
+        *x /= sum;
+    }
+}
+
+impl TokenProjections {
+    fn width(&self) -> usize {
+        self.targets * 4 + 2
+    }
+
+    /// `[target][class]` probabilities for the tokens `rows` (indices into
+    /// the projected run), exactly as [`Heads::aspects`] on those tokens.
+    pub fn aspect_probs(&self, rows: &[usize]) -> Vec<[f32; 4]> {
+        let t_n = self.targets;
+        let w = self.width();
+        (0..t_n)
+            .map(|t| {
+                let mut a: Vec<f32> = rows.iter().map(|&i| self.scores[i * t_n + t]).collect();
+                softmax_in_place(&mut a);
+                let mut logits = [0f32; 4];
+                for (&i, ai) in rows.iter().zip(&a) {
+                    let p = &self.proj[i * w + t * 4..i * w + t * 4 + 4];
+                    for (l, pk) in logits.iter_mut().zip(p) {
+                        *l += ai * pk;
+                    }
+                }
+                for (l, b) in logits.iter_mut().zip(&self.out_b[t * 4..t * 4 + 4]) {
+                    *l += b;
+                }
+                softmax_in_place(&mut logits);
+                logits
+            })
+            .collect()
+    }
+
+    /// `p(positive) - p(negative)` over the tokens `rows`, exactly as
+    /// [`Heads::sentiment`] on those tokens.
+    pub fn sentiment(&self, rows: &[usize]) -> f32 {
+        let w = self.width();
+        let off = self.targets * 4;
+        let mut l = [0f32; 2];
+        for &i in rows {
+            l[0] += self.proj[i * w + off];
+            l[1] += self.proj[i * w + off + 1];
+        }
+        let n = rows.len().max(1) as f32;
+        let mut l = [l[0] / n + self.sent_b[0], l[1] / n + self.sent_b[1]];
+        softmax_in_place(&mut l);
+        l[1] - l[0]
+    }
+}
+
+impl Heads {
+    /// Projects a run of `n` token vectors (`n x dim`, row-major): three
+    /// matrix products for the whole run.
+    pub fn project(&self, x: &[f32]) -> Result<TokenProjections, HeadsError> {
+        let n = x.len() / self.dim.max(1);
+        let t = self.targets.len();
+        let xt = Tensor::from_slice(&x[..n * self.dim], (n, self.dim), &Device::Cpu)?;
+        let keys = xt.matmul(&self.key_w)?.broadcast_add(&self.key_b)?.tanh()?;
+        let scores = keys.matmul(&self.queries.t()?.contiguous()?)?;
+        // [T, D, 4] -> [D, T * 4], then the sentiment layer beside it.
+        let w = Tensor::cat(
+            &[
+                self.out_w
+                    .permute((1, 0, 2))?
+                    .contiguous()?
+                    .reshape((self.dim, t * 4))?,
+                self.sent_w.clone(),
+            ],
+            1,
+        )?;
+        let proj = xt.matmul(&w)?;
+        Ok(TokenProjections {
+            targets: t,
+            scores: scores.flatten_all()?.to_vec1()?,
+            proj: proj.flatten_all()?.to_vec1()?,
+            out_b: self.out_b.flatten_all()?.to_vec1()?,
+            sent_b: self.sent_b.to_vec1()?,
+        })
+    }
+}
+
 /// Pads token sequences into `x [B, L, D]` and `mask [B, L]`.
 pub fn pad_seqs(seqs: &[&[f32]], dim: usize) -> Result<(Tensor, Tensor, Vec<usize>), HeadsError> {
     let lens: Vec<usize> = seqs.iter().map(|s| s.len() / dim.max(1)).collect();
@@ -401,6 +507,33 @@ mod tests {
         assert!((out.attention[0][2].iter().sum::<f32>() - 1.0).abs() < 1e-4);
         let s = h.sentiment(&[&a]).unwrap();
         assert!(s[0] > -1.0 && s[0] < 1.0);
+    }
+
+    #[test]
+    fn projections_match_the_full_forward() {
+        let mut x = 0.3f32;
+        let (h, _vm) = trainable(8, || {
+            x = (x * 7.3 + 0.1).fract();
+            x
+        })
+        .unwrap();
+        let tokens: Vec<f32> = (0..6 * 8).map(|i| (i as f32 * 0.71).sin()).collect();
+        let tp = h.project(&tokens).unwrap();
+        for rows in [vec![0, 1, 2, 3, 4, 5], vec![0, 2, 5], vec![4]] {
+            let sub: Vec<f32> = rows
+                .iter()
+                .flat_map(|&i| tokens[i * 8..(i + 1) * 8].to_vec())
+                .collect();
+            let full = h.aspects(&[&sub]).unwrap();
+            let fast = tp.aspect_probs(&rows);
+            for (a, b) in full.probs[0].iter().zip(&fast) {
+                for k in 0..4 {
+                    assert!((a[k] - b[k]).abs() < 1e-5, "{a:?} {b:?}");
+                }
+            }
+            let s_full = h.sentiment(&[&sub]).unwrap()[0];
+            assert!((s_full - tp.sentiment(&rows)).abs() < 1e-5);
+        }
     }
 
     #[test]
