@@ -79,6 +79,30 @@ pub struct PipelineConfig {
     /// (`[flags.billing_dispute] patterns = ["charged (me )?twice"]`).
     #[serde(default)]
     pub flags: BTreeMap<String, crate::nlp::flags::FlagPatterns>,
+    /// Extra aspect targets defined by example phrases
+    /// (`[targets.billing] examples = ["I was charged twice"]`).
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetExamples>,
+}
+
+/// `[targets.<name>]`: an aspect target an analyst adds by examples. A clause
+/// whose meaning is close enough to one of them (cosine of the clause's mean
+/// token vector and the example's embedding) becomes an aspect with this
+/// target; its polarity comes from the sentiment head over the clause.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetExamples {
+    /// Short phrases that are about the target, in a language the model reads.
+    pub examples: Vec<String>,
+    /// Lowest cosine similarity that counts (0-1).
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
+}
+
+fn default_min_similarity() -> f32 {
+    // In tests/analysis.rs a clause about the target scores 0.57 against
+    // its examples, an unrelated sentence 0.14.
+    0.45
 }
 
 /// `[privacy]`.
@@ -562,6 +586,7 @@ impl Default for PipelineConfig {
             nlp: None,
             privacy: PrivacyConfig::default(),
             flags: BTreeMap::new(),
+            targets: BTreeMap::new(),
         }
     }
 }
@@ -828,6 +853,48 @@ impl PipelineConfig {
                 "fix the regular expression (Rust regex syntax, case-insensitive)",
             ));
         }
+        for (name, t) in &self.targets {
+            let key = format!("targets.{name}");
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(bad(
+                    &key,
+                    "is not a target name".into(),
+                    "use lower_snake_case, e.g. [targets.billing]",
+                ));
+            }
+            if crate::nlp::heads::TARGETS.contains(&name.as_str()) {
+                return Err(bad(
+                    &key,
+                    "is a built-in target, found by the trained heads".into(),
+                    "pick another name; built-in targets are not defined by examples",
+                ));
+            }
+            if t.examples.iter().all(|e| e.trim().is_empty()) {
+                return Err(bad(
+                    &format!("{key}.examples"),
+                    "is empty".into(),
+                    "give a few short phrases about the target, e.g. [\"I was charged twice\"]",
+                ));
+            }
+            if !(t.min_similarity > 0.0 && t.min_similarity < 1.0) {
+                return Err(bad(
+                    &format!("{key}.min_similarity"),
+                    format!("is {}", t.min_similarity),
+                    "use a cosine between 0 and 1, e.g. 0.45",
+                ));
+            }
+            if self.nlp.is_none() {
+                return Err(bad(
+                    &key,
+                    "needs the [nlp] section".into(),
+                    "add [nlp], or remove the [targets] tables",
+                ));
+            }
+        }
         if self.rejected.dead_letter_topic.as_deref() == Some("") {
             return Err(bad(
                 "rejected.dead_letter_topic",
@@ -913,6 +980,31 @@ mod tests {
         let t = "[kafka]\nbrokers='b:9092'\ntopics=['t']\ngroup_id='g'\n[kafka.properties]\n'enable.auto.commit'='true'\n";
         let e = PipelineConfig::from_toml(t, p()).unwrap_err().to_string();
         assert!(e.contains("enable.auto.commit"), "{e}");
+    }
+
+    #[test]
+    fn example_targets_are_checked() {
+        let ok = "[nlp]\n[targets.billing]\nexamples = ['charged twice']\n";
+        let c = PipelineConfig::from_toml(ok, p()).unwrap();
+        assert_eq!(c.targets["billing"].min_similarity, 0.45);
+        for (bad, key) in [
+            (
+                "[nlp]\n[targets.staff]\nexamples = ['x']\n",
+                "targets.staff",
+            ),
+            (
+                "[nlp]\n[targets.billing]\nexamples = []\n",
+                "targets.billing.examples",
+            ),
+            (
+                "[nlp]\n[targets.billing]\nexamples = ['x']\nmin_similarity = 1.5\n",
+                "targets.billing.min_similarity",
+            ),
+            ("[targets.billing]\nexamples = ['x']\n", "targets.billing"),
+        ] {
+            let e = PipelineConfig::from_toml(bad, p()).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("Fix:"), "{e}");
+        }
     }
 
     #[test]

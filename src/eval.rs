@@ -307,7 +307,8 @@ pub fn evaluate(
     // Analysis, in pipeline-sized batches.
     let mut analysed: Option<(Counts, String)> = None;
     if let Some(cfg) = nlp {
-        let mut stages = crate::nlp::operators_for(cfg, extra)?;
+        // Targets added by examples are not in the labelled format: none here.
+        let mut stages = crate::nlp::operators_for(cfg, extra, &BTreeMap::new())?;
         let encoder = format!(
             "{} {} {}",
             cfg.model,

@@ -145,7 +145,7 @@ impl PipelineBuilder {
         operators.extend(self.operators);
         let mut stamp = crate::sink::stamp_for(&self.cfg);
         if let Some(nlp) = &self.cfg.nlp {
-            let stages = crate::nlp::operators_for(nlp, &self.cfg.flags)?;
+            let stages = crate::nlp::operators_for(nlp, &self.cfg.flags, &self.cfg.targets)?;
             operators.extend(stages.operators);
             stamp.embedding_dim = stages.embedding_dim;
         }

@@ -59,7 +59,7 @@ fn shared(rel: &str) -> Option<PathBuf> {
 }
 
 fn analyse(cfg: &NlpConfig, texts: &[&str]) -> Vec<Comment> {
-    let mut stages = operators_for(cfg, &Default::default()).unwrap();
+    let mut stages = operators_for(cfg, &Default::default(), &Default::default()).unwrap();
     let mut batch = CommentBatch::default();
     for (i, t) in texts.iter().enumerate() {
         let coords = SourceCoords {
@@ -228,4 +228,46 @@ fn committed_heads_are_what_train_makes() {
         "retraining with `{cmd}` gave other weights"
     );
     assert_eq!(again["data"], manifest["data"]);
+}
+
+#[test]
+fn analysts_add_a_target_by_examples() {
+    let Some(cfg) = cfg() else { return };
+    let targets: std::collections::BTreeMap<String, verbatim::config::TargetExamples> =
+        toml::from_str(
+            r#"
+            [billing]
+            examples = ["I was charged twice", "the bill was wrong", "they overcharged me on my invoice"]
+            "#,
+        )
+        .unwrap();
+    let mut stages = operators_for(&cfg, &Default::default(), &targets).unwrap();
+    let mut batch = CommentBatch::default();
+    let texts = [
+        "The technician was friendly, but I was charged twice for the visit.",
+        "The hotel room was spotless and the view was lovely.",
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        let coords = SourceCoords {
+            topic: "t".into(),
+            partition: 0,
+            offset: i as i64,
+            kafka_timestamp: None,
+        };
+        batch.comments.push(Comment::new(
+            coords,
+            i.to_string(),
+            t.to_string(),
+            Utc::now(),
+            Utc::now(),
+        ));
+    }
+    run_operators(&mut stages.operators, &mut batch, &Metrics::new()).unwrap();
+    let a = batch.comments[0].nlp.aspects.as_ref().unwrap();
+    eprintln!("{a:#?}");
+    let billing = a.iter().find(|x| &*x.target == "billing").expect("billing");
+    assert_eq!(billing.text, "but I was charged twice for the visit.");
+    assert_eq!(billing.polarity, Polarity::Negative);
+    let b = batch.comments[1].nlp.aspects.as_ref().unwrap();
+    assert!(!b.iter().any(|x| &*x.target == "billing"), "{b:#?}");
 }

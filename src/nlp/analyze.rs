@@ -107,6 +107,16 @@ pub struct AnalyzeOperator {
     neutral_band: f32,
     min_presence: f32,
     languages: BTreeSet<String>,
+    /// `[targets.<name>]` tables: targets found by example phrases.
+    examples: Vec<ExampleTarget>,
+}
+
+/// A target an analyst defined by example phrases.
+struct ExampleTarget {
+    name: Arc<str>,
+    /// L2-normalised embeddings of the examples.
+    vectors: Vec<Vec<f32>>,
+    min_similarity: f32,
 }
 
 /// A sentence's token rows within a comment.
@@ -134,7 +144,20 @@ impl AnalyzeOperator {
             neutral_band: manifest.neutral_band,
             min_presence: manifest.min_presence,
             languages: languages.iter().cloned().collect(),
+            examples: Vec::new(),
         }
+    }
+
+    /// Adds a target found by example phrases (`vectors`: their embeddings):
+    /// a clause whose mean token vector has cosine `>= min_similarity` with
+    /// one of them is an aspect of `name`, with the clause's sentiment as its
+    /// polarity and the similarity as its confidence.
+    pub fn add_example_target(&mut self, name: &str, vectors: Vec<Vec<f32>>, min_similarity: f32) {
+        self.examples.push(ExampleTarget {
+            name: name.into(),
+            vectors,
+            min_similarity,
+        });
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> OperatorError {
@@ -313,6 +336,67 @@ impl Operator for AnalyzeOperator {
                     end: span.end,
                     text: clauses::slice(text, span),
                 });
+            }
+        }
+        // Targets defined by examples, clause by clause.
+        if !self.examples.is_empty() {
+            for (k, seg) in segs.iter().enumerate() {
+                if seg.parent.is_some() {
+                    continue;
+                }
+                let children: Vec<usize> = (0..segs.len())
+                    .filter(|&c| segs[c].parent == Some(k))
+                    .collect();
+                let clauses = if children.is_empty() {
+                    vec![k]
+                } else {
+                    children
+                };
+                let Some(st) = batch.comments[seg.comment].nlp.tokens.as_ref() else {
+                    continue;
+                };
+                let vecs: Vec<Vec<f32>> = clauses
+                    .iter()
+                    .map(|&c| {
+                        let mut v = vec![0f32; dim];
+                        for &t in &segs[c].tokens {
+                            for (x, y) in v.iter_mut().zip(&st.vectors[t * dim..(t + 1) * dim]) {
+                                *x += y;
+                            }
+                        }
+                        super::encoder::normalize(&mut v);
+                        v
+                    })
+                    .collect();
+                for ex in &self.examples {
+                    let best = clauses
+                        .iter()
+                        .zip(&vecs)
+                        .map(|(&c, v)| {
+                            let sim = ex
+                                .vectors
+                                .iter()
+                                .map(|e| super::encoder::cosine(v, e))
+                                .fold(f32::MIN, f32::max);
+                            (c, sim)
+                        })
+                        .max_by(|a, b| a.1.total_cmp(&b.1));
+                    let Some((c, sim)) = best.filter(|b| b.1 >= ex.min_similarity) else {
+                        continue;
+                    };
+                    let b0 = seg_base[c];
+                    let rows: Vec<usize> = segs[c].tokens.iter().map(|t| b0 + t).collect();
+                    let span = segs[c].span;
+                    let text = &batch.comments[seg.comment].text;
+                    aspects[seg.comment].push(Aspect {
+                        target: ex.name.clone(),
+                        polarity: self.label(tp.sentiment(&rows)),
+                        confidence: sim,
+                        start: span.start,
+                        end: span.end,
+                        text: clauses::slice(text, span),
+                    });
+                }
             }
         }
         for (&i, score) in todo.iter().zip(scores) {

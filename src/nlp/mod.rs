@@ -104,10 +104,12 @@ pub struct NlpStages {
     pub embedding_dim: Option<usize>,
 }
 
-/// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]`.
+/// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]` and
+/// `[targets]`.
 pub fn operators_for(
     cfg: &NlpConfig,
     flag_patterns: &std::collections::BTreeMap<String, flags::FlagPatterns>,
+    targets: &std::collections::BTreeMap<String, crate::config::TargetExamples>,
 ) -> Result<NlpStages, NlpError> {
     let files = ModelFiles::open(cfg)?;
     let analysis = if cfg.analyze {
@@ -117,8 +119,22 @@ pub fn operators_for(
     };
     let tokenizer = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)?;
     let encoder = open_encoder(cfg, &files)?;
-    let embed = embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows)
-        .keep_tokens(analysis.is_some());
+    let mut embed = embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows);
+    // Example phrases of the `[targets]` tables, embedded once at start.
+    let analysis = match analysis {
+        Some(mut a) => {
+            for (name, t) in targets {
+                let texts: Vec<&str> = t.examples.iter().map(String::as_str).collect();
+                let vecs = embed
+                    .embed_texts(&texts)
+                    .map_err(|e| NlpError::Pattern(format!("targets.{name}: {e}")))?;
+                a.add_example_target(name, vecs, t.min_similarity);
+            }
+            Some(a)
+        }
+        None => None,
+    };
+    let embed = embed.keep_tokens(analysis.is_some());
     let matcher =
         flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
     let mut operators: Vec<Box<dyn Operator>> = vec![
