@@ -97,6 +97,8 @@ pub struct Enrichment {
     pub aspects: Option<Vec<crate::nlp::analyze::Aspect>>,
     /// Why the comment was not analysed (language the model cannot read).
     pub analysis_skipped: Option<&'static str>,
+    /// `(theme id, theme label, cosine with the theme's centroid)`.
+    pub theme: Option<(u32, Arc<str>, f32)>,
 }
 
 impl Comment {

@@ -83,6 +83,41 @@ pub struct PipelineConfig {
     /// (`[targets.billing] examples = ["I was charged twice"]`).
     #[serde(default)]
     pub targets: BTreeMap<String, TargetExamples>,
+    /// `[themes]`: online clustering of the embeddings (with `[nlp]`).
+    #[serde(default)]
+    pub themes: ThemesConfig,
+}
+
+/// `[themes]`: how comments are grouped into themes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThemesConfig {
+    /// Assign themes (needs `[nlp]`).
+    pub enabled: bool,
+    /// A comment joins a theme at this cosine with its centroid.
+    pub join_similarity: f32,
+    /// Average-linkage cosine distance under which buffered comments cluster.
+    pub cluster_distance: f32,
+    /// Cluster the novelty buffer after this many new comments in it.
+    pub cluster_every: usize,
+    /// Smallest cluster that becomes a theme.
+    pub min_theme_size: usize,
+    /// Most comments the novelty buffer holds (oldest dropped first).
+    pub buffer: usize,
+}
+
+impl Default for ThemesConfig {
+    fn default() -> Self {
+        // Chosen on banking77 (README, "Themes").
+        Self {
+            enabled: true,
+            join_similarity: 0.8,
+            cluster_distance: 0.65,
+            cluster_every: 16,
+            min_theme_size: 3,
+            buffer: 256,
+        }
+    }
 }
 
 /// `[targets.<name>]`: an aspect target an analyst adds by examples. A clause
@@ -587,6 +622,7 @@ impl Default for PipelineConfig {
             privacy: PrivacyConfig::default(),
             flags: BTreeMap::new(),
             targets: BTreeMap::new(),
+            themes: ThemesConfig::default(),
         }
     }
 }

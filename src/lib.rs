@@ -24,6 +24,7 @@ pub mod config;
 pub mod decode;
 pub mod demo;
 pub mod eval;
+pub mod eval_themes;
 pub mod failpoint;
 pub mod kafka_mock;
 pub mod metrics;

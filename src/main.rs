@@ -105,6 +105,20 @@ enum Command {
         #[arg(long, default_value_t = 7)]
         seed: u64,
     },
+    /// Score the online themes on JSONL rows with `text` and a ground-truth
+    /// `label`: one pass in input order, NMI and ARI against the labels, beside
+    /// k-means with k = number of labels on the same embeddings.
+    EvalThemes {
+        /// Labelled rows, e.g. ../shared/data/labelled/banking77_train.jsonl.
+        #[arg(long)]
+        input: PathBuf,
+        /// Pipeline whose `[nlp]` and `[themes]` to use.
+        #[arg(long, default_value = "pipelines/demo.toml")]
+        pipeline: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a pipeline file and print the resolved settings (secrets masked).
     Check {
         /// The pipeline file.
@@ -338,6 +352,37 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::EvalThemes {
+            input,
+            pipeline,
+            json,
+        } => {
+            let cfg = load(&pipeline)?;
+            let nlp = cfg.nlp.clone().with_context(|| {
+                format!(
+                    "{}: no [nlp] section. Fix: pass a pipeline with one, e.g. pipelines/demo.toml",
+                    pipeline.display()
+                )
+            })?;
+            let r = verbatim::eval_themes::evaluate(&input, &nlp, &cfg.themes)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "{}: {} rows, {} labels -> {} themes, outliers {:.1}%\n  online (one pass, input order): NMI {:.3}, ARI {:.3}\n  k-means, k = {}:               NMI {:.3}, ARI {:.3}",
+                    input.display(),
+                    r.n,
+                    r.labels,
+                    r.themes,
+                    100.0 * r.outlier_share,
+                    r.nmi,
+                    r.ari,
+                    r.labels,
+                    r.batch_baseline.nmi,
+                    r.batch_baseline.ari
+                );
+            }
+        }
         Command::Check { pipeline } => {
             let cfg = load(&pipeline)?;
             println!("# {} is valid. Resolved settings:\n", pipeline.display());
@@ -472,6 +517,14 @@ fn print_demo(r: &verbatim::demo::DemoReport) {
             );
             for (t, st, pr) in &o.split_examples {
                 println!("  staff {st}, product {pr}: \"{t}\"");
+            }
+        }
+        if !o.themes.is_empty() {
+            let mut top: Vec<(&i32, &(usize, String))> = o.themes.iter().collect();
+            top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+            println!("  top themes ({} in all):", o.themes.len());
+            for (id, (n, label)) in top.into_iter().take(6) {
+                println!("    theme {id:>3} {n:>4} comments  {label}");
             }
         }
     }

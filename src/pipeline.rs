@@ -148,6 +148,14 @@ impl PipelineBuilder {
             let stages = crate::nlp::operators_for(nlp, &self.cfg.flags, &self.cfg.targets)?;
             operators.extend(stages.operators);
             stamp.embedding_dim = stages.embedding_dim;
+            if self.cfg.themes.enabled {
+                operators.push(Box::new(crate::nlp::themes::ThemeOperator::open(
+                    &self.cfg.themes,
+                    &self.cfg.output.root,
+                    stages.dim,
+                    &stages.model_languages,
+                )?));
+            }
         }
         let sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
         for op in operators.iter_mut() {
@@ -377,6 +385,9 @@ impl Pipeline {
             for tp in &partitions {
                 d.confirm(tp).await?;
             }
+        }
+        for op in self.operators.iter_mut() {
+            op.before_commit()?;
         }
         let mut sink = self.take_sink();
         let metrics = self.metrics.clone();

@@ -181,6 +181,11 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
         .map(|r| serde_json::json!([r[0], r[1]]))
         .collect();
     assert_eq!(blame, &check);
+    // README query `themes-growing`: the demo's comments form themes.
+    let growing = v["themes-growing"]
+        .as_array()
+        .expect("README query themes-growing");
+    assert!(!growing.is_empty(), "no themes in the demo");
     // mentions/ holds exactly the aspects of comments/.
     let mv = v["_mentions_vs_aspects"].as_array().unwrap();
     assert_eq!(mv[0], mv[1]);

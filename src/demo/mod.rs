@@ -96,6 +96,8 @@ pub struct OutputSummary {
     /// A few comments that praise staff and blame the product:
     /// `(text, staff_sentiment, product_sentiment)`.
     pub split_examples: Vec<(String, String, String)>,
+    /// Comments per theme id, with the theme's latest label.
+    pub themes: BTreeMap<i32, (usize, String)>,
 }
 
 /// What the demo did.
@@ -369,6 +371,20 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
                     st.value(i).to_string(),
                     pr.value(i).to_string(),
                 ));
+            }
+        }
+    }
+    if let (Some(ids), Some(labels)) = (
+        batch
+            .column_by_name("theme_id")
+            .and_then(|c| c.as_any().downcast_ref::<Int32Array>()),
+        strings("theme_label"),
+    ) {
+        for i in (0..ids.len()).filter(|&i| ids.is_valid(i)) {
+            let e = s.themes.entry(ids.value(i)).or_default();
+            e.0 += 1;
+            if labels.is_valid(i) && !labels.value(i).is_empty() {
+                e.1 = labels.value(i).to_string();
             }
         }
     }

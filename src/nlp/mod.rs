@@ -14,6 +14,8 @@ pub mod heads;
 pub mod language;
 pub mod model;
 pub mod redact;
+pub mod theme_labels;
+pub mod themes;
 pub mod tokenize;
 
 use crate::batch::CommentBatch;
@@ -102,6 +104,10 @@ pub struct NlpStages {
     pub operators: Vec<Box<dyn Operator>>,
     /// Size of the `embedding` column, if embeddings are stored.
     pub embedding_dim: Option<usize>,
+    /// Size of the model's vectors.
+    pub dim: usize,
+    /// Languages the model reads (its manifest).
+    pub model_languages: Vec<String>,
 }
 
 /// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]` and
@@ -142,12 +148,15 @@ pub fn operators_for(
         Box::new(flags::FlagOperator::new(matcher)),
     ];
     let embedding_dim = cfg.store_embeddings.then(|| embed.dim());
+    let dim = embed.dim();
     operators.push(Box::new(embed));
     if let Some(a) = analysis {
         operators.push(Box::new(a));
     }
     Ok(NlpStages {
         embedding_dim,
+        dim,
+        model_languages: files.manifest.languages.clone(),
         operators,
     })
 }
@@ -176,6 +185,12 @@ pub trait Operator: Send {
 
     /// Called once before the first batch.
     fn on_start(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
+
+    /// Called before files are committed: state the committed rows depend
+    /// on (theme ids) is saved here, so it is never behind the files.
+    fn before_commit(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
 

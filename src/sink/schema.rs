@@ -227,6 +227,17 @@ fn analysis_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
         blame("staff"),
         blame("product"),
         opt_str(rows.iter().map(|r| r.nlp.analysis_skipped)),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.theme.as_ref().map(|t| t.0 as i32))
+                .collect::<Int32Array>(),
+        ),
+        opt_str(rows.iter().map(|r| r.nlp.theme.as_ref().map(|t| &*t.1))),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.nlp.theme.as_ref().map(|t| t.2))
+                .collect::<Float32Array>(),
+        ),
     ])
 }
 
@@ -275,6 +286,9 @@ pub fn comments_columns(
         ("blames_staff", DataType::Boolean, true, "A negative staff aspect (null when not analysed)"),
         ("blames_product", DataType::Boolean, true, "A negative product aspect (null when not analysed)"),
         ("analysis_skipped", DataType::Utf8, true, "Why sentiment and aspects are null: `language_not_supported` (the model reads only the languages its manifest lists), `language_unknown`"),
+        ("theme_id", DataType::Int32, true, "Theme (stable id; `themes/state.json` holds the model): the theme the comment joined, or its nearest theme when it did not (see `theme_similarity`); null for languages the model does not read and before the first theme forms"),
+        ("theme_label", DataType::Utf8, true, "The theme's c-TF-IDF label when the row was written (labels are refreshed as themes grow; ids are not)"),
+        ("theme_similarity", DataType::Float32, true, "Cosine of the comment and the theme's centroid; below `themes.join_similarity` the comment did not join and waited in the novelty buffer"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
         ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
