@@ -115,6 +115,9 @@ enum Command {
         /// Pipeline whose `[nlp]` and `[themes]` to use.
         #[arg(long, default_value = "pipelines/demo.toml")]
         pipeline: PathBuf,
+        /// Override the pipeline's nlp.precision.
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -355,15 +358,19 @@ async fn main() -> anyhow::Result<()> {
         Command::EvalThemes {
             input,
             pipeline,
+            precision,
             json,
         } => {
             let cfg = load(&pipeline)?;
-            let nlp = cfg.nlp.clone().with_context(|| {
+            let mut nlp = cfg.nlp.clone().with_context(|| {
                 format!(
                     "{}: no [nlp] section. Fix: pass a pipeline with one, e.g. pipelines/demo.toml",
                     pipeline.display()
                 )
             })?;
+            if let Some(p) = precision {
+                nlp.precision = p.into();
+            }
             let r = verbatim::eval_themes::evaluate(&input, &nlp, &cfg.themes)?;
             if json {
                 println!("{}", serde_json::to_string(&r)?);
