@@ -118,6 +118,10 @@ enum Command {
         /// Override the pipeline's nlp.precision.
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
+        /// Run int8 and fp32 and compare; exit 3 when int8's NMI or ARI is
+        /// more than 1 point below fp32's.
+        #[arg(long)]
+        compare_precision: bool,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -359,6 +363,7 @@ async fn main() -> anyhow::Result<()> {
             input,
             pipeline,
             precision,
+            compare_precision,
             json,
         } => {
             let cfg = load(&pipeline)?;
@@ -368,6 +373,36 @@ async fn main() -> anyhow::Result<()> {
                     pipeline.display()
                 )
             })?;
+            if compare_precision {
+                nlp.precision = Precision::Int8;
+                let int8 = verbatim::eval_themes::evaluate(&input, &nlp, &cfg.themes)?;
+                nlp.precision = Precision::Fp32;
+                let fp32 = verbatim::eval_themes::evaluate(&input, &nlp, &cfg.themes)?;
+                let drop = (fp32.nmi - int8.nmi).max(fp32.ari - int8.ari);
+                let ok = drop <= 0.01;
+                if json {
+                    let obj = serde_json::json!({
+                        "int8": int8, "fp32": fp32, "max_drop": drop, "within_one_point": ok,
+                    });
+                    println!("{obj}");
+                } else {
+                    println!(
+                        "{}: online themes, int8 NMI {:.3} ARI {:.3} ({} themes), fp32 NMI {:.3} ARI {:.3} ({} themes): int8 {} within 1 point",
+                        input.display(),
+                        int8.nmi,
+                        int8.ari,
+                        int8.themes,
+                        fp32.nmi,
+                        fp32.ari,
+                        fp32.themes,
+                        if ok { "is" } else { "is NOT" }
+                    );
+                }
+                if !ok {
+                    std::process::exit(3);
+                }
+                return Ok(());
+            }
             if let Some(p) = precision {
                 nlp.precision = p.into();
             }
