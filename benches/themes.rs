@@ -1,0 +1,95 @@
+//! Theme-state memory: streams comments through the online theme model and
+//! prints peak RSS after 20k and after 100k of them (issue 5: it must stay
+//! flat, the state being centroids, counters and bounded reservoirs).
+//!
+//! The comments are synthetic so the bench needs no model: 300 latent topics
+//! (random directions in 384-d, each with its own vocabulary), every comment
+//! a noisy copy of one topic's direction with a sentence of its words. Under
+//! `cargo test --benches` it runs 2k/10k as a smoke test.
+//!
+//! `cargo bench --bench themes`
+
+use std::time::Instant;
+
+use verbatim::config::ThemesConfig;
+use verbatim::nlp::encoder::normalize;
+use verbatim::nlp::themes::ThemeModel;
+
+const DIM: usize = 384;
+const TOPICS: usize = 300;
+
+/// SplitMix64: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Roughly normal (sum of uniforms).
+    fn gauss(&mut self) -> f32 {
+        (0..4)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum::<f32>()
+            - 2.0
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let (first, total) = if benching {
+        (20_000, 100_000)
+    } else {
+        (2_000, 10_000)
+    };
+    let mut rng = Rng(42);
+    let topics: Vec<Vec<f32>> = (0..TOPICS)
+        .map(|_| {
+            let mut v: Vec<f32> = (0..DIM).map(|_| rng.gauss()).collect();
+            normalize(&mut v);
+            v
+        })
+        .collect();
+    let words: Vec<Vec<String>> = (0..TOPICS)
+        .map(|t| (0..12).map(|w| format!("t{t}w{w}")).collect())
+        .collect();
+    let mut model = ThemeModel::new(ThemesConfig::default(), DIM);
+    let t0 = Instant::now();
+    let mut at_first = 0.0;
+    for i in 0..total {
+        let t = (rng.next() % TOPICS as u64) as usize;
+        let mut v: Vec<f32> = topics[t].iter().map(|x| x + 0.02 * rng.gauss()).collect();
+        normalize(&mut v);
+        let text: Vec<&str> = (0..8)
+            .map(|_| words[t][(rng.next() % 12) as usize].as_str())
+            .collect();
+        model.assign(&v, &text.join(" "));
+        if i + 1 == first {
+            at_first = peak_rss_mib();
+            println!(
+                "themes bench: after {first} comments: peak RSS {at_first:.1} MiB, {} themes",
+                model.themes().len()
+            );
+        }
+    }
+    let at_total = peak_rss_mib();
+    println!(
+        "themes bench: after {total} comments: peak RSS {at_total:.1} MiB, {} themes; {:.0} comments/s; growth {:+.1}% (issue 5 allows 10%)",
+        model.themes().len(),
+        total as f64 / t0.elapsed().as_secs_f64(),
+        100.0 * (at_total - at_first) / at_first
+    );
+}
