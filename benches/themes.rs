@@ -14,29 +14,14 @@ use std::time::Instant;
 use verbatim::config::ThemesConfig;
 use verbatim::nlp::encoder::normalize;
 use verbatim::nlp::themes::ThemeModel;
+use verbatim::train::Rng;
 
 const DIM: usize = 384;
 const TOPICS: usize = 300;
 
-/// SplitMix64: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Roughly normal (sum of uniforms).
-    fn gauss(&mut self) -> f32 {
-        (0..4)
-            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
-            .sum::<f32>()
-            - 2.0
-    }
+/// Roughly normal (sum of four uniforms).
+fn gauss(rng: &mut Rng) -> f32 {
+    (0..4).map(|_| rng.unit()).sum::<f32>() - 2.0
 }
 
 fn peak_rss_mib() -> f64 {
@@ -58,7 +43,7 @@ fn main() {
     let mut rng = Rng(42);
     let topics: Vec<Vec<f32>> = (0..TOPICS)
         .map(|_| {
-            let mut v: Vec<f32> = (0..DIM).map(|_| rng.gauss()).collect();
+            let mut v: Vec<f32> = (0..DIM).map(|_| gauss(&mut rng)).collect();
             normalize(&mut v);
             v
         })
@@ -70,11 +55,14 @@ fn main() {
     let t0 = Instant::now();
     let mut at_first = 0.0;
     for i in 0..total {
-        let t = (rng.next() % TOPICS as u64) as usize;
-        let mut v: Vec<f32> = topics[t].iter().map(|x| x + 0.02 * rng.gauss()).collect();
+        let t = (rng.next_u64() % TOPICS as u64) as usize;
+        let mut v: Vec<f32> = topics[t]
+            .iter()
+            .map(|x| x + 0.02 * gauss(&mut rng))
+            .collect();
         normalize(&mut v);
         let text: Vec<&str> = (0..8)
-            .map(|_| words[t][(rng.next() % 12) as usize].as_str())
+            .map(|_| words[t][(rng.next_u64() % 12) as usize].as_str())
             .collect();
         model.assign(&v, &text.join(" "));
         if i + 1 == first {

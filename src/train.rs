@@ -213,11 +213,13 @@ fn load_sentiment(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainErro
     Ok((out, file))
 }
 
-/// A small deterministic generator for shuffling (SplitMix64).
-struct Rng(u64);
+/// A small deterministic generator (SplitMix64): training must be
+/// byte-reproducible and candle's CPU generator cannot be seeded.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -226,8 +228,8 @@ impl Rng {
     }
 
     /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 
     /// A dropout mask of `shape`: 0 with probability `p`, else `1 / (1 - p)`.
@@ -242,7 +244,7 @@ impl Rng {
 
     fn shuffle<T>(&mut self, v: &mut [T]) {
         for i in (1..v.len()).rev() {
-            let j = (self.next() % (i as u64 + 1)) as usize;
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
             v.swap(i, j);
         }
     }

@@ -59,7 +59,15 @@ fn shared(rel: &str) -> Option<PathBuf> {
 }
 
 fn analyse(cfg: &NlpConfig, texts: &[&str]) -> Vec<Comment> {
-    let mut stages = operators_for(cfg, &Default::default(), &Default::default()).unwrap();
+    analyse_with(cfg, &Default::default(), texts)
+}
+
+fn analyse_with(
+    cfg: &NlpConfig,
+    targets: &std::collections::BTreeMap<String, verbatim::config::TargetExamples>,
+    texts: &[&str],
+) -> Vec<Comment> {
+    let mut stages = operators_for(cfg, &Default::default(), targets).unwrap();
     let mut batch = CommentBatch::default();
     for (i, t) in texts.iter().enumerate() {
         let coords = SourceCoords {
@@ -241,33 +249,19 @@ fn analysts_add_a_target_by_examples() {
             "#,
         )
         .unwrap();
-    let mut stages = operators_for(&cfg, &Default::default(), &targets).unwrap();
-    let mut batch = CommentBatch::default();
-    let texts = [
-        "The technician was friendly, but I was charged twice for the visit.",
-        "The hotel room was spotless and the view was lovely.",
-    ];
-    for (i, t) in texts.iter().enumerate() {
-        let coords = SourceCoords {
-            topic: "t".into(),
-            partition: 0,
-            offset: i as i64,
-            kafka_timestamp: None,
-        };
-        batch.comments.push(Comment::new(
-            coords,
-            i.to_string(),
-            t.to_string(),
-            Utc::now(),
-            Utc::now(),
-        ));
-    }
-    run_operators(&mut stages.operators, &mut batch, &Metrics::new()).unwrap();
-    let a = batch.comments[0].nlp.aspects.as_ref().unwrap();
+    let out = analyse_with(
+        &cfg,
+        &targets,
+        &[
+            "The technician was friendly, but I was charged twice for the visit.",
+            "The hotel room was spotless and the view was lovely.",
+        ],
+    );
+    let a = out[0].nlp.aspects.as_ref().unwrap();
     eprintln!("{a:#?}");
     let billing = a.iter().find(|x| &*x.target == "billing").expect("billing");
     assert_eq!(billing.text, "but I was charged twice for the visit.");
     assert_eq!(billing.polarity, Polarity::Negative);
-    let b = batch.comments[1].nlp.aspects.as_ref().unwrap();
+    let b = out[1].nlp.aspects.as_ref().unwrap();
     assert!(!b.iter().any(|x| &*x.target == "billing"), "{b:#?}");
 }
