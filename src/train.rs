@@ -19,10 +19,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::NlpConfig;
-use crate::nlp::embed::plan_sub_batches;
 use crate::nlp::heads::{self, Heads, HeadsError, HeadsManifest, TrainingFile, CLASSES, TARGETS};
-use crate::nlp::model::ModelFiles;
-use crate::nlp::tokenize::TextTokenizer;
 use crate::nlp::NlpError;
 
 /// Errors of `verbatim train`.
@@ -52,6 +49,9 @@ pub enum TrainError {
     /// The model could not be loaded.
     #[error(transparent)]
     Nlp(#[from] NlpError),
+    /// Encoding the training texts failed.
+    #[error(transparent)]
+    Encode(#[from] crate::nlp::OperatorError),
     /// Training or writing the heads failed.
     #[error(transparent)]
     Heads(#[from] HeadsError),
@@ -259,29 +259,18 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     pb
 }
 
-/// Token vectors of every text, from the pipeline's encoder.
+/// Token vectors of every text, from the pipeline's encoder (the embed
+/// stage's own batching), with the vector size and the encoder's name.
 pub fn encode_all(
     cfg: &NlpConfig,
     texts: &[&str],
 ) -> Result<(Vec<Vec<f32>>, usize, String), TrainError> {
-    let files = ModelFiles::open(cfg).map_err(NlpError::from)?;
-    let tok = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)
-        .map_err(NlpError::from)?;
-    let mut enc = crate::nlp::open_encoder(cfg, &files)?;
-    let toks = tok.encode_batch(texts).map_err(NlpError::from)?;
-    let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-    let mut out = vec![Vec::new(); texts.len()];
+    let mut embed = crate::nlp::embed_operator(cfg)?;
     let pb = bar(texts.len() as u64, "encoding");
-    for group in plan_sub_batches(&lengths, cfg.token_budget, cfg.max_rows) {
-        let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
-        let encoded = enc.encode_tokens(&rows).map_err(NlpError::Encoder)?;
-        pb.inc(group.len() as u64);
-        for (i, e) in group.into_iter().zip(encoded) {
-            out[i] = e.tokens;
-        }
-    }
+    let encoded = embed.encode_texts(texts, true, &mut |n| pb.inc(n as u64))?;
     pb.finish_and_clear();
-    Ok((out, enc.dim(), enc.describe()))
+    let tokens = encoded.into_iter().map(|e| e.tokens).collect();
+    Ok((tokens, embed.dim(), embed.describe().to_string()))
 }
 
 /// Class-weighted cross-entropy: `logits [N, K]`, `targets [N]` (u32).

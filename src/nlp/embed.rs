@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use super::analyze::TokenStates;
-use super::encoder::Encoder;
+use super::encoder::{Encoded, Encoder};
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
@@ -86,19 +86,50 @@ impl EmbedOperator {
         self.encoder.dim()
     }
 
+    /// `model backend precision` of the encoder.
+    pub fn describe(&self) -> &str {
+        &self.tag
+    }
+
     /// Embeds texts directly (benches, eval commands): vectors in input order.
     pub fn embed_texts(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, OperatorError> {
+        Ok(self
+            .encode_texts(texts, false, &mut |_| {})?
+            .into_iter()
+            .map(|e| e.embedding)
+            .collect())
+    }
+
+    /// Encodes texts directly, with their token vectors when `with_tokens`
+    /// (`verbatim train`), in input order; `progress` hears how many rows
+    /// each sub-batch finished.
+    pub fn encode_texts(
+        &mut self,
+        texts: &[&str],
+        with_tokens: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Encoded>, OperatorError> {
         let toks = self
             .tokenizer
             .encode_batch(texts)
             .map_err(|e| self.fail(e))?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let mut out = vec![Vec::new(); texts.len()];
+        let mut out = vec![
+            Encoded {
+                embedding: Vec::new(),
+                tokens: Vec::new(),
+            };
+            texts.len()
+        ];
         for group in plan_sub_batches(&lengths, self.budget, self.max_rows) {
             let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let vecs = self.encoder.encode(&rows).map_err(|e| self.fail(e))?;
-            for (i, v) in group.into_iter().zip(vecs) {
-                out[i] = v;
+            let encoded = self
+                .encoder
+                .run(&rows, with_tokens)
+                .map_err(|e| self.fail(e))?;
+            progress(group.len());
+            for (i, e) in group.into_iter().zip(encoded) {
+                out[i] = e;
             }
         }
         Ok(out)
