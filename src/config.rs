@@ -86,6 +86,33 @@ pub struct PipelineConfig {
     /// `[themes]`: online clustering of the embeddings (with `[nlp]`).
     #[serde(default)]
     pub themes: ThemesConfig,
+    /// `[actions]`: the follow-up queue (`actions/`, optional Kafka topic).
+    #[serde(default)]
+    pub actions: ActionsConfig,
+}
+
+/// `[actions]`: which flagged comments need a person, and where they go.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActionsConfig {
+    /// Flags that put a comment in the queue (built-in or `[flags.<name>]`);
+    /// empty: no queue.
+    pub flags: Vec<String>,
+    /// Also produce each action as JSON to this Kafka topic, keyed by comment
+    /// id; delivery is confirmed before the input offset is committed.
+    pub topic: Option<String>,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        Self {
+            flags: crate::sink::actions::DEFAULT_FLAGS
+                .iter()
+                .map(|f| f.to_string())
+                .collect(),
+            topic: None,
+        }
+    }
 }
 
 /// `[themes]`: how comments are grouped into themes.
@@ -623,6 +650,7 @@ impl Default for PipelineConfig {
             flags: BTreeMap::new(),
             targets: BTreeMap::new(),
             themes: ThemesConfig::default(),
+            actions: ActionsConfig::default(),
         }
     }
 }
@@ -931,6 +959,44 @@ impl PipelineConfig {
                 ));
             }
         }
+        for f in &self.actions.flags {
+            if !crate::nlp::flags::BUILT_IN.contains(&f.as_str()) && !self.flags.contains_key(f) {
+                return Err(bad(
+                    "actions.flags",
+                    format!(
+                        "lists {f:?}, which is neither a built-in flag nor a [flags.{f}] table"
+                    ),
+                    &format!(
+                        "use one of {} or define [flags.{f}]",
+                        crate::nlp::flags::BUILT_IN.join(", ")
+                    ),
+                ));
+            }
+        }
+        if let Some(t) = &self.actions.topic {
+            let inputs = self
+                .kafka
+                .as_ref()
+                .map(|k| k.topics.as_slice())
+                .unwrap_or(&[]);
+            if t.is_empty()
+                || inputs.contains(t)
+                || self.rejected.dead_letter_topic.as_ref() == Some(t)
+            {
+                return Err(bad(
+                    "actions.topic",
+                    format!("is {t:?}, which is empty, an input topic or the dead-letter topic"),
+                    "name a topic of its own, e.g. \"feedback-actions\"",
+                ));
+            }
+            if self.nlp.is_none() {
+                return Err(bad(
+                    "actions.topic",
+                    "needs the [nlp] section (flags are raised there)".into(),
+                    "add [nlp], or remove actions.topic",
+                ));
+            }
+        }
         if self.rejected.dead_letter_topic.as_deref() == Some("") {
             return Err(bad(
                 "rejected.dead_letter_topic",
@@ -1047,6 +1113,24 @@ mod tests {
     fn dlq_must_differ_from_input() {
         let t = "[kafka]\nbrokers='b:9092'\ntopics=['t']\ngroup_id='g'\n[rejected]\ndead_letter_topic='t'\n";
         assert!(PipelineConfig::from_toml(t, p()).is_err());
+    }
+
+    #[test]
+    fn actions_name_known_flags_and_a_topic_of_their_own() {
+        let base = "[kafka]\nbrokers='b:9092'\ntopics=['t']\ngroup_id='g'\n[nlp]\n";
+        let ok = format!("{base}[actions]\nflags=['safety_risk','billing']\ntopic='acts'\n[flags.billing]\npatterns=['charged twice']\n");
+        assert!(PipelineConfig::from_toml(&ok, p()).is_ok());
+        let unknown = format!("{base}[actions]\nflags=['nope']\n");
+        let e = PipelineConfig::from_toml(&unknown, p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("actions.flags") && e.contains("nope"), "{e}");
+        let input = format!("{base}[actions]\ntopic='t'\n");
+        let e = PipelineConfig::from_toml(&input, p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("actions.topic"), "{e}");
+        assert_eq!(PipelineConfig::default().actions.flags.len(), 4);
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Metrics {
     pub offset_commits: Family<ResultLabel, Counter>,
     /// Records produced to the dead-letter topic.
     pub dead_letters: Counter,
+    /// Records produced to the action topic.
+    pub actions: Counter,
     /// Seconds spent processing one batch (NLP stages + sink write).
     pub batch_seconds: Histogram,
     /// Partitions currently assigned to this instance.
@@ -87,6 +89,7 @@ impl Metrics {
             bytes: Counter::default(),
             offset_commits: Family::default(),
             dead_letters: Counter::default(),
+            actions: Counter::default(),
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             assigned_partitions: Gauge::default(),
             stage_seconds: Family::default(),
@@ -125,6 +128,11 @@ impl Metrics {
             "dead_letters",
             "Records produced to the dead-letter topic",
             m.dead_letters.clone(),
+        );
+        r.register(
+            "actions",
+            "Records produced to the action topic",
+            m.actions.clone(),
         );
         r.register(
             "batch_seconds",

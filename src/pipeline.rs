@@ -24,7 +24,9 @@ use crate::config::PipelineConfig;
 use crate::decode::Decoder;
 use crate::metrics::Metrics;
 use crate::nlp::{run_operators, Operator, OperatorError};
-use crate::sink::dead_letter::{DeadLetter, DeadLetterError};
+use crate::sink::actions::{ActionRules, ActionTopic};
+use crate::sink::dead_letter::DeadLetter;
+use crate::sink::producer::ProduceError;
 use crate::sink::{CommittedRange, ParquetSink, SinkError, TopicPartition};
 use crate::source::file::{self, FileFormat};
 use crate::source::kafka::{client_config, KafkaCommitter, KafkaSource};
@@ -52,9 +54,9 @@ pub enum PipelineError {
     /// The NLP stages could not be set up (model files, runtime).
     #[error(transparent)]
     Nlp(#[from] crate::nlp::NlpError),
-    /// A dead letter could not be delivered.
+    /// A dead letter or an action could not be delivered.
     #[error(transparent)]
-    DeadLetter(#[from] DeadLetterError),
+    Produce(#[from] ProduceError),
     /// A worker thread panicked (a bug).
     #[error("a worker thread failed: {0}")]
     Join(String),
@@ -91,6 +93,7 @@ pub struct Pipeline {
     operators: Vec<Box<dyn Operator>>,
     sink: Option<ParquetSink>,
     dead_letter: Option<DeadLetter>,
+    actions: Option<ActionTopic>,
     committer: Option<KafkaCommitter>,
     metrics: Metrics,
     summary: RunSummary,
@@ -134,6 +137,7 @@ impl PipelineBuilder {
         self,
         committer: Option<KafkaCommitter>,
         dead_letter: Option<DeadLetter>,
+        actions: Option<ActionTopic>,
     ) -> Result<Pipeline, PipelineError> {
         let mut operators: Vec<Box<dyn Operator>> = Vec::new();
         if self.cfg.privacy.redact_pii {
@@ -157,7 +161,10 @@ impl PipelineBuilder {
                 )?));
             }
         }
-        let sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
+        let mut sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
+        if self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty() {
+            sink = sink.with_actions(ActionRules::new(&self.cfg.actions.flags));
+        }
         for op in operators.iter_mut() {
             op.on_start()?;
         }
@@ -167,6 +174,7 @@ impl PipelineBuilder {
             operators,
             sink: Some(sink),
             dead_letter,
+            actions,
             committer,
             metrics: self.metrics,
             summary: RunSummary::default(),
@@ -185,6 +193,15 @@ impl PipelineBuilder {
             Some(t) => Some(DeadLetter::new(&client_config(&kcfg), t, &self.cfg.name)?),
             None => None,
         };
+        let actions = match &self.cfg.actions.topic {
+            Some(t) => Some(ActionTopic::new(
+                &client_config(&kcfg),
+                t,
+                ActionRules::new(&self.cfg.actions.flags),
+                &self.cfg.name,
+            )?),
+            None => None,
+        };
         let (tx, mut rx) = mpsc::channel(4 * self.cfg.batch.max_records.max(256));
         let (mut source, committer) = KafkaSource::start(
             &kcfg,
@@ -192,7 +209,7 @@ impl PipelineBuilder {
             tx,
             self.metrics.clone(),
         )?;
-        let pipeline = match self.build(Some(committer), dead_letter) {
+        let pipeline = match self.build(Some(committer), dead_letter, actions) {
             Ok(p) => p,
             Err(e) => {
                 source.stop();
@@ -231,7 +248,7 @@ impl PipelineBuilder {
         if start > 0 {
             tracing::info!(file = %path.display(), start, "resuming after the last committed record");
         }
-        let pipeline = self.build(None, None)?;
+        let pipeline = self.build(None, None, None)?;
         let (tx, mut rx) = mpsc::channel(4096);
         let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
         let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;
@@ -293,7 +310,10 @@ impl Pipeline {
                             for tp in &partitions {
                                 sink.abort(tp);
                                 if let Some(d) = &mut self.dead_letter {
-                                    d.forget(tp);
+                                    d.producer().forget(tp);
+                                }
+                                if let Some(a) = &mut self.actions {
+                                    a.producer().forget(tp);
                                 }
                             }
                             self.sink = Some(sink);
@@ -320,8 +340,11 @@ impl Pipeline {
             .map(ParquetSink::open_partitions)
             .unwrap_or_default();
         self.commit(all).await?;
-        if let Some(d) = &self.dead_letter {
-            d.flush(Duration::from_secs(10));
+        if let Some(d) = &mut self.dead_letter {
+            d.producer().flush(Duration::from_secs(10));
+        }
+        if let Some(a) = &mut self.actions {
+            a.producer().flush(Duration::from_secs(10));
         }
         Ok(self.summary)
     }
@@ -365,6 +388,13 @@ impl Pipeline {
                 self.metrics.dead_letters.inc();
             }
         }
+        if let Some(a) = &mut self.actions {
+            for c in &batch.comments {
+                if a.send(c).await? {
+                    self.metrics.actions.inc();
+                }
+            }
+        }
         self.metrics
             .batch_seconds
             .observe(started.elapsed().as_secs_f64());
@@ -376,14 +406,18 @@ impl Pipeline {
         self.commit(due).await
     }
 
-    /// Confirms dead letters, commits files, then commits Kafka offsets.
+    /// Confirms dead letters and actions, commits files, then commits Kafka
+    /// offsets.
     async fn commit(&mut self, partitions: Vec<TopicPartition>) -> Result<(), PipelineError> {
         if partitions.is_empty() {
             return Ok(());
         }
-        if let Some(d) = &mut self.dead_letter {
-            for tp in &partitions {
-                d.confirm(tp).await?;
+        for tp in &partitions {
+            if let Some(d) = &mut self.dead_letter {
+                d.producer().confirm(tp).await?;
+            }
+            if let Some(a) = &mut self.actions {
+                a.producer().confirm(tp).await?;
             }
         }
         for op in self.operators.iter_mut() {

@@ -9,22 +9,9 @@ use std::time::Duration;
 use common::*;
 use verbatim::kafka_mock::MockKafka;
 use verbatim::metrics::Metrics;
-use verbatim::pipeline::{PipelineBuilder, RunSummary};
+use verbatim::pipeline::PipelineBuilder;
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// Runs one pipeline until its instance has read `n` messages, then stops it.
-async fn run_until(cfg: verbatim::config::PipelineConfig, n: u64) -> RunSummary {
-    let metrics = Metrics::new();
-    let seen = metrics.messages.clone();
-    let shutdown =
-        async move { wait_for(LIMIT, "messages to be consumed", || seen.get() >= n).await };
-    PipelineBuilder::new(cfg)
-        .metrics(metrics)
-        .run_kafka(shutdown)
-        .await
-        .expect("pipeline")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_lands_exactly_once() {

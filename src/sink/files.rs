@@ -31,6 +31,8 @@ pub enum Table {
     Rejected,
     /// `mentions/`: one row per aspect of an analysed comment.
     Mentions,
+    /// `actions/`: one row per comment in the action queue.
+    Actions,
 }
 
 impl Table {
@@ -40,11 +42,17 @@ impl Table {
             Table::Comments => "comments",
             Table::Rejected => "rejected",
             Table::Mentions => "mentions",
+            Table::Actions => "actions",
         }
     }
 
     /// Every table whose files carry offset ranges.
-    pub const ALL: [Table; 3] = [Table::Comments, Table::Rejected, Table::Mentions];
+    pub const ALL: [Table; 4] = [
+        Table::Comments,
+        Table::Rejected,
+        Table::Mentions,
+        Table::Actions,
+    ];
 }
 
 /// The parsed name of a committed part file.

@@ -9,9 +9,13 @@
 //! - [`files`]: names, temporary files, and progress recovered from names.
 //! - [`schema`]: the columns of `comments/` and `rejected/`.
 //! - [`dead_letter`]: the optional dead-letter topic for rejected messages.
+//! - [`actions`]: the action queue (`actions/` and the optional action topic).
+//! - [`producer`]: output topics whose deliveries gate the input commit.
 
+pub mod actions;
 pub mod dead_letter;
 pub mod files;
+pub mod producer;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,6 +36,7 @@ use crate::batch::CommentBatch;
 use crate::comment::{Comment, Rejection};
 use crate::config::OutputConfig;
 use crate::metrics::{Metrics, TableLabel};
+use actions::ActionRules;
 use files::{PartName, Table};
 use schema::Stamp;
 
@@ -92,6 +97,8 @@ pub struct CommittedRange {
     pub comment_rows: u64,
     /// Rejected rows in the range.
     pub rejected_rows: u64,
+    /// Action rows in the range.
+    pub action_rows: u64,
 }
 
 impl CommittedRange {
@@ -131,6 +138,7 @@ pub struct ParquetSink {
     props: WriterProperties,
     stamp: Stamp,
     open: HashMap<TopicPartition, OpenRange>,
+    actions: Option<ActionRules>,
     metrics: Metrics,
 }
 
@@ -174,8 +182,15 @@ impl ParquetSink {
             props,
             stamp,
             open: HashMap::new(),
+            actions: None,
             metrics,
         })
+    }
+
+    /// Also writes `actions/`: one row per comment these rules queue.
+    pub fn with_actions(mut self, rules: ActionRules) -> Self {
+        self.actions = Some(rules);
+        self
     }
 
     /// The output root.
@@ -262,6 +277,32 @@ impl ParquetSink {
             let rb = schema::mentions_batch(&rows, &self.stamp)?;
             self.append(topic, partition, Table::Mentions, dt, &rb)?;
         }
+        if let Some(rules) = self.actions.take() {
+            let res = self.write_actions(batch, &rules);
+            self.actions = Some(rules);
+            res?;
+        }
+        Ok(())
+    }
+
+    fn write_actions(
+        &mut self,
+        batch: &CommentBatch,
+        rules: &ActionRules,
+    ) -> Result<(), SinkError> {
+        let mut groups: BTreeMap<(&str, i32, NaiveDate), Vec<_>> = BTreeMap::new();
+        for c in &batch.comments {
+            if let Some(a) = rules.action(c) {
+                groups
+                    .entry((c.coords.topic.as_str(), c.coords.partition, c.event_date()))
+                    .or_default()
+                    .push((c, a));
+            }
+        }
+        for ((topic, partition, dt), rows) in groups {
+            let rb = schema::actions_batch(&rows, &self.stamp)?;
+            self.append(topic, partition, Table::Actions, dt, &rb)?;
+        }
         Ok(())
     }
 
@@ -287,6 +328,7 @@ impl ParquetSink {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
                     Table::Mentions => schema::mentions_schema(),
+                    Table::Actions => schema::actions_schema(),
                 };
                 let writer = ArrowWriter::try_new(f, schema, Some(self.props.clone())).map_err(
                     |source| SinkError::Parquet {
@@ -344,6 +386,7 @@ impl ParquetSink {
             files: Vec::with_capacity(range.files.len()),
             comment_rows: 0,
             rejected_rows: 0,
+            action_rows: 0,
         };
         let mut staged = Vec::with_capacity(range.files.len());
         for (i, ((table, _), f)) in range.files.into_iter().enumerate() {
@@ -380,6 +423,7 @@ impl ParquetSink {
             match table {
                 Table::Comments => done.comment_rows += rows,
                 Table::Rejected => done.rejected_rows += rows,
+                Table::Actions => done.action_rows += rows,
                 Table::Mentions => {}
             }
             done.files.push(dest.clone());

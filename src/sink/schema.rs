@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use crate::comment::{Comment, Rejection, SourceCoords};
 
 /// Version of the table layout; bumped whenever a column changes meaning or type.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Values the writer stamps on every row, and the optional columns it writes.
 #[derive(Debug, Clone)]
@@ -69,8 +69,11 @@ fn evidence_type() -> DataType {
     )))
 }
 
-/// `flags`, the five built-in flag columns and `flag_evidence`.
-fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
+/// A `list<string>` of flag names and the matching `list<struct>` of their
+/// evidence, one list per row (`None`: a null row).
+fn flag_lists(
+    rows: &[Option<Vec<&crate::nlp::flags::Evidence>>],
+) -> Result<(ListArray, ListArray), ArrowError> {
     let mut names = Vec::new();
     let mut starts = Vec::new();
     let mut ends = Vec::new();
@@ -78,19 +81,17 @@ fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
     let mut offsets = vec![0i32];
     let mut valid = Vec::with_capacity(rows.len());
     for r in rows {
-        if let Some(ev) = &r.nlp.flags {
-            for e in ev {
-                names.push(e.flag.as_str());
-                starts.push(e.start as i32);
-                ends.push(e.end as i32);
-                texts.push(e.text.as_str());
-            }
+        for e in r.iter().flatten() {
+            names.push(e.flag.as_str());
+            starts.push(e.start as i32);
+            ends.push(e.end as i32);
+            texts.push(e.text.as_str());
         }
         offsets.push(names.len() as i32);
-        valid.push(r.nlp.flags.is_some());
+        valid.push(r.is_some());
     }
     let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
-    let name_array: ArrayRef = Arc::new(StringArray::from(names.clone()));
+    let name_array: ArrayRef = Arc::new(StringArray::from(names));
     let flags = ListArray::try_new(
         Arc::new(Field::new("item", DataType::Utf8, false)),
         offsets.clone(),
@@ -117,6 +118,16 @@ fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
         Arc::new(structs),
         Some(valid.into()),
     )?;
+    Ok((flags, evidence))
+}
+
+/// `flags`, the five built-in flag columns and `flag_evidence`.
+fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
+    let per_row: Vec<Option<Vec<&crate::nlp::flags::Evidence>>> = rows
+        .iter()
+        .map(|r| r.nlp.flags.as_ref().map(|ev| ev.iter().collect()))
+        .collect();
+    let (flags, evidence) = flag_lists(&per_row)?;
     let mut out: Vec<ArrayRef> = vec![Arc::new(flags)];
     for f in crate::nlp::flags::BUILT_IN {
         out.push(Arc::new(
@@ -409,6 +420,97 @@ pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
             "Version of this table layout",
         ),
     ]
+}
+
+/// `(name, type, nullable, meaning)` of every `actions` column, in order.
+pub fn actions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
+    vec![
+        ("source_topic", DataType::Utf8, false, "Kafka topic of the comment"),
+        ("source_partition", DataType::Int32, false, "Kafka partition"),
+        ("source_offset", DataType::Int64, false, "Kafka offset; with topic and partition, joins to `comments`"),
+        ("comment_id", DataType::Utf8, false, "The comment's `id` (the Kafka key of the action record)"),
+        ("priority", DataType::Int32, false, "1 urgent (`safety_risk`), 2 high (`contact_requested` and `repeat_issue`), 3 normal (either), 4 low (other queued flags)"),
+        ("priority_label", DataType::Utf8, false, "urgent, high, normal or low"),
+        ("flags", flags_type(), false, "The queued flags (`actions.flags`) the comment raised"),
+        ("evidence", evidence_type(), false, "Their evidence: `{flag, start, end, text}`, span in characters of `text`"),
+        ("event_time", ts(TimeUnit::Microsecond), false, "The comment's `event_time`; `dt` is its UTC date"),
+        ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message (age in the follow-up queue counts from here)"),
+        ("staff_id", DataType::Utf8, true, "The comment's `staff_id`"),
+        ("location", DataType::Utf8, true, "The comment's `location`"),
+        ("channel", DataType::Utf8, true, "The comment's `channel`"),
+        ("product", DataType::Utf8, true, "The comment's `product`"),
+        ("score", DataType::Float64, true, "The comment's `score`"),
+        ("sentiment", DataType::Utf8, true, "The comment's `sentiment`"),
+        ("text", DataType::Utf8, false, "The comment's text (PII already redacted)"),
+        ("pipeline", DataType::Utf8, false, "Pipeline name"),
+        ("pipeline_version", DataType::Utf8, false, "verbatim version and config hash"),
+        ("schema_version", DataType::Int32, false, "Version of this table layout"),
+    ]
+}
+
+/// Arrow schema of `actions/`.
+pub fn actions_schema() -> SchemaRef {
+    to_schema(actions_columns())
+}
+
+/// Builds an `actions` record batch: one row per queued comment.
+pub fn actions_batch(
+    rows: &[(&Comment, crate::sink::actions::Action<'_>)],
+    stamp: &Stamp,
+) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut columns: Vec<ArrayRef> = coord_columns(rows.iter().map(|(c, _)| &c.coords));
+    columns.truncate(3);
+    let names: Vec<Option<Vec<&str>>> = rows.iter().map(|(_, a)| Some(a.flags.clone())).collect();
+    let evidence: Vec<Option<Vec<&crate::nlp::flags::Evidence>>> =
+        rows.iter().map(|(_, a)| Some(a.evidence.clone())).collect();
+    let (_, evidence) = flag_lists(&evidence)?;
+    let body: Vec<ArrayRef> = vec![
+        opt_str(rows.iter().map(|(c, _)| Some(c.id.as_str()))),
+        Arc::new(
+            rows.iter()
+                .map(|(_, a)| Some(i32::from(a.priority)))
+                .collect::<Int32Array>(),
+        ),
+        opt_str(rows.iter().map(|(_, a)| Some(a.priority_label()))),
+        Arc::new(string_lists(&names)?),
+        Arc::new(evidence),
+        ts_us(rows.iter().map(|(c, _)| micros(&c.event_time))),
+        ts_us(rows.iter().map(|(c, _)| micros(&c.ingest_time))),
+        opt_str(rows.iter().map(|(c, _)| c.staff_id.as_deref())),
+        opt_str(rows.iter().map(|(c, _)| c.location.as_deref())),
+        opt_str(rows.iter().map(|(c, _)| c.channel.as_deref())),
+        opt_str(rows.iter().map(|(c, _)| c.product.as_deref())),
+        Arc::new(
+            rows.iter()
+                .map(|(c, _)| c.score)
+                .collect::<arrow::array::Float64Array>(),
+        ),
+        opt_str(
+            rows.iter()
+                .map(|(c, _)| c.nlp.sentiment.map(|s| s.label.as_str())),
+        ),
+        opt_str(rows.iter().map(|(c, _)| Some(c.text.as_str()))),
+    ];
+    columns.extend(body);
+    columns.extend(stamp_columns(stamp, n));
+    RecordBatch::try_new(actions_schema(), columns)
+}
+
+/// A `list<string>` with non-null items, one list per row.
+fn string_lists(rows: &[Option<Vec<&str>>]) -> Result<ListArray, ArrowError> {
+    let mut offsets = vec![0i32];
+    let mut items = Vec::new();
+    for r in rows {
+        items.extend(r.iter().flatten().copied());
+        offsets.push(items.len() as i32);
+    }
+    ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Utf8, false)),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(StringArray::from(items)),
+        Some(rows.iter().map(Option::is_some).collect::<Vec<_>>().into()),
+    )
 }
 
 /// Arrow schema of `mentions/`.
@@ -773,6 +875,7 @@ mod tests {
             columns_markdown(&comments_columns(Some(384))),
             columns_markdown(&rejected_columns()),
             columns_markdown(&mentions_columns()),
+            columns_markdown(&actions_columns()),
         ]
         .into_iter()
         .filter(|t| !readme.contains(t.as_str()))
@@ -782,5 +885,9 @@ mod tests {
             "README.md's schema tables are out of date; paste these in:\n{}",
             missing.join("\n")
         );
+        for table in ["comments", "rejected", "mentions", "actions"] {
+            let heading = format!("### `{table}/` (schema_version {SCHEMA_VERSION})");
+            assert!(readme.contains(&heading), "README.md lacks {heading:?}");
+        }
     }
 }

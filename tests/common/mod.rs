@@ -301,3 +301,90 @@ pub fn group_offsets(
     drop(res);
     out
 }
+
+/// `[nlp]` for the tests: the repository's models and heads, int8. `None`
+/// (the test skips) when `bash models/setup.sh` has not run, unless
+/// `VERBATIM_REQUIRE_SETUP=1`, when that is a failure.
+pub fn nlp_config() -> Option<verbatim::config::NlpConfig> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let c = verbatim::config::NlpConfig {
+        models_dir: root.join("models"),
+        cache_dir: root.join(".cache/models"),
+        heads_dir: root.join("models/heads"),
+        onnxruntime_library: root.join(".cache/onnxruntime/libonnxruntime.so"),
+        ..verbatim::config::NlpConfig::default()
+    };
+    if c.cache_dir
+        .join("all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file()
+    {
+        return Some(c);
+    }
+    assert!(
+        !std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1"),
+        "model files missing: run `bash models/setup.sh`"
+    );
+    eprintln!("skipping: run `bash models/setup.sh` first");
+    None
+}
+
+/// Every record of `topic` (all partitions), read from the beginning until
+/// `want` arrived or `limit` passed: `(key, value)`.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    want: usize,
+    limit: Duration,
+) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+    let c: BaseConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("partition");
+    }
+    c.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    while got.len() < want && start.elapsed() < limit {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            got.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    // Anything beyond `want` (a duplicate) shows up within a short grace.
+    let grace = std::time::Instant::now();
+    while grace.elapsed() < Duration::from_secs(2) {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(200)) {
+            got.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    got
+}
+
+/// Runs one pipeline until its instance has read `n` messages (within
+/// three minutes), then stops it.
+pub async fn run_until(cfg: PipelineConfig, n: u64) -> verbatim::pipeline::RunSummary {
+    let metrics = verbatim::metrics::Metrics::new();
+    let seen = metrics.messages.clone();
+    let limit = Duration::from_secs(180);
+    let shutdown =
+        async move { wait_for(limit, "messages to be consumed", || seen.get() >= n).await };
+    verbatim::pipeline::PipelineBuilder::new(cfg)
+        .metrics(metrics)
+        .run_kafka(shutdown)
+        .await
+        .expect("pipeline")
+}
