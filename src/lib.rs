@@ -30,6 +30,7 @@ pub mod kafka_mock;
 pub mod metrics;
 pub mod nlp;
 pub mod pipeline;
+pub mod report;
 pub mod sink;
 pub mod source;
 pub mod train;

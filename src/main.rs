@@ -126,6 +126,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the report for product teams and frontline managers from the
+    /// Parquet the job wrote: overview, themes, fair staff scorecard, score
+    /// solicitation, follow-up queue, survey fatigue. HTML is one offline page.
+    Report {
+        /// The job's output root (holds comments/).
+        #[arg(long)]
+        output_root: PathBuf,
+        /// First day to include (event date, UTC), e.g. 2026-11-01.
+        #[arg(long)]
+        since: Option<chrono::NaiveDate>,
+        /// Last day to include (event date, UTC).
+        #[arg(long)]
+        until: Option<chrono::NaiveDate>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Html)]
+        format: ReportFormat,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fewest analysed comments a staff member or location needs to be ranked.
+        #[arg(long, default_value_t = 10)]
+        min_comments: u64,
+    },
     /// Validate a pipeline file and print the resolved settings (secrets masked).
     Check {
         /// The pipeline file.
@@ -208,6 +231,30 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("demo failed")?;
             print_demo(&r);
+            let page = render_report(&output_root, None, None, 10, ReportFormat::Html)?;
+            let path = output_root.join("report.html");
+            std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+            println!(
+                "\nReport for product teams (one offline HTML page): {}",
+                path.display()
+            );
+        }
+        Command::Report {
+            output_root,
+            since,
+            until,
+            format,
+            out,
+            min_comments,
+        } => {
+            let text = render_report(&output_root, since, until, min_comments, format)?;
+            match out {
+                Some(p) => {
+                    std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+                    eprintln!("wrote {}", p.display());
+                }
+                None => print!("{text}"),
+            }
         }
         Command::Ingest {
             file,
@@ -433,6 +480,37 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `report --format` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ReportFormat {
+    /// One self-contained HTML page (inline SVG, no network).
+    Html,
+    /// Markdown.
+    Md,
+    /// One JSON object.
+    Json,
+}
+
+/// Builds the report and renders it in `format`.
+fn render_report(
+    root: &Path,
+    since: Option<chrono::NaiveDate>,
+    until: Option<chrono::NaiveDate>,
+    min_comments: u64,
+    format: ReportFormat,
+) -> anyhow::Result<String> {
+    let report = verbatim::report::ReportBuilder::new(root)
+        .since(since)
+        .until(until)
+        .min_comments(min_comments)
+        .build()?;
+    Ok(match format {
+        ReportFormat::Html => verbatim::report::render::html(&report),
+        ReportFormat::Md => verbatim::report::render::markdown(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)?,
+    })
 }
 
 /// `--precision` values.

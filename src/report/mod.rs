@@ -1,0 +1,1115 @@
+//! `verbatim report`: what customers say, who is really to blame, who needs a
+//! call back, read from the Parquet the job wrote and written as one offline
+//! HTML page (inline SVG, no network), Markdown or JSON.
+//!
+//! - this file: reading `comments/` and computing every section;
+//! - [`render`]: HTML and Markdown;
+//! - [`charts`]: the inline SVG charts.
+//!
+//! Every rate comes with its count and a 95% Wilson interval; staff and
+//! locations with fewer than `min_comments` analysed comments are shown as
+//! "not enough data" and never ranked. The README lists the DuckDB query
+//! behind each section.
+
+pub mod charts;
+pub mod render;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, Int32Type, TimestampMicrosecondType};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use serde::Serialize;
+
+/// Errors of `verbatim report`.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// The output root has no `comments/` table.
+    #[error("{0} has no comments/ folder: point --output-root at a folder the job wrote")]
+    NoComments(PathBuf),
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be decoded.
+    #[error("reading Parquet {path}: {message}")]
+    Parquet {
+        /// The file.
+        path: PathBuf,
+        /// The reader's error.
+        message: String,
+    },
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// One self-contained HTML page.
+    Html,
+    /// Markdown.
+    Markdown,
+    /// One JSON object.
+    Json,
+}
+
+/// One comment as the report reads it from `comments/`.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    /// `id`.
+    pub id: String,
+    /// `event_time`.
+    pub event_time: DateTime<Utc>,
+    /// `text` (PII already redacted by the job).
+    pub text: String,
+    /// `score`.
+    pub score: Option<f64>,
+    /// `channel`.
+    pub channel: Option<String>,
+    /// `staff_id`.
+    pub staff_id: Option<String>,
+    /// `location`.
+    pub location: Option<String>,
+    /// `language`.
+    pub language: Option<String>,
+    /// `sentiment` (null: not analysed).
+    pub sentiment: Option<String>,
+    /// `blames_staff`.
+    pub blames_staff: bool,
+    /// `blames_product`.
+    pub blames_product: bool,
+    /// A negative `process` aspect.
+    pub blames_process: bool,
+    /// Flags raised, with their evidence text.
+    pub flags: Vec<(String, String)>,
+    /// `theme_id`, `theme_label`.
+    pub theme: Option<(i32, String)>,
+}
+
+impl Row {
+    fn has(&self, flag: &str) -> bool {
+        self.flags.iter().any(|(f, _)| f == flag)
+    }
+
+    fn evidence(&self, flag: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|(f, _)| f == flag)
+            .map(|(_, t)| t.as_str())
+    }
+}
+
+/// A rate with its count and 95% Wilson interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rate {
+    /// Matching comments.
+    pub k: u64,
+    /// Comments considered.
+    pub n: u64,
+    /// `k / n` (0 when `n` is 0).
+    pub rate: f64,
+    /// Lower bound of the 95% Wilson score interval.
+    pub low: f64,
+    /// Upper bound.
+    pub high: f64,
+}
+
+/// z for a two-sided 95% interval.
+const Z95: f64 = 1.959_963_984_540_054;
+
+impl Rate {
+    /// `k` of `n`, with the Wilson score interval
+    /// `(p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)`.
+    pub fn new(k: u64, n: u64) -> Self {
+        if n == 0 {
+            return Self {
+                k,
+                n,
+                rate: 0.0,
+                low: 0.0,
+                high: 1.0,
+            };
+        }
+        let (kf, nf, z2) = (k as f64, n as f64, Z95 * Z95);
+        let p = kf / nf;
+        let centre = p + z2 / (2.0 * nf);
+        let half = Z95 * (p * (1.0 - p) / nf + z2 / (4.0 * nf * nf)).sqrt();
+        let denom = 1.0 + z2 / nf;
+        Self {
+            k,
+            n,
+            rate: p,
+            low: ((centre - half) / denom).max(0.0),
+            high: ((centre + half) / denom).min(1.0),
+        }
+    }
+}
+
+/// Section 1.
+#[derive(Debug, Clone, Serialize)]
+pub struct Overview {
+    /// Comments in the window.
+    pub comments: u64,
+    /// First and last event day.
+    pub first_day: Option<NaiveDate>,
+    /// Last event day.
+    pub last_day: Option<NaiveDate>,
+    /// Comments per detected language (`unknown` when null).
+    pub languages: Vec<(String, u64)>,
+    /// Comments per channel (`unknown` when null).
+    pub channels: Vec<(String, u64)>,
+    /// negative / neutral / positive / not analysed.
+    pub sentiment: Vec<(String, u64)>,
+    /// The score distribution.
+    pub scores: Scores,
+}
+
+/// The score distribution (never a bare mean).
+#[derive(Debug, Clone, Serialize)]
+pub struct Scores {
+    /// Comments with a score.
+    pub n: u64,
+    /// Count per whole score, lowest first.
+    pub histogram: Vec<(String, u64)>,
+    /// Mean score (shown beside the histogram, never alone).
+    pub mean: Option<f64>,
+    /// Share of scores at the two ends of the observed scale.
+    pub extremes_share: Option<f64>,
+    /// Set when responses are skewed to the extremes.
+    pub skew_note: Option<String>,
+}
+
+/// One theme in section 2.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThemeRow {
+    /// Theme id.
+    pub id: i32,
+    /// Label.
+    pub label: String,
+    /// Comments in the window.
+    pub count: u64,
+    /// Comments in the last 7 days of the window.
+    pub last_7_days: u64,
+    /// Comments in the 7 days before those.
+    pub previous_7_days: u64,
+    /// Count per day over the window, oldest first.
+    pub daily: Vec<u64>,
+    /// negative / neutral / positive counts.
+    pub sentiment: [u64; 3],
+    /// Share of the theme's comments with a staff / product / process complaint.
+    pub complaint_share: ComplaintShare,
+    /// Up to three example comments.
+    pub examples: Vec<String>,
+    /// Days whose count was well above the theme's trailing baseline.
+    pub spikes: Vec<NaiveDate>,
+    /// How much the mean score would change without this theme's comments
+    /// (positive: the theme pulls the mean down); `None` without scores.
+    pub impact: Option<f64>,
+}
+
+/// Complaint shares of a group of comments.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ComplaintShare {
+    /// Negative about staff.
+    pub staff: f64,
+    /// Negative about the product.
+    pub product: f64,
+    /// Negative about a process.
+    pub process: f64,
+}
+
+/// Section 2.
+#[derive(Debug, Clone, Serialize)]
+pub struct Themes {
+    /// Largest themes.
+    pub top: Vec<ThemeRow>,
+    /// Fastest growing: last 7 days against the 7 before (at least 3 comments lately).
+    pub growing: Vec<ThemeRow>,
+    /// Comments with no theme.
+    pub unthemed: u64,
+}
+
+/// One staff member or location in the scorecard.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScoreRow {
+    /// Staff id or location.
+    pub key: String,
+    /// Analysed comments attributed to it.
+    pub comments: u64,
+    /// Negative comments, as scored today (whole-comment sentiment).
+    pub negative: Rate,
+    /// Negatives aimed at staff only (`blames_staff`).
+    pub corrected: Rate,
+    /// Rank by corrected rate (1 = fewest staff-aimed negatives); `None`
+    /// when there are too few comments to rank.
+    pub rank: Option<usize>,
+}
+
+/// Section 3.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scorecard {
+    /// Fewest analysed comments to be ranked.
+    pub min_comments: u64,
+    /// Per staff id.
+    pub staff: Vec<ScoreRow>,
+    /// Per location.
+    pub locations: Vec<ScoreRow>,
+}
+
+/// A rate of one group (solicitation by location or staff).
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRate {
+    /// Location or staff id.
+    pub key: String,
+    /// The rate.
+    pub rate: Rate,
+}
+
+/// An example comment with the words that raised its flag.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// Comment id.
+    pub id: String,
+    /// Staff id.
+    pub staff_id: Option<String>,
+    /// Location.
+    pub location: Option<String>,
+    /// The evidence span.
+    pub evidence: String,
+    /// The comment.
+    pub text: String,
+}
+
+/// Section 4.
+#[derive(Debug, Clone, Serialize)]
+pub struct Solicitation {
+    /// All comments.
+    pub overall: Rate,
+    /// Per location.
+    pub by_location: Vec<GroupRate>,
+    /// Per staff id.
+    pub by_staff: Vec<GroupRate>,
+    /// Up to five examples, newest first.
+    pub examples: Vec<Example>,
+}
+
+/// One comment in the follow-up queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct FollowUp {
+    /// Comment id.
+    pub id: String,
+    /// 1 urgent (safety), 2 high (contact + repeat), 3 normal.
+    pub priority: u8,
+    /// The follow-up flags raised.
+    pub flags: Vec<String>,
+    /// Evidence of the first of them.
+    pub evidence: String,
+    /// When the customer wrote it.
+    pub event_time: DateTime<Utc>,
+    /// Hours since then, at report time.
+    pub age_hours: i64,
+    /// Staff id.
+    pub staff_id: Option<String>,
+    /// Location.
+    pub location: Option<String>,
+    /// The comment.
+    pub text: String,
+}
+
+/// Section 6.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fatigue {
+    /// Share of all comments.
+    pub overall: Rate,
+    /// Per day: (day, comments complaining, comments).
+    pub daily: Vec<(NaiveDate, u64, u64)>,
+    /// Up to three examples.
+    pub examples: Vec<Example>,
+}
+
+/// The whole report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// When it was made.
+    pub generated_at: DateTime<Utc>,
+    /// The output root read.
+    pub output_root: String,
+    /// First day included (`--since`).
+    pub since: Option<NaiveDate>,
+    /// Last day included (`--until`).
+    pub until: Option<NaiveDate>,
+    /// 1. Overview.
+    pub overview: Overview,
+    /// 2. Themes.
+    pub themes: Themes,
+    /// 3. Fair staff scorecard.
+    pub scorecard: Scorecard,
+    /// 4. Score solicitation.
+    pub solicitation: Solicitation,
+    /// 5. Follow-up queue, most urgent and newest first.
+    pub follow_up: Vec<FollowUp>,
+    /// 6. Survey fatigue.
+    pub fatigue: Fatigue,
+}
+
+/// Builds a [`Report`] from an output root.
+#[derive(Debug, Clone)]
+pub struct ReportBuilder {
+    root: PathBuf,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+    min_comments: u64,
+    now: DateTime<Utc>,
+}
+
+impl ReportBuilder {
+    /// A report over everything under `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self {
+            root: root.into(),
+            since: None,
+            until: None,
+            min_comments: 10,
+            now: Utc::now(),
+        }
+    }
+
+    /// Only comments written on or after this day (UTC).
+    pub fn since(mut self, d: Option<NaiveDate>) -> Self {
+        self.since = d;
+        self
+    }
+
+    /// Only comments written on or before this day (UTC).
+    pub fn until(mut self, d: Option<NaiveDate>) -> Self {
+        self.until = d;
+        self
+    }
+
+    /// Fewest analysed comments a staff member or location needs to be ranked.
+    pub fn min_comments(mut self, n: u64) -> Self {
+        self.min_comments = n.max(1);
+        self
+    }
+
+    /// The time ages are measured to (tests pin it).
+    pub fn now(mut self, t: DateTime<Utc>) -> Self {
+        self.now = t;
+        self
+    }
+
+    /// Reads the comments and computes every section.
+    pub fn build(&self) -> Result<Report, ReportError> {
+        let rows = read_comments(&self.root, self.since, self.until)?;
+        Ok(self.compute(&rows))
+    }
+
+    /// Computes every section from rows already read.
+    pub fn compute(&self, rows: &[Row]) -> Report {
+        Report {
+            generated_at: self.now,
+            output_root: self.root.display().to_string(),
+            since: self.since,
+            until: self.until,
+            overview: overview(rows),
+            themes: themes(rows),
+            scorecard: Scorecard {
+                min_comments: self.min_comments,
+                staff: scorecard(rows, |r| r.staff_id.as_deref(), self.min_comments),
+                locations: scorecard(rows, |r| r.location.as_deref(), self.min_comments),
+            },
+            solicitation: solicitation(rows),
+            follow_up: follow_up(rows, self.now),
+            fatigue: fatigue(rows),
+        }
+    }
+}
+
+fn counts<'a>(it: impl Iterator<Item = Option<&'a str>>) -> Vec<(String, u64)> {
+    let mut m: BTreeMap<String, u64> = BTreeMap::new();
+    for k in it {
+        *m.entry(k.unwrap_or("unknown").to_string()).or_default() += 1;
+    }
+    let mut v: Vec<_> = m.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    v
+}
+
+fn overview(rows: &[Row]) -> Overview {
+    let mut sentiment = [0u64; 4];
+    for r in rows {
+        let i = match r.sentiment.as_deref() {
+            Some("negative") => 0,
+            Some("neutral") => 1,
+            Some("positive") => 2,
+            _ => 3,
+        };
+        sentiment[i] += 1;
+    }
+    let days = rows.iter().map(|r| r.event_time.date_naive());
+    Overview {
+        comments: rows.len() as u64,
+        first_day: days.clone().min(),
+        last_day: days.max(),
+        languages: counts(rows.iter().map(|r| r.language.as_deref())),
+        channels: counts(rows.iter().map(|r| r.channel.as_deref())),
+        sentiment: ["negative", "neutral", "positive", "not analysed"]
+            .iter()
+            .zip(sentiment)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        scores: scores(rows),
+    }
+}
+
+fn scores(rows: &[Row]) -> Scores {
+    let vals: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+    let n = vals.len() as u64;
+    if vals.is_empty() {
+        return Scores {
+            n,
+            histogram: Vec::new(),
+            mean: None,
+            extremes_share: None,
+            skew_note: None,
+        };
+    }
+    let lo = vals.iter().copied().fold(f64::INFINITY, f64::min).floor() as i64;
+    let hi = vals
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max)
+        .ceil() as i64;
+    // Common scales: 0-10 (NPS) when anything is 0 or above 5, else 1-5.
+    let (lo, hi) = if lo >= 1 && hi <= 5 {
+        (1, 5)
+    } else {
+        (lo.min(0), hi.max(10))
+    };
+    let mut histogram: Vec<(String, u64)> = (lo..=hi).map(|s| (s.to_string(), 0)).collect();
+    for v in &vals {
+        let i = (v.round() as i64 - lo).clamp(0, hi - lo) as usize;
+        histogram[i].1 += 1;
+    }
+    let extremes = vals
+        .iter()
+        .filter(|v| v.round() as i64 <= lo || v.round() as i64 >= hi)
+        .count() as f64
+        / n as f64;
+    // Two ends of the scale hold 2 of its points; past 40% of answers there
+    // the distribution is U-shaped and a mean describes nobody.
+    let skew_note = (extremes >= 0.4).then(|| {
+        format!(
+            "{:.0}% of scores are at the ends of the scale ({lo} or {hi}): responses are skewed to the extremes, so read the distribution, not the mean",
+            extremes * 100.0
+        )
+    });
+    Scores {
+        n,
+        histogram,
+        mean: Some(vals.iter().sum::<f64>() / n as f64),
+        extremes_share: Some(extremes),
+        skew_note,
+    }
+}
+
+fn share(rows: &[&Row], f: impl Fn(&Row) -> bool) -> f64 {
+    if rows.is_empty() {
+        0.0
+    } else {
+        rows.iter().filter(|r| f(r)).count() as f64 / rows.len() as f64
+    }
+}
+
+fn themes(rows: &[Row]) -> Themes {
+    let Some(last) = rows.iter().map(|r| r.event_time.date_naive()).max() else {
+        return Themes {
+            top: Vec::new(),
+            growing: Vec::new(),
+            unthemed: 0,
+        };
+    };
+    let first = rows
+        .iter()
+        .map(|r| r.event_time.date_naive())
+        .min()
+        .unwrap_or(last);
+    let span = (last - first).num_days().max(0) as usize + 1;
+    let mut by: BTreeMap<i32, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        if let Some((id, _)) = &r.theme {
+            by.entry(*id).or_default().push(r);
+        }
+    }
+    let scored: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
+    let all_mean = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
+    let mut all: Vec<ThemeRow> = by
+        .into_iter()
+        .map(|(id, members)| {
+            let mut daily = vec![0u64; span];
+            for r in &members {
+                let d = (r.event_time.date_naive() - first).num_days() as usize;
+                daily[d.min(span - 1)] += 1;
+            }
+            let recent = |from: i64, to: i64| {
+                members
+                    .iter()
+                    .filter(|r| {
+                        let age = (last - r.event_time.date_naive()).num_days();
+                        age >= from && age < to
+                    })
+                    .count() as u64
+            };
+            let mut sentiment = [0u64; 3];
+            for r in &members {
+                match r.sentiment.as_deref() {
+                    Some("negative") => sentiment[0] += 1,
+                    Some("neutral") => sentiment[1] += 1,
+                    Some("positive") => sentiment[2] += 1,
+                    _ => {}
+                }
+            }
+            let label = members
+                .iter()
+                .rev()
+                .find_map(|r| r.theme.as_ref().map(|t| t.1.clone()))
+                .unwrap_or_default();
+            let impact = all_mean.and_then(|m| {
+                let rest: Vec<f64> = rows
+                    .iter()
+                    .filter(|r| r.theme.as_ref().map(|t| t.0) != Some(id))
+                    .filter_map(|r| r.score)
+                    .collect();
+                (!rest.is_empty()).then(|| rest.iter().sum::<f64>() / rest.len() as f64 - m)
+            });
+            ThemeRow {
+                id,
+                label,
+                count: members.len() as u64,
+                last_7_days: recent(0, 7),
+                previous_7_days: recent(7, 14),
+                spikes: spikes(&daily, first),
+                daily,
+                sentiment,
+                complaint_share: ComplaintShare {
+                    staff: share(&members, |r| r.blames_staff),
+                    product: share(&members, |r| r.blames_product),
+                    process: share(&members, |r| r.blames_process),
+                },
+                examples: members
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .map(|r| r.text.clone())
+                    .collect(),
+                impact,
+            }
+        })
+        .collect();
+    let unthemed = rows.iter().filter(|r| r.theme.is_none()).count() as u64;
+    all.sort_by(|a, b| b.count.cmp(&a.count).then(a.id.cmp(&b.id)));
+    let top: Vec<ThemeRow> = all.iter().take(10).cloned().collect();
+    let growth = |t: &ThemeRow| (t.last_7_days as f64 + 1.0) / (t.previous_7_days as f64 + 1.0);
+    let mut growing: Vec<ThemeRow> = all
+        .into_iter()
+        .filter(|t| t.last_7_days >= 3 && t.last_7_days > t.previous_7_days)
+        .collect();
+    growing.sort_by(|a, b| {
+        growth(b)
+            .total_cmp(&growth(a))
+            .then(b.last_7_days.cmp(&a.last_7_days))
+            .then(a.id.cmp(&b.id))
+    });
+    growing.truncate(5);
+    Themes {
+        top,
+        growing,
+        unthemed,
+    }
+}
+
+/// Days whose count is at least 5 and at least three times the mean of the
+/// 7 days before (a theme that appears from nothing spikes at 5).
+pub fn spikes(daily: &[u64], first: NaiveDate) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    for (i, &c) in daily.iter().enumerate() {
+        let from = i.saturating_sub(7);
+        let window = &daily[from..i];
+        let base = if window.is_empty() {
+            0.0
+        } else {
+            window.iter().sum::<u64>() as f64 / window.len() as f64
+        };
+        if c >= 5 && c as f64 >= 3.0 * base {
+            out.push(first + Duration::days(i as i64));
+        }
+    }
+    out
+}
+
+fn scorecard(rows: &[Row], key: impl Fn(&Row) -> Option<&str>, min: u64) -> Vec<ScoreRow> {
+    let mut by: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r.sentiment.is_some()) {
+        if let Some(k) = key(r) {
+            let e = by.entry(k).or_default();
+            e.0 += 1;
+            e.1 += u64::from(r.sentiment.as_deref() == Some("negative"));
+            e.2 += u64::from(r.blames_staff);
+        }
+    }
+    let mut out: Vec<ScoreRow> = by
+        .into_iter()
+        .map(|(k, (n, neg, staff))| ScoreRow {
+            key: k.to_string(),
+            comments: n,
+            negative: Rate::new(neg, n),
+            corrected: Rate::new(staff, n),
+            rank: None,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        (a.comments < min)
+            .cmp(&(b.comments < min))
+            .then(a.corrected.rate.total_cmp(&b.corrected.rate))
+            .then(b.comments.cmp(&a.comments))
+            .then(a.key.cmp(&b.key))
+    });
+    let mut rank = 0;
+    for r in out.iter_mut().filter(|r| r.comments >= min) {
+        rank += 1;
+        r.rank = Some(rank);
+    }
+    out
+}
+
+fn example(r: &Row, flag: &str) -> Example {
+    Example {
+        id: r.id.clone(),
+        staff_id: r.staff_id.clone(),
+        location: r.location.clone(),
+        evidence: r.evidence(flag).unwrap_or_default().to_string(),
+        text: r.text.clone(),
+    }
+}
+
+fn newest_first(rows: &[Row]) -> Vec<&Row> {
+    let mut v: Vec<&Row> = rows.iter().collect();
+    v.sort_by(|a, b| b.event_time.cmp(&a.event_time).then(a.id.cmp(&b.id)));
+    v
+}
+
+fn group_rates(rows: &[Row], key: impl Fn(&Row) -> Option<&str>, flag: &str) -> Vec<GroupRate> {
+    let mut by: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for r in rows {
+        if let Some(k) = key(r) {
+            let e = by.entry(k).or_default();
+            e.0 += u64::from(r.has(flag));
+            e.1 += 1;
+        }
+    }
+    let mut v: Vec<GroupRate> = by
+        .into_iter()
+        .map(|(k, (hit, n))| GroupRate {
+            key: k.to_string(),
+            rate: Rate::new(hit, n),
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.rate
+            .rate
+            .total_cmp(&a.rate.rate)
+            .then(b.rate.n.cmp(&a.rate.n))
+            .then(a.key.cmp(&b.key))
+    });
+    v
+}
+
+fn solicitation(rows: &[Row]) -> Solicitation {
+    let flag = "score_solicited";
+    Solicitation {
+        overall: Rate::new(
+            rows.iter().filter(|r| r.has(flag)).count() as u64,
+            rows.len() as u64,
+        ),
+        by_location: group_rates(rows, |r| r.location.as_deref(), flag),
+        by_staff: group_rates(rows, |r| r.staff_id.as_deref(), flag),
+        examples: newest_first(rows)
+            .into_iter()
+            .filter(|r| r.has(flag))
+            .take(5)
+            .map(|r| example(r, flag))
+            .collect(),
+    }
+}
+
+/// The follow-up flags, most urgent first.
+pub const FOLLOW_UP_FLAGS: [&str; 3] = ["safety_risk", "contact_requested", "repeat_issue"];
+
+fn follow_up(rows: &[Row], now: DateTime<Utc>) -> Vec<FollowUp> {
+    let mut v: Vec<FollowUp> = rows
+        .iter()
+        .filter_map(|r| {
+            let flags: Vec<String> = FOLLOW_UP_FLAGS
+                .iter()
+                .filter(|f| r.has(f))
+                .map(|f| f.to_string())
+                .collect();
+            let first = flags.first()?;
+            let priority = if r.has("safety_risk") {
+                1
+            } else if r.has("contact_requested") && r.has("repeat_issue") {
+                2
+            } else {
+                3
+            };
+            Some(FollowUp {
+                id: r.id.clone(),
+                priority,
+                evidence: r.evidence(first).unwrap_or_default().to_string(),
+                flags,
+                event_time: r.event_time,
+                age_hours: (now - r.event_time).num_hours().max(0),
+                staff_id: r.staff_id.clone(),
+                location: r.location.clone(),
+                text: r.text.clone(),
+            })
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        a.priority
+            .cmp(&b.priority)
+            .then(b.event_time.cmp(&a.event_time))
+            .then(a.id.cmp(&b.id))
+    });
+    v
+}
+
+fn fatigue(rows: &[Row]) -> Fatigue {
+    let flag = "survey_fatigue";
+    let mut daily: BTreeMap<NaiveDate, (u64, u64)> = BTreeMap::new();
+    for r in rows {
+        let e = daily.entry(r.event_time.date_naive()).or_default();
+        e.0 += u64::from(r.has(flag));
+        e.1 += 1;
+    }
+    Fatigue {
+        overall: Rate::new(
+            rows.iter().filter(|r| r.has(flag)).count() as u64,
+            rows.len() as u64,
+        ),
+        daily: daily.into_iter().map(|(d, (k, n))| (d, k, n)).collect(),
+        examples: newest_first(rows)
+            .into_iter()
+            .filter(|r| r.has(flag))
+            .take(3)
+            .map(|r| example(r, flag))
+            .collect(),
+    }
+}
+
+/// The columns the report reads from `comments/`.
+const COLUMNS: [&str; 15] = [
+    "id",
+    "event_time",
+    "text",
+    "score",
+    "channel",
+    "staff_id",
+    "location",
+    "language",
+    "sentiment",
+    "blames_staff",
+    "blames_product",
+    "aspects",
+    "flag_evidence",
+    "theme_id",
+    "theme_label",
+];
+
+/// Reads every committed `comments/` file whose `dt=` day is in the window.
+pub fn read_comments(
+    root: &Path,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<Vec<Row>, ReportError> {
+    let dir = root.join("comments");
+    if !dir.is_dir() {
+        return Err(ReportError::NoComments(root.to_path_buf()));
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::Io { path, source }
+    };
+    let mut files = Vec::new();
+    for day in std::fs::read_dir(&dir).map_err(io(&dir))? {
+        let day = day.map_err(io(&dir))?;
+        let name = day.file_name().to_string_lossy().into_owned();
+        let Some(d) = name
+            .strip_prefix("dt=")
+            .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        else {
+            continue;
+        };
+        if since.is_some_and(|s| d < s) || until.is_some_and(|u| d > u) {
+            continue;
+        }
+        for f in std::fs::read_dir(day.path()).map_err(io(&day.path()))? {
+            let f = f.map_err(io(&day.path()))?;
+            let n = f.file_name().to_string_lossy().into_owned();
+            // Committed files only: temporary ones are hidden.
+            if n.ends_with(".parquet") && !n.starts_with('.') {
+                files.push(f.path());
+            }
+        }
+    }
+    files.sort();
+    let mut rows = Vec::new();
+    for path in files {
+        let perr = |e: &dyn std::fmt::Display| ReportError::Parquet {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let file = File::open(&path).map_err(io(&path))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
+        let schema = b.parquet_schema();
+        let wanted: Vec<usize> = (0..schema.root_schema().get_fields().len())
+            .filter(|&i| COLUMNS.contains(&schema.root_schema().get_fields()[i].name()))
+            .collect();
+        let mask = ProjectionMask::roots(schema, wanted);
+        let reader = b.with_projection(mask).build().map_err(|e| perr(&e))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| perr(&e))?;
+            rows.extend(rows_of(&batch));
+        }
+    }
+    // Theme labels drift as themes grow: use each theme's latest label.
+    let mut labels: HashMap<i32, (DateTime<Utc>, String)> = HashMap::new();
+    for r in &rows {
+        if let Some((id, l)) = &r.theme {
+            let e = labels.entry(*id).or_insert((r.event_time, l.clone()));
+            if r.event_time >= e.0 {
+                *e = (r.event_time, l.clone());
+            }
+        }
+    }
+    for r in &mut rows {
+        if let Some((id, l)) = &mut r.theme {
+            if let Some((_, latest)) = labels.get(id) {
+                l.clone_from(latest);
+            }
+        }
+    }
+    rows.sort_by(|a, b| a.event_time.cmp(&b.event_time).then(a.id.cmp(&b.id)));
+    Ok(rows)
+}
+
+fn rows_of(b: &RecordBatch) -> Vec<Row> {
+    let text = |name: &str, i: usize| -> Option<String> {
+        let c = b.column_by_name(name)?;
+        let s = c.as_string_opt::<i32>()?;
+        (!s.is_null(i)).then(|| s.value(i).to_string())
+    };
+    let boolean = |name: &str, i: usize| -> bool {
+        b.column_by_name(name)
+            .and_then(|c| c.as_boolean_opt().map(|a| !a.is_null(i) && a.value(i)))
+            .unwrap_or(false)
+    };
+    let times = b
+        .column_by_name("event_time")
+        .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+    let score = b
+        .column_by_name("score")
+        .and_then(|c| c.as_primitive_opt::<Float64Type>());
+    let theme_id = b
+        .column_by_name("theme_id")
+        .and_then(|c| c.as_primitive_opt::<Int32Type>());
+    let theme_label = b.column_by_name("theme_label").is_some();
+    (0..b.num_rows())
+        .map(|i| {
+            let mut flags = Vec::new();
+            if let Some(l) = b
+                .column_by_name("flag_evidence")
+                .and_then(|c| c.as_list_opt::<i32>())
+            {
+                if !l.is_null(i) {
+                    let v = l.value(i);
+                    if let Some(s) = v.as_struct_opt() {
+                        let f = s
+                            .column_by_name("flag")
+                            .and_then(|c| c.as_string_opt::<i32>());
+                        let t = s
+                            .column_by_name("text")
+                            .and_then(|c| c.as_string_opt::<i32>());
+                        if let (Some(f), Some(t)) = (f, t) {
+                            for j in 0..s.len() {
+                                flags.push((f.value(j).to_string(), t.value(j).to_string()));
+                            }
+                        }
+                    }
+                }
+            }
+            let mut blames_process = false;
+            if let Some(l) = b
+                .column_by_name("aspects")
+                .and_then(|c| c.as_list_opt::<i32>())
+            {
+                if !l.is_null(i) {
+                    let v = l.value(i);
+                    if let Some(s) = v.as_struct_opt() {
+                        let t = s
+                            .column_by_name("target")
+                            .and_then(|c| c.as_string_opt::<i32>());
+                        let p = s
+                            .column_by_name("polarity")
+                            .and_then(|c| c.as_string_opt::<i32>());
+                        if let (Some(t), Some(p)) = (t, p) {
+                            blames_process = (0..s.len())
+                                .any(|j| t.value(j) == "process" && p.value(j) == "negative");
+                        }
+                    }
+                }
+            }
+            let theme = theme_id.filter(|a| !a.is_null(i)).map(|a| {
+                (
+                    a.value(i),
+                    if theme_label {
+                        text("theme_label", i).unwrap_or_default()
+                    } else {
+                        String::new()
+                    },
+                )
+            });
+            Row {
+                id: text("id", i).unwrap_or_default(),
+                event_time: times
+                    .filter(|t| !t.is_null(i))
+                    .and_then(|t| DateTime::from_timestamp_micros(t.value(i)))
+                    .unwrap_or_default(),
+                text: text("text", i).unwrap_or_default(),
+                score: score.filter(|s| !s.is_null(i)).map(|s| s.value(i)),
+                channel: text("channel", i),
+                staff_id: text("staff_id", i),
+                location: text("location", i),
+                language: text("language", i),
+                sentiment: text("sentiment", i),
+                blames_staff: boolean("blames_staff", i),
+                blames_product: boolean("blames_product", i),
+                blames_process,
+                flags,
+                theme,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn wilson_matches_the_textbook_values() {
+        // 8 of 10: Wilson 95% = [0.4902, 0.9433] (Newcombe 1998, table I style).
+        let r = Rate::new(8, 10);
+        assert!(
+            (r.low - 0.4902).abs() < 1e-3 && (r.high - 0.9433).abs() < 1e-3,
+            "{r:?}"
+        );
+        let z = Rate::new(0, 20);
+        assert_eq!(z.low, 0.0);
+        assert!((z.high - 0.1611).abs() < 1e-3, "{z:?}");
+        assert_eq!(Rate::new(0, 0).high, 1.0);
+    }
+
+    fn row(id: &str, day: u32, staff: &str, sentiment: &str, blames_staff: bool) -> Row {
+        Row {
+            id: id.into(),
+            event_time: Utc.with_ymd_and_hms(2026, 10, day, 12, 0, 0).unwrap(),
+            text: format!("comment {id}"),
+            staff_id: Some(staff.into()),
+            sentiment: Some(sentiment.into()),
+            blames_staff,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn scorecard_corrects_for_product_complaints_and_never_ranks_thin_data() {
+        let mut rows = Vec::new();
+        for i in 0..12 {
+            // A: every comment negative, none aimed at staff.
+            let mut r = row(&format!("a{i}"), 1, "A", "negative", false);
+            r.blames_product = true;
+            rows.push(r);
+            // B: half negative, all of those at staff.
+            rows.push(row(
+                &format!("b{i}"),
+                1,
+                "B",
+                if i % 2 == 0 { "negative" } else { "positive" },
+                i % 2 == 0,
+            ));
+        }
+        rows.push(row("c0", 1, "C", "negative", true));
+        let s = scorecard(&rows, |r| r.staff_id.as_deref(), 10);
+        let get = |k: &str| s.iter().find(|r| r.key == k).unwrap();
+        assert_eq!(get("A").negative.rate, 1.0);
+        assert_eq!(get("A").corrected.rate, 0.0);
+        assert_eq!(get("A").rank, Some(1));
+        assert_eq!(get("B").rank, Some(2));
+        assert_eq!(get("C").rank, None, "one comment is not enough to rank");
+        assert_eq!(s.last().unwrap().key, "C");
+    }
+
+    #[test]
+    fn spikes_need_volume_and_a_jump_over_the_baseline() {
+        let first = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        assert_eq!(
+            spikes(&[1, 1, 1, 1, 1, 1, 1, 9], first),
+            vec![first + Duration::days(7)]
+        );
+        assert!(spikes(&[4, 4, 4, 4, 4, 4, 4, 6], first).is_empty());
+        assert_eq!(spikes(&[0, 5], first), vec![first + Duration::days(1)]);
+    }
+
+    #[test]
+    fn skewed_scores_get_a_note_and_the_queue_puts_safety_first() {
+        let mut rows = Vec::new();
+        for (i, s) in [0.0, 0.0, 10.0, 10.0, 10.0, 9.0, 1.0].iter().enumerate() {
+            let mut r = row(&format!("r{i}"), 1 + i as u32, "A", "neutral", false);
+            r.score = Some(*s);
+            rows.push(r);
+        }
+        rows[1]
+            .flags
+            .push(("contact_requested".into(), "call me".into()));
+        rows[2].flags.push(("safety_risk".into(), "sparks".into()));
+        rows[5]
+            .flags
+            .push(("contact_requested".into(), "call me".into()));
+        rows[5]
+            .flags
+            .push(("repeat_issue".into(), "third time".into()));
+        let rep = ReportBuilder::new("x")
+            .now(Utc.with_ymd_and_hms(2026, 10, 10, 0, 0, 0).unwrap())
+            .compute(&rows);
+        assert_eq!(rep.overview.scores.n, 7);
+        assert_eq!(rep.overview.scores.histogram.len(), 11);
+        assert!(rep.overview.scores.skew_note.is_some());
+        let q: Vec<(&str, u8)> = rep
+            .follow_up
+            .iter()
+            .map(|f| (f.id.as_str(), f.priority))
+            .collect();
+        assert_eq!(q, vec![("r2", 1), ("r5", 2), ("r1", 3)]);
+        // r2 was written on day 3 at noon; now is day 10 at midnight.
+        assert_eq!(rep.follow_up[0].age_hours, 6 * 24 + 12);
+    }
+}
