@@ -28,4 +28,13 @@ os.chmod(sys.argv[2], 0o755)
 PY
 fi
 "$CACHE/tools/tansu" --version >/dev/null
-echo "setup: ok (python: $CACHE/venv/bin/python, tansu: $CACHE/tools/tansu)"
+
+# 3. Chromium (Debian's package) renders the HTML report headless in tests/report.rs.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "setup: installing Debian's chromium"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version
+echo "setup: ok (python: $CACHE/venv/bin/python, tansu: $CACHE/tools/tansu, chromium: $(command -v chromium))"

@@ -89,6 +89,11 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("query it with DuckDB"), "{stdout}");
+    let page = dir.path().join("out/demo/report.html");
+    assert!(
+        stdout.contains(&page.display().to_string()) && page.is_file(),
+        "the demo ends by writing the report and printing its path: {stdout}"
+    );
 
     let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/duckdb/readme_queries.py");
@@ -205,4 +210,103 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
             assert_eq!((sent, asp), (n, n), "{r}");
         }
     }
+
+    report_matches_duckdb(&v, dir.path());
+}
+
+/// The report's numbers (its JSON, from verbatim's own Parquet reader) equal
+/// the README's DuckDB queries behind each section on the same files.
+fn report_matches_duckdb(v: &serde_json::Value, dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["report", "--format", "json", "--output-root"])
+        .arg(dir.join("out/demo"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {
+        let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+        assert!((a - b).abs() < 1e-9, "{what}: report {a} vs duckdb {b}");
+    };
+    // 1. Scores: the histogram's non-empty bins.
+    let hist: Vec<(String, i64)> = r["overview"]["scores"]["histogram"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_str().unwrap().to_string(), b[1].as_i64().unwrap()))
+        .filter(|b| b.1 > 0)
+        .collect();
+    let sql: Vec<(String, i64)> = v["report-scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b[0].as_i64().unwrap().to_string(), b[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(hist, sql);
+    // 2. Themes: counts and complaint shares of the top themes.
+    let themes: BTreeMap<i64, &serde_json::Value> = v["report-themes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t[0].as_i64().unwrap(), t))
+        .collect();
+    let top = r["themes"]["top"].as_array().unwrap();
+    assert!(!top.is_empty());
+    for t in top {
+        let q = themes[&t["id"].as_i64().unwrap()];
+        assert_eq!(t["count"], q[1]);
+        close(&t["complaint_share"]["staff"], &q[2], "staff share");
+        close(&t["complaint_share"]["product"], &q[3], "product share");
+        close(&t["complaint_share"]["process"], &q[4], "process share");
+    }
+    // 3. Scorecard: comments, both rates and both Wilson intervals, per staff id.
+    let card = r["scorecard"]["staff"].as_array().unwrap();
+    let sql = v["report-scorecard"].as_array().unwrap();
+    assert_eq!(card.len(), sql.len());
+    assert!(card.len() > 10, "the demo has staff ids");
+    for q in sql {
+        let s = card
+            .iter()
+            .find(|s| s["key"] == q[0])
+            .expect("staff id in the report");
+        assert_eq!(s["comments"], q[1]);
+        close(&s["negative"]["rate"], &q[2], "negative rate");
+        close(&s["negative"]["low"], &q[3], "negative low");
+        close(&s["negative"]["high"], &q[4], "negative high");
+        close(&s["corrected"]["rate"], &q[5], "aimed rate");
+        close(&s["corrected"]["low"], &q[6], "aimed low");
+        close(&s["corrected"]["high"], &q[7], "aimed high");
+    }
+    // 4. Solicitation per location.
+    for q in v["report-solicitation"].as_array().unwrap() {
+        let g = r["solicitation"]["by_location"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["key"] == q[0])
+            .expect("location in the report");
+        assert_eq!((&g["rate"]["k"], &g["rate"]["n"]), (&q[1], &q[2]));
+    }
+    // 5. The follow-up queue, in order.
+    let queue: Vec<(&str, i64)> = r["follow_up"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap(), f["priority"].as_i64().unwrap()))
+        .collect();
+    let sql: Vec<(&str, i64)> = v["report-follow-up"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f[0].as_str().unwrap(), f[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(queue, sql);
+    assert!(queue.iter().any(|q| q.1 == 1), "the demo has safety risks");
+    // 6. Survey fatigue per day: (day, complaining, comments), as the report
+    // and as DuckDB have them.
+    assert_eq!(r["fatigue"]["daily"], v["report-fatigue"]);
 }

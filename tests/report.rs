@@ -1,0 +1,240 @@
+//! The report as a reader sees it: the demo's HTML rendered by headless
+//! Chromium (Debian's `chromium`), every section present, no network request
+//! from the page, a screenshot taken (README's `docs/report.png`); and the
+//! fair scorecard on a fixture where one person's negatives are all about the
+//! product.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use verbatim::report::render::SECTIONS;
+
+fn required() -> bool {
+    std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1")
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn models_ready() -> bool {
+    let ok = repo()
+        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file();
+    assert!(
+        ok || !required(),
+        "model files missing: run `bash models/setup.sh`"
+    );
+    ok
+}
+
+fn chromium() -> Option<PathBuf> {
+    let bin = std::env::var_os("VERBATIM_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("chromium"));
+    let ok = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        assert!(!required(), "no chromium: run `bash .ci/setup.sh`");
+        eprintln!("skipping: no chromium (bash .ci/setup.sh installs Debian's)");
+        return None;
+    }
+    Some(bin)
+}
+
+fn verbatim(args: &[&str], root: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(args)
+        .arg(root)
+        .current_dir(repo())
+        .env("VERBATIM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "verbatim {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs headless Chromium over `page` with the flags CI uses, plus `extra`.
+fn chrome(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> String {
+    let out = Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// URLs the page itself asked for: the net log's request starts whose
+/// initiator is the page (Chromium's own background traffic has none).
+fn page_requests(net_log: &Path) -> Vec<String> {
+    let log: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(net_log).unwrap()).expect("a complete net log");
+    let mut urls = Vec::new();
+    for e in log["events"].as_array().expect("net log events") {
+        let p = &e["params"];
+        let (Some(url), Some(initiator)) = (p["url"].as_str(), p["initiator"].as_str()) else {
+            continue;
+        };
+        if initiator != "not an origin" && !url.starts_with("file:") && !url.starts_with("data:") {
+            urls.push(url.to_string());
+        }
+    }
+    urls
+}
+
+#[test]
+fn demo_report_renders_in_chromium_with_every_section_and_no_requests() {
+    let Some(bin) = chromium() else { return };
+    if !models_ready() {
+        eprintln!("skipping: run `bash models/setup.sh` (the demo embeds comments)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("demo");
+    let stdout = verbatim(&["demo", "--output-root"], &root);
+    let page = root.join("report.html");
+    assert!(
+        stdout.contains(&format!("{}", page.display())),
+        "the demo prints the report's path: {stdout}"
+    );
+
+    // The DOM after Chromium parsed and laid out the page.
+    let profile = dir.path().join("profile");
+    let dom = chrome(&bin, &profile, &page, &["--dump-dom".into()]);
+    for (id, title) in SECTIONS {
+        let at = dom
+            .find(&format!("<section id=\"{id}\">"))
+            .unwrap_or_else(|| panic!("section {id} missing"));
+        let body = &dom[at..];
+        let end = body.find("</section>").unwrap_or(body.len());
+        assert!(body[..end].contains(title), "{id} has no title");
+        assert!(end > 300, "section {id} is nearly empty: {}", &body[..end]);
+    }
+    assert!(dom.matches("<svg").count() >= 4, "charts are inline SVG");
+    assert!(dom.contains("not enough data") || dom.contains("<td>1</td>"));
+
+    // Screenshot with a network log: nothing may leave the page.
+    let shot = dir.path().join("report.png");
+    let net = dir.path().join("net.json");
+    chrome(
+        &bin,
+        &profile,
+        &page,
+        &[
+            format!("--screenshot={}", shot.display()),
+            "--window-size=1000,2400".into(),
+            format!("--log-net-log={}", net.display()),
+        ],
+    );
+    let requests = page_requests(&net);
+    assert!(requests.is_empty(), "the page made requests: {requests:?}");
+    let png = std::fs::read(&shot).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(
+        png.len() > 50_000,
+        "a blank screenshot? {} bytes",
+        png.len()
+    );
+    if std::env::var("VERBATIM_UPDATE_DOCS").is_ok_and(|v| v == "1") {
+        std::fs::create_dir_all(repo().join("docs")).unwrap();
+        std::fs::write(repo().join("docs/report.png"), &png).unwrap();
+    }
+}
+
+#[test]
+fn the_net_log_check_sees_a_page_that_fetches() {
+    // The check above must be able to fail: a page with an external image
+    // (no CSP) shows up as a request.
+    let Some(bin) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("leaky.html");
+    std::fs::write(
+        &page,
+        "<html><body><img src=\"http://report-test.invalid/pixel.png\"></body></html>",
+    )
+    .unwrap();
+    let net = dir.path().join("net.json");
+    chrome(
+        &bin,
+        &dir.path().join("profile"),
+        &page,
+        &[
+            format!("--screenshot={}", dir.path().join("s.png").display()),
+            format!("--log-net-log={}", net.display()),
+        ],
+    );
+    let requests = page_requests(&net);
+    assert!(
+        requests.iter().any(|u| u.contains("report-test.invalid")),
+        "{requests:?}"
+    );
+}
+
+#[test]
+fn product_complaints_do_not_count_against_the_person() {
+    if !models_ready() {
+        eprintln!("skipping: run `bash models/setup.sh`");
+        return;
+    }
+    // S-PRODUCT: 12 comments, all negative, all about the product (crashing
+    // apps, broken routers). S-RUDE: 10 of 12 are rude-staff complaints.
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    verbatim(
+        &[
+            "ingest",
+            "tests/fixtures/scorecard.jsonl",
+            "--pipeline",
+            "pipelines/demo.toml",
+            "--output-root",
+        ],
+        &root,
+    );
+    let json = verbatim(&["report", "--format", "json", "--output-root"], &root);
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let staff = r["scorecard"]["staff"].as_array().unwrap();
+    let get = |k: &str| {
+        staff
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap_or_else(|| panic!("{k} missing: {staff:?}"))
+    };
+    let rate = |s: &serde_json::Value, which: &str| s[which]["rate"].as_f64().unwrap();
+    let product = get("S-PRODUCT");
+    assert_eq!(product["comments"], 12);
+    assert!(rate(product, "negative") >= 0.75, "{product}");
+    assert!(rate(product, "corrected") <= 0.1, "{product}");
+    assert_eq!(
+        product["rank"], 1,
+        "fewest staff-aimed negatives ranks first"
+    );
+    let rude = get("S-RUDE");
+    assert!(rate(rude, "corrected") >= 0.6, "{rude}");
+    assert!(
+        rude["corrected"]["low"].as_f64().unwrap() > product["corrected"]["high"].as_f64().unwrap(),
+        "the intervals separate the two: {rude} {product}"
+    );
+    // Markdown carries the same rows.
+    let md = verbatim(&["report", "--format", "md", "--output-root"], &root);
+    assert!(md.contains("| 1 | S-PRODUCT | 12 |"), "{md}");
+}
