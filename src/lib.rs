@@ -33,4 +33,7 @@ pub mod pipeline;
 pub mod report;
 pub mod sink;
 pub mod source;
+pub mod theme_admin;
+pub mod theme_daily;
+pub mod theme_refit;
 pub mod train;

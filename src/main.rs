@@ -149,6 +149,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         min_comments: u64,
     },
+    /// Curate and refit the themes under an output root.
+    Themes {
+        #[command(subcommand)]
+        action: ThemesAction,
+    },
     /// Validate a pipeline file and print the resolved settings (secrets masked).
     Check {
         /// The pipeline file.
@@ -231,6 +236,11 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("demo failed")?;
             print_demo(&r);
+            let (daily, _) = verbatim::theme_daily::write_daily(&output_root)?;
+            println!(
+                "\nThemes over time (theme, day, counts, spike flag): {}",
+                daily.display()
+            );
             let page = render_report(&output_root, None, None, 10, ReportFormat::Html)?;
             let path = output_root.join("report.html");
             std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
@@ -239,6 +249,7 @@ async fn main() -> anyhow::Result<()> {
                 path.display()
             );
         }
+        Command::Themes { action } => run_themes(action)?,
         Command::Report {
             output_root,
             since,
@@ -477,6 +488,149 @@ async fn main() -> anyhow::Result<()> {
             println!("# {} is valid. Resolved settings:\n", pipeline.display());
             print!("{}", cfg.to_display_toml());
             println!("\n# pipeline_version = {:?}", cfg.version_tag());
+        }
+    }
+    Ok(())
+}
+
+/// `verbatim themes ...`.
+#[derive(Subcommand, Debug)]
+enum ThemesAction {
+    /// List every theme, largest first: id, comments, label.
+    List {
+        /// The job's output root.
+        #[arg(long)]
+        output_root: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one theme: label, comments, merged ids, top terms, exemplars.
+    Show {
+        /// Theme id (a merged-away id shows the theme that took it in).
+        id: u32,
+        /// The job's output root.
+        #[arg(long)]
+        output_root: PathBuf,
+    },
+    /// Give a theme a label of your own; refits and relabelling keep it.
+    Rename {
+        /// Theme id.
+        id: u32,
+        /// The new label.
+        label: String,
+        /// The job's output root.
+        #[arg(long)]
+        output_root: PathBuf,
+    },
+    /// Merge theme B into theme A; B's id then stands for A.
+    Merge {
+        /// The theme that stays.
+        a: u32,
+        /// The theme merged into it.
+        b: u32,
+        /// The job's output root.
+        #[arg(long)]
+        output_root: PathBuf,
+    },
+    /// Re-cluster the stored embeddings as a batch job, keep the ids that
+    /// survive, mint new ones, record merges and splits, and write a new
+    /// model version; running jobs take it over at their next commit.
+    Refit {
+        /// The job's output root (comments/ with embeddings, themes/).
+        #[arg(long)]
+        output_root: PathBuf,
+        /// Pipeline whose [themes] settings to use when there is no model yet.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild theme_daily/ (theme, day, counts, sentiment mix, complaint
+    /// shares, spike flag) from comments/.
+    Daily {
+        /// The job's output root.
+        #[arg(long)]
+        output_root: PathBuf,
+    },
+}
+
+fn run_themes(action: ThemesAction) -> anyhow::Result<()> {
+    use verbatim::theme_admin;
+    let print = |t: &theme_admin::ThemeInfo| {
+        println!(
+            "theme {}: {} ({} comments){}",
+            t.id,
+            t.label,
+            t.comments,
+            if t.curated { ", renamed" } else { "" }
+        );
+        if !t.merged.is_empty() {
+            println!("  merged in: {:?}", t.merged);
+        }
+        let terms: Vec<String> = t
+            .top_terms
+            .iter()
+            .map(|(k, n)| format!("{k} ({n})"))
+            .collect();
+        println!("  top terms: {}", terms.join(", "));
+        for e in &t.exemplars {
+            println!("  - {e}");
+        }
+    };
+    match action {
+        ThemesAction::List { output_root, json } => {
+            let all = theme_admin::list(&output_root)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:>6}  {:>8}  label", "id", "comments");
+                for t in &all {
+                    println!(
+                        "{:>6}  {:>8}  {}{}",
+                        t.id,
+                        t.comments,
+                        t.label,
+                        if t.curated { " (renamed)" } else { "" }
+                    );
+                }
+            }
+        }
+        ThemesAction::Show { id, output_root } => print(&theme_admin::show(&output_root, id)?),
+        ThemesAction::Rename {
+            id,
+            label,
+            output_root,
+        } => {
+            print(&theme_admin::rename(&output_root, id, &label)?);
+        }
+        ThemesAction::Merge { a, b, output_root } => {
+            print(&theme_admin::merge(&output_root, a, b)?)
+        }
+        ThemesAction::Refit {
+            output_root,
+            pipeline,
+            json,
+        } => {
+            let cfg = match &pipeline {
+                Some(p) => load(p)?.themes,
+                None => verbatim::config::ThemesConfig::default(),
+            };
+            let s = verbatim::theme_refit::refit(&output_root, &cfg)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                println!(
+                    "refit: {} comments, {} themes -> {} (kept {}, new {}, retired {}, merges {}, splits {}); {:.1}% of comments kept their theme id; outliers {:.1}%; wrote {}",
+                    s.comments, s.themes_before, s.themes_after, s.kept, s.new.len(), s.retired.len(), s.merges.len(), s.splits.len(),
+                    s.retention * 100.0, s.outlier_share * 100.0, s.path.display()
+                );
+            }
+        }
+        ThemesAction::Daily { output_root } => {
+            let (path, rows) = verbatim::theme_daily::write_daily(&output_root)?;
+            println!("wrote {} ({rows} rows)", path.display());
         }
     }
     Ok(())

@@ -73,34 +73,18 @@ fn banking77_online_themes_match_the_batch_baseline() {
 }
 
 fn themes_by_id(dir: &Path) -> HashMap<String, i32> {
-    let mut out = HashMap::new();
-    let mut stack = vec![dir.join("comments")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                for b in r {
-                    let b = b.unwrap();
-                    let ids = b.column_by_name("id").unwrap();
-                    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
-                    let th = b.column_by_name("theme_id").unwrap();
-                    let th = th.as_any().downcast_ref::<Int32Array>().unwrap();
-                    for i in 0..b.num_rows() {
-                        if th.is_valid(i) {
-                            out.insert(ids.value(i).to_string(), th.value(i));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
+    theme_rows(dir)
+        .into_iter()
+        .filter_map(|(id, t, _)| t.map(|t| (id, t)))
+        .collect()
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 fn ingest(file: &Path, out: &Path) {
@@ -122,11 +106,7 @@ fn ingest(file: &Path, out: &Path) {
 #[test]
 fn restart_keeps_theme_ids() {
     let Some(data) = ready() else { return };
-    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&data)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let rows = jsonl(&data);
     let dir = tempfile::tempdir().unwrap();
     // Five intents' worth of comments (the file is sorted by intent), then
     // every 25th of them again under new ids, plus comments of new intents.
@@ -177,4 +157,207 @@ fn restart_keeps_theme_ids() {
     }
     let again = r.keys().filter(|k| k.starts_with("again-")).count();
     assert!(again >= 20, "only {again} repeated comments had a theme");
+}
+
+/// Every `(id, theme_id, theme_label)` under `dir/comments`.
+fn theme_rows(dir: &Path) -> Vec<(String, Option<i32>, Option<String>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.join("comments")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                for b in r {
+                    let b = b.unwrap();
+                    let col = |n: &str| b.column_by_name(n).unwrap().clone();
+                    let (ids, th, lb) = (col("id"), col("theme_id"), col("theme_label"));
+                    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+                    let th = th.as_any().downcast_ref::<Int32Array>().unwrap();
+                    let lb = lb.as_any().downcast_ref::<StringArray>().unwrap();
+                    for i in 0..b.num_rows() {
+                        out.push((
+                            ids.value(i).to_string(),
+                            th.is_valid(i).then(|| th.value(i)),
+                            lb.is_valid(i).then(|| lb.value(i).to_string()),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn json_of(out: std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Issue 5: a refit on the same data keeps the ids (≥ 90% of comments stay
+/// on their theme id); analysts' renames and merges survive the next refit;
+/// a job started afterwards takes the new version over; theme_daily/ and the
+/// themes/ snapshot are written.
+#[test]
+fn refit_keeps_ids_curation_survives_and_jobs_take_the_new_version() {
+    let Some(data) = ready() else { return };
+    let rows = jsonl(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    // 1,280 comments from across the 77 intents (20 batches of 64).
+    let first: Vec<&serde_json::Value> = rows.iter().step_by(7).take(1280).collect();
+    let a = dir.path().join("a.jsonl");
+    std::fs::write(
+        &a,
+        first
+            .iter()
+            .map(|r| r.to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    ingest(&a, &out);
+    let o = out.to_str().unwrap();
+
+    let s = json_of(verbatim(&["themes", "refit", "--json", "--output-root", o]));
+    let retention = s["retention"].as_f64().unwrap();
+    eprintln!("refit 1: {s}");
+    assert!(
+        retention >= 0.9,
+        "refit kept only {retention:.3} of comments on their id"
+    );
+    assert_eq!(s["version"], 1);
+    assert!(s["themes_after"].as_u64().unwrap() > 20);
+
+    // Curate: rename the largest theme, merge the second into it.
+    let list = json_of(verbatim(&["themes", "list", "--json", "--output-root", o]));
+    let (ta, tb) = (
+        list[0]["id"].as_u64().unwrap(),
+        list[1]["id"].as_u64().unwrap(),
+    );
+    let (ta_s, tb_s) = (ta.to_string(), tb.to_string());
+    verbatim(&[
+        "themes",
+        "rename",
+        &ta_s,
+        "Card questions (curated)",
+        "--output-root",
+        o,
+    ]);
+    verbatim(&["themes", "merge", &ta_s, &tb_s, "--output-root", o]);
+
+    // A second refit keeps the curation and, again, the ids.
+    let s2 = json_of(verbatim(&["themes", "refit", "--json", "--output-root", o]));
+    eprintln!("refit 2: {s2}");
+    assert_eq!(s2["version"], 2);
+    assert!(s2["retention"].as_f64().unwrap() >= 0.9, "{s2}");
+    let shown =
+        String::from_utf8(verbatim(&["themes", "show", &tb_s, "--output-root", o]).stdout).unwrap();
+    assert!(
+        shown.starts_with(&format!("theme {ta}: Card questions (curated)")),
+        "merged id {tb} shows theme {ta} with the curated label: {shown}"
+    );
+
+    // A job started now takes version 2 over: the same comments again are
+    // written with the refitted ids, B's comments under A with A's label.
+    let before: HashMap<String, Option<i32>> = theme_rows(&out)
+        .into_iter()
+        .map(|(id, t, _)| (id, t))
+        .collect();
+    let again: Vec<String> = first
+        .iter()
+        .map(|r| serde_json::json!({"id": format!("again-{}", r["id"].as_str().unwrap()), "text": r["text"]}).to_string())
+        .collect();
+    let b = dir.path().join("b.jsonl");
+    std::fs::write(&b, again.join("\n")).unwrap();
+    ingest(&b, &out);
+    let after = theme_rows(&out);
+    let (mut from_b, mut to_a, mut labelled) = (0, 0, 0);
+    for (id, theme, label) in &after {
+        let Some(orig) = id.strip_prefix("again-") else {
+            continue;
+        };
+        if before.get(orig).copied().flatten() == Some(tb as i32) {
+            from_b += 1;
+            if *theme == Some(ta as i32) {
+                to_a += 1;
+                labelled += usize::from(label.as_deref() == Some("Card questions (curated)"));
+            }
+            assert_ne!(*theme, Some(tb as i32), "{id} went to the merged-away id");
+        }
+    }
+    assert!(from_b > 5, "theme {tb} had {from_b} comments");
+    assert!(
+        to_a * 10 >= from_b * 8,
+        "{to_a} of {from_b} of B's comments went to A"
+    );
+    assert_eq!(labelled, to_a, "A's rows carry the curated label");
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("themes/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["version"], 2,
+        "the job took the refitted version over"
+    );
+
+    // themes/ snapshot and theme_daily/.
+    let snap = ParquetRecordBatchReaderBuilder::try_new(
+        File::open(out.join("themes/themes.parquet")).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap())
+    .collect::<Vec<_>>();
+    let mut merged_row = false;
+    for b in &snap {
+        let ids = b
+            .column_by_name("theme_id")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .clone();
+        let into = b
+            .column_by_name("merged_into")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap()
+            .clone();
+        for i in 0..b.num_rows() {
+            if ids.value(i) == tb as i32 {
+                merged_row = into.is_valid(i) && into.value(i) == ta as i32;
+            }
+        }
+    }
+    assert!(merged_row, "the snapshot maps {tb} to {ta}");
+    verbatim(&["themes", "daily", "--output-root", o]);
+    let daily = ParquetRecordBatchReaderBuilder::try_new(
+        File::open(out.join("theme_daily/theme_daily.parquet")).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .map(|b| b.unwrap())
+    .collect::<Vec<_>>();
+    let total: i64 = daily
+        .iter()
+        .map(|b| {
+            let c = b.column_by_name("comments").unwrap();
+            let c = c
+                .as_any()
+                .downcast_ref::<arrow::array::Int64Array>()
+                .unwrap();
+            c.values().iter().sum::<i64>()
+        })
+        .sum();
+    let themed = theme_rows(&out).iter().filter(|r| r.1.is_some()).count() as i64;
+    assert_eq!(
+        total, themed,
+        "theme_daily counts every comment with a theme"
+    );
 }

@@ -15,6 +15,7 @@ pub mod language;
 pub mod model;
 pub mod redact;
 pub mod theme_labels;
+pub mod theme_store;
 pub mod themes;
 pub mod tokenize;
 

@@ -20,13 +20,14 @@
 //! so a restart keeps every id.
 
 use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::encoder::normalize;
 use super::theme_labels::{labels, TermCounts};
+use super::theme_store::ThemeStore;
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
 use crate::config::ThemesConfig;
@@ -46,6 +47,59 @@ pub struct Theme {
     pub terms: TermCounts,
     /// Up to three members closest to the centroid when they joined: `(similarity, text)`.
     pub exemplars: Vec<(f32, String)>,
+    /// A label an analyst gave it (`verbatim themes rename`); wins over `label`.
+    #[serde(default)]
+    pub curated_label: Option<String>,
+}
+
+impl Theme {
+    /// An empty theme with this id.
+    pub fn empty(id: u32, dim: usize) -> Self {
+        Self {
+            id,
+            label: String::new(),
+            count: 0,
+            sum: vec![0.0; dim],
+            terms: TermCounts::default(),
+            exemplars: Vec::new(),
+            curated_label: None,
+        }
+    }
+
+    /// The label to show: the analyst's, else the c-TF-IDF one.
+    pub fn shown_label(&self) -> &str {
+        self.curated_label.as_deref().unwrap_or(&self.label)
+    }
+
+    /// Folds `other`'s members into this theme.
+    fn absorb(&mut self, other: Theme) {
+        self.count += other.count;
+        self.sum
+            .iter_mut()
+            .zip(&other.sum)
+            .for_each(|(s, x)| *s += x);
+        for (term, c) in other.terms.counts {
+            *self.terms.counts.entry(term).or_default() += c;
+        }
+        self.terms.words += other.terms.words;
+        self.exemplars.extend(other.exemplars);
+        self.exemplars.sort_by(|a, b| b.0.total_cmp(&a.0));
+        self.exemplars.truncate(3);
+    }
+}
+
+/// What analysts changed (`verbatim themes rename|merge`), kept apart from
+/// the model in `themes/curation.json` so that it survives refits and a
+/// running job picks it up at its next commit.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Curation {
+    /// Label per theme id.
+    #[serde(default)]
+    pub renames: std::collections::BTreeMap<u32, String>,
+    /// `[from, into]`: `from`'s comments belong to `into` from now on.
+    #[serde(default)]
+    pub merges: Vec<[u32; 2]>,
 }
 
 /// Where a comment went.
@@ -71,6 +125,13 @@ pub struct ThemeModel {
     since_cluster: usize,
     next_id: u32,
     dim: usize,
+    /// The model version this state descends from (`verbatim themes refit`
+    /// writes new ones; 0: never refitted).
+    #[serde(default)]
+    version: u64,
+    /// Merged-away ids and the theme that took them in.
+    #[serde(default)]
+    aliases: std::collections::BTreeMap<u32, u32>,
 }
 
 impl ThemeModel {
@@ -84,12 +145,122 @@ impl ThemeModel {
             since_cluster: 0,
             next_id: 1,
             dim,
+            version: 0,
+            aliases: Default::default(),
         }
+    }
+
+    /// A model version made by a refit: these themes, ids from `next_id` on
+    /// for new ones, the aliases so far.
+    pub fn from_refit(
+        cfg: ThemesConfig,
+        dim: usize,
+        themes: Vec<Theme>,
+        next_id: u32,
+        version: u64,
+        aliases: std::collections::BTreeMap<u32, u32>,
+    ) -> Self {
+        let mut m = Self::new(cfg, dim);
+        m.themes = themes;
+        m.next_id = next_id;
+        m.version = version;
+        m.aliases = aliases;
+        m.rebuild_centroids();
+        m
     }
 
     /// The themes, in creation order.
     pub fn themes(&self) -> &[Theme] {
         &self.themes
+    }
+
+    /// The vector size.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The next id a new theme gets.
+    pub fn next_id(&self) -> u32 {
+        self.next_id
+    }
+
+    /// The model version (0: never refitted).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// Merged-away ids and where they went.
+    pub fn aliases(&self) -> &std::collections::BTreeMap<u32, u32> {
+        &self.aliases
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ThemesConfig {
+        &self.cfg
+    }
+
+    /// The theme an id now stands for (following merges).
+    pub fn resolve(&self, mut id: u32) -> u32 {
+        for _ in 0..64 {
+            match self.aliases.get(&id) {
+                Some(&to) if to != id => id = to,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Theme `id` (after merges).
+    pub fn theme(&self, id: u32) -> Option<&Theme> {
+        let id = self.resolve(id);
+        self.themes.iter().find(|t| t.id == id)
+    }
+
+    /// Folds theme `from` into theme `into`; `from`'s id then resolves to `into`.
+    pub fn merge(&mut self, from: u32, into: u32) -> Result<(), String> {
+        let (from, into) = (self.resolve(from), self.resolve(into));
+        if from == into {
+            return Err(format!("themes {from} and {into} are already one theme"));
+        }
+        let fi = self.themes.iter().position(|t| t.id == from);
+        let ii = self.themes.iter().position(|t| t.id == into);
+        let (Some(fi), Some(_)) = (fi, ii) else {
+            return Err(format!(
+                "no theme {} in the model",
+                if fi.is_none() { from } else { into }
+            ));
+        };
+        let gone = self.themes.remove(fi);
+        if let Some(t) = self.themes.iter_mut().find(|t| t.id == into) {
+            t.absorb(gone);
+        }
+        self.aliases.insert(from, into);
+        self.rebuild_centroids();
+        Ok(())
+    }
+
+    /// Applies analysts' merges and renames (idempotent).
+    pub fn apply(&mut self, c: &Curation) {
+        for [from, into] in &c.merges {
+            if self.resolve(*from) != self.resolve(*into) {
+                if let Err(e) = self.merge(*from, *into) {
+                    tracing::warn!(from, into, "theme curation: {e}");
+                }
+            }
+        }
+        for t in &mut self.themes {
+            t.curated_label = c.renames.get(&t.id).cloned();
+        }
+    }
+
+    /// Takes over a newer model version: its themes and ids; this job's
+    /// novelty buffer stays (its comments are still unassigned).
+    pub fn adopt(&mut self, newer: ThemeModel) {
+        self.themes = newer.themes;
+        self.next_id = self.next_id.max(newer.next_id);
+        self.version = newer.version;
+        self.aliases = newer.aliases;
+        self.rebuild_centroids();
     }
 
     fn rebuild_centroids(&mut self) {
@@ -168,43 +339,12 @@ impl ThemeModel {
         if n < self.cfg.min_theme_size.max(2) {
             return;
         }
-        let items: Vec<&Vec<f32>> = self.buffer.iter().map(|(v, _)| v).collect();
-        let mut condensed = Vec::with_capacity(n * (n - 1) / 2);
-        for i in 0..n {
-            for j in i + 1..n {
-                let dot: f32 = items[i].iter().zip(items[j]).map(|(a, b)| a * b).sum();
-                condensed.push((1.0 - dot).max(0.0));
-            }
-        }
-        let dendro = kodama::linkage(&mut condensed, n, kodama::Method::Average);
-        // Cut: union the merges below the distance (steps come in order).
-        let mut parent: Vec<usize> = (0..2 * n).collect();
-        fn find(p: &mut [usize], mut x: usize) -> usize {
-            while p[x] != x {
-                p[x] = p[p[x]];
-                x = p[x];
-            }
-            x
-        }
-        for (s, step) in dendro.steps().iter().enumerate() {
-            if step.dissimilarity > self.cfg.cluster_distance {
-                break;
-            }
-            let new = n + s;
-            let a = find(&mut parent, step.cluster1);
-            let b = find(&mut parent, step.cluster2);
-            parent[a] = new;
-            parent[b] = new;
-        }
-        let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
-        for i in 0..n {
-            let r = find(&mut parent, i);
-            groups.entry(r).or_default().push(i);
-        }
+        let items: Vec<&[f32]> = self.buffer.iter().map(|(v, _)| v.as_slice()).collect();
+        let groups = clusters_below(&items, self.cfg.cluster_distance);
         let mut taken = vec![false; n];
         let mut changed = false;
         let min_size = self.cfg.min_theme_size;
-        for members in groups.values().filter(|m| m.len() >= min_size) {
+        for members in groups.iter().filter(|m| m.len() >= min_size) {
             let mut sum = vec![0f32; self.dim];
             for &i in members {
                 sum.iter_mut()
@@ -216,14 +356,7 @@ impl ThemeModel {
             let k = match self.nearest(&c) {
                 Some((k, sim)) if sim >= self.cfg.join_similarity => k,
                 _ => {
-                    self.themes.push(Theme {
-                        id: self.next_id,
-                        label: String::new(),
-                        count: 0,
-                        sum: vec![0.0; self.dim],
-                        terms: TermCounts::default(),
-                        exemplars: Vec::new(),
-                    });
+                    self.themes.push(Theme::empty(self.next_id, self.dim));
                     self.next_id += 1;
                     self.centroids.extend(&c);
                     self.themes.len() - 1
@@ -257,32 +390,15 @@ impl ThemeModel {
         }
     }
 
-    /// The label of theme `id`.
+    /// The label of theme `id` (the analyst's when renamed).
     pub fn label(&self, id: u32) -> Option<&str> {
-        self.themes
-            .iter()
-            .find(|t| t.id == id)
-            .map(|t| t.label.as_str())
+        self.theme(id).map(Theme::shown_label)
     }
 
     /// Saves the state to `path` atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension("json.tmp");
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            crate::sink::files::fsync_dir(dir)?;
-        }
-        Ok(())
+        super::theme_store::write_atomic(path, &bytes)
     }
 
     /// Loads a saved state.
@@ -294,38 +410,73 @@ impl ThemeModel {
     }
 }
 
+/// Average-linkage clusters of unit vectors (the `kodama` crate), cut where
+/// the cosine distance between clusters passes `cut`: groups of indices into
+/// `items`, singletons included.
+pub fn clusters_below(items: &[&[f32]], cut: f32) -> Vec<Vec<usize>> {
+    let n = items.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let mut condensed = Vec::with_capacity(n * (n - 1) / 2);
+    for i in 0..n {
+        for j in i + 1..n {
+            let dot: f32 = items[i].iter().zip(items[j]).map(|(a, b)| a * b).sum();
+            condensed.push((1.0 - dot).max(0.0));
+        }
+    }
+    let dendro = kodama::linkage(&mut condensed, n, kodama::Method::Average);
+    // Union the merges below the distance (steps come in order).
+    let mut parent: Vec<usize> = (0..2 * n).collect();
+    fn find(p: &mut [usize], mut x: usize) -> usize {
+        while p[x] != x {
+            p[x] = p[p[x]];
+            x = p[x];
+        }
+        x
+    }
+    for (s, step) in dendro.steps().iter().enumerate() {
+        if step.dissimilarity > cut {
+            break;
+        }
+        let a = find(&mut parent, step.cluster1);
+        let b = find(&mut parent, step.cluster2);
+        parent[a] = n + s;
+        parent[b] = n + s;
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for i in 0..n {
+        let r = find(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
 /// The stage: assigns every embedded comment in a language the model reads.
 pub struct ThemeOperator {
     model: ThemeModel,
-    state: PathBuf,
+    store: ThemeStore,
+    curation_at: Option<std::time::SystemTime>,
     languages: Vec<String>,
     labels: std::collections::HashMap<u32, Arc<str>>,
 }
 
 impl ThemeOperator {
-    /// A stage whose state lives in `<root>/themes/state.json` (loaded when
-    /// present, so ids survive restarts).
+    /// A stage whose state lives under `<root>/themes/` (see
+    /// [`ThemeStore`]): loaded when present, so ids survive restarts.
     pub fn open(
         cfg: &ThemesConfig,
         root: &Path,
         dim: usize,
         languages: &[String],
     ) -> Result<Self, OperatorError> {
-        let state = root.join("themes").join("state.json");
-        let model = if state.is_file() {
-            ThemeModel::load(&state).map_err(|e| OperatorError::Failed {
-                operator: "themes".into(),
-                message: format!(
-                    "{}: {e}. Fix: restore it, or move it away to start themes afresh",
-                    state.display()
-                ),
-            })?
-        } else {
-            ThemeModel::new(cfg.clone(), dim)
-        };
+        let store = ThemeStore::new(root);
+        let curation_at = store.curation_changed_at();
+        let model = store.load_model(cfg, dim).map_err(store_failed)?;
         Ok(Self {
             model,
-            state,
+            store,
+            curation_at,
             languages: languages.to_vec(),
             labels: Default::default(),
         })
@@ -365,14 +516,28 @@ impl Operator for ThemeOperator {
     }
 
     fn before_commit(&mut self) -> Result<(), OperatorError> {
+        // A refit or an analyst's rename/merge since the last commit?
+        let curation_at = self.store.curation_changed_at();
+        let newer = self
+            .store
+            .latest_version()
+            .map_err(store_failed)?
+            .is_some_and(|v| v > self.model.version());
+        if newer || curation_at != self.curation_at {
+            self.store.refresh(&mut self.model).map_err(store_failed)?;
+            self.curation_at = curation_at;
+        }
         self.model.relabel();
         self.labels.clear();
-        self.model
-            .save(&self.state)
-            .map_err(|e| OperatorError::Failed {
-                operator: "themes".into(),
-                message: format!("saving {}: {e}", self.state.display()),
-            })
+        self.store.save_state(&self.model).map_err(store_failed)?;
+        self.store.write_snapshot(&self.model).map_err(store_failed)
+    }
+}
+
+fn store_failed(e: super::theme_store::StoreError) -> OperatorError {
+    OperatorError::Failed {
+        operator: "themes".into(),
+        message: e.to_string(),
     }
 }
 

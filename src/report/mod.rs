@@ -833,12 +833,13 @@ const COLUMNS: [&str; 15] = [
     "theme_label",
 ];
 
-/// Reads every committed `comments/` file whose `dt=` day is in the window.
-pub fn read_comments(
+/// The committed `comments/` files whose `dt=` day is in the window, in
+/// name order (temporary files are hidden and skipped).
+pub fn committed_files(
     root: &Path,
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
-) -> Result<Vec<Row>, ReportError> {
+) -> Result<Vec<PathBuf>, ReportError> {
     let dir = root.join("comments");
     if !dir.is_dir() {
         return Err(ReportError::NoComments(root.to_path_buf()));
@@ -870,6 +871,20 @@ pub fn read_comments(
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Reads every committed `comments/` file whose `dt=` day is in the window.
+pub fn read_comments(
+    root: &Path,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<Vec<Row>, ReportError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ReportError::Io { path, source }
+    };
+    let files = committed_files(root, since, until)?;
     let mut rows = Vec::new();
     for path in files {
         let perr = |e: &dyn std::fmt::Display| ReportError::Parquet {

@@ -1,0 +1,215 @@
+//! `verbatim themes list|show|rename|merge`: analysts curate the themes.
+//!
+//! Renames and merges go to `themes/curation.json`, never into the job's
+//! state: a running job applies them at its next commit, a refit keeps them
+//! (they are keyed by theme id, and merged ids resolve to the theme that took
+//! them in), and `themes/themes.parquet` is rewritten at once.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::ThemesConfig;
+use crate::nlp::theme_store::{StoreError, ThemeStore};
+use crate::nlp::themes::ThemeModel;
+
+/// Errors of the curation commands.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The theme files could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The output root has no theme model yet.
+    #[error("{0}: no themes/ model yet. Fix: run the job (with [nlp] and themes.enabled) or `verbatim themes refit` first")]
+    NoModel(PathBuf),
+    /// No theme with that id.
+    #[error("no theme {id} under {root}. Fix: pick an id from `verbatim themes list --output-root {root}`")]
+    NoTheme {
+        /// The id asked for.
+        id: u32,
+        /// The output root.
+        root: String,
+    },
+    /// The merge would do nothing.
+    #[error("themes {0} and {1} are already one theme")]
+    SameTheme(u32, u32),
+}
+
+/// One theme as the commands show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThemeInfo {
+    /// Id.
+    pub id: u32,
+    /// The label shown (the analyst's when renamed).
+    pub label: String,
+    /// Renamed by an analyst.
+    pub curated: bool,
+    /// Comments that joined it.
+    pub comments: u64,
+    /// Ids merged into it.
+    pub merged: Vec<u32>,
+    /// Representative comments.
+    pub exemplars: Vec<String>,
+    /// Most frequent terms with their counts.
+    pub top_terms: Vec<(String, u32)>,
+}
+
+fn model(root: &Path) -> Result<(ThemeStore, ThemeModel), AdminError> {
+    let store = ThemeStore::new(root);
+    if !store.state_path().is_file() && store.latest_version()?.is_none() {
+        return Err(AdminError::NoModel(root.to_path_buf()));
+    }
+    let m = store.load_model(&ThemesConfig::default(), 0)?;
+    Ok((store, m))
+}
+
+fn info(m: &ThemeModel, id: u32) -> Option<ThemeInfo> {
+    let t = m.theme(id)?;
+    let mut terms: Vec<(String, u32)> = t
+        .terms
+        .counts
+        .iter()
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    terms.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    terms.truncate(10);
+    Some(ThemeInfo {
+        id: t.id,
+        label: t.shown_label().to_string(),
+        curated: t.curated_label.is_some(),
+        comments: t.count,
+        merged: m
+            .aliases()
+            .keys()
+            .filter(|&&a| m.resolve(a) == t.id)
+            .copied()
+            .collect(),
+        exemplars: t.exemplars.iter().map(|(_, x)| x.clone()).collect(),
+        top_terms: terms,
+    })
+}
+
+/// Every theme, largest first.
+pub fn list(root: &Path) -> Result<Vec<ThemeInfo>, AdminError> {
+    let (_, m) = model(root)?;
+    let mut v: Vec<ThemeInfo> = m.themes().iter().filter_map(|t| info(&m, t.id)).collect();
+    v.sort_by(|a, b| b.comments.cmp(&a.comments).then(a.id.cmp(&b.id)));
+    Ok(v)
+}
+
+/// One theme (a merged-away id shows the theme that took it in).
+pub fn show(root: &Path, id: u32) -> Result<ThemeInfo, AdminError> {
+    let (_, m) = model(root)?;
+    info(&m, id).ok_or_else(|| AdminError::NoTheme {
+        id,
+        root: root.display().to_string(),
+    })
+}
+
+/// Gives theme `id` a label that refits and relabelling keep.
+pub fn rename(root: &Path, id: u32, label: &str) -> Result<ThemeInfo, AdminError> {
+    let (store, mut m) = model(root)?;
+    let Some(t) = m.theme(id) else {
+        return Err(AdminError::NoTheme {
+            id,
+            root: root.display().to_string(),
+        });
+    };
+    let id = t.id;
+    let mut c = store.curation()?;
+    c.renames.insert(id, label.trim().to_string());
+    store.save_curation(&c)?;
+    m.apply(&c);
+    store.write_snapshot(&m)?;
+    info(&m, id).ok_or(AdminError::NoTheme {
+        id,
+        root: root.display().to_string(),
+    })
+}
+
+/// Merges theme `b` into theme `a`: `b`'s comments count as `a` from now on.
+pub fn merge(root: &Path, a: u32, b: u32) -> Result<ThemeInfo, AdminError> {
+    let (store, mut m) = model(root)?;
+    for id in [a, b] {
+        if m.theme(id).is_none() {
+            return Err(AdminError::NoTheme {
+                id,
+                root: root.display().to_string(),
+            });
+        }
+    }
+    let (ra, rb) = (m.resolve(a), m.resolve(b));
+    if ra == rb {
+        return Err(AdminError::SameTheme(a, b));
+    }
+    let mut c = store.curation()?;
+    c.merges.push([rb, ra]);
+    store.save_curation(&c)?;
+    m.apply(&c);
+    store.write_snapshot(&m)?;
+    info(&m, ra).ok_or(AdminError::NoTheme {
+        id: ra,
+        root: root.display().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlp::encoder::normalize;
+
+    fn v(k: usize, j: f32) -> Vec<f32> {
+        let mut x = vec![0.01 * j; 8];
+        x[k] = 1.0;
+        normalize(&mut x);
+        x
+    }
+
+    #[test]
+    fn rename_and_merge_are_kept_apart_from_the_state_and_survive_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ThemesConfig {
+            cluster_every: 6,
+            ..ThemesConfig::default()
+        };
+        let mut m = ThemeModel::new(cfg, 8);
+        for i in 0..6 {
+            m.assign(
+                &v(i % 2, i as f32),
+                if i % 2 == 0 {
+                    "card arrived late"
+                } else {
+                    "refund missing"
+                },
+            );
+        }
+        assert_eq!(m.themes().len(), 2);
+        let store = ThemeStore::new(dir.path());
+        store.save_state(&m).unwrap();
+        let state_before = std::fs::read(store.state_path()).unwrap();
+        let ids: Vec<u32> = list(dir.path()).unwrap().iter().map(|t| t.id).collect();
+        let r = rename(dir.path(), ids[0], "Card delivery").unwrap();
+        assert!(r.curated && r.label == "Card delivery");
+        let merged = merge(dir.path(), ids[0], ids[1]).unwrap();
+        assert_eq!(merged.merged, vec![ids[1]]);
+        assert_eq!(merged.comments, 6);
+        assert_eq!(
+            std::fs::read(store.state_path()).unwrap(),
+            state_before,
+            "the job's state is not touched"
+        );
+        // A job loading the model sees both, and the merged id resolves.
+        let back = store.load_model(&ThemesConfig::default(), 8).unwrap();
+        assert_eq!(back.themes().len(), 1);
+        assert_eq!(back.label(ids[1]), Some("Card delivery"));
+        assert!(matches!(
+            merge(dir.path(), ids[0], ids[1]),
+            Err(AdminError::SameTheme(..))
+        ));
+        assert!(matches!(
+            show(dir.path(), 999),
+            Err(AdminError::NoTheme { .. })
+        ));
+        assert!(store.snapshot_path().is_file());
+    }
+}

@@ -1,0 +1,279 @@
+//! `verbatim themes daily`: the `theme_daily/` table, themes over time.
+//!
+//! One row per theme and day, from the theme's first day to the last day in
+//! `comments/`, zero days included so trends are continuous: counts, the
+//! sentiment mix, the share of staff / product / process complaints, the
+//! trailing 7-day mean and a spike flag (at least 5 comments and three times
+//! the mean of the 7 days before). Written as one file,
+//! `theme_daily/theme_daily.parquet`, replaced atomically on every run.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
+};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use chrono::{Duration, NaiveDate};
+
+use crate::report::{read_comments, spikes, ReportError, Row};
+
+/// Errors of `verbatim themes daily`.
+#[derive(Debug, thiserror::Error)]
+pub enum DailyError {
+    /// The comments could not be read.
+    #[error(transparent)]
+    Read(#[from] ReportError),
+    /// The table could not be written.
+    #[error("writing {path}: {message}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// `(name, type, meaning)` of every `theme_daily` column.
+pub fn columns() -> Vec<(&'static str, DataType, &'static str)> {
+    vec![
+        ("theme_id", DataType::Int32, "Theme id"),
+        ("day", DataType::Date32, "Event day (UTC)"),
+        ("label", DataType::Utf8, "The theme's latest label"),
+        (
+            "comments",
+            DataType::Int64,
+            "Comments of the theme written that day",
+        ),
+        (
+            "negative",
+            DataType::Int64,
+            "Of which negative (whole-comment sentiment)",
+        ),
+        ("neutral", DataType::Int64, "Of which neutral"),
+        ("positive", DataType::Int64, "Of which positive"),
+        (
+            "staff_complaint_share",
+            DataType::Float64,
+            "Share with a negative staff aspect (0 on a day without comments)",
+        ),
+        (
+            "product_complaint_share",
+            DataType::Float64,
+            "Share with a negative product aspect",
+        ),
+        (
+            "process_complaint_share",
+            DataType::Float64,
+            "Share with a negative process aspect",
+        ),
+        (
+            "trailing_mean_7d",
+            DataType::Float64,
+            "Mean daily comments over the 7 days before",
+        ),
+        (
+            "spike",
+            DataType::Boolean,
+            "At least 5 comments and at least 3x `trailing_mean_7d`",
+        ),
+    ]
+}
+
+/// One row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DailyRow {
+    /// Theme id.
+    pub theme_id: i32,
+    /// Day.
+    pub day: NaiveDate,
+    /// Label.
+    pub label: String,
+    /// Comments.
+    pub comments: u64,
+    /// negative / neutral / positive.
+    pub sentiment: [u64; 3],
+    /// staff / product / process complaint shares.
+    pub complaints: [f64; 3],
+    /// Mean of the 7 days before.
+    pub trailing_mean_7d: f64,
+    /// Spike flag.
+    pub spike: bool,
+}
+
+/// The table's rows from comments already read.
+pub fn daily_rows(rows: &[Row]) -> Vec<DailyRow> {
+    let Some(last) = rows.iter().map(|r| r.event_time.date_naive()).max() else {
+        return Vec::new();
+    };
+    let mut by: BTreeMap<i32, Vec<&Row>> = BTreeMap::new();
+    for r in rows {
+        if let Some((id, _)) = &r.theme {
+            by.entry(*id).or_default().push(r);
+        }
+    }
+    let mut out = Vec::new();
+    for (id, members) in by {
+        let first = members
+            .iter()
+            .map(|r| r.event_time.date_naive())
+            .min()
+            .unwrap_or(last);
+        let span = (last - first).num_days() as usize + 1;
+        let mut days: Vec<Vec<&Row>> = vec![Vec::new(); span];
+        for r in &members {
+            days[(r.event_time.date_naive() - first).num_days() as usize].push(r);
+        }
+        let counts: Vec<u64> = days.iter().map(|d| d.len() as u64).collect();
+        let spiky = spikes(&counts, first);
+        let label = members
+            .iter()
+            .rev()
+            .find_map(|r| r.theme.as_ref().map(|t| t.1.clone()))
+            .unwrap_or_default();
+        for (i, d) in days.iter().enumerate() {
+            let day = first + Duration::days(i as i64);
+            let n = d.len() as f64;
+            let share = |f: fn(&Row) -> bool| {
+                if d.is_empty() {
+                    0.0
+                } else {
+                    d.iter().filter(|r| f(r)).count() as f64 / n
+                }
+            };
+            let sent = |s: &str| {
+                d.iter()
+                    .filter(|r| r.sentiment.as_deref() == Some(s))
+                    .count() as u64
+            };
+            let window = &counts[i.saturating_sub(7)..i];
+            out.push(DailyRow {
+                theme_id: id,
+                day,
+                label: label.clone(),
+                comments: d.len() as u64,
+                sentiment: [sent("negative"), sent("neutral"), sent("positive")],
+                complaints: [
+                    share(|r| r.blames_staff),
+                    share(|r| r.blames_product),
+                    share(|r| r.blames_process),
+                ],
+                trailing_mean_7d: if window.is_empty() {
+                    0.0
+                } else {
+                    window.iter().sum::<u64>() as f64 / window.len() as f64
+                },
+                spike: spiky.contains(&day),
+            });
+        }
+    }
+    out
+}
+
+fn batch(rows: &[DailyRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let schema = Arc::new(Schema::new(
+        columns()
+            .into_iter()
+            .map(|(n, t, _)| Field::new(n, t, false))
+            .collect::<Vec<_>>(),
+    ));
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(Int32Array::from_iter_values(
+            rows.iter().map(|r| r.theme_id),
+        )),
+        Arc::new(Date32Array::from_iter_values(
+            rows.iter().map(|r| (r.day - epoch).num_days() as i32),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.label.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.comments as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.sentiment[0] as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.sentiment[1] as i64),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.sentiment[2] as i64),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.complaints[0]),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.complaints[1]),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.complaints[2]),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.trailing_mean_7d),
+        )),
+        Arc::new(BooleanArray::from(
+            rows.iter().map(|r| r.spike).collect::<Vec<_>>(),
+        )),
+    ];
+    RecordBatch::try_new(schema, cols)
+}
+
+/// Rebuilds `<root>/theme_daily/theme_daily.parquet` from `comments/`;
+/// returns its path and the number of rows.
+pub fn write_daily(root: &Path) -> Result<(PathBuf, usize), DailyError> {
+    let rows = daily_rows(&read_comments(root, None, None)?);
+    let path = root.join("theme_daily").join("theme_daily.parquet");
+    let werr = |e: &dyn std::fmt::Display| DailyError::Write {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    let b = batch(&rows).map_err(|e| werr(&e))?;
+    let mut bytes = Vec::new();
+    {
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None)
+            .map_err(|e| werr(&e))?;
+        w.write(&b).map_err(|e| werr(&e))?;
+        w.close().map_err(|e| werr(&e))?;
+    }
+    crate::nlp::theme_store::write_atomic(&path, &bytes).map_err(|e| werr(&e))?;
+    Ok((path, rows.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn every_day_from_the_first_has_a_row_and_spikes_are_flagged() {
+        let mut rows = Vec::new();
+        let mut push = |day: u32, n: usize| {
+            for i in 0..n {
+                rows.push(Row {
+                    id: format!("{day}-{i}"),
+                    event_time: Utc.with_ymd_and_hms(2026, 10, day, 9, 0, 0).unwrap(),
+                    sentiment: Some("negative".into()),
+                    blames_product: i % 2 == 0,
+                    theme: Some((4, "router".into())),
+                    ..Row::default()
+                });
+            }
+        };
+        push(1, 1);
+        push(3, 1);
+        push(9, 6);
+        let d = daily_rows(&rows);
+        assert_eq!(d.len(), 9, "days 1..=9, zero days included");
+        assert_eq!(d[1].comments, 0);
+        let last = &d[8];
+        assert_eq!((last.comments, last.sentiment[0]), (6, 6));
+        assert!(last.spike);
+        assert!((last.complaints[1] - 0.5).abs() < 1e-9);
+        assert!((last.trailing_mean_7d - 1.0 / 7.0).abs() < 1e-9);
+        assert!(!d[0].spike);
+        assert_eq!(batch(&d).unwrap().num_rows(), 9);
+    }
+}

@@ -1,0 +1,429 @@
+//! `verbatim themes refit`: re-cluster the stored embeddings as a batch job
+//! and write a new theme-model version that keeps every id that survives.
+//!
+//! 1. Read `comments/` (embedding, text, theme id) and the current model.
+//! 2. Warm-started k-means: start from the current centroids; each comment
+//!    goes to its nearest centroid when within `themes.cluster_distance`
+//!    (cosine distance), centroids move to their members' mean; 10 rounds.
+//! 3. Themes left with fewer than `min_theme_size` comments retire; two
+//!    themes whose centroids come within `join_similarity` merge (the
+//!    smaller into the larger, recorded as an alias; a theme an analyst
+//!    renamed is the one that stays, and two renamed themes never merge).
+//! 4. What no theme holds is clustered as the stream does (average linkage,
+//!    cut at `cluster_distance`, in blocks of 2,000) into new themes with new
+//!    ids.
+//! 5. Splits are recorded: an old theme whose comments now sit, a quarter or
+//!    more each, in two or more themes.
+//! 6. The new model (`themes/versions/v<N>.json`) and a summary
+//!    (`v<N>.refit.json`) are written; running jobs take the version over at
+//!    their next commit, and analysts' renames and merges still apply.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Float32Type, Int32Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ProjectionMask;
+use serde::Serialize;
+
+use crate::config::ThemesConfig;
+use crate::nlp::encoder::normalize;
+use crate::nlp::theme_store::{StoreError, ThemeStore};
+use crate::nlp::themes::{clusters_below, Theme, ThemeModel};
+
+/// Errors of `verbatim themes refit`.
+#[derive(Debug, thiserror::Error)]
+pub enum RefitError {
+    /// No stored embeddings to re-cluster.
+    #[error("{0}: no comments with an embedding column. Fix: run the job with nlp.store_embeddings = true (the default)")]
+    NoEmbeddings(PathBuf),
+    /// A comments file could not be read.
+    #[error("reading {path}: {message}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+    /// The theme files could not be read or written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What a refit did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefitSummary {
+    /// The version written.
+    pub version: u64,
+    /// Its file.
+    pub path: PathBuf,
+    /// Comments re-clustered.
+    pub comments: usize,
+    /// Themes before and after.
+    pub themes_before: usize,
+    /// Themes after.
+    pub themes_after: usize,
+    /// Ids kept.
+    pub kept: usize,
+    /// New ids minted.
+    pub new: Vec<u32>,
+    /// Ids retired (too few comments left).
+    pub retired: Vec<u32>,
+    /// `[from, into]` merges.
+    pub merges: Vec<[u32; 2]>,
+    /// Old id and the themes its comments now sit in.
+    pub splits: Vec<(u32, Vec<u32>)>,
+    /// Of the comments the model before the refit placed in a theme (their
+    /// nearest centroid, within `cluster_distance`), the share on the same
+    /// id now (merged ids count as the theme that took them in).
+    pub retention: f64,
+    /// The same against the ids written in `comments.theme_id`, which for a
+    /// comment that waited in the novelty buffer was only its nearest theme
+    /// at the time (informational).
+    pub retention_written: f64,
+    /// Share of comments no theme holds after the refit.
+    pub outlier_share: f64,
+}
+
+/// k-means rounds from the current centroids.
+const REFIT_ROUNDS: usize = 3;
+
+struct Item {
+    v: Vec<f32>,
+    text: String,
+    old: Option<u32>,
+}
+
+fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
+    let files = crate::report::committed_files(root, None, None).map_err(|e| RefitError::Read {
+        path: root.join("comments"),
+        message: e.to_string(),
+    })?;
+    let mut out = Vec::new();
+    for path in files {
+        let err = |e: &dyn std::fmt::Display| RefitError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let f = File::open(&path).map_err(|e| err(&e))?;
+        let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
+        let fields = b.parquet_schema().root_schema().get_fields();
+        let keep: Vec<usize> = (0..fields.len())
+            .filter(|&i| ["embedding", "text", "theme_id"].contains(&fields[i].name()))
+            .collect();
+        let mask = ProjectionMask::roots(b.parquet_schema(), keep);
+        for batch in b.with_projection(mask).build().map_err(|e| err(&e))? {
+            let batch = batch.map_err(|e| err(&e))?;
+            let (Some(emb), Some(text)) = (
+                batch
+                    .column_by_name("embedding")
+                    .and_then(|c| c.as_fixed_size_list_opt()),
+                batch
+                    .column_by_name("text")
+                    .and_then(|c| c.as_string_opt::<i32>()),
+            ) else {
+                continue;
+            };
+            let ids = batch
+                .column_by_name("theme_id")
+                .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            for i in 0..batch.num_rows() {
+                if emb.is_null(i) {
+                    continue;
+                }
+                let row = emb.value(i);
+                let Some(vals) = row.as_primitive_opt::<Float32Type>() else {
+                    continue;
+                };
+                // Comments the themes stage did not read (other languages)
+                // carry no theme id; without one they are not re-clustered
+                // either, so the refit sees what the stream saw.
+                let Some(old) = ids.filter(|a| !a.is_null(i)).map(|a| a.value(i) as u32) else {
+                    continue;
+                };
+                out.push(Item {
+                    v: vals.values().to_vec(),
+                    text: text.value(i).to_string(),
+                    old: Some(m.resolve(old)),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Average-linkage clusters of `idx` (as the stream makes them), groups of
+/// at least `min` only.
+fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<usize>> {
+    let vs: Vec<&[f32]> = idx.iter().map(|&i| items[i].v.as_slice()).collect();
+    clusters_below(&vs, cut)
+        .into_iter()
+        .filter(|g| g.len() >= min.max(2))
+        .map(|g| g.into_iter().map(|k| idx[k]).collect())
+        .collect()
+}
+
+/// Re-clusters the comments under `root` and writes a new model version.
+pub fn refit(root: &Path, cfg: &ThemesConfig) -> Result<RefitSummary, RefitError> {
+    let store = ThemeStore::new(root);
+    // The model as the stream has it, brought up to date.
+    let mut model = store.load_model(cfg, 0)?;
+    let items = read_items(root, &model)?;
+    let Some(dim) = items.first().map(|i| i.v.len()) else {
+        return Err(RefitError::NoEmbeddings(root.to_path_buf()));
+    };
+    if model.dim() != dim {
+        model = ThemeModel::from_refit(
+            model.config().clone(),
+            dim,
+            Vec::new(),
+            model.next_id(),
+            model.version(),
+            model.aliases().clone(),
+        );
+    }
+    let cfg = model.config().clone();
+    let near = 1.0 - cfg.cluster_distance;
+    let old: Vec<&Theme> = model.themes().iter().collect();
+    let mut ids: Vec<u32> = old.iter().map(|t| t.id).collect();
+    let mut cents: Vec<Vec<f32>> = old
+        .iter()
+        .map(|t| {
+            let mut c = t.sum.clone();
+            normalize(&mut c);
+            c
+        })
+        .collect();
+    // Where the model before the refit puts each comment.
+    let before: Vec<Option<u32>> = items
+        .iter()
+        .map(|it| {
+            cents
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (k, dot(c, &it.v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(_, s)| *s >= near)
+                .map(|(k, _)| ids[k])
+        })
+        .collect();
+    let curated: Vec<u32> = model
+        .themes()
+        .iter()
+        .filter(|t| t.curated_label.is_some())
+        .map(|t| t.id)
+        .collect();
+    let mut assign: Vec<Option<usize>> = vec![None; items.len()];
+    let mut merges: Vec<[u32; 2]> = Vec::new();
+    let mut retired = Vec::new();
+    for _round in 0..REFIT_ROUNDS {
+        let mut changed = false;
+        for (i, it) in items.iter().enumerate() {
+            let best = cents
+                .iter()
+                .enumerate()
+                .map(|(k, c)| (k, dot(c, &it.v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .filter(|(_, s)| *s >= near)
+                .map(|(k, _)| k);
+            if best != assign[i] {
+                assign[i] = best;
+                changed = true;
+            }
+        }
+        let mut sums = vec![vec![0f32; dim]; cents.len()];
+        let mut counts = vec![0usize; cents.len()];
+        for (i, a) in assign.iter().enumerate() {
+            if let Some(k) = a {
+                sums[*k]
+                    .iter_mut()
+                    .zip(&items[i].v)
+                    .for_each(|(s, x)| *s += x);
+                counts[*k] += 1;
+            }
+        }
+        // Retire themes too small to stand; merge ones that converged.
+        let mut alive: Vec<bool> = counts.iter().map(|&c| c >= cfg.min_theme_size).collect();
+        for k in 0..cents.len() {
+            if !alive[k] {
+                continue;
+            }
+            for j in k + 1..cents.len() {
+                // Two themes an analyst named stay apart; one named theme
+                // survives a merge with an unnamed one.
+                let (ck, cj) = (curated.contains(&ids[k]), curated.contains(&ids[j]));
+                if alive[j] && !(ck && cj) && {
+                    let (mut a, mut b) = (sums[k].clone(), sums[j].clone());
+                    normalize(&mut a);
+                    normalize(&mut b);
+                    dot(&a, &b) >= cfg.join_similarity
+                } {
+                    let (big, small) = if ck || (!cj && counts[k] >= counts[j]) {
+                        (k, j)
+                    } else {
+                        (j, k)
+                    };
+                    merges.push([ids[small], ids[big]]);
+                    let add = sums[small].clone();
+                    sums[big].iter_mut().zip(&add).for_each(|(s, x)| *s += x);
+                    counts[big] += counts[small];
+                    alive[small] = false;
+                    changed = true;
+                    if small == k {
+                        break;
+                    }
+                }
+            }
+        }
+        let mut remap = vec![None; cents.len()];
+        let (mut nids, mut ncents) = (Vec::new(), Vec::new());
+        for k in 0..cents.len() {
+            if alive[k] {
+                remap[k] = Some(nids.len());
+                nids.push(ids[k]);
+                let mut c = sums[k].clone();
+                normalize(&mut c);
+                ncents.push(c);
+            } else if counts[k] < cfg.min_theme_size && !merges.iter().any(|m| m[0] == ids[k]) {
+                retired.push(ids[k]);
+                changed = true;
+            }
+        }
+        assign
+            .iter_mut()
+            .for_each(|a| *a = a.and_then(|k| remap[k]));
+        ids = nids;
+        cents = ncents;
+        if !changed {
+            break;
+        }
+    }
+    // What no theme holds: new themes, as the stream would make them.
+    let mut next_id = model.next_id();
+    let left: Vec<usize> = (0..items.len()).filter(|&i| assign[i].is_none()).collect();
+    let mut new = Vec::new();
+    for block in left.chunks(2000) {
+        for g in agglomerate(&items, block, cfg.cluster_distance, cfg.min_theme_size) {
+            let k = cents.len();
+            let mut c = vec![0f32; dim];
+            for &i in &g {
+                c.iter_mut().zip(&items[i].v).for_each(|(s, x)| *s += x);
+                assign[i] = Some(k);
+            }
+            normalize(&mut c);
+            cents.push(c);
+            ids.push(next_id);
+            new.push(next_id);
+            next_id += 1;
+        }
+    }
+    // Build the themes.
+    let old_curated: HashMap<u32, Option<String>> = model
+        .themes()
+        .iter()
+        .map(|t| (t.id, t.curated_label.clone()))
+        .collect();
+    let mut themes: Vec<Theme> = ids.iter().map(|&id| Theme::empty(id, dim)).collect();
+    for (t, id) in themes.iter_mut().zip(&ids) {
+        t.curated_label = old_curated.get(id).cloned().flatten();
+    }
+    for (i, a) in assign.iter().enumerate() {
+        if let Some(k) = a {
+            let t = &mut themes[*k];
+            t.count += 1;
+            t.sum.iter_mut().zip(&items[i].v).for_each(|(s, x)| *s += x);
+            t.terms.add(&items[i].text);
+            let sim = dot(&cents[*k], &items[i].v);
+            t.exemplars.push((sim, items[i].text.clone()));
+            t.exemplars.sort_by(|a, b| b.0.total_cmp(&a.0));
+            t.exemplars.truncate(3);
+        }
+    }
+    themes.retain(|t| t.count > 0);
+    // Splits and retention, against the ids the comments were written with.
+    let mut flows: BTreeMap<u32, BTreeMap<Option<u32>, usize>> = BTreeMap::new();
+    let follow = |o: u32| {
+        merges
+            .iter()
+            .fold(o, |acc, m| if m[0] == acc { m[1] } else { acc })
+    };
+    let (mut had, mut same, mut written, mut same_written) = (0usize, 0usize, 0usize, 0usize);
+    for (i, it) in items.iter().enumerate() {
+        let now = assign[i].map(|k| ids[k]);
+        if let Some(o) = before[i] {
+            had += 1;
+            same += usize::from(now == Some(follow(o)));
+            *flows.entry(o).or_default().entry(now).or_default() += 1;
+        }
+        if let Some(o) = it.old {
+            written += 1;
+            same_written += usize::from(now == Some(follow(o)));
+        }
+    }
+    let mut splits = Vec::new();
+    for (o, dest) in &flows {
+        let total: usize = dest.values().sum();
+        let big: Vec<u32> = dest
+            .iter()
+            .filter_map(|(d, n)| d.filter(|_| *n * 4 >= total && *n >= cfg.min_theme_size))
+            .collect();
+        if big.len() >= 2 {
+            splits.push((*o, big));
+        }
+    }
+    let version = model.version().max(store.latest_version()?.unwrap_or(0)) + 1;
+    let mut aliases = model.aliases().clone();
+    for [from, into] in &merges {
+        aliases.insert(*from, *into);
+    }
+    let themes_before = model.themes().len();
+    let kept = themes
+        .iter()
+        .filter(|t| model.themes().iter().any(|o| o.id == t.id))
+        .count();
+    let mut fresh = ThemeModel::from_refit(cfg, dim, themes, next_id, version, aliases);
+    fresh.relabel();
+    let path = store.write_version(&fresh)?;
+    let summary = RefitSummary {
+        version,
+        path: path.clone(),
+        comments: items.len(),
+        themes_before,
+        themes_after: fresh.themes().len(),
+        kept,
+        new,
+        retired,
+        merges,
+        splits,
+        retention: if had == 0 {
+            1.0
+        } else {
+            same as f64 / had as f64
+        },
+        retention_written: if written == 0 {
+            1.0
+        } else {
+            same_written as f64 / written as f64
+        },
+        outlier_share: assign.iter().filter(|a| a.is_none()).count() as f64
+            / items.len().max(1) as f64,
+    };
+    let report = path.with_extension("refit.json");
+    let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    crate::nlp::theme_store::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
+        path: report.clone(),
+        source,
+    })?;
+    // The snapshot shows the new version (with analysts' curation) at once;
+    // a job, when one runs, takes it over at its next commit.
+    let mut shown = fresh;
+    shown.apply(&store.curation()?);
+    store.write_snapshot(&shown)?;
+    Ok(summary)
+}
