@@ -793,6 +793,13 @@ fn print_demo(r: &verbatim::demo::DemoReport) {
                 println!("  staff {st}, product {pr}: \"{t}\"");
             }
         }
+        if !o.actions.is_empty() {
+            println!(
+                "  actions/  {:>5} rows (the follow-up queue, also produced to topic `feedback-actions` for a CRM): {}",
+                o.actions.values().sum::<usize>(),
+                join(&o.actions)
+            );
+        }
         if !o.themes.is_empty() {
             let mut top: Vec<(&i32, &(usize, String))> = o.themes.iter().collect();
             top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));

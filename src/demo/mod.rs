@@ -98,6 +98,8 @@ pub struct OutputSummary {
     pub split_examples: Vec<(String, String, String)>,
     /// Comments per theme id, with the theme's latest label.
     pub themes: BTreeMap<i32, (usize, String)>,
+    /// Rows in `actions/` by priority label.
+    pub actions: BTreeMap<String, usize>,
 }
 
 /// What the demo did.
@@ -257,6 +259,18 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
             }
         }
         s.mention_files += 1;
+    }
+    for path in parquet_files(&root.join("actions")) {
+        for batch in read_batches(&path)? {
+            if let Some(p) = batch
+                .column_by_name("priority_label")
+                .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+            {
+                for i in 0..p.len() {
+                    *s.actions.entry(p.value(i).to_string()).or_default() += 1;
+                }
+            }
+        }
     }
     for (table, is_rejected) in [("comments", false), ("rejected", true)] {
         for path in parquet_files(&root.join(table)) {
