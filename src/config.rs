@@ -131,6 +131,9 @@ pub struct ThemesConfig {
     pub min_theme_size: usize,
     /// Most comments the novelty buffer holds (oldest dropped first).
     pub buffer: usize,
+    /// Average-linkage cosine distance at which `verbatim themes refit
+    /// --from-scratch` cuts its clusters of all stored comments.
+    pub refit_distance: f32,
 }
 
 impl Default for ThemesConfig {
@@ -143,6 +146,7 @@ impl Default for ThemesConfig {
             cluster_every: 16,
             min_theme_size: 3,
             buffer: 256,
+            refit_distance: 0.45,
         }
     }
 }
@@ -959,6 +963,20 @@ impl PipelineConfig {
                 ));
             }
         }
+        let t = &self.themes;
+        let checks: [(&str, bool, String, &str); 6] = [
+            ("themes.join_similarity", t.join_similarity > 0.0 && t.join_similarity <= 1.0, format!("is {}", t.join_similarity), "use a cosine in (0, 1], e.g. 0.8"),
+            ("themes.cluster_distance", t.cluster_distance > 0.0 && t.cluster_distance < 2.0, format!("is {}", t.cluster_distance), "use a cosine distance in (0, 2), e.g. 0.65"),
+            ("themes.refit_distance", t.refit_distance > 0.0 && t.refit_distance < 2.0, format!("is {}", t.refit_distance), "use a cosine distance in (0, 2), e.g. 0.45"),
+            ("themes.cluster_every", t.cluster_every >= 1, format!("is {}", t.cluster_every), "use 1 or more, e.g. 16"),
+            ("themes.min_theme_size", t.min_theme_size >= 2, format!("is {}", t.min_theme_size), "use 2 or more, e.g. 3"),
+            ("themes.buffer", t.buffer >= t.min_theme_size.max(2) && t.buffer <= 5000, format!("is {} (min_theme_size {})", t.buffer, t.min_theme_size), "use at least themes.min_theme_size and at most 5000 (clustering is quadratic in it), e.g. 256"),
+        ];
+        for (key, ok, problem, fix) in checks {
+            if !ok {
+                return Err(bad(key, problem, fix));
+            }
+        }
         for f in &self.actions.flags {
             if !crate::nlp::flags::BUILT_IN.contains(&f.as_str()) && !self.flags.contains_key(f) {
                 return Err(bad(
@@ -1131,6 +1149,19 @@ mod tests {
             .to_string();
         assert!(e.contains("actions.topic"), "{e}");
         assert_eq!(PipelineConfig::default().actions.flags.len(), 4);
+    }
+
+    #[test]
+    fn theme_settings_are_checked() {
+        let e = PipelineConfig::from_toml("[themes]\njoin_similarity = 1.5\n", p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("themes.join_similarity"), "{e}");
+        let e = PipelineConfig::from_toml("[themes]\nbuffer = 1\n", p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("themes.buffer"), "{e}");
+        assert!(PipelineConfig::from_toml("[themes]\nrefit_distance = 0.5\n", p()).is_ok());
     }
 
     #[test]

@@ -543,6 +543,12 @@ enum ThemesAction {
         /// Pipeline whose [themes] settings to use when there is no model yet.
         #[arg(long)]
         pipeline: Option<PathBuf>,
+        /// Cluster everything afresh (average linkage over all stored
+        /// embeddings, in a fixed order) and match the clusters to the old
+        /// ids, instead of starting from the current centroids: the result
+        /// no longer depends on the order the stream arrived in.
+        #[arg(long)]
+        from_scratch: bool,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -611,13 +617,14 @@ fn run_themes(action: ThemesAction) -> anyhow::Result<()> {
         ThemesAction::Refit {
             output_root,
             pipeline,
+            from_scratch,
             json,
         } => {
             let cfg = match &pipeline {
                 Some(p) => load(p)?.themes,
                 None => verbatim::config::ThemesConfig::default(),
             };
-            let s = verbatim::theme_refit::refit(&output_root, &cfg)?;
+            let s = verbatim::theme_refit::refit(&output_root, &cfg, from_scratch)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

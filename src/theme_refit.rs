@@ -90,7 +90,12 @@ pub struct RefitSummary {
 /// k-means rounds from the current centroids.
 const REFIT_ROUNDS: usize = 3;
 
+/// Comments clustered together by `--from-scratch` (average linkage keeps
+/// a condensed distance matrix: 6,000 comments take 72 MB).
+const SCRATCH_BLOCK: usize = 6000;
+
 struct Item {
+    id: String,
     v: Vec<f32>,
     text: String,
     old: Option<u32>,
@@ -111,7 +116,7 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
         let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
         let fields = b.parquet_schema().root_schema().get_fields();
         let keep: Vec<usize> = (0..fields.len())
-            .filter(|&i| ["embedding", "text", "theme_id"].contains(&fields[i].name()))
+            .filter(|&i| ["id", "embedding", "text", "theme_id"].contains(&fields[i].name()))
             .collect();
         let mask = ProjectionMask::roots(b.parquet_schema(), keep);
         for batch in b.with_projection(mask).build().map_err(|e| err(&e))? {
@@ -126,6 +131,9 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
             ) else {
                 continue;
             };
+            let cids = batch
+                .column_by_name("id")
+                .and_then(|c| c.as_string_opt::<i32>());
             let ids = batch
                 .column_by_name("theme_id")
                 .and_then(|c| c.as_primitive_opt::<Int32Type>());
@@ -144,6 +152,7 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
                     continue;
                 };
                 out.push(Item {
+                    id: cids.map(|c| c.value(i).to_string()).unwrap_or_default(),
                     v: vals.values().to_vec(),
                     text: text.value(i).to_string(),
                     old: Some(m.resolve(old)),
@@ -170,11 +179,17 @@ fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<u
 }
 
 /// Re-clusters the comments under `root` and writes a new model version.
-pub fn refit(root: &Path, cfg: &ThemesConfig) -> Result<RefitSummary, RefitError> {
+pub fn refit(
+    root: &Path,
+    cfg: &ThemesConfig,
+    from_scratch: bool,
+) -> Result<RefitSummary, RefitError> {
     let store = ThemeStore::new(root);
     // The model as the stream has it, brought up to date.
     let mut model = store.load_model(cfg, 0)?;
-    let items = read_items(root, &model)?;
+    let mut items = read_items(root, &model)?;
+    // One order whatever order the stream had: by comment id.
+    items.sort_by(|a, b| a.id.cmp(&b.id).then(a.text.cmp(&b.text)));
     let Some(dim) = items.first().map(|i| i.v.len()) else {
         return Err(RefitError::NoEmbeddings(root.to_path_buf()));
     };
@@ -222,6 +237,60 @@ pub fn refit(root: &Path, cfg: &ThemesConfig) -> Result<RefitSummary, RefitError
     let mut assign: Vec<Option<usize>> = vec![None; items.len()];
     let mut merges: Vec<[u32; 2]> = Vec::new();
     let mut retired = Vec::new();
+    let mut next_id = model.next_id();
+    let mut new = Vec::new();
+    if from_scratch {
+        // Batch clusters of everything (cut at `refit_distance`), matched
+        // one-to-one to the old centroids (most similar pairs first, within
+        // `cluster_distance`): a match keeps its id, the rest get new ones.
+        let all: Vec<usize> = (0..items.len()).collect();
+        let mut fresh = Vec::new();
+        let cut = cfg.refit_distance;
+        for block in all.chunks(SCRATCH_BLOCK) {
+            for g in agglomerate(&items, block, cut, cfg.min_theme_size) {
+                let mut c = vec![0f32; dim];
+                for &i in &g {
+                    c.iter_mut().zip(&items[i].v).for_each(|(s, x)| *s += x);
+                }
+                normalize(&mut c);
+                fresh.push(c);
+            }
+        }
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (g, c) in fresh.iter().enumerate() {
+            for (o, oc) in cents.iter().enumerate() {
+                let sim = dot(c, oc);
+                if sim >= near {
+                    pairs.push((sim, g, o));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let (mut g_id, mut o_used) = (vec![None; fresh.len()], vec![false; cents.len()]);
+        for (_, g, o) in pairs {
+            if g_id[g].is_none() && !o_used[o] {
+                g_id[g] = Some(ids[o]);
+                o_used[o] = true;
+            }
+        }
+        retired.extend(
+            ids.iter()
+                .zip(&o_used)
+                .filter(|(_, used)| !**used)
+                .map(|(id, _)| *id),
+        );
+        ids = g_id
+            .into_iter()
+            .map(|id| {
+                id.unwrap_or_else(|| {
+                    new.push(next_id);
+                    next_id += 1;
+                    next_id - 1
+                })
+            })
+            .collect();
+        cents = fresh;
+    }
     for _round in 0..REFIT_ROUNDS {
         let mut changed = false;
         for (i, it) in items.iter().enumerate() {
@@ -305,9 +374,7 @@ pub fn refit(root: &Path, cfg: &ThemesConfig) -> Result<RefitSummary, RefitError
         }
     }
     // What no theme holds: new themes, as the stream would make them.
-    let mut next_id = model.next_id();
     let left: Vec<usize> = (0..items.len()).filter(|&i| assign[i].is_none()).collect();
-    let mut new = Vec::new();
     for block in left.chunks(2000) {
         for g in agglomerate(&items, block, cfg.cluster_distance, cfg.min_theme_size) {
             let k = cents.len();
@@ -420,10 +487,53 @@ pub fn refit(root: &Path, cfg: &ThemesConfig) -> Result<RefitSummary, RefitError
         path: report.clone(),
         source,
     })?;
+    write_assignments(
+        &store.assignments_path(version),
+        &items,
+        &assign.iter().map(|a| a.map(|k| ids[k])).collect::<Vec<_>>(),
+    )?;
     // The snapshot shows the new version (with analysts' curation) at once;
     // a job, when one runs, takes it over at its next commit.
     let mut shown = fresh;
     shown.apply(&store.curation()?);
     store.write_snapshot(&shown)?;
     Ok(summary)
+}
+
+/// `themes/assignments/v<N>.parquet`: every re-clustered comment's theme
+/// under version N (`comment_id`, `theme_id`, null for an outlier), so
+/// history can be read with the refitted themes.
+fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result<(), StoreError> {
+    use std::sync::Arc;
+    let err = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+        arrow::datatypes::Field::new("comment_id", arrow::datatypes::DataType::Utf8, false),
+        arrow::datatypes::Field::new("theme_id", arrow::datatypes::DataType::Int32, true),
+    ]));
+    let batch = arrow::record_batch::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(arrow::array::StringArray::from_iter_values(
+                items.iter().map(|i| i.id.as_str()),
+            )),
+            Arc::new(arrow::array::Int32Array::from(
+                ids.iter().map(|t| t.map(|t| t as i32)).collect::<Vec<_>>(),
+            )),
+        ],
+    )
+    .map_err(|e| err(&e))?;
+    let mut bytes = Vec::new();
+    {
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).map_err(|e| err(&e))?;
+        w.write(&batch).map_err(|e| err(&e))?;
+        w.close().map_err(|e| err(&e))?;
+    }
+    crate::nlp::theme_store::write_atomic(path, &bytes).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }

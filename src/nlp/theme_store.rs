@@ -104,6 +104,13 @@ impl ThemeStore {
         self.dir.join("themes.parquet")
     }
 
+    /// `themes/assignments/v<N>.parquet`: each comment's theme under version N.
+    pub fn assignments_path(&self, v: u64) -> PathBuf {
+        self.dir
+            .join("assignments")
+            .join(format!("v{v:06}.parquet"))
+    }
+
     /// `themes/versions/v<N>.json`.
     pub fn version_path(&self, v: u64) -> PathBuf {
         self.dir.join("versions").join(format!("v{v:06}.json"))
