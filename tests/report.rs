@@ -155,6 +155,49 @@ fn demo_report_renders_in_chromium_with_every_section_and_no_requests() {
         "a blank screenshot? {} bytes",
         png.len()
     );
+    // Narrow screens: nothing but the wide tables' own boxes scrolls
+    // sideways. Headless Chromium lays a page out at least 500 px wide
+    // (asked for 390), so this checks the page is no wider than that
+    // window. A copy of the page with a one-line script (the page's CSP
+    // forbids scripts) reports both widths in its title.
+    let html = std::fs::read_to_string(&page).unwrap();
+    let probe = html
+        .replacen(
+            "<meta http-equiv=\"Content-Security-Policy\"",
+            "<meta name=\"x-csp-removed\"",
+            1,
+        )
+        .replacen(
+            "</body>",
+            "<script>document.title='W'+document.documentElement.scrollWidth+' I'+window.innerWidth</script></body>",
+            1,
+        );
+    let probe_page = dir.path().join("phone.html");
+    std::fs::write(&probe_page, probe).unwrap();
+    let phone = chrome(
+        &bin,
+        &profile,
+        &probe_page,
+        &["--window-size=390,844".into(), "--dump-dom".into()],
+    );
+    let widths: Vec<u32> = phone
+        .split("<title>W")
+        .nth(1)
+        .and_then(|t| t.split('<').next())
+        .map(|t| {
+            t.split(" I")
+                .filter_map(|w| w.trim().parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let [scroll, inner] = widths[..] else {
+        panic!("no widths in the probe's title: {widths:?}")
+    };
+    assert!(inner <= 500, "window {inner} px");
+    assert!(
+        scroll <= inner,
+        "the page is {scroll} px wide in a {inner} px window"
+    );
     if std::env::var("VERBATIM_UPDATE_DOCS").is_ok_and(|v| v == "1") {
         std::fs::create_dir_all(repo().join("docs")).unwrap();
         std::fs::write(repo().join("docs/report.png"), &png).unwrap();
@@ -234,6 +277,27 @@ fn product_complaints_do_not_count_against_the_person() {
         rude["corrected"]["low"].as_f64().unwrap() > product["corrected"]["high"].as_f64().unwrap(),
         "the intervals separate the two: {rude} {product}"
     );
+    // --since/--until keep the days in the window only (event dates 1-9
+    // October; 5-7 October hold 3 of each person's 12).
+    let window = verbatim(
+        &[
+            "report",
+            "--format",
+            "json",
+            "--since",
+            "2026-10-05",
+            "--until",
+            "2026-10-07",
+            "--min-comments",
+            "1",
+            "--output-root",
+        ],
+        &root,
+    );
+    let w: serde_json::Value = serde_json::from_str(&window).unwrap();
+    assert_eq!(w["overview"]["comments"], 6, "{}", w["overview"]);
+    assert_eq!(w["overview"]["first_day"], "2026-10-05");
+    assert_eq!(w["overview"]["last_day"], "2026-10-07");
     // Markdown carries the same rows.
     let md = verbatim(&["report", "--format", "md", "--output-root"], &root);
     assert!(md.contains("| 1 | S-PRODUCT | 12 |"), "{md}");

@@ -360,6 +360,21 @@ fn refit_keeps_ids_curation_survives_and_jobs_take_the_new_version() {
         total, themed,
         "theme_daily counts every comment with a theme"
     );
+    // The report shows the curation: A under its new label, B folded into it.
+    let r = json_of(verbatim(&[
+        "report",
+        "--format",
+        "json",
+        "--output-root",
+        o,
+    ]));
+    let top = r["themes"]["top"].as_array().unwrap();
+    assert!(
+        top.iter()
+            .any(|t| t["id"] == ta && t["label"] == "Card questions (curated)"),
+        "{top:?}"
+    );
+    assert!(!top.iter().any(|t| t["id"] == tb), "{top:?}");
 }
 
 /// `comment_id -> theme_id` from a refit's assignments table (outliers get

@@ -611,6 +611,31 @@ mod tests {
     }
 
     #[test]
+    fn a_running_stage_takes_a_new_version_and_curation_over_at_commit() {
+        let dim = 8;
+        let dir = tempfile::tempdir().unwrap();
+        let mut op = ThemeOperator::open(&cfg(), dir.path(), dim, &["en".into()]).unwrap();
+        op.before_commit().unwrap();
+        assert_eq!(op.model().version(), 0);
+        // A refit elsewhere writes version 1 with one theme; an analyst renames it.
+        let mut t = Theme::empty(7, dim);
+        t.sum[0] = 1.0;
+        t.count = 1;
+        let store = ThemeStore::new(dir.path());
+        let v1 = ThemeModel::from_refit(cfg(), dim, vec![t], 8, 1, Default::default());
+        store.write_version(&v1).unwrap();
+        let mut c = Curation::default();
+        c.renames.insert(7, "Late cards".into());
+        store.save_curation(&c).unwrap();
+        op.before_commit().unwrap();
+        assert_eq!(op.model().version(), 1);
+        assert_eq!(op.model().label(7), Some("Late cards"));
+        let saved = ThemeModel::load(&store.state_path()).unwrap();
+        assert_eq!(saved.version(), 1, "the state carries the version on");
+        assert!(store.snapshot_path().is_file());
+    }
+
+    #[test]
     fn buffer_is_bounded() {
         let dim = 8;
         let mut m = ThemeModel::new(

@@ -39,6 +39,9 @@ pub enum ReportError {
         /// The error.
         source: std::io::Error,
     },
+    /// The PII patterns did not compile (a bug).
+    #[error("PII patterns: {0}")]
+    Redactor(String),
     /// A Parquet file could not be decoded.
     #[error("reading Parquet {path}: {message}")]
     Parquet {
@@ -885,6 +888,10 @@ pub fn read_comments(
         move |source| ReportError::Io { path, source }
     };
     let files = committed_files(root, since, until)?;
+    // Texts were redacted by the job when `privacy.redact_pii` was on; the
+    // report redacts again, so a page never shows PII whatever the job did.
+    let redactor =
+        crate::nlp::redact::Redactor::new().map_err(|e| ReportError::Redactor(e.to_string()))?;
     let mut rows = Vec::new();
     for path in files {
         let perr = |e: &dyn std::fmt::Display| ReportError::Parquet {
@@ -901,7 +908,17 @@ pub fn read_comments(
         let reader = b.with_projection(mask).build().map_err(|e| perr(&e))?;
         for batch in reader {
             let batch = batch.map_err(|e| perr(&e))?;
-            rows.extend(rows_of(&batch));
+            rows.extend(rows_of(&batch).into_iter().map(|mut r| {
+                if let (std::borrow::Cow::Owned(clean), _) = redactor.redact(&r.text) {
+                    r.text = clean;
+                }
+                for (_, evidence) in &mut r.flags {
+                    if let (std::borrow::Cow::Owned(clean), _) = redactor.redact(evidence) {
+                        *evidence = clean;
+                    }
+                }
+                r
+            }));
         }
     }
     // Theme labels drift as themes grow: use each theme's latest label.
@@ -914,15 +931,59 @@ pub fn read_comments(
             }
         }
     }
+    // Analysts' curation, as the themes/ snapshot has it: merged ids count
+    // as the theme that took them in, renamed themes show their new label.
+    let curated = snapshot_labels(root);
     for r in &mut rows {
         if let Some((id, l)) = &mut r.theme {
             if let Some((_, latest)) = labels.get(id) {
                 l.clone_from(latest);
             }
+            if let Some((into, label)) = curated.get(id) {
+                *id = *into;
+                l.clone_from(label);
+            }
         }
     }
     rows.sort_by(|a, b| a.event_time.cmp(&b.event_time).then(a.id.cmp(&b.id)));
     Ok(rows)
+}
+
+/// `theme id -> (id it now stands for, label)` from `themes/themes.parquet`
+/// (empty when there is none or it cannot be read: the report then shows
+/// the labels the rows were written with).
+fn snapshot_labels(root: &Path) -> HashMap<i32, (i32, String)> {
+    let mut out = HashMap::new();
+    let path = crate::nlp::theme_store::ThemeStore::new(root).snapshot_path();
+    let Ok(f) = File::open(&path) else {
+        return out;
+    };
+    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()) else {
+        tracing::warn!(file = %path.display(), "unreadable theme snapshot; using the labels in comments/");
+        return out;
+    };
+    for b in reader.flatten() {
+        let ids = b
+            .column_by_name("theme_id")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let into = b
+            .column_by_name("merged_into")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let labels = b
+            .column_by_name("label")
+            .and_then(|c| c.as_string_opt::<i32>());
+        if let (Some(ids), Some(into), Some(labels)) = (ids, into, labels) {
+            for i in 0..b.num_rows() {
+                let to = if into.is_null(i) {
+                    ids.value(i)
+                } else {
+                    into.value(i)
+                };
+                out.insert(ids.value(i), (to, labels.value(i).to_string()));
+            }
+        }
+    }
+    out
 }
 
 fn rows_of(b: &RecordBatch) -> Vec<Row> {
@@ -1028,6 +1089,53 @@ fn rows_of(b: &RecordBatch) -> Vec<Row> {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn the_report_redacts_what_the_job_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = crate::config::OutputConfig {
+            root: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let mut sink = crate::sink::ParquetSink::new(
+            &cfg,
+            crate::sink::stamp_for(&Default::default()),
+            crate::metrics::Metrics::new(),
+        )
+        .unwrap();
+        let coords = crate::comment::SourceCoords {
+            topic: "fb".into(),
+            partition: 0,
+            offset: 0,
+            kafka_timestamp: None,
+        };
+        let t = Utc.with_ymd_and_hms(2026, 10, 1, 0, 0, 0).unwrap();
+        let mut c = crate::comment::Comment::new(
+            coords,
+            "c0".into(),
+            "call me on 07700 900123 or bob@example.com".into(),
+            t,
+            t,
+        );
+        c.nlp.flags = Some(vec![crate::nlp::flags::Evidence {
+            flag: "contact_requested".into(),
+            start: 0,
+            end: 23,
+            text: "call me on 07700 900123".into(),
+        }]);
+        let mut b = crate::batch::CommentBatch::default();
+        b.comments.push(c);
+        sink.write(&b).unwrap();
+        sink.commit_all().unwrap();
+        let rows = read_comments(dir.path(), None, None).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert!(
+            !rows[0].text.contains("07700") && !rows[0].text.contains("bob@"),
+            "{}",
+            rows[0].text
+        );
+        assert!(!rows[0].flags[0].1.contains("07700"), "{:?}", rows[0].flags);
+    }
 
     #[test]
     fn wilson_matches_the_textbook_values() {
