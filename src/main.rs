@@ -549,6 +549,10 @@ enum ThemesAction {
         /// no longer depends on the order the stream arrived in.
         #[arg(long)]
         from_scratch: bool,
+        /// k-means rounds from the current centroids: 1 keeps ids best
+        /// (99% on 3,000 shuffled banking77 queries), 3 regroups more (83%).
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,
@@ -618,13 +622,21 @@ fn run_themes(action: ThemesAction) -> anyhow::Result<()> {
             output_root,
             pipeline,
             from_scratch,
+            rounds,
             json,
         } => {
             let cfg = match &pipeline {
                 Some(p) => load(p)?.themes,
                 None => verbatim::config::ThemesConfig::default(),
             };
-            let s = verbatim::theme_refit::refit(&output_root, &cfg, from_scratch)?;
+            let s = verbatim::theme_refit::refit(
+                &output_root,
+                &cfg,
+                verbatim::theme_refit::RefitOptions {
+                    from_scratch,
+                    rounds,
+                },
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&s)?);
             } else {

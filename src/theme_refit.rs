@@ -4,7 +4,8 @@
 //! 1. Read `comments/` (embedding, text, theme id) and the current model.
 //! 2. Warm-started k-means: start from the current centroids; each comment
 //!    goes to its nearest centroid when within `themes.cluster_distance`
-//!    (cosine distance), centroids move to their members' mean; 10 rounds.
+//!    (cosine distance), centroids move to their members' mean (`--rounds`,
+//!    default 1).
 //! 3. Themes left with fewer than `min_theme_size` comments retire; two
 //!    themes whose centroids come within `join_similarity` merge (the
 //!    smaller into the larger, recorded as an alias; a theme an analyst
@@ -87,8 +88,24 @@ pub struct RefitSummary {
     pub outlier_share: f64,
 }
 
-/// k-means rounds from the current centroids.
-const REFIT_ROUNDS: usize = 3;
+/// How a refit runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefitOptions {
+    /// Cluster everything afresh instead of starting from the current centroids.
+    pub from_scratch: bool,
+    /// k-means rounds (at least 1). One keeps ids best (each comment starts
+    /// on its nearest centroid); more rounds move centroids further.
+    pub rounds: usize,
+}
+
+impl Default for RefitOptions {
+    fn default() -> Self {
+        Self {
+            from_scratch: false,
+            rounds: 1,
+        }
+    }
+}
 
 /// Comments clustered together by `--from-scratch` (average linkage keeps
 /// a condensed distance matrix: 6,000 comments take 72 MB).
@@ -182,8 +199,9 @@ fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<u
 pub fn refit(
     root: &Path,
     cfg: &ThemesConfig,
-    from_scratch: bool,
+    opts: RefitOptions,
 ) -> Result<RefitSummary, RefitError> {
+    let from_scratch = opts.from_scratch;
     let store = ThemeStore::new(root);
     // The model as the stream has it, brought up to date.
     let mut model = store.load_model(cfg, 0)?;
@@ -291,7 +309,7 @@ pub fn refit(
             .collect();
         cents = fresh;
     }
-    for _round in 0..REFIT_ROUNDS {
+    for _round in 0..opts.rounds.max(1) {
         let mut changed = false;
         for (i, it) in items.iter().enumerate() {
             let best = cents
@@ -319,6 +337,7 @@ pub fn refit(
         }
         // Retire themes too small to stand; merge ones that converged.
         let mut alive: Vec<bool> = counts.iter().map(|&c| c >= cfg.min_theme_size).collect();
+        let mut into: Vec<Option<usize>> = vec![None; cents.len()];
         for k in 0..cents.len() {
             if !alive[k] {
                 continue;
@@ -343,6 +362,7 @@ pub fn refit(
                     sums[big].iter_mut().zip(&add).for_each(|(s, x)| *s += x);
                     counts[big] += counts[small];
                     alive[small] = false;
+                    into[small] = Some(big);
                     changed = true;
                     if small == k {
                         break;
@@ -362,6 +382,16 @@ pub fn refit(
             } else if counts[k] < cfg.min_theme_size && !merges.iter().any(|m| m[0] == ids[k]) {
                 retired.push(ids[k]);
                 changed = true;
+            }
+        }
+        // A merged theme's comments go with it to the theme that took it in.
+        for k in 0..cents.len() {
+            let mut r = k;
+            while let Some(b) = into[r] {
+                r = b;
+            }
+            if r != k {
+                remap[k] = remap[r];
             }
         }
         assign
