@@ -231,14 +231,7 @@ pub fn write_daily(root: &Path) -> Result<(PathBuf, usize), DailyError> {
         message: e.to_string(),
     };
     let b = batch(&rows).map_err(|e| werr(&e))?;
-    let mut bytes = Vec::new();
-    {
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, b.schema(), None)
-            .map_err(|e| werr(&e))?;
-        w.write(&b).map_err(|e| werr(&e))?;
-        w.close().map_err(|e| werr(&e))?;
-    }
-    crate::nlp::theme_store::write_atomic(&path, &bytes).map_err(|e| werr(&e))?;
+    crate::nlp::theme_store::write_parquet_atomic(&path, &b).map_err(|e| werr(&e))?;
     Ok((path, rows.len()))
 }
 

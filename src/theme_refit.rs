@@ -115,7 +115,8 @@ struct Item {
     id: String,
     v: Vec<f32>,
     text: String,
-    old: Option<u32>,
+    /// The theme id it was written with (after merges).
+    old: u32,
 }
 
 fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
@@ -172,7 +173,7 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
                     id: cids.map(|c| c.value(i).to_string()).unwrap_or_default(),
                     v: vals.values().to_vec(),
                     text: text.value(i).to_string(),
-                    old: Some(m.resolve(old)),
+                    old: m.resolve(old),
                 });
             }
         }
@@ -182,6 +183,17 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
 
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The centroid nearest to `v`, if its cosine is at least `near`.
+fn nearest(cents: &[Vec<f32>], v: &[f32], near: f32) -> Option<usize> {
+    cents
+        .iter()
+        .enumerate()
+        .map(|(k, c)| (k, dot(c, v)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|(_, s)| *s >= near)
+        .map(|(k, _)| k)
 }
 
 /// Average-linkage clusters of `idx` (as the stream makes them), groups of
@@ -236,15 +248,7 @@ pub fn refit(
     // Where the model before the refit puts each comment.
     let before: Vec<Option<u32>> = items
         .iter()
-        .map(|it| {
-            cents
-                .iter()
-                .enumerate()
-                .map(|(k, c)| (k, dot(c, &it.v)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .filter(|(_, s)| *s >= near)
-                .map(|(k, _)| ids[k])
-        })
+        .map(|it| nearest(&cents, &it.v, near).map(|k| ids[k]))
         .collect();
     let curated: Vec<u32> = model
         .themes()
@@ -312,13 +316,7 @@ pub fn refit(
     for _round in 0..opts.rounds.max(1) {
         let mut changed = false;
         for (i, it) in items.iter().enumerate() {
-            let best = cents
-                .iter()
-                .enumerate()
-                .map(|(k, c)| (k, dot(c, &it.v)))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-                .filter(|(_, s)| *s >= near)
-                .map(|(k, _)| k);
+            let best = nearest(&cents, &it.v, near);
             if best != assign[i] {
                 assign[i] = best;
                 changed = true;
@@ -458,10 +456,8 @@ pub fn refit(
             same += usize::from(now == Some(follow(o)));
             *flows.entry(o).or_default().entry(now).or_default() += 1;
         }
-        if let Some(o) = it.old {
-            written += 1;
-            same_written += usize::from(now == Some(follow(o)));
-        }
+        written += 1;
+        same_written += usize::from(now == Some(follow(it.old)));
     }
     let mut splits = Vec::new();
     for (o, dest) in &flows {
@@ -544,7 +540,7 @@ fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result
         arrow::datatypes::Field::new("theme_id", arrow::datatypes::DataType::Int32, true),
     ]));
     let batch = arrow::record_batch::RecordBatch::try_new(
-        schema.clone(),
+        schema,
         vec![
             Arc::new(arrow::array::StringArray::from_iter_values(
                 items.iter().map(|i| i.id.as_str()),
@@ -555,15 +551,5 @@ fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result
         ],
     )
     .map_err(|e| err(&e))?;
-    let mut bytes = Vec::new();
-    {
-        let mut w =
-            parquet::arrow::ArrowWriter::try_new(&mut bytes, schema, None).map_err(|e| err(&e))?;
-        w.write(&batch).map_err(|e| err(&e))?;
-        w.close().map_err(|e| err(&e))?;
-    }
-    crate::nlp::theme_store::write_atomic(path, &bytes).map_err(|source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    crate::nlp::theme_store::write_parquet_atomic(path, &batch)
 }

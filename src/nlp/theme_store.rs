@@ -81,6 +81,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes one record batch as a Parquet file at `path`, atomically.
+pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<(), StoreError> {
+    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut bytes = Vec::new();
+    {
+        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+            .map_err(|e| perr(&e))?;
+        w.write(batch).map_err(|e| perr(&e))?;
+        w.close().map_err(|e| perr(&e))?;
+    }
+    write_atomic(path, &bytes).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
 impl ThemeStore {
     /// The files under `<root>/themes/`.
     pub fn new(root: &Path) -> Self {
@@ -232,14 +251,7 @@ impl ThemeStore {
             message: e.to_string(),
         };
         let batch = snapshot_batch(m).map_err(|e| perr(&e))?;
-        let mut bytes = Vec::new();
-        {
-            let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
-                .map_err(|e| perr(&e))?;
-            w.write(&batch).map_err(|e| perr(&e))?;
-            w.close().map_err(|e| perr(&e))?;
-        }
-        write_atomic(&path, &bytes).map_err(Self::io(&path))
+        write_parquet_atomic(&path, &batch)
     }
 }
 

@@ -551,8 +551,10 @@ fn themes(rows: &[Row]) -> Themes {
             by.entry(*id).or_default().push(r);
         }
     }
-    let scored: Vec<f64> = rows.iter().filter_map(|r| r.score).collect();
-    let all_mean = (!scored.is_empty()).then(|| scored.iter().sum::<f64>() / scored.len() as f64);
+    let (all_sum, all_n) = rows
+        .iter()
+        .filter_map(|r| r.score)
+        .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
     let mut all: Vec<ThemeRow> = by
         .into_iter()
         .map(|(id, members)| {
@@ -584,14 +586,13 @@ fn themes(rows: &[Row]) -> Themes {
                 .rev()
                 .find_map(|r| r.theme.as_ref().map(|t| t.1.clone()))
                 .unwrap_or_default();
-            let impact = all_mean.and_then(|m| {
-                let rest: Vec<f64> = rows
-                    .iter()
-                    .filter(|r| r.theme.as_ref().map(|t| t.0) != Some(id))
-                    .filter_map(|r| r.score)
-                    .collect();
-                (!rest.is_empty()).then(|| rest.iter().sum::<f64>() / rest.len() as f64 - m)
-            });
+            // Mean score without the theme's comments, minus the mean with them.
+            let (own_sum, own_n) = members
+                .iter()
+                .filter_map(|r| r.score)
+                .fold((0.0, 0usize), |(s, n), x| (s + x, n + 1));
+            let impact = (all_n > own_n)
+                .then(|| (all_sum - own_sum) / (all_n - own_n) as f64 - all_sum / all_n as f64);
             ThemeRow {
                 id,
                 label,
