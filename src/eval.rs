@@ -101,6 +101,111 @@ pub struct FlagMiss {
     pub text: String,
 }
 
+/// One predicted aspect, as `verbatim eval --predictions` writes it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct PredictedAspect {
+    /// Target.
+    pub target: String,
+    /// Polarity.
+    pub polarity: String,
+    /// The head's probability of this target with this polarity.
+    pub confidence: f32,
+    /// The clause it was read from.
+    pub text: String,
+}
+
+/// One row's predictions beside its gold labels: a line of
+/// `verbatim eval --predictions FILE`, for reading what the model gets wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowPrediction {
+    /// Row id.
+    pub id: String,
+    /// The text as the stages saw it (PII redacted).
+    pub text: String,
+    /// Gold `(target, polarity)` pairs, when the row has `aspects`.
+    pub gold_aspects: Option<Vec<(String, String)>>,
+    /// Gold flags, when the row has them.
+    pub gold_flags: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Detected language.
+    pub language: Option<String>,
+    /// Why aspects and sentiment are null, when they are.
+    pub analysis_skipped: Option<String>,
+    /// Sentiment label and score.
+    pub sentiment: Option<(String, f32)>,
+    /// Predicted aspects (null when not analysed).
+    pub aspects: Option<Vec<PredictedAspect>>,
+    /// Raised flags.
+    pub flags: Vec<String>,
+    /// Where gold and prediction part, one line per target or flag, e.g.
+    /// `product: gold negative, predicted neutral` or
+    /// `repeat_issue: gold true, predicted false`.
+    pub disagreements: Vec<String>,
+}
+
+/// The polarities each target has in a list of `(target, polarity)`.
+fn by_target<'a>(
+    pairs: impl Iterator<Item = (&'a str, &'a str)>,
+) -> BTreeMap<&'a str, std::collections::BTreeSet<&'a str>> {
+    let mut m: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for (t, p) in pairs {
+        m.entry(t).or_default().insert(p);
+    }
+    m
+}
+
+impl RowPrediction {
+    /// Fills `disagreements` from the gold and predicted fields
+    /// (`staff_or_process` agrees with staff or process).
+    fn compare(&mut self) {
+        let mut out = Vec::new();
+        if let (Some(gold), Some(pred)) = (&self.gold_aspects, &self.aspects) {
+            let g = by_target(gold.iter().map(|(t, p)| (t.as_str(), p.as_str())));
+            let p = by_target(
+                pred.iter()
+                    .map(|a| (a.target.as_str(), a.polarity.as_str())),
+            );
+            let join = |s: Option<&std::collections::BTreeSet<&str>>| {
+                s.map_or("absent".to_string(), |s| {
+                    s.iter().copied().collect::<Vec<_>>().join("+")
+                })
+            };
+            let mut targets: std::collections::BTreeSet<&str> = g.keys().copied().collect();
+            targets.extend(p.keys().copied());
+            for t in targets {
+                if t == "staff_or_process" {
+                    continue;
+                }
+                let (gs, ps) = (g.get(t), p.get(t));
+                let covered = t == "staff" || t == "process";
+                if gs.is_none() && covered && g.contains_key("staff_or_process") {
+                    continue;
+                }
+                if gs != ps {
+                    out.push(format!("{t}: gold {}, predicted {}", join(gs), join(ps)));
+                }
+            }
+            if let Some(gs) = g.get("staff_or_process") {
+                if !p.contains_key("staff") && !p.contains_key("process") {
+                    out.push(format!(
+                        "staff_or_process: gold {}, predicted absent",
+                        join(Some(gs))
+                    ));
+                }
+            }
+        }
+        if let Some(gold) = &self.gold_flags {
+            for f in BUILT_IN {
+                let want = gold.get(f).and_then(|x| x.as_bool()).unwrap_or(false);
+                let got = self.flags.iter().any(|x| x == f);
+                if want != got {
+                    out.push(format!("{f}: gold {want}, predicted {got}"));
+                }
+            }
+        }
+        self.disagreements = out;
+    }
+}
+
 /// What `verbatim eval --json` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -138,6 +243,10 @@ pub struct EvalReport {
     /// Every flag miss (not in the JSON).
     #[serde(skip)]
     pub misses: Vec<FlagMiss>,
+    /// Every row's predictions beside its gold labels, in input order (not
+    /// in the JSON; `--predictions` writes them).
+    #[serde(skip)]
+    pub predictions: Vec<RowPrediction>,
 }
 
 /// One labelled row.
@@ -304,6 +413,21 @@ pub fn evaluate(
     let mut counts: BTreeMap<&str, (usize, usize, usize)> =
         BUILT_IN.iter().map(|f| (*f, (0, 0, 0))).collect();
     let mut misses = Vec::new();
+    let mut predictions: Vec<RowPrediction> = rows
+        .iter()
+        .map(|g| RowPrediction {
+            id: g.id.clone(),
+            text: redactor.redact(&g.text).0.into_owned(),
+            gold_aspects: g.aspects.clone(),
+            gold_flags: g.flags.clone(),
+            language: None,
+            analysis_skipped: None,
+            sentiment: None,
+            aspects: None,
+            flags: Vec::new(),
+            disagreements: Vec::new(),
+        })
+        .collect();
     // Analysis, in pipeline-sized batches.
     let mut analysed: Option<(Counts, String)> = None;
     if let Some(cfg) = nlp {
@@ -318,7 +442,7 @@ pub fn evaluate(
         let mut c = Counts::default();
         let metrics = crate::metrics::Metrics::new();
         let now = chrono::Utc::now();
-        for chunk in rows.chunks(256) {
+        for (k, chunk) in rows.chunks(256).enumerate() {
             let mut batch = crate::batch::CommentBatch::default();
             for (i, g) in chunk.iter().enumerate() {
                 let coords = crate::comment::SourceCoords {
@@ -337,22 +461,40 @@ pub fn evaluate(
                 ));
             }
             crate::nlp::run_operators(&mut stages.operators, &mut batch, &metrics)?;
-            for (g, cm) in chunk.iter().zip(&batch.comments) {
+            for (j, (g, cm)) in chunk.iter().zip(&batch.comments).enumerate() {
                 score_analysis(g, &cm.nlp, &mut c);
+                let p = &mut predictions[k * 256 + j];
+                let n = &cm.nlp;
+                p.language = n.language.map(str::to_string);
+                p.analysis_skipped = n.analysis_skipped.map(str::to_string);
+                p.sentiment = n.sentiment.map(|s| (s.label.as_str().to_string(), s.score));
+                p.aspects = n.aspects.as_ref().map(|a| {
+                    a.iter()
+                        .map(|a| PredictedAspect {
+                            target: a.target.to_string(),
+                            polarity: a.polarity.as_str().to_string(),
+                            confidence: a.confidence,
+                            text: a.text.clone(),
+                        })
+                        .collect()
+                });
             }
         }
         analysed = Some((c, encoder));
     }
-    for g in &rows {
-        let Some(gold) = &g.flags else {
-            continue;
-        };
-        let (clean, _) = redactor.redact(&g.text);
+    for (g, pred) in rows.iter().zip(predictions.iter_mut()) {
         let raised: Vec<String> = matcher
-            .evidence(&clean)
+            .evidence(&pred.text)
             .into_iter()
             .map(|e| e.flag)
             .collect();
+        pred.flags = raised.clone();
+        pred.flags.sort();
+        pred.flags.dedup();
+        pred.compare();
+        let Some(gold) = &g.flags else {
+            continue;
+        };
         for (flag, c) in counts.iter_mut() {
             let gl = gold.get(*flag).and_then(|x| x.as_bool()).unwrap_or(false);
             let r = raised.iter().any(|x| x == flag);
@@ -400,6 +542,7 @@ pub fn evaluate(
         not_analysed: None,
         encoder: None,
         misses,
+        predictions,
     };
     if let Some((c, encoder)) = analysed {
         let any_aspects = c.analysed > 0;
@@ -471,5 +614,66 @@ mod tests {
             Prf::from_counts(1, 0, 0)
         );
         assert!(evaluate(&dir.path().join("missing.jsonl"), &BTreeMap::new(), None).is_err());
+    }
+
+    #[test]
+    fn predictions_sit_beside_gold_and_name_each_disagreement() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.jsonl");
+        std::fs::write(
+            &f,
+            "{\"id\":\"a\",\"text\":\"Call me on +44 7700 900123\",\"flags\":{\"contact_requested\":true}}\n\
+             {\"id\":\"b\",\"text\":\"Third time I write about this\",\"flags\":{\"repeat_issue\":false}}\n",
+        )
+        .unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None).unwrap();
+        assert_eq!(r.predictions.len(), 2);
+        let a = &r.predictions[0];
+        assert_eq!(a.id, "a");
+        assert!(!a.text.contains("7700"), "redacted: {}", a.text);
+        assert_eq!(a.flags, vec!["contact_requested".to_string()]);
+        assert!(a.disagreements.is_empty(), "{:?}", a.disagreements);
+        let b = &r.predictions[1];
+        assert_eq!(b.flags, vec!["repeat_issue".to_string()]);
+        assert_eq!(
+            b.disagreements,
+            vec!["repeat_issue: gold false, predicted true"]
+        );
+
+        // Aspects: a missed target, a wrong polarity, and staff_or_process
+        // agreeing with a process prediction.
+        let aspect = |t: &str, p: &str| PredictedAspect {
+            target: t.into(),
+            polarity: p.into(),
+            confidence: 0.9,
+            text: String::new(),
+        };
+        let mut row = RowPrediction {
+            id: "x".into(),
+            text: String::new(),
+            gold_aspects: Some(vec![
+                ("product".into(), "negative".into()),
+                ("price".into(), "negative".into()),
+                ("staff_or_process".into(), "negative".into()),
+            ]),
+            gold_flags: None,
+            language: Some("en".into()),
+            analysis_skipped: None,
+            sentiment: None,
+            aspects: Some(vec![
+                aspect("product", "neutral"),
+                aspect("process", "negative"),
+            ]),
+            flags: Vec::new(),
+            disagreements: Vec::new(),
+        };
+        row.compare();
+        assert_eq!(
+            row.disagreements,
+            vec![
+                "price: gold negative, predicted absent",
+                "product: gold negative, predicted neutral",
+            ]
+        );
     }
 }

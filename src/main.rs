@@ -80,6 +80,12 @@ enum Command {
         /// Also list every miss (false positives and negatives).
         #[arg(long)]
         misses: bool,
+        /// Write every row's predictions beside its gold labels to this
+        /// JSONL file, with a `disagreements` list per row (e.g. `product:
+        /// gold negative, predicted neutral`), for reading what the model
+        /// gets wrong.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
     },
     /// Train the comment-analysis heads (aspects, sentiment) on labelled
     /// files with the pipeline's encoder, and write them with a manifest
@@ -346,6 +352,7 @@ async fn main() -> anyhow::Result<()> {
             compare_precision,
             json,
             misses,
+            predictions,
         } => {
             let cfg = load(&pipeline)?;
             let nlp = if flags_only { None } else { cfg.nlp.clone() };
@@ -415,6 +422,25 @@ async fn main() -> anyhow::Result<()> {
                 for m in &r.misses {
                     eprintln!("{} {} {}: {}", m.kind, m.flag, m.id, m.text);
                 }
+            }
+            if let Some(out) = predictions {
+                let mut text = String::new();
+                for p in &r.predictions {
+                    text.push_str(&serde_json::to_string(p)?);
+                    text.push('\n');
+                }
+                std::fs::write(&out, text)
+                    .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+                let wrong = r
+                    .predictions
+                    .iter()
+                    .filter(|p| !p.disagreements.is_empty())
+                    .count();
+                eprintln!(
+                    "wrote {} rows to {} ({wrong} with a disagreement)",
+                    r.predictions.len(),
+                    out.display()
+                );
             }
         }
         Command::EvalThemes {

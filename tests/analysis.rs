@@ -181,6 +181,77 @@ fn mams_validation_scores() {
     assert!(f1(&v, "complaints", "product") >= 0.15);
 }
 
+/// `eval --predictions` writes one line per row of the team set: the
+/// stages' own output beside the gold labels, Russian rows with flags but
+/// no aspects (and the reason), every disagreement named.
+#[test]
+fn eval_writes_predictions_beside_gold() {
+    let Some(_) = cfg() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pred.jsonl");
+    let input = root().join("tests/fixtures/team_labelled.jsonl");
+    let v = eval_json(&[
+        "--json",
+        "--input",
+        input.to_str().unwrap(),
+        "--predictions",
+        out.to_str().unwrap(),
+    ]);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, v["n"].as_u64().unwrap());
+    let gold_rows = std::fs::read_to_string(&input).unwrap();
+    for (row, line) in rows.iter().zip(gold_rows.lines()) {
+        let gold: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["id"], gold["id"]);
+        match row["language"].as_str() {
+            Some("en") => assert!(row["aspects"].is_array(), "{row}"),
+            Some("ru") => {
+                assert!(row["aspects"].is_null(), "{row}");
+                assert_eq!(row["analysis_skipped"], skipped::LANGUAGE_NOT_SUPPORTED);
+            }
+            other => panic!("unexpected language {other:?}: {row}"),
+        }
+        // Every flag disagreement is a real one.
+        for d in row["disagreements"].as_array().unwrap() {
+            let d = d.as_str().unwrap();
+            if let Some((flag, rest)) = d.split_once(": gold ") {
+                if let Some(want) = gold["flags"].get(flag) {
+                    let got = row["flags"].as_array().unwrap().iter().any(|f| f == flag);
+                    assert_eq!(rest, format!("{want}, predicted {got}"));
+                    assert_ne!(want.as_bool().unwrap(), got, "{d}");
+                }
+            }
+        }
+    }
+    // Each flag's precision and recall, counted from the file, are the report's.
+    for (flag, prf) in v["flags"].as_object().unwrap() {
+        let (mut tp, mut fp, mut fn_) = (0f64, 0f64, 0f64);
+        for r in &rows {
+            let Some(want) = r["gold_flags"].get(flag).and_then(|x| x.as_bool()) else {
+                if r["gold_flags"].is_object() {
+                    let got = r["flags"].as_array().unwrap().iter().any(|f| f == flag);
+                    fp += f64::from(u8::from(got));
+                }
+                continue;
+            };
+            let got = r["flags"].as_array().unwrap().iter().any(|f| f == flag);
+            match (want, got) {
+                (true, true) => tp += 1.0,
+                (false, true) => fp += 1.0,
+                (true, false) => fn_ += 1.0,
+                _ => {}
+            }
+        }
+        let close = |a: f64, b: &serde_json::Value| (a - b.as_f64().unwrap()).abs() < 1e-9;
+        assert!(close(tp / (tp + fp).max(1.0), &prf["precision"]), "{flag}");
+        assert!(close(tp / (tp + fn_).max(1.0), &prf["recall"]), "{flag}");
+    }
+}
+
 #[test]
 fn int8_stays_within_a_point_of_fp32() {
     let Some(_) = cfg() else { return };
