@@ -8,7 +8,6 @@
 //! (set by .ci/test.sh), where they fail.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use chrono::Utc;
 use verbatim::batch::CommentBatch;
@@ -18,13 +17,8 @@ use verbatim::metrics::Metrics;
 use verbatim::nlp::analyze::{skipped, Polarity};
 use verbatim::nlp::{operators_for, run_operators};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn required() -> bool {
-    std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1")
-}
+mod support;
+use support::{required, root, run_ok, verbatim};
 
 fn cfg() -> Option<NlpConfig> {
     let c = NlpConfig {
@@ -139,17 +133,7 @@ fn languages_the_model_cannot_read_are_null_with_a_reason() {
 }
 
 fn eval_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .current_dir(root())
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(verbatim().arg("eval").args(args));
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -289,16 +273,7 @@ fn committed_heads_are_what_train_makes() {
     let mut args: Vec<String> = cmd.split_whitespace().map(str::to_string).collect();
     let i = args.iter().position(|a| a == "--out").unwrap();
     args[i + 1] = out_dir.path().join("h").display().to_string();
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .current_dir(root())
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(verbatim().args(&args));
     let again: toml::Value =
         toml::from_str(&std::fs::read_to_string(out_dir.path().join("h/heads.toml")).unwrap())
             .unwrap();

@@ -1,13 +1,9 @@
 //! The command line as a user meets it: `check` and `ingest`.
 
 use std::path::Path;
-use std::process::Command;
 
-fn verbatim() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_verbatim"));
-    c.env("VERBATIM_LOG", "warn");
-    c
-}
+mod support;
+use support::{run_ok, verbatim};
 
 #[test]
 fn check_prints_resolved_settings_with_secrets_masked() {
@@ -57,12 +53,7 @@ fn check_names_file_key_and_fix() {
 fn shipped_pipelines_check() {
     for p in ["pipelines/feedback.toml", "pipelines/demo.toml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(p);
-        let out = verbatim().arg("check").arg(&path).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{p}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(verbatim().arg("check").arg(&path));
     }
 }
 
@@ -84,17 +75,12 @@ fn count_rows(root: &Path, table: &str) -> usize {
 
 /// Runs `verbatim ingest FILE --output-root ROOT`, which must succeed; returns stdout.
 fn ingest(file: &Path, root: &Path) -> String {
-    let out = verbatim()
-        .arg("ingest")
-        .arg(file)
-        .arg("--output-root")
-        .arg(root)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        verbatim()
+            .arg("ingest")
+            .arg(file)
+            .arg("--output-root")
+            .arg(root),
     );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -172,16 +158,7 @@ fn eval_flags_on_the_team_fixture() {
     // tests/fixtures/team_labelled.jsonl: 154 comments the team wrote, 8
     // domains, 40 in Russian, every flag with >= 15 positives.
     let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/team_labelled.jsonl");
-    let out = verbatim()
-        .args(["eval", "--json", "--input"])
-        .arg(&input)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(verbatim().args(["eval", "--json", "--input"]).arg(&input));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["n"], 154);
     for (flag, prf) in v["flags"].as_object().unwrap() {

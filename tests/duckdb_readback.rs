@@ -7,17 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn models_ready() -> bool {
-    let ok = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
-        .is_file();
-    let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
-    assert!(
-        ok || !required,
-        "model files missing: run `bash models/setup.sh`"
-    );
-    ok
-}
+mod support;
+use support::{models_ready, run_ok};
 
 fn python() -> Option<PathBuf> {
     let py = std::env::var_os("VERBATIM_PYTHON").map(PathBuf::from);
@@ -74,20 +65,12 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
     let dir = tempfile::tempdir().unwrap();
     // README's first command (from the repo root, where the models are),
     // writing into a fresh folder.
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .args(["demo", "--output-root"])
-        .arg(dir.path().join("out/demo"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("VERBATIM_LOG", "warn")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "demo failed: {}\n{}",
-        stdout,
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        support::verbatim()
+            .args(["demo", "--output-root"])
+            .arg(dir.path().join("out/demo")),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("query it with DuckDB"), "{stdout}");
     let page = dir.path().join("out/demo/report.html");
     assert!(
@@ -217,15 +200,10 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
 /// The report's numbers (its JSON, from verbatim's own Parquet reader) equal
 /// the README's DuckDB queries behind each section on the same files.
 fn report_matches_duckdb(v: &serde_json::Value, dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .args(["report", "--format", "json", "--output-root"])
-        .arg(dir.join("out/demo"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        support::verbatim()
+            .args(["report", "--format", "json", "--output-root"])
+            .arg(dir.join("out/demo")),
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let close = |a: &serde_json::Value, b: &serde_json::Value, what: &str| {

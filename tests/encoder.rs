@@ -12,9 +12,8 @@ use verbatim::config::{NlpConfig, Precision};
 use verbatim::nlp::encoder::cosine;
 use verbatim::nlp::{embed_operator, NlpError};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::root;
 
 fn cfg(precision: Precision) -> Option<NlpConfig> {
     let c = NlpConfig {

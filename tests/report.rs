@@ -9,24 +9,8 @@ use std::process::Command;
 
 use verbatim::report::render::SECTIONS;
 
-fn required() -> bool {
-    std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1")
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn models_ready() -> bool {
-    let ok = repo()
-        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
-        .is_file();
-    assert!(
-        ok || !required(),
-        "model files missing: run `bash models/setup.sh`"
-    );
-    ok
-}
+mod support;
+use support::{models_ready, required, root as repo, run_ok};
 
 fn chromium() -> Option<PathBuf> {
     let bin = std::env::var_os("VERBATIM_CHROMIUM")
@@ -45,19 +29,7 @@ fn chromium() -> Option<PathBuf> {
 }
 
 fn verbatim(args: &[&str], root: &Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .args(args)
-        .arg(root)
-        .current_dir(repo())
-        .env("VERBATIM_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "verbatim {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_ok(support::verbatim().args(args).arg(root));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 

@@ -7,14 +7,12 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow::array::{Array, Int32Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod support;
+use support::{required, root, run_ok};
 
 fn ready() -> Option<PathBuf> {
     let data = root().join("../shared/data/labelled/banking77_train.jsonl");
@@ -22,9 +20,8 @@ fn ready() -> Option<PathBuf> {
     if data.is_file() && model.is_file() {
         return Some(data);
     }
-    let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
     assert!(
-        !required,
+        !required(),
         "run `bash models/setup.sh` with ../shared beside"
     );
     eprintln!("skipping: model or ../shared/data missing");
@@ -32,17 +29,7 @@ fn ready() -> Option<PathBuf> {
 }
 
 fn verbatim(args: &[&str]) -> std::process::Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
-        .current_dir(root())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_ok(support::verbatim().args(args))
 }
 
 /// Issue 5, point 1: one pass in input order over banking77 (77 intents),
