@@ -442,7 +442,9 @@ pub fn evaluate(
         let mut c = Counts::default();
         let metrics = crate::metrics::Metrics::new();
         let now = chrono::Utc::now();
-        for (k, chunk) in rows.chunks(256).enumerate() {
+        // Pipeline-sized batches; `predictions` holds each row's redacted text.
+        const BATCH: usize = 256;
+        for (k, chunk) in rows.chunks(BATCH).enumerate() {
             let mut batch = crate::batch::CommentBatch::default();
             for (i, g) in chunk.iter().enumerate() {
                 let coords = crate::comment::SourceCoords {
@@ -451,11 +453,10 @@ pub fn evaluate(
                     offset: i as i64,
                     kafka_timestamp: None,
                 };
-                let (clean, _) = redactor.redact(&g.text);
                 batch.comments.push(crate::comment::Comment::new(
                     coords,
                     g.id.clone(),
-                    clean.into_owned(),
+                    predictions[k * BATCH + i].text.clone(),
                     now,
                     now,
                 ));
@@ -463,7 +464,7 @@ pub fn evaluate(
             crate::nlp::run_operators(&mut stages.operators, &mut batch, &metrics)?;
             for (j, (g, cm)) in chunk.iter().zip(&batch.comments).enumerate() {
                 score_analysis(g, &cm.nlp, &mut c);
-                let p = &mut predictions[k * 256 + j];
+                let p = &mut predictions[k * BATCH + j];
                 let n = &cm.nlp;
                 p.language = n.language.map(str::to_string);
                 p.analysis_skipped = n.analysis_skipped.map(str::to_string);
