@@ -337,7 +337,7 @@ async fn pipeline_rate(
     dir: &Path,
     analyze: bool,
 ) -> (f64, Option<f64>, StageTimes) {
-    use verbatim::kafka_mock::{produce_all, MockKafka};
+    use verbatim::source::kafka_mock::{produce_all, MockKafka};
     let mock = MockKafka::start(1).unwrap();
     mock.create_topic("fb", 3).unwrap();
     let msgs: Vec<_> = texts

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use verbatim::kafka_mock::{produce_all, MockKafka};
 use verbatim::sink::files::scan_progress;
+use verbatim::source::kafka_mock::{produce_all, MockKafka};
 
 const PARTITIONS: i32 = 6;
 
@@ -140,8 +140,8 @@ fn main() {
             .and_then(|x| x.next_offset);
         assert_eq!(next, Some(end), "partition {p} not fully committed");
     }
-    let files = verbatim::demo::parquet_files(&root.join("comments")).len();
-    let on_disk: u64 = verbatim::demo::parquet_files(&root)
+    let files = verbatim::cli::demo::parquet_files(&root.join("comments")).len();
+    let on_disk: u64 = verbatim::cli::demo::parquet_files(&root)
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())

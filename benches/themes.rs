@@ -11,10 +11,10 @@
 
 use std::time::Instant;
 
+use verbatim::cli::train::Rng;
 use verbatim::config::ThemesConfig;
 use verbatim::nlp::encoder::normalize;
-use verbatim::nlp::themes::ThemeModel;
-use verbatim::train::Rng;
+use verbatim::themes::online::ThemeModel;
 
 const DIM: usize = 384;
 const TOPICS: usize = 300;

@@ -11,29 +11,35 @@
 //! | source | [`source`] | a Kafka consumer-group member (or a file for `ingest`) hands over raw messages |
 //! | decode | [`decode`] | bytes become a [`comment::Comment`] or a [`comment::Rejection`] with a reason |
 //! | batch  | [`batch`]  | comments are gathered by count and age |
-//! | nlp    | [`nlp`]    | operators enrich the batch: [`nlp::redact`] → [`nlp::language`] → [`nlp::flags`] → [`nlp::embed`] |
+//! | nlp    | [`nlp`]    | operators enrich the batch: [`nlp::redact`] → [`nlp::language`] → [`nlp::flags`] → [`nlp::embed`] → [`nlp::analyze`] |
+//! | themes | [`themes`] | [`themes::online`] assigns each comment a theme with a stable id |
 //! | sink   | [`sink`]   | rows are appended to Parquet; files are committed atomically |
 //! | commit | [`source::kafka::KafkaCommitter`] | Kafka offsets are committed only after the files are durable |
 //!
-//! [`pipeline`] wires them together; [`config`] is the pipeline file.
+//! [`pipeline`] wires the stages together; [`comment`] is the record they
+//! pass along; [`config`] is the pipeline file, one section per stage.
+//!
+//! Offline, over what the job wrote: [`themes`] (refits, curation, the daily
+//! table), [`report`], and the commands in [`cli`].
 #![warn(missing_docs)]
 
-pub mod batch;
+// The record and its configuration.
 pub mod comment;
 pub mod config;
+
+// The stream's stages, in order.
+pub mod batch;
 pub mod decode;
-pub mod demo;
-pub mod eval;
-pub mod eval_themes;
-pub mod failpoint;
-pub mod kafka_mock;
-pub mod metrics;
 pub mod nlp;
 pub mod pipeline;
-pub mod report;
 pub mod sink;
 pub mod source;
-pub mod theme_admin;
-pub mod theme_daily;
-pub mod theme_refit;
-pub mod train;
+pub mod themes;
+
+// Offline work over the output, and the commands.
+pub mod cli;
+pub mod report;
+
+// Operations.
+pub mod failpoint;
+pub mod metrics;

@@ -99,6 +99,63 @@ pub struct Pipeline {
     summary: RunSummary,
 }
 
+/// Every operator the pipeline builds, in the order it runs them: its
+/// [`Operator::name`], its module and its file. README's and the crate
+/// docs' stage tables are tested against this list, and the pipeline
+/// builds its operators in this order ([`build_operators`]).
+pub const OPERATORS: [(&str, &str, &str); 6] = [
+    ("redact", "nlp::redact", "src/nlp/redact.rs"),
+    ("language", "nlp::language", "src/nlp/language.rs"),
+    ("flags", "nlp::flags", "src/nlp/flags.rs"),
+    ("embed", "nlp::embed", "src/nlp/embed.rs"),
+    ("analyze", "nlp::analyze", "src/nlp/analyze.rs"),
+    ("themes", "themes::online", "src/themes/online.rs"),
+];
+
+/// Builds the enrichment operators the pipeline file asks for, in the order
+/// of [`OPERATORS`] (with `extra`, operators added by the embedding
+/// application, right after redaction), and the size of the `embedding`
+/// column if embeddings are stored.
+pub fn build_operators(
+    cfg: &PipelineConfig,
+    extra: Vec<Box<dyn Operator>>,
+) -> Result<Operators, PipelineError> {
+    let mut operators: Vec<Box<dyn Operator>> = Vec::new();
+    if cfg.privacy.redact_pii {
+        // First, so nothing downstream (models, files) sees the originals.
+        let redact = crate::nlp::redact::RedactOperator::new()
+            .map_err(|e| PipelineError::Nlp(crate::nlp::NlpError::Pattern(e.to_string())))?;
+        operators.push(Box::new(redact));
+    }
+    operators.extend(extra);
+    let mut embedding_dim = None;
+    if let Some(nlp) = &cfg.nlp {
+        let stages = crate::nlp::operators_for(nlp, &cfg.flags, &cfg.targets)?;
+        operators.extend(stages.operators);
+        embedding_dim = stages.embedding_dim;
+        if cfg.themes.enabled {
+            operators.push(Box::new(crate::themes::online::ThemeOperator::open(
+                &cfg.themes,
+                &cfg.output.root,
+                stages.dim,
+                &stages.model_languages,
+            )?));
+        }
+    }
+    Ok(Operators {
+        operators,
+        embedding_dim,
+    })
+}
+
+/// The enrichment operators of a pipeline, as [`build_operators`] made them.
+pub struct Operators {
+    /// The operators, in the order they run.
+    pub operators: Vec<Box<dyn Operator>>,
+    /// Size of the `embedding` column, if embeddings are stored.
+    pub embedding_dim: Option<usize>,
+}
+
 /// Builds a [`Pipeline`] from a configuration.
 pub struct PipelineBuilder {
     cfg: PipelineConfig,
@@ -139,28 +196,12 @@ impl PipelineBuilder {
         dead_letter: Option<DeadLetter>,
         actions: Option<ActionTopic>,
     ) -> Result<Pipeline, PipelineError> {
-        let mut operators: Vec<Box<dyn Operator>> = Vec::new();
-        if self.cfg.privacy.redact_pii {
-            // First, so nothing downstream (models, files) sees the originals.
-            let redact = crate::nlp::redact::RedactOperator::new()
-                .map_err(|e| PipelineError::Nlp(crate::nlp::NlpError::Pattern(e.to_string())))?;
-            operators.push(Box::new(redact));
-        }
-        operators.extend(self.operators);
         let mut stamp = crate::sink::stamp_for(&self.cfg);
-        if let Some(nlp) = &self.cfg.nlp {
-            let stages = crate::nlp::operators_for(nlp, &self.cfg.flags, &self.cfg.targets)?;
-            operators.extend(stages.operators);
-            stamp.embedding_dim = stages.embedding_dim;
-            if self.cfg.themes.enabled {
-                operators.push(Box::new(crate::nlp::themes::ThemeOperator::open(
-                    &self.cfg.themes,
-                    &self.cfg.output.root,
-                    stages.dim,
-                    &stages.model_languages,
-                )?));
-            }
-        }
+        let Operators {
+            mut operators,
+            embedding_dim,
+        } = build_operators(&self.cfg, self.operators)?;
+        stamp.embedding_dim = embedding_dim;
         let mut sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
         if self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty() {
             sink = sink.with_actions(ActionRules::new(&self.cfg.actions.flags));
@@ -475,5 +516,62 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OPERATORS;
+
+    /// The part of `text` from `heading` to the next blank line: a table.
+    fn table<'a>(text: &'a str, heading: &str) -> &'a str {
+        let start = text
+            .find(heading)
+            .unwrap_or_else(|| panic!("no {heading:?}"));
+        let rest = &text[start..];
+        let end = ["\n\n", "\n//!\n"]
+            .iter()
+            .filter_map(|s| rest.find(s))
+            .min()
+            .unwrap_or(rest.len());
+        &rest[..end]
+    }
+
+    /// Where each of `names` first appears in `text`; panics on a missing one.
+    fn positions(text: &str, names: impl Iterator<Item = String>) -> Vec<usize> {
+        names
+            .map(|n| {
+                text.find(&n)
+                    .unwrap_or_else(|| panic!("{n} is not in the stage table:\n{text}"))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn readme_stage_table_lists_every_operator_in_order() {
+        let readme = include_str!("../README.md");
+        let t = table(readme, "| stage | file | what happens |");
+        let pos = positions(t, OPERATORS.iter().map(|(_, _, file)| format!("`{file}`")));
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "out of order: {pos:?}");
+    }
+
+    #[test]
+    fn crate_docs_stage_table_lists_every_operator_in_order() {
+        let lib = include_str!("lib.rs");
+        let t = table(lib, "//! | stage | module | what happens |");
+        let pos = positions(t, OPERATORS.iter().map(|(_, m, _)| format!("[`{m}`]")));
+        assert!(pos.windows(2).all(|w| w[0] < w[1]), "out of order: {pos:?}");
+    }
+
+    #[test]
+    fn every_listed_file_exists_and_names_its_operator() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (name, _, file) in OPERATORS {
+            let src = std::fs::read_to_string(root.join(file)).unwrap();
+            assert!(
+                src.contains(&format!("fn name(&self) -> &str {{\n        \"{name}\"")),
+                "{file} does not hold the operator {name:?}"
+            );
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use arrow::array::{Array, AsArray};
 use common::*;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use verbatim::kafka_mock::MockKafka;
+use verbatim::source::kafka_mock::MockKafka;
 
 /// `column` of every row of a table, with the row's comment id.
 fn read_table(root: &Path, table: &str, id_col: &str, col: &str) -> Vec<(String, Option<String>)> {

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use verbatim::batch::CommentBatch;
+use verbatim::comment::{skipped, Polarity};
 use verbatim::comment::{Comment, SourceCoords};
 use verbatim::config::NlpConfig;
 use verbatim::metrics::Metrics;
-use verbatim::nlp::analyze::{skipped, Polarity};
 use verbatim::nlp::{operators_for, run_operators};
 
 mod support;
@@ -310,4 +310,24 @@ fn analysts_add_a_target_by_examples() {
     assert_eq!(billing.polarity, Polarity::Negative);
     let b = out[1].nlp.aspects.as_ref().unwrap();
     assert!(!b.iter().any(|x| &*x.target == "billing"), "{b:#?}");
+}
+
+/// The operators the pipeline builds from the shipped pipeline file are
+/// exactly `pipeline::OPERATORS`, in order (README's and the crate docs'
+/// stage tables are checked against that list by unit tests).
+#[test]
+fn the_pipeline_builds_the_documented_operators_in_order() {
+    let Some(nlp) = cfg() else { return };
+    let mut pipeline =
+        verbatim::config::PipelineConfig::load(&root().join("pipelines/feedback.toml")).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    pipeline.output.root = out.path().to_path_buf();
+    pipeline.nlp = Some(nlp);
+    let built = verbatim::pipeline::build_operators(&pipeline, Vec::new()).unwrap();
+    let names: Vec<&str> = built.operators.iter().map(|o| o.name()).collect();
+    let documented: Vec<&str> = verbatim::pipeline::OPERATORS
+        .iter()
+        .map(|(name, _, _)| *name)
+        .collect();
+    assert_eq!(names, documented);
 }

@@ -58,7 +58,7 @@ fn shipped_pipelines_check() {
 }
 
 fn count_rows(root: &Path, table: &str) -> usize {
-    verbatim::demo::parquet_files(&root.join(table))
+    verbatim::cli::demo::parquet_files(&root.join(table))
         .iter()
         .map(|f| {
             parquet::file::reader::FileReader::metadata(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use verbatim::kafka_mock::MockKafka;
+use verbatim::source::kafka_mock::MockKafka;
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -245,7 +245,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         tokio::time::sleep(delay).await;
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
-        let files = verbatim::demo::parquet_files(&root).len();
+        let files = verbatim::cli::demo::parquet_files(&root).len();
         eprintln!("trial {t}: killed after {delay:?}; {files} committed files");
         if files > last_files {
             advanced += 1;

@@ -36,7 +36,7 @@ fn python() -> Option<PathBuf> {
 fn expected_per_product() -> (BTreeMap<String, i64>, usize) {
     let mut per = BTreeMap::new();
     let mut bad = 0;
-    for line in verbatim::demo::SAMPLE
+    for line in verbatim::cli::demo::SAMPLE
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
     {

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use verbatim::kafka_mock::MockKafka;
 use verbatim::metrics::Metrics;
 use verbatim::pipeline::PipelineBuilder;
+use verbatim::source::kafka_mock::MockKafka;
 
 const LIMIT: Duration = Duration::from_secs(120);
 

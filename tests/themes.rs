@@ -418,7 +418,7 @@ fn two_orders_agree_after_a_from_scratch_refit() {
     for seed in [3u64, 4] {
         // A seeded shuffle (Fisher-Yates over verbatim's own SplitMix).
         let mut order = sub.clone();
-        let mut rng = verbatim::train::Rng(seed);
+        let mut rng = verbatim::cli::train::Rng(seed);
         for i in (1..order.len()).rev() {
             let j = (rng.next_u64() % (i as u64 + 1)) as usize;
             order.swap(i, j);
@@ -459,7 +459,7 @@ fn two_orders_agree_after_a_from_scratch_refit() {
     assert!(ids.len() > 2900, "{}", ids.len());
     let a: Vec<i64> = ids.iter().map(|k| maps[0][*k]).collect();
     let b: Vec<i64> = ids.iter().map(|k| maps[1][*k]).collect();
-    let agreement = verbatim::eval_themes::agreement(&a, &b);
+    let agreement = verbatim::themes::eval::agreement(&a, &b);
     eprintln!(
         "two orders after a from-scratch refit: ARI {:.3}, NMI {:.3}",
         agreement.ari, agreement.nmi

@@ -23,82 +23,7 @@ use super::clauses::{self, Span};
 use super::heads::{Heads, HeadsManifest};
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
-
-/// Token vectors and their character spans, kept by the embed stage for
-/// this stage and dropped once it has run (never written).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct TokenStates {
-    /// `len x dim` last-layer vectors, row-major.
-    pub vectors: Vec<f32>,
-    /// Each token's `[start, end)` in characters; special tokens `(0, 0)`.
-    pub offsets: Vec<(u32, u32)>,
-}
-
-/// Sentiment label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Polarity {
-    /// Negative.
-    Negative,
-    /// Neither clearly negative nor positive.
-    Neutral,
-    /// Positive.
-    Positive,
-}
-
-impl Polarity {
-    /// The stable lowercase name written to Parquet.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Polarity::Negative => "negative",
-            Polarity::Neutral => "neutral",
-            Polarity::Positive => "positive",
-        }
-    }
-
-    /// Parses a stable name (`conflict` is not a polarity here).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "negative" => Some(Polarity::Negative),
-            "neutral" => Some(Polarity::Neutral),
-            "positive" => Some(Polarity::Positive),
-            _ => None,
-        }
-    }
-}
-
-/// The whole comment's sentiment.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Sentiment {
-    /// Label from the score and the neutral band.
-    pub label: Polarity,
-    /// `p(positive) - p(negative)`, in `[-1, 1]`.
-    pub score: f32,
-}
-
-/// One (sentence, target) the comment talks about.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Aspect {
-    /// What it is about: staff, product, process, price, delivery, environment, other.
-    pub target: Arc<str>,
-    /// How the customer feels about it.
-    pub polarity: Polarity,
-    /// The head's probability of this target with this polarity.
-    pub confidence: f32,
-    /// Character span of the clause it was read from.
-    pub start: u32,
-    /// End of that span (exclusive).
-    pub end: u32,
-    /// The clause's text.
-    pub text: String,
-}
-
-/// Why a comment was not analysed.
-pub mod skipped {
-    /// The detected language is not one the model reads.
-    pub const LANGUAGE_NOT_SUPPORTED: &str = "language_not_supported";
-    /// No language could be detected with confidence.
-    pub const LANGUAGE_UNKNOWN: &str = "language_unknown";
-}
+use crate::comment::{skipped, Aspect, Polarity, Sentiment, TokenStates};
 
 /// Sentiment and aspects for every comment of a batch.
 pub struct AnalyzeOperator {
@@ -412,61 +337,9 @@ impl Operator for AnalyzeOperator {
     }
 }
 
-/// The polarity of one target over a comment's aspects: the single
-/// polarity when all agree, `mixed` when they disagree, `None` when the
-/// target is not mentioned.
-pub fn target_sentiment(aspects: &[Aspect], target: &str) -> Option<&'static str> {
-    let mut seen: Option<Polarity> = None;
-    for a in aspects.iter().filter(|a| &*a.target == target) {
-        match seen {
-            None => seen = Some(a.polarity),
-            Some(p) if p != a.polarity => return Some("mixed"),
-            _ => {}
-        }
-    }
-    seen.map(Polarity::as_str)
-}
-
-/// Whether the comment has a negative mention of `target`.
-pub fn blames(aspects: &[Aspect], target: &str) -> bool {
-    aspects
-        .iter()
-        .any(|a| &*a.target == target && a.polarity == Polarity::Negative)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn aspect(target: &str, polarity: Polarity) -> Aspect {
-        Aspect {
-            target: target.into(),
-            polarity,
-            confidence: 0.9,
-            start: 0,
-            end: 1,
-            text: String::new(),
-        }
-    }
-
-    #[test]
-    fn per_target_summaries() {
-        let a = vec![
-            aspect("staff", Polarity::Positive),
-            aspect("product", Polarity::Negative),
-            aspect("product", Polarity::Negative),
-        ];
-        assert_eq!(target_sentiment(&a, "staff"), Some("positive"));
-        assert_eq!(target_sentiment(&a, "product"), Some("negative"));
-        assert_eq!(target_sentiment(&a, "price"), None);
-        assert!(blames(&a, "product"));
-        assert!(!blames(&a, "staff"));
-        let m = vec![
-            aspect("staff", Polarity::Positive),
-            aspect("staff", Polarity::Negative),
-        ];
-        assert_eq!(target_sentiment(&m, "staff"), Some("mixed"));
-    }
 
     #[test]
     fn segments_follow_sentences_and_clauses() {

@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use super::analyze::TokenStates;
 use super::encoder::{Encoded, Encoder};
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
+use crate::comment::TokenStates;
 
 /// Groups row indices into sub-batches: sorted by length, each closed before
 /// `rows x longest` passes `budget` tokens or it holds `max_rows` rows. A row

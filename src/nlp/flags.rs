@@ -10,45 +10,12 @@
 
 use std::collections::BTreeMap;
 
-use regex::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
+use regex::Regex;
 
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
-
-/// The flags with their own boolean column, in column order.
-pub const BUILT_IN: [&str; 5] = [
-    "contact_requested",
-    "repeat_issue",
-    "score_solicited",
-    "survey_fatigue",
-    "safety_risk",
-];
-
-/// `[flags.<name>]` in a pipeline file.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct FlagPatterns {
-    /// Regular expressions (case-insensitive) that raise the flag.
-    #[serde(default)]
-    pub patterns: Vec<String>,
-    /// Regular expressions that, found in the same sentence, cancel a match.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-}
-
-/// Why a flag was raised: the span of the comment (in characters) and its text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Evidence {
-    /// Flag name.
-    pub flag: String,
-    /// First character of the span.
-    pub start: u32,
-    /// One past the last character.
-    pub end: u32,
-    /// The matched text.
-    pub text: String,
-}
+use crate::comment::{Evidence, BUILT_IN_FLAGS};
+use crate::config::{compile_pattern, FlagPatternError, FlagPatterns};
 
 fn defaults() -> Vec<(
     &'static str,
@@ -165,30 +132,6 @@ struct Flag {
     exclude: Vec<Regex>,
 }
 
-/// Errors building the flag matchers.
-#[derive(Debug, thiserror::Error)]
-#[error("flags.{flag}: pattern {pattern:?} does not compile: {message}")]
-pub struct FlagPatternError {
-    /// Flag name.
-    pub flag: String,
-    /// The pattern.
-    pub pattern: String,
-    /// The regex error.
-    pub message: String,
-}
-
-fn compile(flag: &str, p: &str) -> Result<Regex, FlagPatternError> {
-    RegexBuilder::new(p)
-        .case_insensitive(true)
-        .size_limit(1 << 22)
-        .build()
-        .map_err(|e| FlagPatternError {
-            flag: flag.to_string(),
-            pattern: p.to_string(),
-            message: e.to_string(),
-        })
-}
-
 /// Raises flags on comments.
 pub struct FlagMatcher {
     flags: Vec<Flag>,
@@ -215,13 +158,13 @@ impl FlagMatcher {
                 .iter()
                 .map(|p| p.to_string())
                 .chain(add.into_iter().flat_map(|a| a.patterns.clone()))
-                .map(|p| compile(name, &p))
+                .map(|p| compile_pattern(name, &p))
                 .collect::<Result<_, _>>()?;
             let exclude = excl
                 .iter()
                 .map(|p| p.to_string())
                 .chain(add.into_iter().flat_map(|a| a.exclude.clone()))
-                .map(|p| compile(name, &p))
+                .map(|p| compile_pattern(name, &p))
                 .collect::<Result<_, _>>()?;
             flags.push(Flag {
                 name: name.to_string(),
@@ -230,7 +173,7 @@ impl FlagMatcher {
             });
         }
         for (name, p) in extra {
-            if BUILT_IN.contains(&name.as_str()) {
+            if BUILT_IN_FLAGS.contains(&name.as_str()) {
                 continue;
             }
             flags.push(Flag {
@@ -238,12 +181,12 @@ impl FlagMatcher {
                 patterns: p
                     .patterns
                     .iter()
-                    .map(|x| compile(name, x))
+                    .map(|x| compile_pattern(name, x))
                     .collect::<Result<_, _>>()?,
                 exclude: p
                     .exclude
                     .iter()
-                    .map(|x| compile(name, x))
+                    .map(|x| compile_pattern(name, x))
                     .collect::<Result<_, _>>()?,
             });
         }

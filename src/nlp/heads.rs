@@ -12,7 +12,7 @@
 //!   `p(positive) - p(negative)` and scores inside the manifest's neutral
 //!   band are labelled neutral.
 //!
-//! The same code trains (`verbatim train`, [`crate::train`]) and runs them
+//! The same code trains (`verbatim train`, `cli::train`) and runs them
 //! ([`crate::nlp::analyze`]); weights live in `models/heads/<model>/` as
 //! safetensors next to a manifest that records how they were made.
 
@@ -24,16 +24,7 @@ use candle_nn::{Init, VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// The built-in aspect targets, in the order the heads output them.
-pub const TARGETS: [&str; 7] = [
-    "staff",
-    "product",
-    "process",
-    "price",
-    "delivery",
-    "environment",
-    "other",
-];
+use crate::comment::TARGETS;
 
 /// Aspect classes, in the order the heads output them.
 pub const CLASSES: [&str; 4] = ["absent", "negative", "neutral", "positive"];

@@ -1,5 +1,6 @@
 //! NLP stage: operators that enrich a batch of comments between the batch
-//! stage and the sink (embeddings, language, sentiment, aspects, themes).
+//! stage and the sink (PII, language, flags, embeddings, sentiment and
+//! aspects); the themes stage ([`crate::themes`]) runs after them.
 //!
 //! An operator implements one method, [`Operator::process_batch`]; its hooks
 //! default to no-ops. Operators run on a blocking thread, never on the async
@@ -14,9 +15,6 @@ pub mod heads;
 pub mod language;
 pub mod model;
 pub mod redact;
-pub mod theme_labels;
-pub mod theme_store;
-pub mod themes;
 pub mod tokenize;
 
 use crate::batch::CommentBatch;
@@ -115,7 +113,7 @@ pub struct NlpStages {
 /// `[targets]`.
 pub fn operators_for(
     cfg: &NlpConfig,
-    flag_patterns: &std::collections::BTreeMap<String, flags::FlagPatterns>,
+    flag_patterns: &std::collections::BTreeMap<String, crate::config::FlagPatterns>,
     targets: &std::collections::BTreeMap<String, crate::config::TargetExamples>,
 ) -> Result<NlpStages, NlpError> {
     let files = ModelFiles::open(cfg)?;

@@ -16,15 +16,7 @@ use rdkafka::producer::FutureRecord;
 
 use super::producer::{ProduceError, TrackedProducer};
 use crate::comment::Comment;
-use crate::nlp::flags::Evidence;
-
-/// Default `actions.flags`: the flags that need a person.
-pub const DEFAULT_FLAGS: [&str; 4] = [
-    "safety_risk",
-    "contact_requested",
-    "repeat_issue",
-    "score_solicited",
-];
+use crate::comment::Evidence;
 
 /// Which flags put a comment in the queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,7 +185,7 @@ mod tests {
     }
 
     fn rules() -> ActionRules {
-        ActionRules::new(&DEFAULT_FLAGS.map(String::from))
+        ActionRules::new(&crate::config::DEFAULT_ACTION_FLAGS.map(String::from))
     }
 
     #[test]

@@ -11,11 +11,13 @@
 //! - [`dead_letter`]: the optional dead-letter topic for rejected messages.
 //! - [`actions`]: the action queue (`actions/` and the optional action topic).
 //! - [`producer`]: output topics whose deliveries gate the input commit.
+//! - [`read`]: reading committed tables back, for the offline commands.
 
 pub mod actions;
 pub mod dead_letter;
 pub mod files;
 pub mod producer;
+pub mod read;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap};

@@ -72,7 +72,7 @@ fn evidence_type() -> DataType {
 /// A `list<string>` of flag names and the matching `list<struct>` of their
 /// evidence, one list per row (`None`: a null row).
 fn flag_lists(
-    rows: &[Option<Vec<&crate::nlp::flags::Evidence>>],
+    rows: &[Option<Vec<&crate::comment::Evidence>>],
 ) -> Result<(ListArray, ListArray), ArrowError> {
     let mut names = Vec::new();
     let mut starts = Vec::new();
@@ -123,13 +123,13 @@ fn flag_lists(
 
 /// `flags`, the five built-in flag columns and `flag_evidence`.
 fn flag_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
-    let per_row: Vec<Option<Vec<&crate::nlp::flags::Evidence>>> = rows
+    let per_row: Vec<Option<Vec<&crate::comment::Evidence>>> = rows
         .iter()
         .map(|r| r.nlp.flags.as_ref().map(|ev| ev.iter().collect()))
         .collect();
     let (flags, evidence) = flag_lists(&per_row)?;
     let mut out: Vec<ArrayRef> = vec![Arc::new(flags)];
-    for f in crate::nlp::flags::BUILT_IN {
+    for f in crate::comment::BUILT_IN_FLAGS {
         out.push(Arc::new(
             rows.iter()
                 .map(|r| {
@@ -166,7 +166,7 @@ fn aspects_type() -> DataType {
 
 /// `sentiment` .. `analysis_skipped`.
 fn analysis_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
-    use crate::nlp::analyze::{blames, target_sentiment};
+    use crate::comment::{blames, target_sentiment};
     let mut targets = Vec::new();
     let mut polarities = Vec::new();
     let mut confidences = Vec::new();
@@ -462,7 +462,7 @@ pub fn actions_batch(
     let mut columns: Vec<ArrayRef> = coord_columns(rows.iter().map(|(c, _)| &c.coords));
     columns.truncate(3);
     let names: Vec<Option<Vec<&str>>> = rows.iter().map(|(_, a)| Some(a.flags.clone())).collect();
-    let evidence: Vec<Option<Vec<&crate::nlp::flags::Evidence>>> =
+    let evidence: Vec<Option<Vec<&crate::comment::Evidence>>> =
         rows.iter().map(|(_, a)| Some(a.evidence.clone())).collect();
     let (_, evidence) = flag_lists(&evidence)?;
     let body: Vec<ArrayRef> = vec![
@@ -520,7 +520,7 @@ pub fn mentions_schema() -> SchemaRef {
 
 /// Builds a `mentions` record batch: one row per aspect of `rows`.
 pub fn mentions_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, ArrowError> {
-    let flat: Vec<(&Comment, &crate::nlp::analyze::Aspect)> = rows
+    let flat: Vec<(&Comment, &crate::comment::Aspect)> = rows
         .iter()
         .flat_map(|c| c.nlp.aspects.iter().flatten().map(move |a| (*c, a)))
         .collect();

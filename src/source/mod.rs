@@ -2,11 +2,13 @@
 //!
 //! - [`kafka`]: the stream job's consumer-group member.
 //! - [`file`](mod@file): JSONL/CSV backfills for `verbatim ingest`.
+//! - [`kafka_mock`]: librdkafka's in-process mock cluster, for the demo and tests.
 //!
 //! Both hand the pipeline an ordered stream of [`SourceEvent`]s.
 
 pub mod file;
 pub mod kafka;
+pub mod kafka_mock;
 
 use std::path::PathBuf;
 

@@ -89,7 +89,7 @@ pub async fn produce(bootstrap: &str, topic: &str, msgs: &[Sent]) -> Vec<i64> {
     for m in msgs {
         items.push((m.partition, m.key.clone(), m.value.clone()));
     }
-    let delivered = verbatim::kafka_mock::produce_all(bootstrap, topic, items)
+    let delivered = verbatim::source::kafka_mock::produce_all(bootstrap, topic, items)
         .await
         .expect("produce");
     let mut out = Vec::with_capacity(msgs.len());
@@ -141,7 +141,7 @@ pub struct Output {
 }
 
 fn parquet_files(dir: &Path) -> Vec<PathBuf> {
-    verbatim::demo::parquet_files(dir)
+    verbatim::cli::demo::parquet_files(dir)
 }
 
 fn col<'a, T: 'static>(b: &'a arrow::record_batch::RecordBatch, name: &str) -> &'a T {

@@ -74,7 +74,7 @@ class Head(nn.Module):
 
 
 def scores(rows, probs):
-    """The `verbatim eval` definitions (src/eval.rs) for staff and product."""
+    """The `verbatim eval` definitions (src/cli/eval.rs) for staff and product."""
     pol = [0, 0]
     tg = {t: [0, 0, 0] for t in T}
     cp = {t: [0, 0, 0] for t in T}

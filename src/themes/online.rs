@@ -25,12 +25,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::encoder::normalize;
-use super::theme_labels::{labels, TermCounts};
-use super::theme_store::ThemeStore;
-use super::{Operator, OperatorError};
+use super::labels::{labels, TermCounts};
+use super::store::ThemeStore;
 use crate::batch::CommentBatch;
 use crate::config::ThemesConfig;
+use crate::nlp::encoder::normalize;
+use crate::nlp::{Operator, OperatorError};
 
 /// One theme.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -398,7 +398,7 @@ impl ThemeModel {
     /// Saves the state to `path` atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        super::theme_store::write_atomic(path, &bytes)
+        super::store::write_atomic(path, &bytes)
     }
 
     /// Loads a saved state.
@@ -534,7 +534,7 @@ impl Operator for ThemeOperator {
     }
 }
 
-fn store_failed(e: super::theme_store::StoreError) -> OperatorError {
+fn store_failed(e: super::store::StoreError) -> OperatorError {
     OperatorError::Failed {
         operator: "themes".into(),
         message: e.to_string(),

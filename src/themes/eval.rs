@@ -13,7 +13,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::config::{NlpConfig, ThemesConfig};
-use crate::nlp::themes::ThemeModel;
+use crate::themes::online::ThemeModel;
 
 /// Errors of `verbatim eval-themes`.
 #[derive(Debug, thiserror::Error)]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::config::ThemesConfig;
-use crate::nlp::theme_store::{StoreError, ThemeStore};
-use crate::nlp::themes::ThemeModel;
+use crate::themes::online::ThemeModel;
+use crate::themes::store::{StoreError, ThemeStore};
 
 /// Errors of the curation commands.
 #[derive(Debug, thiserror::Error)]

@@ -31,8 +31,8 @@ use serde::Serialize;
 
 use crate::config::ThemesConfig;
 use crate::nlp::encoder::normalize;
-use crate::nlp::theme_store::{StoreError, ThemeStore};
-use crate::nlp::themes::{clusters_below, Theme, ThemeModel};
+use crate::themes::online::{clusters_below, Theme, ThemeModel};
+use crate::themes::store::{StoreError, ThemeStore};
 
 /// Errors of `verbatim themes refit`.
 #[derive(Debug, thiserror::Error)]
@@ -120,10 +120,11 @@ struct Item {
 }
 
 fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
-    let files = crate::report::committed_files(root, None, None).map_err(|e| RefitError::Read {
-        path: root.join("comments"),
-        message: e.to_string(),
-    })?;
+    let files =
+        crate::sink::read::committed_files(root, None, None).map_err(|e| RefitError::Read {
+            path: root.join("comments"),
+            message: e.to_string(),
+        })?;
     let mut out = Vec::new();
     for path in files {
         let err = |e: &dyn std::fmt::Display| RefitError::Read {
@@ -509,7 +510,7 @@ pub fn refit(
     };
     let report = path.with_extension("refit.json");
     let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    crate::nlp::theme_store::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
+    crate::themes::store::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
         path: report.clone(),
         source,
     })?;
@@ -551,5 +552,5 @@ fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result
         ],
     )
     .map_err(|e| err(&e))?;
-    crate::nlp::theme_store::write_parquet_atomic(path, &batch)
+    crate::themes::store::write_parquet_atomic(path, &batch)
 }

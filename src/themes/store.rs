@@ -11,18 +11,23 @@
 //! the curation; it checks for both again before each commit, so a refit or
 //! a rename reaches a running job without a restart.
 
+use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray, StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray,
+    StringBuilder,
 };
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::themes::{Curation, ThemeModel};
+use super::online::{Curation, ThemeModel};
 use crate::config::ThemesConfig;
+use crate::sink::read::Row;
 
 /// Errors reading or writing the theme files.
 #[derive(Debug, thiserror::Error)]
@@ -336,4 +341,56 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
         Arc::new(Int64Array::from(vec![m.version() as i64; n])),
     ];
     RecordBatch::try_new(schema, cols)
+}
+
+/// `theme id -> (id it now stands for, label)` from `themes/themes.parquet`
+/// (empty when there is none or it cannot be read: the report then shows
+/// the labels the rows were written with).
+fn curated_labels(root: &Path) -> HashMap<i32, (i32, String)> {
+    let mut out = HashMap::new();
+    let path = ThemeStore::new(root).snapshot_path();
+    let Ok(f) = File::open(&path) else {
+        return out;
+    };
+    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()) else {
+        tracing::warn!(file = %path.display(), "unreadable theme snapshot; using the labels in comments/");
+        return out;
+    };
+    for b in reader.flatten() {
+        let ids = b
+            .column_by_name("theme_id")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let into = b
+            .column_by_name("merged_into")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let labels = b
+            .column_by_name("label")
+            .and_then(|c| c.as_string_opt::<i32>());
+        if let (Some(ids), Some(into), Some(labels)) = (ids, into, labels) {
+            for i in 0..b.num_rows() {
+                let to = if into.is_null(i) {
+                    ids.value(i)
+                } else {
+                    into.value(i)
+                };
+                out.insert(ids.value(i), (to, labels.value(i).to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Applies analysts' curation, as the themes/ snapshot has it, to rows read
+/// from `comments/`: merged ids count as the theme that took them in,
+/// renamed themes show their new label.
+pub fn apply_curation(root: &Path, rows: &mut [Row]) {
+    let curated = curated_labels(root);
+    for r in rows {
+        if let Some((id, l)) = &mut r.theme {
+            if let Some((into, label)) = curated.get(id) {
+                *id = *into;
+                l.clone_from(label);
+            }
+        }
+    }
 }

@@ -14,12 +14,15 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::load;
+use crate::comment::TARGETS;
 use crate::config::NlpConfig;
-use crate::nlp::heads::{self, Heads, HeadsError, HeadsManifest, TrainingFile, CLASSES, TARGETS};
+use crate::nlp::heads::{self, Heads, HeadsError, HeadsManifest, TrainingFile, CLASSES};
 use crate::nlp::NlpError;
 
 /// Errors of `verbatim train`.
@@ -414,12 +417,79 @@ fn write(
     };
     let mpath = opts.out.join("heads.toml");
     let text = format!(
-        "# Comment-analysis heads: made by `verbatim train` (src/train.rs); do not edit by hand.\n{}",
+        "# Comment-analysis heads: made by `verbatim train` (src/cli/train.rs); do not edit by hand.\n{}",
         toml::to_string_pretty(&manifest)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?
     );
     std::fs::write(&mpath, text).map_err(write_err(&mpath))?;
     Ok(manifest)
+}
+
+/// Train the comment-analysis heads (aspects, sentiment) on labelled
+/// files with the pipeline's encoder, and write them with a manifest
+/// (data, sha256, command) to --out. The committed heads are made by the
+/// command in models/heads/README.md.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// Pipeline whose `[nlp]` encoder makes the training vectors.
+    #[arg(long, default_value = "pipelines/demo.toml")]
+    pub pipeline: PathBuf,
+    /// Aspect-labelled JSONL (the project's format); repeat for more files.
+    #[arg(long, required = true)]
+    pub aspects: Vec<PathBuf>,
+    /// Sentiment file, `sentence<TAB>0|1` a line; repeat for more files.
+    #[arg(long, required = true)]
+    pub sentiment: Vec<PathBuf>,
+    /// Output folder, e.g. models/heads/all-MiniLM-L6-v2.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Passes over the aspect data.
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Seed for initialisation, dropout and shuffling.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Trains the heads and prints where they were written.
+pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
+    let TrainArgs {
+        pipeline,
+        aspects,
+        sentiment,
+        out,
+        epochs,
+        seed,
+    } = args;
+    let cfg = load(&pipeline)?;
+    let nlp = cfg.nlp.clone().with_context(|| {
+                format!(
+                    "{}: no [nlp] section. Fix: train with a pipeline that has one, e.g. pipelines/demo.toml",
+                    pipeline.display()
+                )
+            })?;
+    let mut opts = TrainOptions::new(out.clone());
+    opts.aspects = aspects;
+    opts.sentiment = sentiment;
+    opts.epochs = epochs;
+    opts.seed = seed;
+    opts.command = std::env::args()
+        .skip(1)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(&*std::env::var("HOME").unwrap_or_default(), "~");
+    let t = std::time::Instant::now();
+    let m = train(&nlp, &opts).context("training failed")?;
+    println!(
+        "trained heads on {} files in {:.0} s ({}); wrote {}/heads.toml and {} (sha256 {})",
+        m.data.len(),
+        t.elapsed().as_secs_f64(),
+        m.encoder,
+        out.display(),
+        m.weights,
+        m.weights_sha256
+    );
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,14 +18,15 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Duration, NaiveDate};
 
-use crate::report::{read_comments, spikes, ReportError, Row};
+use crate::sink::read::{read_comments, ReadError, Row};
+use crate::themes::store::apply_curation;
 
 /// Errors of `verbatim themes daily`.
 #[derive(Debug, thiserror::Error)]
 pub enum DailyError {
     /// The comments could not be read.
     #[error(transparent)]
-    Read(#[from] ReportError),
+    Read(#[from] ReadError),
     /// The table could not be written.
     #[error("writing {path}: {message}")]
     Write {
@@ -224,15 +225,36 @@ fn batch(rows: &[DailyRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
 /// Rebuilds `<root>/theme_daily/theme_daily.parquet` from `comments/`;
 /// returns its path and the number of rows.
 pub fn write_daily(root: &Path) -> Result<(PathBuf, usize), DailyError> {
-    let rows = daily_rows(&read_comments(root, None, None)?);
+    let mut comments = read_comments(root, None, None)?;
+    apply_curation(root, &mut comments);
+    let rows = daily_rows(&comments);
     let path = root.join("theme_daily").join("theme_daily.parquet");
     let werr = |e: &dyn std::fmt::Display| DailyError::Write {
         path: path.clone(),
         message: e.to_string(),
     };
     let b = batch(&rows).map_err(|e| werr(&e))?;
-    crate::nlp::theme_store::write_parquet_atomic(&path, &b).map_err(|e| werr(&e))?;
+    crate::themes::store::write_parquet_atomic(&path, &b).map_err(|e| werr(&e))?;
     Ok((path, rows.len()))
+}
+
+/// Days whose count is at least 5 and at least three times the mean of the
+/// 7 days before (a theme that appears from nothing spikes at 5).
+pub fn spikes(daily: &[u64], first: NaiveDate) -> Vec<NaiveDate> {
+    let mut out = Vec::new();
+    for (i, &c) in daily.iter().enumerate() {
+        let from = i.saturating_sub(7);
+        let window = &daily[from..i];
+        let base = if window.is_empty() {
+            0.0
+        } else {
+            window.iter().sum::<u64>() as f64 / window.len() as f64
+        };
+        if c >= 5 && c as f64 >= 3.0 * base {
+            out.push(first + Duration::days(i as i64));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -268,5 +290,16 @@ mod tests {
         assert!((last.trailing_mean_7d - 1.0 / 7.0).abs() < 1e-9);
         assert!(!d[0].spike);
         assert_eq!(batch(&d).unwrap().num_rows(), 9);
+    }
+
+    #[test]
+    fn spikes_need_volume_and_a_jump_over_the_baseline() {
+        let first = NaiveDate::from_ymd_opt(2026, 10, 1).unwrap();
+        assert_eq!(
+            spikes(&[1, 1, 1, 1, 1, 1, 1, 9], first),
+            vec![first + Duration::days(7)]
+        );
+        assert!(spikes(&[4, 4, 4, 4, 4, 4, 4, 6], first).is_empty());
+        assert_eq!(spikes(&[0, 5], first), vec![first + Duration::days(1)]);
     }
 }

@@ -8,12 +8,14 @@
 //! targets, complaints (negative mentions), polarity and sentiment.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::config::NlpConfig;
-use crate::nlp::flags::{FlagMatcher, FlagPatterns, BUILT_IN};
+use super::{load, PrecisionArg};
+use crate::comment::BUILT_IN_FLAGS;
+use crate::config::{FlagPatterns, NlpConfig, Precision};
+use crate::nlp::flags::FlagMatcher;
 use crate::nlp::redact::Redactor;
 
 /// Errors of `verbatim eval`.
@@ -194,7 +196,7 @@ impl RowPrediction {
             }
         }
         if let Some(gold) = &self.gold_flags {
-            for f in BUILT_IN {
+            for f in BUILT_IN_FLAGS {
                 let want = gold.get(f).and_then(|x| x.as_bool()).unwrap_or(false);
                 let got = self.flags.iter().any(|x| x == f);
                 if want != got {
@@ -334,7 +336,7 @@ fn tally(c: &mut BTreeMap<String, (usize, usize, usize)>, t: &str, gold: bool, p
 
 /// Scores one analysed row's aspects and sentiment.
 fn score_analysis(g: &Gold, nlp: &crate::comment::Enrichment, c: &mut Counts) {
-    use crate::nlp::heads::TARGETS;
+    use crate::comment::TARGETS;
     if let (Some(want), Some(s)) = (gold_sentiment(g), nlp.sentiment) {
         c.sentiment.1 += 1;
         if want == s.label.as_str() {
@@ -348,7 +350,7 @@ fn score_analysis(g: &Gold, nlp: &crate::comment::Enrichment, c: &mut Counts) {
     };
     c.analysed += 1;
     let has = |t: &str| pred.iter().any(|a| &*a.target == t);
-    let neg = |t: &str| crate::nlp::analyze::blames(pred, t);
+    let neg = |t: &str| crate::comment::blames(pred, t);
     // `staff_or_process` is right as staff or as process: resolve it to
     // whichever was predicted (staff when neither was).
     let resolve = |t: &str, want_neg: bool| -> String {
@@ -411,7 +413,7 @@ pub fn evaluate(
     let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
     let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
     let mut counts: BTreeMap<&str, (usize, usize, usize)> =
-        BUILT_IN.iter().map(|f| (*f, (0, 0, 0))).collect();
+        BUILT_IN_FLAGS.iter().map(|f| (*f, (0, 0, 0))).collect();
     let mut misses = Vec::new();
     let mut predictions: Vec<RowPrediction> = rows
         .iter()
@@ -579,6 +581,192 @@ pub fn scores(r: &EvalReport) -> BTreeMap<String, (f64, bool)> {
         m.insert("sentiment_accuracy".into(), (x, true));
     }
     m
+}
+
+/// Score the understanding stages on a labelled JSONL file (the project's
+/// format, see ../shared/data/README.md): aspect targets, complaints,
+/// polarity, sentiment and the follow-up flags, through the same stages
+/// the stream job runs.
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Labelled rows, one JSON object per line.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Pipeline whose `[nlp]` and `[flags]` to use.
+    #[arg(long, default_value = "pipelines/demo.toml")]
+    pub pipeline: PathBuf,
+    /// Score only the flags (no model needed).
+    #[arg(long)]
+    pub flags_only: bool,
+    /// Override the pipeline's nlp.precision.
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+    /// Run int8 and fp32 and compare; exit 3 when any headline metric
+    /// differs by more than 1 point (int8 stays the default only while
+    /// it does not).
+    #[arg(long)]
+    pub compare_precision: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Also list every miss (false positives and negatives).
+    #[arg(long)]
+    pub misses: bool,
+    /// Write every row's predictions beside its gold labels to this
+    /// JSONL file, with a `disagreements` list per row (e.g. `product:
+    /// gold negative, predicted neutral`), for reading what the model
+    /// gets wrong.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
+}
+
+/// Scores the file and prints the report (exit 3 when `--compare-precision`
+/// finds int8 more than a point below fp32).
+pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
+    let EvalArgs {
+        input,
+        pipeline,
+        flags_only,
+        precision,
+        compare_precision,
+        json,
+        misses,
+        predictions,
+    } = args;
+    let cfg = load(&pipeline)?;
+    let nlp = if flags_only { None } else { cfg.nlp.clone() };
+    if !flags_only && nlp.is_none() {
+        anyhow::bail!(
+                    "{}: no [nlp] section, so only flags could be scored. Fix: pass a pipeline with [nlp], or --flags-only",
+                    pipeline.display()
+                );
+    }
+    let run = |p: Option<Precision>| -> anyhow::Result<EvalReport> {
+        let mut nlp = nlp.clone();
+        if let (Some(n), Some(p)) = (nlp.as_mut(), p) {
+            n.precision = p;
+        }
+        Ok(evaluate(&input, &cfg.flags, nlp.as_ref())?)
+    };
+    if compare_precision {
+        let int8 = run(Some(Precision::Int8))?;
+        let fp32 = run(Some(Precision::Fp32))?;
+        let (a, b) = (scores(&int8), scores(&fp32));
+        // int8 may not lose more than a point on a headline score.
+        let mut worst_drop = 0f64;
+        let mut rows = Vec::new();
+        for (k, (x, head)) in &b {
+            let y = a.get(k).map_or(f64::NAN, |v| v.0);
+            let d = y - x;
+            if *head {
+                worst_drop = worst_drop.max(-d);
+            }
+            rows.push((k.clone(), *x, y, d, *head));
+        }
+        let ok = worst_drop <= 0.01;
+        if json {
+            let obj = serde_json::json!({
+                "fp32": fp32, "int8": int8,
+                "max_headline_drop": worst_drop, "within_one_point": ok,
+            });
+            println!("{obj}");
+        } else {
+            println!("{}: {} rows, int8 vs fp32", input.display(), int8.n);
+            println!(
+                "{:<34} {:>7} {:>7} {:>7}",
+                "metric (* headline)", "fp32", "int8", "delta"
+            );
+            for (k, x, y, d, head) in rows {
+                let k = if head { format!("{k} *") } else { k };
+                println!("{k:<34} {x:>7.3} {y:>7.3} {d:>+7.3}");
+            }
+            println!(
+                "largest headline drop {:.3}: int8 {} within 1 point of fp32",
+                worst_drop,
+                if ok { "is" } else { "is NOT" }
+            );
+        }
+        if !ok {
+            std::process::exit(3);
+        }
+        return Ok(());
+    }
+    let r = run(precision.map(Into::into))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print_eval(&input, &r);
+    }
+    if misses {
+        for m in &r.misses {
+            eprintln!("{} {} {}: {}", m.kind, m.flag, m.id, m.text);
+        }
+    }
+    if let Some(out) = predictions {
+        let mut text = String::new();
+        for p in &r.predictions {
+            text.push_str(&serde_json::to_string(p)?);
+            text.push('\n');
+        }
+        std::fs::write(&out, text)
+            .map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+        let wrong = r
+            .predictions
+            .iter()
+            .filter(|p| !p.disagreements.is_empty())
+            .count();
+        eprintln!(
+            "wrote {} rows to {} ({wrong} with a disagreement)",
+            r.predictions.len(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn print_eval(input: &Path, r: &EvalReport) {
+    println!(
+        "{}: {} rows{}",
+        input.display(),
+        r.n,
+        r.encoder
+            .as_deref()
+            .map(|e| format!(", scored with {e}"))
+            .unwrap_or_default()
+    );
+    let table = |title: &str, m: &std::collections::BTreeMap<String, Prf>| {
+        println!(
+            "{:<20} {:>9} {:>7} {:>6} {:>8}",
+            title, "precision", "recall", "f1", "support"
+        );
+        for (f, p) in m {
+            println!(
+                "{f:<20} {:>9.3} {:>7.3} {:>6.3} {:>8}",
+                p.precision, p.recall, p.f1, p.support
+            );
+        }
+    };
+    if let (Some(t), Some(c)) = (&r.targets, &r.complaints) {
+        println!(
+            "aspects over {} analysed rows ({} not analysed: language the model does not read)",
+            r.analysed.unwrap_or(0),
+            r.not_analysed.unwrap_or(0)
+        );
+        table("target", t);
+        table("complaint", c);
+    }
+    if let Some(p) = r.polarity_accuracy {
+        println!("polarity accuracy {p:.3}");
+    }
+    if let Some(s) = r.sentiment_accuracy {
+        println!(
+            "sentiment accuracy {s:.3} over {} rows",
+            r.sentiment_support.unwrap_or(0)
+        );
+    }
+    if let Some(f) = &r.flags {
+        table("flag", f);
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+
+mod enrichment;
+pub mod language;
+
+pub use enrichment::{
+    blames, skipped, target_sentiment, Aspect, Enrichment, Evidence, Polarity, Sentiment,
+    TokenStates, BUILT_IN_FLAGS, TARGETS,
+};
 
 /// Where a message came from: the coordinates that make every row traceable
 /// back to its Kafka record (or, for `verbatim ingest`, to its line in a file).
@@ -66,39 +73,6 @@ pub struct Comment {
     pub ingest_time: DateTime<Utc>,
     /// What the NLP stages found (empty until they run).
     pub nlp: Enrichment,
-}
-
-/// Fields the NLP stages fill in. `None` means the stage did not run (or
-/// does not apply to this comment).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Enrichment {
-    /// L2-normalised sentence vector of the whole comment.
-    pub embedding: Option<Vec<f32>>,
-    /// Tokens the model read (special tokens included).
-    pub token_count: Option<u32>,
-    /// The text was longer than the model reads and was cut.
-    pub truncated: Option<bool>,
-    /// `model backend precision` that made the vector.
-    pub embedding_model: Option<Arc<str>>,
-    /// Detected language, ISO 639-1.
-    pub language: Option<&'static str>,
-    /// The detector's confidence in `language`, 0..1.
-    pub language_confidence: Option<f32>,
-    /// PII spans replaced in the text (`None`: redaction is off).
-    pub pii_redacted: Option<u32>,
-    /// Flags raised, each with its evidence (`None`: the flag stage did not run).
-    pub flags: Option<Vec<crate::nlp::flags::Evidence>>,
-    /// Token vectors kept by the embed stage for the analysis stage, which
-    /// drops them (never written).
-    pub tokens: Option<crate::nlp::analyze::TokenStates>,
-    /// The whole comment's sentiment (`None`: not analysed).
-    pub sentiment: Option<crate::nlp::analyze::Sentiment>,
-    /// What each part of the comment is about (`None`: not analysed).
-    pub aspects: Option<Vec<crate::nlp::analyze::Aspect>>,
-    /// Why the comment was not analysed (language the model cannot read).
-    pub analysis_skipped: Option<&'static str>,
-    /// `(theme id, theme label, cosine with the theme's centroid)`.
-    pub theme: Option<(u32, Arc<str>, f32)>,
 }
 
 impl Comment {

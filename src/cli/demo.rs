@@ -1,7 +1,7 @@
 //! `verbatim demo`: the whole stream job on a laptop, no broker to install.
 //!
 //! Starts librdkafka's mock cluster in-process, produces the bundled sample
-//! (`feedback.jsonl`: comments the team wrote across telecom, retail,
+//! (`demo_feedback.jsonl`: comments the team wrote across telecom, retail,
 //! roadside assistance, hotels, delivery, banking and restaurants, some in
 //! Russian, a few deliberately malformed), runs `pipelines/demo.toml` over
 //! it, and reports what was written.
@@ -11,16 +11,18 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use arrow::array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::report::{render_report, ReportFormat};
 use crate::config::{KafkaConfig, PipelineConfig};
-use crate::kafka_mock::{produce_all, MockError, MockKafka};
 use crate::metrics::Metrics;
 use crate::pipeline::{PipelineBuilder, PipelineError, RunSummary};
+use crate::source::kafka_mock::{produce_all, MockError, MockKafka};
 
 /// The bundled sample: one Kafka message value per line.
-pub const SAMPLE: &[u8] = include_bytes!("feedback.jsonl");
+pub const SAMPLE: &[u8] = include_bytes!("demo_feedback.jsonl");
 
 /// The demo pipeline file (brokers are replaced by the mock cluster's).
 pub const DEMO_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
@@ -117,7 +119,7 @@ pub struct DemoReport {
 
 /// The sample's lines as messages, spread over 3 partitions, keyed by id
 /// where the line is a JSON object with one.
-pub fn sample_messages() -> Vec<crate::kafka_mock::Produce> {
+pub fn sample_messages() -> Vec<crate::source::kafka_mock::Produce> {
     SAMPLE
         .split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
@@ -318,7 +320,7 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
             *s.languages.entry(l.to_string()).or_default() += 1;
         }
     }
-    for f in crate::nlp::flags::BUILT_IN {
+    for f in crate::comment::BUILT_IN_FLAGS {
         if let Some(col) = batch
             .column_by_name(f)
             .and_then(|c| c.as_any().downcast_ref::<BooleanArray>())
@@ -431,6 +433,124 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Run the whole job on a bundled sample against an in-process mock Kafka
+/// cluster, write Parquet under --output-root, and show how to query it.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where to write (cleared first if it holds an earlier demo).
+    #[arg(long, default_value = "out/demo")]
+    pub output_root: PathBuf,
+}
+
+/// Runs the demo, writes `theme_daily/` and the report, and prints a summary.
+pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
+    let output_root = args.output_root;
+    eprintln!("verbatim demo: starting an in-process Kafka mock cluster and producing the bundled sample...");
+    let r = run(&output_root).await.context("demo failed")?;
+    print_demo(&r);
+    let (daily, _) = crate::themes::daily::write_daily(&output_root)?;
+    println!(
+        "\nThemes over time (theme, day, counts, spike flag): {}",
+        daily.display()
+    );
+    let page = render_report(&output_root, None, None, 10, ReportFormat::Html)?;
+    let path = output_root.join("report.html");
+    std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "\nReport for product teams (one offline HTML page): {}",
+        path.display()
+    );
+    Ok(())
+}
+
+fn print_demo(r: &DemoReport) {
+    let o = &r.output;
+    let root = r.root.display();
+    println!("\nverbatim demo: produced {} messages to topic `feedback` (3 partitions) on the mock cluster", r.produced);
+    println!("wrote {root}/");
+    println!(
+        "  comments/  {:>5} rows in {} files",
+        o.comment_rows, o.comment_files
+    );
+    println!(
+        "  rejected/  {:>5} rows in {} files",
+        o.rejected_rows, o.rejected_files
+    );
+    for (reason, n) in &o.reasons {
+        println!("             {n:>5} {reason}");
+    }
+    println!(
+        "  (every message is in exactly one table: {} + {} = {})",
+        o.comment_rows,
+        o.rejected_rows,
+        o.comment_rows + o.rejected_rows
+    );
+    if !o.languages.is_empty() {
+        let langs: Vec<String> = o
+            .languages
+            .iter()
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect();
+        println!("\nwhat the comments say:");
+        println!("  languages: {}", langs.join(", "));
+        let flags: Vec<String> = o.flags.iter().map(|(f, n)| format!("{f} {n}")).collect();
+        println!("  follow-up flags: {}", flags.join(", "));
+        println!("  PII redacted before writing: {} comments", o.redacted);
+        for e in &o.follow_up_examples {
+            println!("  asks for contact: \"{e}\"");
+        }
+        let join = |m: &std::collections::BTreeMap<String, usize>| {
+            m.iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !o.sentiment.is_empty() {
+            println!("  sentiment: {}", join(&o.sentiment));
+            println!(
+                "  not analysed (sentiment and aspects null): {}",
+                if o.skipped.is_empty() {
+                    "none".to_string()
+                } else {
+                    join(&o.skipped)
+                }
+            );
+            println!("  complaints aimed at: {}", join(&o.blames));
+            println!(
+                "  mentions/  {:>5} rows in {} files: {}",
+                o.mention_rows,
+                o.mention_files,
+                join(&o.mentions)
+            );
+            for (t, st, pr) in &o.split_examples {
+                println!("  staff {st}, product {pr}: \"{t}\"");
+            }
+        }
+        if !o.actions.is_empty() {
+            println!(
+                "  actions/  {:>5} rows (the follow-up queue, also produced to topic `feedback-actions` for a CRM): {}",
+                o.actions.values().sum::<usize>(),
+                join(&o.actions)
+            );
+        }
+        if !o.themes.is_empty() {
+            let mut top: Vec<(&i32, &(usize, String))> = o.themes.iter().collect();
+            top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then(a.0.cmp(b.0)));
+            println!("  top themes ({} in all):", o.themes.len());
+            for (id, (n, label)) in top.into_iter().take(6) {
+                println!("    theme {id:>3} {n:>4} comments  {label}");
+            }
+        }
+    }
+    println!("\nquery it with DuckDB (pip install duckdb):");
+    println!(
+        "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT dt, count(*) AS comments, round(avg(score),1) AS avg_score FROM read_parquet('{root}/comments/**/*.parquet', hive_partitioning=true) GROUP BY dt ORDER BY dt\\\"))\""
+    );
+    println!(
+        "  python3 -c \"import duckdb; print(duckdb.sql(\\\"SELECT reason, count(*) FROM read_parquet('{root}/rejected/**/*.parquet', hive_partitioning=true) GROUP BY reason\\\"))\""
+    );
 }
 
 #[cfg(test)]

@@ -1,0 +1,112 @@
+//! The `verbatim` commands, one file each: its `clap` arguments (their doc
+//! comments are `--help`) beside its body. `main.rs` only parses and
+//! dispatches. This is the binary's edge: errors meet `anyhow` here and
+//! nowhere else in the crate.
+//!
+//! | command | module | what it does |
+//! |---|---|---|
+//! | `run` | [`run`] | the stream job |
+//! | `demo` | [`demo`] | the whole job on a bundled sample and a mock cluster |
+//! | `ingest` | [`ingest`] | a JSONL/CSV backfill through the same pipeline |
+//! | `check` | [`check`] | validate a pipeline file |
+//! | `eval` | [`eval`] | score the comment analysis on labelled data |
+//! | `train` | [`train`] | train the analysis heads |
+//! | `eval-themes` | [`eval_themes`] | score the online themes on labelled data |
+//! | `themes` | [`themes`] | curate, refit and tabulate the themes |
+//! | `report` | [`report`] | the report for product teams |
+
+use std::path::Path;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{PipelineConfig, Precision};
+
+pub mod check;
+pub mod demo;
+pub mod eval;
+pub mod eval_themes;
+pub mod ingest;
+pub mod report;
+pub mod run;
+pub mod themes;
+pub mod train;
+
+/// Turns customer feedback from Kafka into enriched, queryable Parquet.
+#[derive(Parser, Debug)]
+#[command(name = "verbatim", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter in RUST_LOG syntax, e.g. `info` or `verbatim=debug,librdkafka=warn`.
+    #[arg(long, global = true, env = "VERBATIM_LOG", default_value = "info")]
+    pub log: String,
+
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands; each one's `--help` is the doc comment of its arguments
+/// struct, in the command's own file (a variant doc here would override it).
+#[derive(Subcommand, Debug)]
+#[allow(missing_docs)]
+pub enum Command {
+    Run(run::RunArgs),
+    Demo(demo::DemoArgs),
+    Ingest(ingest::IngestArgs),
+    Eval(eval::EvalArgs),
+    Train(train::TrainArgs),
+    EvalThemes(eval_themes::EvalThemesArgs),
+    Report(report::ReportArgs),
+    Themes(themes::ThemesArgs),
+    Check(check::CheckArgs),
+}
+
+impl Command {
+    /// Runs the command.
+    pub async fn execute(self) -> anyhow::Result<()> {
+        match self {
+            Command::Run(a) => run::execute(a).await,
+            Command::Demo(a) => demo::execute(a).await,
+            Command::Ingest(a) => ingest::execute(a).await,
+            Command::Eval(a) => eval::execute(a),
+            Command::Train(a) => train::execute(a),
+            Command::EvalThemes(a) => eval_themes::execute(a),
+            Command::Report(a) => report::execute(a),
+            Command::Themes(a) => themes::execute(a),
+            Command::Check(a) => check::execute(a),
+        }
+    }
+}
+
+/// Logs to stderr with `filter` (RUST_LOG syntax; `info` if it does not parse).
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Loads and validates a pipeline file.
+fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
+    Ok(PipelineConfig::load(path)?)
+}
+
+/// `--precision` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum PrecisionArg {
+    /// Dynamic int8.
+    Int8,
+    /// Full precision.
+    Fp32,
+}
+
+impl From<PrecisionArg> for Precision {
+    fn from(p: PrecisionArg) -> Self {
+        match p {
+            PrecisionArg::Int8 => Precision::Int8,
+            PrecisionArg::Fp32 => Precision::Fp32,
+        }
+    }
+}

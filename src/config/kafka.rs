@@ -1,0 +1,92 @@
+//! `[kafka]`: the consumer group the job joins.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Invalid};
+
+/// `[kafka]`: the consumer group the job joins.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma separated (`host:port,host:port`).
+    pub brokers: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Consumer group id; every instance of one job uses the same one.
+    pub group_id: String,
+    /// Where a partition with no progress starts: `earliest` or `latest`.
+    #[serde(default = "default_offset_reset")]
+    pub auto_offset_reset: String,
+    /// librdkafka properties passed through unchanged (SASL, SSL, timeouts...).
+    /// `enable.auto.commit` and `enable.auto.offset.store` are owned by verbatim.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+fn default_offset_reset() -> String {
+    "earliest".to_string()
+}
+
+/// librdkafka properties that verbatim sets itself; a pipeline may not override them.
+pub const OWNED_KAFKA_PROPERTIES: [&str; 4] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+];
+
+impl KafkaConfig {
+    /// Checks every `[kafka]` value.
+    pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        if self.brokers.trim().is_empty() {
+            return Err(bad.err(
+                "kafka.brokers",
+                "is empty".into(),
+                "set it to host:port[,host:port], e.g. brokers = \"localhost:9092\"",
+            ));
+        }
+        if self.topics.is_empty() {
+            return Err(bad.err(
+                "kafka.topics",
+                "is empty".into(),
+                "list at least one topic, e.g. topics = [\"feedback\"]",
+            ));
+        }
+        for t in &self.topics {
+            if t.is_empty()
+                || t.len() > 249
+                || !t
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+            {
+                return Err(bad.err(
+                    "kafka.topics",
+                    format!("contains {t:?}, which is not a legal Kafka topic name"),
+                    "use 1-249 characters from [a-zA-Z0-9._-]",
+                ));
+            }
+        }
+        if self.group_id.trim().is_empty() {
+            return Err(bad.err(
+                "kafka.group_id",
+                "is empty".into(),
+                "set a consumer group id shared by every instance of this job",
+            ));
+        }
+        if !matches!(self.auto_offset_reset.as_str(), "earliest" | "latest") {
+            return Err(bad.err(
+                "kafka.auto_offset_reset",
+                format!("is {:?}", self.auto_offset_reset),
+                "use \"earliest\" or \"latest\"",
+            ));
+        }
+        for key in self.properties.keys() {
+            if OWNED_KAFKA_PROPERTIES.contains(&key.as_str()) {
+                return Err(bad.err(&format!("kafka.properties.\"{key}\""), "is set by verbatim itself".into(), "remove it (use kafka.brokers / kafka.group_id; offsets are committed only after Parquet is durable)"));
+            }
+        }
+        Ok(())
+    }
+}

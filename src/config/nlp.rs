@@ -1,0 +1,263 @@
+//! `[nlp]`, `[privacy]` and `[targets.<name>]`: the encoder and the stages built on it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Invalid};
+
+/// Inference backend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// ONNX Runtime, loaded from `onnxruntime_library` (default).
+    Onnx,
+    /// rust-bert over libtorch (cargo feature `torch`).
+    Torch,
+}
+
+/// Weight precision of the ONNX backend.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// Dynamic per-channel int8 quantization (default).
+    Int8,
+    /// Full precision.
+    Fp32,
+}
+
+impl Precision {
+    /// `int8` or `fp32`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::Fp32 => "fp32",
+        }
+    }
+}
+
+/// `[nlp]`: the sentence encoder and the stages built on it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NlpConfig {
+    /// Model name: a manifest `models/<model>.toml`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// `onnx` (default) or `torch`.
+    #[serde(default = "default_backend")]
+    pub backend: Backend,
+    /// `int8` (default) or `fp32` (ONNX backend).
+    #[serde(default = "default_precision")]
+    pub precision: Precision,
+    /// Use this ONNX file instead of the one built by `models/setup.sh` (a
+    /// ready export of the same model; inputs `input_ids`, `attention_mask`,
+    /// output `sentence_embedding` or token embeddings `last_hidden_state`).
+    #[serde(default)]
+    pub onnx_file: Option<PathBuf>,
+    /// Folder of model manifests.
+    #[serde(default = "default_models_dir")]
+    pub models_dir: PathBuf,
+    /// Folder of fetched and built model files (`<cache_dir>/<model>/`).
+    #[serde(default = "default_model_cache")]
+    pub cache_dir: PathBuf,
+    /// `libonnxruntime.so` to load; `ORT_DYLIB_PATH` overrides it.
+    #[serde(default = "default_ort_lib")]
+    pub onnxruntime_library: PathBuf,
+    /// Write the `embedding` column (fixed-size list of f32).
+    #[serde(default = "default_true")]
+    pub store_embeddings: bool,
+    /// Padded tokens per inference sub-batch (rows x longest row).
+    #[serde(default = "default_token_budget")]
+    pub token_budget: usize,
+    /// Rows per inference sub-batch, at most.
+    #[serde(default = "default_max_rows")]
+    pub max_rows: usize,
+    /// Threads for inference; 0 = one per core.
+    #[serde(default)]
+    pub threads: usize,
+    /// `cpu` (default), or `cuda` / `cuda:N` with the torch backend.
+    #[serde(default = "default_device")]
+    pub device: String,
+    /// Languages to expect (ISO 639-1); detection chooses among them. Empty:
+    /// any of the 70 languages whatlang knows.
+    #[serde(default = "default_languages")]
+    pub languages: Vec<String>,
+    /// Run comment analysis (sentiment, aspects) with the trained heads.
+    #[serde(default = "default_true")]
+    pub analyze: bool,
+    /// Folder of trained heads, one sub-folder per model
+    /// (`<heads_dir>/<model>/heads.toml`).
+    #[serde(default = "default_heads_dir")]
+    pub heads_dir: PathBuf,
+}
+
+impl NlpConfig {
+    /// `onnx` or `torch`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Onnx => "onnx",
+            Backend::Torch => "torch",
+        }
+    }
+}
+
+fn default_heads_dir() -> PathBuf {
+    PathBuf::from("models/heads")
+}
+
+fn default_languages() -> Vec<String> {
+    vec!["en".into(), "ru".into()]
+}
+
+fn default_device() -> String {
+    "cpu".into()
+}
+
+fn default_model() -> String {
+    "all-MiniLM-L6-v2".into()
+}
+fn default_backend() -> Backend {
+    Backend::Onnx
+}
+fn default_precision() -> Precision {
+    Precision::Int8
+}
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+fn default_model_cache() -> PathBuf {
+    PathBuf::from(".cache/models")
+}
+fn default_ort_lib() -> PathBuf {
+    PathBuf::from(".cache/onnxruntime/libonnxruntime.so")
+}
+fn default_true() -> bool {
+    true
+}
+fn default_token_budget() -> usize {
+    4096
+}
+fn default_max_rows() -> usize {
+    64
+}
+
+impl Default for NlpConfig {
+    fn default() -> Self {
+        Self {
+            model: default_model(),
+            backend: default_backend(),
+            precision: default_precision(),
+            onnx_file: None,
+            models_dir: default_models_dir(),
+            analyze: true,
+            heads_dir: default_heads_dir(),
+            cache_dir: default_model_cache(),
+            onnxruntime_library: default_ort_lib(),
+            store_embeddings: true,
+            token_budget: default_token_budget(),
+            max_rows: default_max_rows(),
+            threads: 0,
+            device: default_device(),
+            languages: default_languages(),
+        }
+    }
+}
+
+/// `[targets.<name>]`: an aspect target an analyst adds by examples. A clause
+/// whose meaning is close enough to one of them (cosine of the clause's mean
+/// token vector and the example's embedding) becomes an aspect with this
+/// target; its polarity comes from the sentiment head over the clause.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TargetExamples {
+    /// Short phrases that are about the target, in a language the model reads.
+    pub examples: Vec<String>,
+    /// Lowest cosine similarity that counts (0-1).
+    #[serde(default = "default_min_similarity")]
+    pub min_similarity: f32,
+}
+
+fn default_min_similarity() -> f32 {
+    // In tests/analysis.rs a clause about the target scores 0.57 against
+    // its examples, an unrelated sentence 0.14.
+    0.45
+}
+
+/// `[privacy]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyConfig {
+    /// Replace emails, card numbers and phone numbers in comment texts and in
+    /// rejected messages' bytes before they are written (default on).
+    #[serde(default = "default_true")]
+    pub redact_pii: bool,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        Self { redact_pii: true }
+    }
+}
+
+impl NlpConfig {
+    /// Checks every `[nlp]` value.
+    pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        if self.model.is_empty() || self.model.contains('/') || self.model.contains("..") {
+            return Err(bad.err(
+                "nlp.model",
+                format!("is {:?}", self.model),
+                "name a manifest in nlp.models_dir, e.g. \"all-MiniLM-L6-v2\"",
+            ));
+        }
+        if !(16..=1_000_000).contains(&self.token_budget) {
+            return Err(bad.err(
+                "nlp.token_budget",
+                format!("is {}", self.token_budget),
+                "use 16 to 1000000 padded tokens per sub-batch, e.g. 4096",
+            ));
+        }
+        if !(1..=4096).contains(&self.max_rows) {
+            return Err(bad.err(
+                "nlp.max_rows",
+                format!("is {}", self.max_rows),
+                "use 1 to 4096 rows per sub-batch, e.g. 64",
+            ));
+        }
+        let cuda = self.device == "cuda"
+            || self
+                .device
+                .strip_prefix("cuda:")
+                .is_some_and(|i| i.parse::<u32>().is_ok());
+        if self.device != "cpu" && !cuda {
+            return Err(bad.err(
+                "nlp.device",
+                format!("is {:?}", self.device),
+                "use \"cpu\", \"cuda\" or \"cuda:N\"",
+            ));
+        }
+        if cuda && self.backend != Backend::Torch {
+            return Err(bad.err(
+                "nlp.device",
+                format!("is {:?} with backend onnx", self.device),
+                "use device = \"cpu\", or backend = \"torch\" for the GPU path",
+            ));
+        }
+        for l in &self.languages {
+            if crate::comment::language::from_iso_639_1(l).is_none() {
+                return Err(bad.err(
+                    "nlp.languages",
+                    format!("contains {l:?}, which the language detector does not know"),
+                    "use ISO 639-1 codes such as \"en\", \"ru\", \"de\"; [] allows every language",
+                ));
+            }
+        }
+        if self.threads > 1024 {
+            return Err(bad.err(
+                "nlp.threads",
+                format!("is {}", self.threads),
+                "use 0 (one per core) or a thread count",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! `[output]` and `[rejected]`: the Parquet tables and the dead-letter topic.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Invalid};
+
+/// `[output]`: the Parquet tables.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Root folder; `comments/`, `rejected/` live under it.
+    #[serde(default = "default_root")]
+    pub root: PathBuf,
+    /// A partition's open files are committed once they hold this many bytes.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// ...or once they have been open this long (seconds).
+    #[serde(default = "default_max_file_age_secs")]
+    pub max_file_age_secs: u64,
+    /// Rows per Parquet row group (at most).
+    #[serde(default = "default_row_group_rows")]
+    pub row_group_rows: usize,
+    /// zstd level (1–22).
+    #[serde(default = "default_zstd_level")]
+    pub zstd_level: i32,
+}
+
+fn default_root() -> PathBuf {
+    PathBuf::from("out/verbatim")
+}
+fn default_max_file_bytes() -> u64 {
+    128 * 1024 * 1024
+}
+fn default_max_file_age_secs() -> u64 {
+    300
+}
+fn default_row_group_rows() -> usize {
+    65_536
+}
+fn default_zstd_level() -> i32 {
+    3
+}
+
+impl Default for OutputConfig {
+    fn default() -> Self {
+        Self {
+            root: default_root(),
+            max_file_bytes: default_max_file_bytes(),
+            max_file_age_secs: default_max_file_age_secs(),
+            row_group_rows: default_row_group_rows(),
+            zstd_level: default_zstd_level(),
+        }
+    }
+}
+
+/// `[rejected]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RejectedConfig {
+    /// Also send each rejected message to this Kafka topic (raw value, reason
+    /// in headers). Delivery is confirmed before the input offset is committed.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+}
+
+impl OutputConfig {
+    /// Checks every `[output]` value.
+    pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        if self.root.as_os_str().is_empty() {
+            return Err(bad.err(
+                "output.root",
+                "is empty".into(),
+                "set a folder, e.g. root = \"out/feedback\"",
+            ));
+        }
+        if self.max_file_bytes < 1024 {
+            return Err(bad.err(
+                "output.max_file_bytes",
+                format!("is {}", self.max_file_bytes),
+                "use at least 1024 bytes; 134217728 (128 MiB) suits most query engines",
+            ));
+        }
+        if self.max_file_age_secs == 0 {
+            return Err(bad.err(
+                "output.max_file_age_secs",
+                "is 0".into(),
+                "use a positive number of seconds, e.g. 300",
+            ));
+        }
+        if self.row_group_rows == 0 {
+            return Err(bad.err(
+                "output.row_group_rows",
+                "is 0".into(),
+                "use a positive row count, e.g. 65536",
+            ));
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return Err(bad.err(
+                "output.zstd_level",
+                format!("is {}", self.zstd_level),
+                "use a zstd level from 1 to 22, e.g. 3",
+            ));
+        }
+        Ok(())
+    }
+}
