@@ -1,7 +1,8 @@
-//! The inference engine against the sentence-transformers reference
-//! (tests/fixtures/reference_embeddings.json, made by make_reference.py):
-//! tokenization parity, fp32 and int8 vectors, bad text, and the errors a
-//! missing or broken set-up gives.
+//! The inference engine against the sentence-transformers reference of
+//! each shipped model (tests/fixtures/reference_embeddings*.json, made by
+//! make_reference.py): tokenization parity (with the model's prefix), fp32
+//! and int8 vectors, bad text, and the errors a missing or broken set-up
+//! gives.
 //!
 //! Needs `bash models/setup.sh`; without it the tests skip, unless
 //! `VERBATIM_REQUIRE_SETUP=1` (set by .ci/test.sh), where they fail.
@@ -15,18 +16,26 @@ use verbatim::nlp::{embed_operator, NlpError};
 mod support;
 use support::root;
 
+/// Every shipped model and its reference file.
+const MODELS: [(&str, &str); 2] = [
+    ("all-MiniLM-L6-v2", "reference_embeddings.json"),
+    ("multilingual-e5-small", "reference_embeddings_e5.json"),
+];
+
 fn cfg(precision: Precision) -> Option<NlpConfig> {
+    model_cfg(MODELS[0].0, precision)
+}
+
+fn model_cfg(model: &str, precision: Precision) -> Option<NlpConfig> {
     let c = NlpConfig {
+        model: model.to_string(),
         precision,
         models_dir: root().join("models"),
         cache_dir: root().join(".cache/models"),
         onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
         ..NlpConfig::default()
     };
-    if c.cache_dir
-        .join("all-MiniLM-L6-v2/model.int8.onnx")
-        .is_file()
-    {
+    if c.cache_dir.join(model).join("model.int8.onnx").is_file() {
         return Some(c);
     }
     let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
@@ -41,9 +50,9 @@ struct Reference {
     embeddings: Vec<Vec<f32>>,
 }
 
-fn reference() -> Reference {
+fn reference(file: &str) -> Reference {
     let v: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(root().join("tests/fixtures/reference_embeddings.json")).unwrap(),
+        &std::fs::read_to_string(root().join("tests/fixtures").join(file)).unwrap(),
     )
     .unwrap();
     let nums = |x: &serde_json::Value| -> Vec<f32> {
@@ -81,23 +90,62 @@ fn reference() -> Reference {
     }
 }
 
+/// The tokenizer as the pipeline opens it (the manifest's prefix in front)
+/// gives Python's ids, English and Russian, for every model.
 #[test]
 fn tokenizer_matches_python() {
-    let Some(c) = cfg(Precision::Fp32) else {
+    for (model, file) in MODELS {
+        let Some(c) = model_cfg(model, Precision::Fp32) else {
+            return;
+        };
+        let files = verbatim::nlp::model::ModelFiles::open(&c).unwrap();
+        let t = verbatim::nlp::open_tokenizer(&files).unwrap();
+        let r = reference(file);
+        for (s, want) in r.sentences.iter().zip(&r.input_ids) {
+            assert_eq!(&t.encode(s).unwrap().ids, want, "{model}: {s}");
+        }
+    }
+}
+
+/// Offsets stay in characters of the text itself when a prefix is read in
+/// front of it: the prefix's tokens get (0, 0), like special tokens.
+#[test]
+fn prefix_tokens_carry_no_span() {
+    let Some(c) = model_cfg(MODELS[1].0, Precision::Fp32) else {
         return;
     };
     let files = verbatim::nlp::model::ModelFiles::open(&c).unwrap();
-    let t = verbatim::nlp::tokenize::TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
-    let r = reference();
-    for (s, want) in r.sentences.iter().zip(&r.input_ids) {
-        assert_eq!(&t.encode(s).unwrap().ids, want, "{s}");
-    }
+    assert_eq!(files.manifest.prefix, "query: ");
+    let t = verbatim::nlp::open_tokenizer(&files)
+        .unwrap()
+        .with_offsets(true);
+    let text = "Мастер был вежливый, but the router is dead.";
+    let tokens = t.encode(text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let spans: Vec<String> = tokens
+        .offsets
+        .iter()
+        .filter(|(a, b)| b > a)
+        .map(|&(a, b)| chars[a as usize..b as usize].iter().collect())
+        .collect();
+    assert!(spans.iter().all(|s| !s.contains("query")), "{spans:?}");
+    assert_eq!(
+        spans.first().map(String::as_str),
+        Some("Мастер"),
+        "{spans:?}"
+    );
+    assert!(spans.iter().any(|s| s.trim() == "router"), "{spans:?}");
 }
 
 /// Every reference sentence must come out at cosine >= 0.9999.
 fn assert_parity(c: &NlpConfig, what: &str) {
     let mut op = embed_operator(c).unwrap();
-    let r = reference();
+    let file = MODELS
+        .iter()
+        .find(|(m, _)| *m == c.model)
+        .map(|(_, f)| *f)
+        .unwrap();
+    let r = reference(file);
     let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
     let got = op.embed_texts(&texts).unwrap();
     for ((s, g), w) in texts.iter().zip(&got).zip(&r.embeddings) {
@@ -108,20 +156,24 @@ fn assert_parity(c: &NlpConfig, what: &str) {
 
 #[test]
 fn fp32_matches_sentence_transformers() {
-    let Some(c) = cfg(Precision::Fp32) else {
-        return;
-    };
-    assert_parity(&c, "onnx fp32");
+    for (model, _) in MODELS {
+        let Some(c) = model_cfg(model, Precision::Fp32) else {
+            return;
+        };
+        assert_parity(&c, &format!("{model} onnx fp32"));
+    }
 }
 
 #[cfg(feature = "torch")]
 #[test]
 fn torch_matches_sentence_transformers() {
-    let Some(mut c) = cfg(Precision::Fp32) else {
-        return;
-    };
-    c.backend = verbatim::config::Backend::Torch;
-    assert_parity(&c, "torch");
+    for (model, _) in MODELS {
+        let Some(mut c) = model_cfg(model, Precision::Fp32) else {
+            return;
+        };
+        c.backend = verbatim::config::Backend::Torch;
+        assert_parity(&c, &format!("{model} torch"));
+    }
 }
 
 #[cfg(not(feature = "torch"))]
@@ -137,24 +189,26 @@ fn torch_backend_absent_says_how_to_build_it() {
 
 #[test]
 fn int8_stays_close() {
-    let Some(c) = cfg(Precision::Int8) else {
-        return;
-    };
-    let mut op = embed_operator(&c).unwrap();
-    let r = reference();
-    let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
-    let got = op.embed_texts(&texts).unwrap();
-    let cos: Vec<f32> = got
-        .iter()
-        .zip(&r.embeddings)
-        .map(|(g, w)| cosine(g, w))
-        .collect();
-    let mean = cos.iter().sum::<f32>() / cos.len() as f32;
-    eprintln!(
-        "int8 vs sentence-transformers: mean cosine {mean:.4}, min {:.4}",
-        cos.iter().cloned().fold(1.0, f32::min)
-    );
-    assert!(mean >= 0.985, "int8 mean cosine {mean}");
+    for (model, file) in MODELS {
+        let Some(c) = model_cfg(model, Precision::Int8) else {
+            return;
+        };
+        let mut op = embed_operator(&c).unwrap();
+        let r = reference(file);
+        let texts: Vec<&str> = r.sentences.iter().map(String::as_str).collect();
+        let got = op.embed_texts(&texts).unwrap();
+        let cos: Vec<f32> = got
+            .iter()
+            .zip(&r.embeddings)
+            .map(|(g, w)| cosine(g, w))
+            .collect();
+        let mean = cos.iter().sum::<f32>() / cos.len() as f32;
+        eprintln!(
+            "{model} int8 vs sentence-transformers: mean cosine {mean:.4}, min {:.4}",
+            cos.iter().cloned().fold(1.0, f32::min)
+        );
+        assert!(mean >= 0.985, "{model} int8 mean cosine {mean}");
+    }
 }
 
 #[test]

@@ -69,11 +69,18 @@ pub fn open_encoder(cfg: &NlpConfig, files: &ModelFiles) -> Result<Box<dyn Encod
     }
 }
 
+/// Loads the model's tokenizer as its manifest says: truncation at
+/// `max_seq_len`, and the `prefix` the model reads every text behind.
+pub fn open_tokenizer(files: &ModelFiles) -> Result<TextTokenizer, NlpError> {
+    let m = &files.manifest;
+    Ok(TextTokenizer::from_file(&files.tokenizer, m.max_seq_len)?.with_prefix(&m.prefix))
+}
+
 /// Builds the embedding stage from `[nlp]`: verifies the model files, loads
 /// the tokenizer and the encoder.
 pub fn embed_operator(cfg: &NlpConfig) -> Result<embed::EmbedOperator, NlpError> {
     let files = ModelFiles::open(cfg)?;
-    let tokenizer = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)?;
+    let tokenizer = open_tokenizer(&files)?;
     let encoder = open_encoder(cfg, &files)?;
     Ok(embed::EmbedOperator::new(
         tokenizer,
@@ -122,7 +129,7 @@ pub fn operators_for(
     } else {
         None
     };
-    let tokenizer = TextTokenizer::from_file(&files.tokenizer, files.manifest.max_seq_len)?;
+    let tokenizer = open_tokenizer(&files)?;
     let encoder = open_encoder(cfg, &files)?;
     let mut embed = embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows);
     // Example phrases of the `[targets]` tables, embedded once at start.

@@ -115,12 +115,19 @@ pub struct ModelManifest {
     pub max_seq_len: usize,
     /// Pooling of token vectors (`mean`).
     pub pooling: String,
+    /// Text put before every input, as the model was trained (E5 models:
+    /// `query: `); empty for none.
+    #[serde(default)]
+    pub prefix: String,
     /// Whether sentence vectors are L2-normalised.
     pub normalize: bool,
     /// ISO 639-1 codes of the languages the model reads.
     pub languages: Vec<String>,
     /// Where the files come from.
     pub source: ModelSource,
+    /// Where `tokenizer.json` comes from, when another package ships it.
+    #[serde(default)]
+    pub tokenizer_source: Option<ModelSource>,
     /// sha256 of each source file, by path inside the model folder.
     pub files: BTreeMap<String, String>,
     /// Generated ONNX graphs.
@@ -135,10 +142,20 @@ impl ModelManifest {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        toml::from_str(&text).map_err(|e| ModelError::Manifest {
-            path,
+        let m: Self = toml::from_str(&text).map_err(|e| ModelError::Manifest {
+            path: path.clone(),
             message: e.to_string().trim_end().to_string(),
-        })
+        })?;
+        if m.pooling != "mean" {
+            return Err(ModelError::Manifest {
+                path,
+                message: format!(
+                    "pooling {:?} is not supported (models/build_onnx.py and the torch backend pool by the mean)",
+                    m.pooling
+                ),
+            });
+        }
+        Ok(m)
     }
 }
 

@@ -41,6 +41,10 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_len: usize,
     offsets: bool,
+    /// Put before every text (the model's manifest `prefix`).
+    prefix: String,
+    /// `prefix` in characters: token offsets are shifted back by this.
+    prefix_chars: u32,
 }
 
 impl TextTokenizer {
@@ -62,7 +66,18 @@ impl TextTokenizer {
             inner,
             max_len,
             offsets: false,
+            prefix: String::new(),
+            prefix_chars: 0,
         })
+    }
+
+    /// Puts `prefix` before every text, as the model was trained to read it
+    /// (E5 models expect `query: `). Offsets stay in characters of the text
+    /// itself: tokens of the prefix get `(0, 0)`, like special tokens.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_string();
+        self.prefix_chars = prefix.chars().count() as u32;
+        self
     }
 
     /// Also returns each token's character span (comment analysis needs
@@ -99,6 +114,13 @@ impl TextTokenizer {
     }
 
     fn encode_raw(&self, text: &str) -> Result<Tokens, TokenizeError> {
+        let prefixed;
+        let text = if self.prefix.is_empty() {
+            text
+        } else {
+            prefixed = format!("{}{text}", self.prefix);
+            prefixed.as_str()
+        };
         let enc = if self.offsets {
             self.inner.encode_char_offsets(text, true)
         } else {
@@ -106,9 +128,19 @@ impl TextTokenizer {
         }
         .map_err(|e| TokenizeError::Encode(e.to_string()))?;
         let offsets = if self.offsets {
+            let p = self.prefix_chars;
             enc.get_offsets()
                 .iter()
-                .map(|&(a, b)| (a as u32, b as u32))
+                .map(|&(a, b)| {
+                    let (a, b) = (a as u32, b as u32);
+                    if p == 0 {
+                        (a, b)
+                    } else if b <= p {
+                        (0, 0)
+                    } else {
+                        (a.max(p) - p, b - p)
+                    }
+                })
                 .collect()
         } else {
             Vec::new()
