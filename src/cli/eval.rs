@@ -261,15 +261,20 @@ struct Gold {
     sentiment: Option<String>,
 }
 
-fn read_rows(path: &Path) -> Result<Vec<Gold>, EvalError> {
+fn read_rows(path: &Path, held_out: bool) -> Result<Vec<Gold>, EvalError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
         path: p.clone(),
         source,
     })?;
     let mut rows = Vec::new();
+    let mut row = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
+            continue;
+        }
+        row += 1;
+        if held_out && !crate::nlp::heads::is_held_out(row - 1) {
             continue;
         }
         let row_err = |message: String| EvalError::Row {
@@ -408,8 +413,9 @@ pub fn evaluate(
     path: &Path,
     extra: &BTreeMap<String, FlagPatterns>,
     nlp: Option<&NlpConfig>,
+    held_out: bool,
 ) -> Result<EvalReport, EvalError> {
-    let rows = read_rows(path)?;
+    let rows = read_rows(path, held_out)?;
     let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
     let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
     let mut counts: BTreeMap<&str, (usize, usize, usize)> =
@@ -612,6 +618,14 @@ pub struct EvalArgs {
     /// Also list every miss (false positives and negatives).
     #[arg(long)]
     pub misses: bool,
+    /// Override the pipeline's nlp.model (a manifest in models/, e.g.
+    /// multilingual-e5-small).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Score only the held-out rows of a file `verbatim train --hold-out`
+    /// trained on (every tenth row).
+    #[arg(long)]
+    pub held_out: bool,
     /// Write every row's predictions beside its gold labels to this
     /// JSONL file, with a `disagreements` list per row (e.g. `product:
     /// gold negative, predicted neutral`), for reading what the model
@@ -631,10 +645,15 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         compare_precision,
         json,
         misses,
+        model,
+        held_out,
         predictions,
     } = args;
     let cfg = load(&pipeline)?;
-    let nlp = if flags_only { None } else { cfg.nlp.clone() };
+    let mut nlp = if flags_only { None } else { cfg.nlp.clone() };
+    if let (Some(n), Some(m)) = (nlp.as_mut(), model) {
+        n.model = m;
+    }
     if !flags_only && nlp.is_none() {
         anyhow::bail!(
                     "{}: no [nlp] section, so only flags could be scored. Fix: pass a pipeline with [nlp], or --flags-only",
@@ -646,7 +665,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         if let (Some(n), Some(p)) = (nlp.as_mut(), p) {
             n.precision = p;
         }
-        Ok(evaluate(&input, &cfg.flags, nlp.as_ref())?)
+        Ok(evaluate(&input, &cfg.flags, nlp.as_ref(), held_out)?)
     };
     if compare_precision {
         let int8 = run(Some(Precision::Int8))?;
@@ -796,13 +815,19 @@ mod tests {
              {\"id\":\"c\",\"text\":\"no flags key here\"}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, false).unwrap();
         assert_eq!(r.n, 3);
         assert_eq!(
             r.flags.as_ref().unwrap()["contact_requested"],
             Prf::from_counts(1, 0, 0)
         );
-        assert!(evaluate(&dir.path().join("missing.jsonl"), &BTreeMap::new(), None).is_err());
+        assert!(evaluate(
+            &dir.path().join("missing.jsonl"),
+            &BTreeMap::new(),
+            None,
+            false
+        )
+        .is_err());
     }
 
     #[test]
@@ -815,7 +840,7 @@ mod tests {
              {\"id\":\"b\",\"text\":\"Third time I write about this\",\"flags\":{\"repeat_issue\":false}}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, false).unwrap();
         assert_eq!(r.predictions.len(), 2);
         let a = &r.predictions[0];
         assert_eq!(a.id, "a");

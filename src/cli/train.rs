@@ -71,6 +71,9 @@ impl From<candle_core::Error> for TrainError {
 pub struct TrainOptions {
     /// Labelled aspect files (JSONL).
     pub aspects: Vec<PathBuf>,
+    /// Labelled aspect files of which every tenth row is held out for
+    /// `verbatim eval --held-out` ([`heads::is_held_out`]).
+    pub hold_out: Vec<PathBuf>,
     /// Sentiment files (`sentence<TAB>0|1`).
     pub sentiment: Vec<PathBuf>,
     /// Where `heads.toml` and the weights go.
@@ -90,6 +93,7 @@ impl TrainOptions {
     pub fn new(out: PathBuf) -> Self {
         Self {
             aspects: Vec::new(),
+            hold_out: Vec::new(),
             sentiment: Vec::new(),
             out,
             epochs: 12,
@@ -134,11 +138,20 @@ fn target_index(t: &str) -> Option<usize> {
     TARGETS.iter().position(|x| *x == t)
 }
 
-fn load_aspects(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainError> {
+/// Reads an aspect file; with `hold_out`, its test rows are left out. A row
+/// whose label cannot be trained on (`staff_or_process`, which is staff or
+/// process; `conflict`, which is both polarities) is left out whole: its
+/// other targets would otherwise be taught as absent.
+fn load_aspects(path: &Path, hold_out: bool) -> Result<(Vec<Example>, TrainingFile), TrainError> {
     let (text, sha) = read(path)?;
     let mut out = Vec::new();
+    let mut row = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
+            continue;
+        }
+        row += 1;
+        if hold_out && heads::is_held_out(row - 1) {
             continue;
         }
         let row_err = |message: String| TrainError::Row {
@@ -152,14 +165,24 @@ fn load_aspects(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainError>
             return Err(row_err("no `text` string".into()));
         };
         let mut label = vec![0u32; TARGETS.len()];
-        for a in v
+        let aspects: Vec<&serde_json::Value> = v
             .get("aspects")
             .and_then(|a| a.as_array())
             .into_iter()
             .flatten()
+            .collect();
+        let field = |a: &serde_json::Value, k: &str| -> String {
+            a.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
+        };
+        if aspects
+            .iter()
+            .any(|a| field(a, "target") == "staff_or_process" || field(a, "polarity") == "conflict")
         {
-            let target = a.get("target").and_then(|x| x.as_str()).unwrap_or("");
-            let polarity = a.get("polarity").and_then(|x| x.as_str()).unwrap_or("");
+            continue;
+        }
+        for a in aspects {
+            let (target, polarity) = (field(a, "target"), field(a, "polarity"));
+            let (target, polarity) = (target.as_str(), polarity.as_str());
             let (Some(ti), Some(ci)) = (
                 target_index(target),
                 CLASSES.iter().position(|c| *c == polarity),
@@ -288,8 +311,12 @@ fn weighted_ce(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> candle_co
 pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, TrainError> {
     let mut data = Vec::new();
     let mut aspect_rows = Vec::new();
-    for p in &opts.aspects {
-        let (rows, f) = load_aspects(p)?;
+    let files = opts.aspects.iter().map(|p| (p, false));
+    for (p, hold_out) in files.chain(opts.hold_out.iter().map(|p| (p, true))) {
+        let (rows, mut f) = load_aspects(p, hold_out)?;
+        if hold_out {
+            f.task = format!("aspects, every {}th row held out", heads::HOLD_OUT_EVERY);
+        }
         aspect_rows.extend(rows);
         data.push(f);
     }
@@ -437,6 +464,14 @@ pub struct TrainArgs {
     /// Aspect-labelled JSONL (the project's format); repeat for more files.
     #[arg(long, required = true)]
     pub aspects: Vec<PathBuf>,
+    /// Override the pipeline's nlp.model (a manifest in models/, e.g.
+    /// multilingual-e5-small).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Aspect-labelled JSONL of which every tenth row is held out (never
+    /// trained on) for `verbatim eval --held-out`; repeat for more files.
+    #[arg(long)]
+    pub hold_out: Vec<PathBuf>,
     /// Sentiment file, `sentence<TAB>0|1` a line; repeat for more files.
     #[arg(long, required = true)]
     pub sentiment: Vec<PathBuf>,
@@ -456,20 +491,26 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let TrainArgs {
         pipeline,
         aspects,
+        model,
+        hold_out,
         sentiment,
         out,
         epochs,
         seed,
     } = args;
     let cfg = load(&pipeline)?;
-    let nlp = cfg.nlp.clone().with_context(|| {
+    let mut nlp = cfg.nlp.clone().with_context(|| {
                 format!(
                     "{}: no [nlp] section. Fix: train with a pipeline that has one, e.g. pipelines/demo.toml",
                     pipeline.display()
                 )
             })?;
+    if let Some(m) = model {
+        nlp.model = m;
+    }
     let mut opts = TrainOptions::new(out.clone());
     opts.aspects = aspects;
+    opts.hold_out = hold_out;
     opts.sentiment = sentiment;
     opts.epochs = epochs;
     opts.seed = seed;
@@ -527,22 +568,46 @@ mod tests {
     }
 
     #[test]
-    fn aspect_rows_parse_and_unknown_targets_are_ignored() {
+    fn aspect_rows_parse_and_ambiguous_rows_are_left_out() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
         std::fs::write(
             &p,
-            "{\"text\":\"x\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n\n",
+            concat!(
+                "{\"text\":\"x\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"nonsense\",\"polarity\":\"positive\"}]}\n\n",
+                "{\"text\":\"y\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n",
+                "{\"text\":\"z\",\"aspects\":[{\"target\":\"price\",\"polarity\":\"conflict\"}]}\n",
+            ),
         )
         .unwrap();
-        let (rows, f) = load_aspects(&p).unwrap();
+        // Unknown targets are ignored; a row with staff_or_process or
+        // conflict is left out (its other targets are not known to be absent).
+        let (rows, f) = load_aspects(&p, false).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].label, vec![0, 1, 0, 0, 0, 0, 0]);
         assert_eq!(f.rows, 1);
         std::fs::write(&p, "{\"aspects\":[]}\n").unwrap();
         assert!(matches!(
-            load_aspects(&p),
+            load_aspects(&p, false),
             Err(TrainError::Row { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn held_out_rows_are_never_trained_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        let lines: String = (0..25)
+            .map(|i| format!("{{\"text\":\"t{i}\",\"aspects\":[]}}\n\n"))
+            .collect();
+        std::fs::write(&p, lines).unwrap();
+        let (all, _) = load_aspects(&p, false).unwrap();
+        let (train, _) = load_aspects(&p, true).unwrap();
+        assert_eq!(all.len(), 25);
+        let kept: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(kept.len(), 22);
+        for held in ["t0", "t10", "t20"] {
+            assert!(!kept.contains(&held), "{held} was trained on");
+        }
     }
 }

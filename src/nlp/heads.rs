@@ -26,6 +26,16 @@ use sha2::{Digest, Sha256};
 
 use crate::comment::TARGETS;
 
+/// One row in this many of a file given to `verbatim train --hold-out` is
+/// never trained on, and `verbatim eval --held-out` scores only those rows.
+pub const HOLD_OUT_EVERY: usize = 10;
+
+/// Whether row `index` (0-based, counting non-empty lines) of a held-out
+/// file is in its test part.
+pub fn is_held_out(index: usize) -> bool {
+    index.is_multiple_of(HOLD_OUT_EVERY)
+}
+
 /// Aspect classes, in the order the heads output them.
 pub const CLASSES: [&str; 4] = ["absent", "negative", "neutral", "positive"];
 

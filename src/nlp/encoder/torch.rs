@@ -59,7 +59,11 @@ impl TorchEncoder {
             .map_err(|e| session_err(files, e))?;
         let config: BertConfig = serde_json::from_str(&text).map_err(|e| session_err(files, e))?;
         let mut vs = nn::VarStore::new(device);
-        let model = BertModel::<BertEmbeddings>::new(vs.root(), &config);
+        // No pooler: sentence vectors are the mean of the token vectors, and
+        // not every checkpoint ships pooler weights (multilingual-e5-small's
+        // 4-bit file does not).
+        let model =
+            BertModel::<BertEmbeddings>::new_with_optional_pooler(vs.root(), &config, false);
         vs.load(&files.safetensors)
             .map_err(|e| session_err(files, e))?;
         let m = &files.manifest;
