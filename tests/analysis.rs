@@ -331,3 +331,47 @@ fn the_pipeline_builds_the_documented_operators_in_order() {
         .collect();
     assert_eq!(names, documented);
 }
+
+/// With multilingual-e5-small (its manifest lists `ru`), a Russian comment
+/// is analysed like its English original: sentiment, and the product
+/// complaint on the clause that makes it.
+#[test]
+fn the_multilingual_model_analyses_russian_like_english() {
+    let Some(mut cfg) = cfg() else { return };
+    cfg.model = "multilingual-e5-small".into();
+    if !cfg
+        .cache_dir
+        .join("multilingual-e5-small/model.int8.onnx")
+        .is_file()
+    {
+        assert!(
+            !required(),
+            "multilingual-e5-small missing: run `bash models/setup.sh`"
+        );
+        return;
+    }
+    let out = analyse(
+        &cfg,
+        &[
+            "Приложение постоянно вылетает и не открывается.",
+            "The app keeps crashing and will not open.",
+        ],
+    );
+    for (c, lang) in out.iter().zip(["ru", "en"]) {
+        assert_eq!(c.nlp.language, Some(lang));
+        assert_eq!(c.nlp.analysis_skipped, None, "{}", c.text);
+        assert_eq!(
+            c.nlp.sentiment.map(|s| s.label),
+            Some(Polarity::Negative),
+            "{}",
+            c.text
+        );
+        let a = c.nlp.aspects.as_ref().expect("analysed");
+        assert!(
+            a.iter()
+                .any(|x| &*x.target == "product" && x.polarity == Polarity::Negative),
+            "{}: {a:?}",
+            c.text
+        );
+    }
+}

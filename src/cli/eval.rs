@@ -261,7 +261,16 @@ struct Gold {
     sentiment: Option<String>,
 }
 
-fn read_rows(path: &Path, held_out: bool) -> Result<Vec<Gold>, EvalError> {
+/// Which rows of a labelled file to score.
+#[derive(Debug, Clone, Default)]
+pub struct RowFilter {
+    /// Only the held-out rows (every tenth) of a file `train --hold-out` read.
+    pub held_out: bool,
+    /// Only rows whose `lang` is this ISO 639-1 code.
+    pub language: Option<String>,
+}
+
+fn read_rows(path: &Path, filter: &RowFilter) -> Result<Vec<Gold>, EvalError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| EvalError::Read {
         path: p.clone(),
@@ -274,7 +283,7 @@ fn read_rows(path: &Path, held_out: bool) -> Result<Vec<Gold>, EvalError> {
             continue;
         }
         row += 1;
-        if held_out && !crate::nlp::heads::is_held_out(row - 1) {
+        if filter.held_out && !crate::nlp::heads::is_held_out(row - 1) {
             continue;
         }
         let row_err = |message: String| EvalError::Row {
@@ -287,6 +296,11 @@ fn read_rows(path: &Path, held_out: bool) -> Result<Vec<Gold>, EvalError> {
         let body = v["text"]
             .as_str()
             .ok_or_else(|| row_err("no `text`".into()))?;
+        if let Some(l) = &filter.language {
+            if v["lang"].as_str() != Some(l.as_str()) {
+                continue;
+            }
+        }
         let aspects = v.get("aspects").and_then(|a| a.as_array()).map(|a| {
             a.iter()
                 .map(|x| {
@@ -413,9 +427,9 @@ pub fn evaluate(
     path: &Path,
     extra: &BTreeMap<String, FlagPatterns>,
     nlp: Option<&NlpConfig>,
-    held_out: bool,
+    filter: &RowFilter,
 ) -> Result<EvalReport, EvalError> {
-    let rows = read_rows(path, held_out)?;
+    let rows = read_rows(path, filter)?;
     let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
     let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
     let mut counts: BTreeMap<&str, (usize, usize, usize)> =
@@ -626,6 +640,9 @@ pub struct EvalArgs {
     /// trained on (every tenth row).
     #[arg(long)]
     pub held_out: bool,
+    /// Score only rows whose `lang` is this code (e.g. `ru`).
+    #[arg(long)]
+    pub language: Option<String>,
     /// Write every row's predictions beside its gold labels to this
     /// JSONL file, with a `disagreements` list per row (e.g. `product:
     /// gold negative, predicted neutral`), for reading what the model
@@ -647,8 +664,10 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         misses,
         model,
         held_out,
+        language,
         predictions,
     } = args;
+    let filter = RowFilter { held_out, language };
     let cfg = load(&pipeline)?;
     let mut nlp = if flags_only { None } else { cfg.nlp.clone() };
     if let (Some(n), Some(m)) = (nlp.as_mut(), model) {
@@ -665,7 +684,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         if let (Some(n), Some(p)) = (nlp.as_mut(), p) {
             n.precision = p;
         }
-        Ok(evaluate(&input, &cfg.flags, nlp.as_ref(), held_out)?)
+        Ok(evaluate(&input, &cfg.flags, nlp.as_ref(), &filter)?)
     };
     if compare_precision {
         let int8 = run(Some(Precision::Int8))?;
@@ -815,7 +834,7 @@ mod tests {
              {\"id\":\"c\",\"text\":\"no flags key here\"}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None, false).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default()).unwrap();
         assert_eq!(r.n, 3);
         assert_eq!(
             r.flags.as_ref().unwrap()["contact_requested"],
@@ -840,7 +859,7 @@ mod tests {
              {\"id\":\"b\",\"text\":\"Third time I write about this\",\"flags\":{\"repeat_issue\":false}}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None, false).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default()).unwrap();
         assert_eq!(r.predictions.len(), 2);
         let a = &r.predictions[0];
         assert_eq!(a.id, "a");

@@ -115,8 +115,18 @@ fn licence_of(path: &Path) -> String {
     let p = path.display().to_string();
     if p.contains("mams") {
         "MAMS (Jiang et al., 2019), Apache-2.0".into()
+    } else if p.contains("semeval16_ru") {
+        "SemEval-2016 Task 5 Russian restaurants, no licence stated; research use".into()
+    } else if p.contains("semeval16") {
+        "SemEval-2016 Task 5, no licence stated; research use".into()
     } else if p.contains("semeval") {
         "SemEval-2014 Task 4, research use".into()
+    } else if p.contains("mabsa") {
+        "M-ABSA (English and machine-translated Russian), no licence stated; research use".into()
+    } else if p.contains("sentiruEval15") || p.contains("sentiruEval2015") {
+        "SentiRuEval-2015 restaurants, no licence stated; research use".into()
+    } else if p.contains("acos") {
+        "Laptop-ACOS (Cai et al., 2021), no licence stated; research use".into()
     } else if p.contains("uci_sentiment") {
         "UCI Sentiment Labelled Sentences (Kotzias et al., 2015), UCI terms".into()
     } else {
