@@ -824,6 +824,38 @@ mod tests {
     }
 
     #[test]
+    fn rows_are_filtered_by_language_and_held_out_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("l.jsonl");
+        let lines: String = (0..20)
+            .map(|i| {
+                let lang = if i % 2 == 0 { "en" } else { "ru" };
+                format!("{{\"id\":\"r{i}\",\"text\":\"t{i}\",\"lang\":\"{lang}\"}}\n")
+            })
+            .collect();
+        std::fs::write(&f, lines).unwrap();
+        let ids = |filter: RowFilter| -> Vec<String> {
+            read_rows(&f, &filter)
+                .unwrap()
+                .into_iter()
+                .map(|g| g.id)
+                .collect()
+        };
+        assert_eq!(ids(RowFilter::default()).len(), 20);
+        let ru = ids(RowFilter {
+            language: Some("ru".into()),
+            ..Default::default()
+        });
+        assert_eq!(ru.len(), 10);
+        assert!(ru.iter().all(|id| id[1..].parse::<u32>().unwrap() % 2 == 1));
+        let held = ids(RowFilter {
+            held_out: true,
+            ..Default::default()
+        });
+        assert_eq!(held, vec!["r0", "r10"]);
+    }
+
+    #[test]
     fn scores_a_small_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("l.jsonl");
@@ -844,7 +876,7 @@ mod tests {
             &dir.path().join("missing.jsonl"),
             &BTreeMap::new(),
             None,
-            false
+            &RowFilter::default()
         )
         .is_err());
     }
