@@ -357,13 +357,11 @@ async fn pipeline_rate(
         .await
         .unwrap();
     let mut cfg = verbatim::config::PipelineConfig {
-        kafka: Some(verbatim::config::KafkaConfig {
-            brokers: mock.bootstrap_servers().into(),
-            topics: vec!["fb".into()],
-            group_id: "bench".into(),
-            auto_offset_reset: "earliest".into(),
-            properties: Default::default(),
-        }),
+        kafka: Some(verbatim::config::KafkaConfig::new(
+            mock.bootstrap_servers(),
+            vec!["fb".into()],
+            "bench",
+        )),
         nlp: Some(NlpConfig {
             analyze,
             ..nlp_cfg(Backend::Onnx, Precision::Int8)

@@ -207,8 +207,9 @@ impl PipelineBuilder {
             sink = sink.with_actions(ActionRules::new(&self.cfg.actions.flags));
         }
         for op in operators.iter_mut() {
-            op.on_start()?;
+            op.on_start(&self.metrics)?;
         }
+        self.metrics.health.set_models_loaded();
         Ok(Pipeline {
             decoder: Decoder::new(self.cfg.input.clone()),
             batcher: Batcher::new(self.cfg.batch.clone()),
@@ -316,6 +317,7 @@ impl Pipeline {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.metrics.health.beat();
             let deadline = self.batcher.deadline();
             tokio::select! {
                 biased;
@@ -363,7 +365,10 @@ impl Pipeline {
                         }
                         let _ = done.send(());
                     }
-                    Some(SourceEvent::Fatal(msg)) => return Err(PipelineError::SourceFatal(msg)),
+                    Some(SourceEvent::Fatal(msg)) => {
+                        self.metrics.health.set_stopped(msg.clone());
+                        return Err(PipelineError::SourceFatal(msg));
+                    }
                 },
                 _ = sleep_until(deadline), if deadline.is_some() => {
                     let batch = self.batcher.take();

@@ -147,13 +147,9 @@ pub async fn run(root: &Path) -> Result<DemoReport, DemoError> {
 
     let mut cfg = PipelineConfig::from_toml(DEMO_PIPELINE, Path::new("pipelines/demo.toml"))
         .map_err(PipelineError::from)?;
-    let k = cfg.kafka.get_or_insert_with(|| KafkaConfig {
-        brokers: String::new(),
-        topics: vec![DEMO_TOPIC.into()],
-        group_id: "verbatim-demo".into(),
-        auto_offset_reset: "earliest".into(),
-        properties: Default::default(),
-    });
+    let k = cfg
+        .kafka
+        .get_or_insert_with(|| KafkaConfig::new("", vec![DEMO_TOPIC.into()], "verbatim-demo"));
     k.brokers = mock.bootstrap_servers().to_string();
     cfg.output.root = root.to_path_buf();
 

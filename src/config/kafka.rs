@@ -23,6 +23,17 @@ pub struct KafkaConfig {
     /// `enable.auto.commit` and `enable.auto.offset.store` are owned by verbatim.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Seconds without any reachable broker after which `/readyz` fails.
+    #[serde(default = "default_unreachable_after_secs")]
+    pub unreachable_after_secs: u64,
+    /// Seconds without any reachable broker after which the job stops with
+    /// an error (exit status 1); unset: it waits for the brokers forever.
+    #[serde(default)]
+    pub give_up_after_secs: Option<u64>,
+}
+
+fn default_unreachable_after_secs() -> u64 {
+    60
 }
 
 fn default_offset_reset() -> String {
@@ -38,6 +49,23 @@ pub const OWNED_KAFKA_PROPERTIES: [&str; 4] = [
 ];
 
 impl KafkaConfig {
+    /// A section with these brokers, topics and group, every other key at its default.
+    pub fn new(
+        brokers: impl Into<String>,
+        topics: Vec<String>,
+        group_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            brokers: brokers.into(),
+            topics,
+            group_id: group_id.into(),
+            auto_offset_reset: default_offset_reset(),
+            properties: BTreeMap::new(),
+            unreachable_after_secs: default_unreachable_after_secs(),
+            give_up_after_secs: None,
+        }
+    }
+
     /// Checks every `[kafka]` value.
     pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
         if self.brokers.trim().is_empty() {
@@ -80,6 +108,20 @@ impl KafkaConfig {
                 "kafka.auto_offset_reset",
                 format!("is {:?}", self.auto_offset_reset),
                 "use \"earliest\" or \"latest\"",
+            ));
+        }
+        if self.unreachable_after_secs == 0 {
+            return Err(bad.err(
+                "kafka.unreachable_after_secs",
+                "is 0".into(),
+                "use a whole number of seconds of at least 1 (default 60)",
+            ));
+        }
+        if self.give_up_after_secs == Some(0) {
+            return Err(bad.err(
+                "kafka.give_up_after_secs",
+                "is 0".into(),
+                "use a whole number of seconds of at least 1, or remove it to wait for the brokers forever",
             ));
         }
         for key in self.properties.keys() {

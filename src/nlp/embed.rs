@@ -51,6 +51,8 @@ pub struct EmbedOperator {
     max_rows: usize,
     tag: Arc<str>,
     keep_tokens: bool,
+    /// Where each forward pass's time goes, once the pipeline starts the operator.
+    inference: Option<prometheus_client::metrics::histogram::Histogram>,
 }
 
 impl EmbedOperator {
@@ -69,6 +71,7 @@ impl EmbedOperator {
             max_rows,
             tag,
             keep_tokens: false,
+            inference: None,
         }
     }
 
@@ -148,6 +151,11 @@ impl Operator for EmbedOperator {
         "embed"
     }
 
+    fn on_start(&mut self, metrics: &crate::metrics::Metrics) -> Result<(), OperatorError> {
+        self.inference = Some(metrics.inference_seconds.clone());
+        Ok(())
+    }
+
     fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
         if batch.comments.is_empty() {
             return Ok(());
@@ -161,10 +169,14 @@ impl Operator for EmbedOperator {
         let mut toks = toks;
         for group in plan_sub_batches(&lengths, self.budget, self.max_rows) {
             let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
+            let t = std::time::Instant::now();
             let encoded = self
                 .encoder
                 .run(&rows, self.keep_tokens)
                 .map_err(|e| self.fail(e))?;
+            if let Some(h) = &self.inference {
+                h.observe(t.elapsed().as_secs_f64());
+            }
             for (i, e) in group.into_iter().zip(encoded) {
                 let n = &mut batch.comments[i].nlp;
                 if self.keep_tokens {

@@ -189,8 +189,10 @@ pub trait Operator: Send {
     /// Enriches (or rejects rows of) the batch in place.
     fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError>;
 
-    /// Called once before the first batch.
-    fn on_start(&mut self) -> Result<(), OperatorError> {
+    /// Called once before the first batch, with the job's metrics (for an
+    /// operator that records more than its stage time).
+    fn on_start(&mut self, metrics: &crate::metrics::Metrics) -> Result<(), OperatorError> {
+        let _ = metrics;
         Ok(())
     }
 

@@ -119,6 +119,8 @@ struct OpenFile {
 struct OpenRange {
     first: i64,
     last: i64,
+    /// Kafka timestamps (ms) of the range's messages, for the end-to-end latency.
+    kafka_ms: Vec<i64>,
     opened: Instant,
     files: BTreeMap<(Table, NaiveDate), OpenFile>,
 }
@@ -209,8 +211,9 @@ impl ParquetSink {
 
     /// Appends a processed batch to the open files of its partitions.
     pub fn write(&mut self, batch: &CommentBatch) -> Result<(), SinkError> {
-        // Offsets per partition, over comments and rejections alike.
-        let mut bounds: HashMap<(&str, i32), (i64, i64)> = HashMap::new();
+        // Offsets and Kafka timestamps per partition, over comments and
+        // rejections alike.
+        let mut bounds: HashMap<(&str, i32), (i64, i64, Vec<i64>)> = HashMap::new();
         let all = batch
             .comments
             .iter()
@@ -219,22 +222,25 @@ impl ParquetSink {
         for c in all {
             let e = bounds
                 .entry((c.topic.as_str(), c.partition))
-                .or_insert((c.offset, c.offset));
+                .or_insert((c.offset, c.offset, Vec::new()));
             e.0 = e.0.min(c.offset);
             e.1 = e.1.max(c.offset);
+            e.2.extend(c.kafka_timestamp.map(|t| t.timestamp_millis()));
         }
-        for ((topic, partition), (lo, hi)) in bounds {
+        for ((topic, partition), (lo, hi, stamps)) in bounds {
             let r = self
                 .open
                 .entry((topic.to_string(), partition))
                 .or_insert_with(|| OpenRange {
                     first: lo,
                     last: hi,
+                    kafka_ms: Vec::new(),
                     opened: Instant::now(),
                     files: BTreeMap::new(),
                 });
             r.first = r.first.min(lo);
             r.last = r.last.max(hi);
+            r.kafka_ms.extend(stamps);
         }
 
         let mut comment_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Comment>> = BTreeMap::new();
@@ -436,6 +442,12 @@ impl ParquetSink {
         for d in dirs {
             files::fsync_dir(d).map_err(io_err("fsyncing", d))?;
         }
+        let now = chrono::Utc::now();
+        for ms in &range.kafka_ms {
+            let secs = (now.timestamp_millis() - ms).max(0) as f64 / 1000.0;
+            self.metrics.end_to_end_seconds.observe(secs);
+        }
+        self.metrics.last_commit_time.set(now.timestamp());
         crate::failpoint::hit("after_rename");
         Ok(Some(done))
     }

@@ -16,18 +16,20 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
+use super::kafka_watch::{apply_stats, brokers_context, emit, LogThrottle, LOG_WINDOW};
 use super::{SourceError, SourceEvent};
 use crate::comment::{RawMessage, SourceCoords};
 use crate::config::KafkaConfig;
@@ -47,6 +49,10 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
 
 fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = client_config(k);
+    if !k.properties.contains_key("statistics.interval.ms") {
+        // Lag and broker state come from librdkafka's statistics.
+        c.set("statistics.interval.ms", "5000");
+    }
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -56,32 +62,62 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     c
 }
 
-/// Consumer context: routes librdkafka logs to `tracing` and handles rebalances.
+/// Consumer context: routes librdkafka logs to `tracing` (warnings and
+/// errors through one [`LogThrottle`]), reads its statistics into the
+/// metrics and the health state, and handles rebalances.
 pub struct SourceContext {
     events: mpsc::Sender<SourceEvent>,
     output_root: PathBuf,
     metrics: Metrics,
+    throttle: Arc<LogThrottle>,
 }
 
 impl ClientContext for SourceContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        match level {
+        let error = match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => {
-                tracing::error!(target: "librdkafka", fac, "{log_message}")
-            }
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{log_message}"),
+            | RDKafkaLogLevel::Error => true,
+            RDKafkaLogLevel::Warning => false,
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                tracing::info!(target: "librdkafka", fac, "{log_message}")
+                tracing::info!(target: "librdkafka", fac, "{log_message}");
+                return;
             }
-            RDKafkaLogLevel::Debug => tracing::debug!(target: "librdkafka", fac, "{log_message}"),
-        }
+            RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", fac, "{log_message}");
+                return;
+            }
+        };
+        emit(
+            self.throttle
+                .offer(error, &format!("{fac}: {log_message}"), Instant::now()),
+        );
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        tracing::warn!(target: "librdkafka", %error, "{reason}");
+        let code = error.rdkafka_error_code();
+        self.metrics
+            .kafka_error(&code.map_or_else(|| "other".to_string(), |c| format!("{c:?}")));
+        if code == Some(RDKafkaErrorCode::AllBrokersDown) {
+            self.metrics.brokers_up.set(0);
+            self.metrics.health.set_brokers_up(false);
+        }
+        emit(
+            self.throttle
+                .offer(true, &format!("{error}: {reason}"), Instant::now()),
+        );
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        match apply_stats(&self.metrics, &statistics) {
+            Some(true) => tracing::info!("Kafka brokers reachable again"),
+            Some(false) => tracing::warn!(
+                "no Kafka broker reachable; /readyz turns red after {} s",
+                self.metrics.health.unreachable_after().as_secs()
+            ),
+            None => {}
+        }
     }
 }
 
@@ -121,12 +157,16 @@ impl SourceContext {
             return;
         }
         self.metrics.assigned_partitions.inc_by(starts.len() as i64);
+        self.metrics.health.set_joined(true);
         let _ = self.events.blocking_send(SourceEvent::Assigned(starts));
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let partitions = partitions_of(tpl);
         let lost = consumer.assignment_lost();
+        if lost {
+            self.metrics.health.set_joined(false);
+        }
         let (done, wait) = std::sync::mpsc::sync_channel(1);
         if self
             .events
@@ -235,10 +275,17 @@ impl KafkaSource {
         events: mpsc::Sender<SourceEvent>,
         metrics: Metrics,
     ) -> Result<(Self, KafkaCommitter), SourceError> {
+        metrics.health.require_group();
+        metrics.health.set_limits(
+            metrics.health.stall_after(),
+            Duration::from_secs(cfg.unreachable_after_secs),
+        );
+        let throttle = Arc::new(LogThrottle::new(LOG_WINDOW));
         let ctx = SourceContext {
             events: events.clone(),
             output_root,
             metrics: metrics.clone(),
+            throttle: Arc::clone(&throttle),
         };
         let consumer: Inner = consumer_config(cfg)
             .create_with_context(ctx)
@@ -251,10 +298,14 @@ impl KafkaSource {
         let thread = {
             let consumer = Arc::clone(&consumer);
             let stop = Arc::clone(&stop);
-            let metrics = metrics.clone();
+            let watch = Watch {
+                metrics: metrics.clone(),
+                throttle,
+                give_up_after: cfg.give_up_after_secs.map(Duration::from_secs),
+            };
             std::thread::Builder::new()
                 .name("kafka-source".into())
-                .spawn(move || poll_loop(consumer, stop, closed, events, metrics))
+                .spawn(move || poll_loop(consumer, stop, closed, events, watch))
                 .map_err(SourceError::Thread)?
         };
         let committer = KafkaCommitter {
@@ -298,17 +349,55 @@ impl KafkaSource {
     }
 }
 
+/// What the polling thread watches besides messages.
+struct Watch {
+    metrics: Metrics,
+    throttle: Arc<LogThrottle>,
+    give_up_after: Option<Duration>,
+}
+
+impl Watch {
+    /// Flushes held-back client logs; returns a reason to stop when the
+    /// brokers have been unreachable for longer than `give_up_after`.
+    fn check(&self) -> Option<String> {
+        emit(
+            self.throttle
+                .flush(Instant::now(), brokers_context(&self.metrics)),
+        );
+        let down = self.metrics.health.brokers_down_for()?;
+        let limit = self.give_up_after?;
+        (down >= limit).then(|| {
+            format!(
+                "no Kafka broker reachable for {} s (kafka.give_up_after_secs = {}); giving up. Check kafka.brokers, the network and the broker, or raise or remove kafka.give_up_after_secs",
+                down.as_secs(),
+                limit.as_secs()
+            )
+        })
+    }
+}
+
 fn poll_loop(
     consumer: Arc<Inner>,
     stop: Arc<AtomicBool>,
     closed: std::sync::mpsc::Receiver<()>,
     events: mpsc::Sender<SourceEvent>,
-    metrics: Metrics,
+    watch: Watch,
 ) {
+    let metrics = watch.metrics.clone();
     while !stop.load(Ordering::SeqCst) {
+        if let Some(reason) = watch.check() {
+            tracing::error!("{reason}");
+            metrics.health.set_stopped(reason.clone());
+            let _ = events.blocking_send(SourceEvent::Fatal(reason));
+            break;
+        }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
+                if metrics.health.set_brokers_up(true) {
+                    metrics.brokers_up.set(1);
+                    tracing::info!("Kafka brokers reachable again");
+                }
                 metrics.messages.inc();
                 let raw = RawMessage {
                     coords: SourceCoords {
@@ -328,7 +417,17 @@ fn poll_loop(
                     break;
                 }
             }
-            Some(Err(e)) => tracing::warn!(error = %e, "consumer error"),
+            Some(Err(e)) => {
+                metrics.kafka_error(
+                    &e.rdkafka_error_code()
+                        .map_or_else(|| "other".to_string(), |c| format!("{c:?}")),
+                );
+                emit(
+                    watch
+                        .throttle
+                        .offer(false, &format!("consumer error: {e}"), Instant::now()),
+                );
+            }
         }
     }
     let _ = events.blocking_send(SourceEvent::Stopped);

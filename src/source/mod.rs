@@ -2,6 +2,7 @@
 //!
 //! - [`kafka`]: the stream job's consumer-group member.
 //! - [`file`](mod@file): JSONL/CSV backfills for `verbatim ingest`.
+//! - [`kafka_watch`]: the Kafka client's logs (throttled), lag and broker state.
 //! - [`kafka_mock`]: librdkafka's in-process mock cluster, for the demo and tests.
 //!
 //! Both hand the pipeline an ordered stream of [`SourceEvent`]s.
@@ -9,6 +10,7 @@
 pub mod file;
 pub mod kafka;
 pub mod kafka_mock;
+pub mod kafka_watch;
 
 use std::path::PathBuf;
 

@@ -110,11 +110,8 @@ pub fn config(bootstrap: &str, topic: &str, group: &str, root: &Path) -> Pipelin
     props.insert("session.timeout.ms".to_string(), "6000".to_string());
     props.insert("heartbeat.interval.ms".to_string(), "500".to_string());
     cfg.kafka = Some(KafkaConfig {
-        brokers: bootstrap.to_string(),
-        topics: vec![topic.to_string()],
-        group_id: group.to_string(),
-        auto_offset_reset: "earliest".into(),
         properties: props,
+        ..KafkaConfig::new(bootstrap, vec![topic.to_string()], group)
     });
     cfg.batch.max_records = 100;
     cfg.batch.max_wait_ms = 100;

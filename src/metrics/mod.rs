@@ -1,4 +1,11 @@
-//! Prometheus metrics of the stream job, served as text on `/metrics`.
+//! What an on-call engineer sees: Prometheus metrics and health probes.
+//!
+//! - this file: [`Metrics`], every metric the job exports (README lists them);
+//! - [`health`]: the state behind `/livez` and `/readyz`;
+//! - [`http`]: the axum endpoint serving both.
+
+pub mod health;
+pub mod http;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -11,8 +18,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+
+pub use health::Health;
 
 /// Label set with one `reason` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,6 +49,22 @@ pub struct ResultLabel {
     pub result: String,
 }
 
+/// Label set of a Kafka partition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabel {
+    /// Topic.
+    pub topic: String,
+    /// Partition number.
+    pub partition: String,
+}
+
+/// Label set of the build-info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabel {
+    /// The crate version.
+    pub version: String,
+}
+
 /// Every metric the job exports. Cheap to clone (all handles are shared).
 #[derive(Clone)]
 pub struct Metrics {
@@ -68,6 +91,25 @@ pub struct Metrics {
     pub assigned_partitions: Gauge,
     /// Seconds spent in each stage, summed (rate() is the stage's share of a core).
     pub stage_seconds: Family<StageLabel, Counter<f64, AtomicU64>>,
+    /// Messages in each assigned partition not yet durable: the log end minus
+    /// the committed offset (before the first commit, the log's size).
+    pub consumer_lag: Family<PartitionLabel, Gauge>,
+    /// Unix time of the last range made durable.
+    pub last_commit_time: Gauge,
+    /// Seconds from a message's Kafka timestamp to its row being durable.
+    pub end_to_end_seconds: Histogram,
+    /// Seconds of one encoder forward pass (one sub-batch).
+    pub inference_seconds: Histogram,
+    /// Errors reported by the Kafka client, by kind.
+    pub kafka_errors: Family<ReasonLabel, Counter>,
+    /// 1 when any broker is connected, 0 when none is.
+    pub brokers_up: Gauge,
+    /// 1 when `/readyz` would answer 200.
+    pub ready: Gauge,
+    /// Resident memory of the process, read at each scrape.
+    pub resident_memory: Gauge,
+    /// The state behind `/livez` and `/readyz`.
+    pub health: Health,
 }
 
 impl Default for Metrics {
@@ -93,6 +135,15 @@ impl Metrics {
             batch_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             assigned_partitions: Gauge::default(),
             stage_seconds: Family::default(),
+            consumer_lag: Family::default(),
+            last_commit_time: Gauge::default(),
+            end_to_end_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 18)),
+            inference_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            kafka_errors: Family::default(),
+            brokers_up: Gauge::default(),
+            ready: Gauge::default(),
+            resident_memory: Gauge::default(),
+            health: Health::new(),
         };
         r.register(
             "messages",
@@ -144,6 +195,56 @@ impl Metrics {
             "Kafka partitions assigned to this instance",
             m.assigned_partitions.clone(),
         );
+        r.register(
+            "stage_seconds",
+            "Seconds spent in each stage (an operator, sink_write, sink_commit, offset_commit)",
+            m.stage_seconds.clone(),
+        );
+        r.register(
+            "consumer_lag",
+            "Messages in an assigned partition not yet durable (log end minus committed offset)",
+            m.consumer_lag.clone(),
+        );
+        r.register(
+            "last_commit_timestamp_seconds",
+            "Unix time of the last range made durable",
+            m.last_commit_time.clone(),
+        );
+        r.register(
+            "end_to_end_seconds",
+            "Seconds from a message's Kafka timestamp to its row being durable",
+            m.end_to_end_seconds.clone(),
+        );
+        r.register(
+            "inference_seconds",
+            "Seconds of one encoder forward pass (one sub-batch)",
+            m.inference_seconds.clone(),
+        );
+        // Exported at 0 from the start, so that rate() and alerts work at once.
+        m.kafka_error_counter("AllBrokersDown");
+        r.register(
+            "kafka_errors",
+            "Errors reported by the Kafka client, by kind",
+            m.kafka_errors.clone(),
+        );
+        r.register(
+            "brokers_up",
+            "1 when any Kafka broker is connected",
+            m.brokers_up.clone(),
+        );
+        r.register("ready", "1 when /readyz answers 200", m.ready.clone());
+        r.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the process",
+            m.resident_memory.clone(),
+        );
+        let build: Family<BuildLabel, Gauge> = Family::default();
+        build
+            .get_or_create(&BuildLabel {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            })
+            .set(1);
+        r.register("build_info", "The running version (always 1)", build);
         Metrics {
             registry: Arc::new(r),
             ..m
@@ -177,40 +278,43 @@ impl Metrics {
             .get()
     }
 
-    /// The current values in Prometheus text format.
+    /// Counts an error of the Kafka client.
+    pub fn kafka_error(&self, kind: &str) {
+        self.kafka_error_counter(kind).inc();
+    }
+
+    fn kafka_error_counter(&self, kind: &str) -> Counter {
+        self.kafka_errors
+            .get_or_create(&ReasonLabel {
+                reason: kind.to_string(),
+            })
+            .clone()
+    }
+
+    /// The current values in OpenMetrics text format (gauges read at scrape
+    /// time, such as memory and readiness, are refreshed first).
     pub fn render(&self) -> String {
+        if let Some(rss) = resident_bytes() {
+            self.resident_memory.set(rss as i64);
+        }
+        self.ready.set(i64::from(self.health.ready()));
         let mut s = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut s, &self.registry);
         s
     }
 
-    /// Serves `/metrics` on `addr` until the task is dropped.
+    /// Serves `/metrics`, `/livez` and `/readyz` on `addr` until the task is dropped.
     pub async fn serve(self, addr: SocketAddr) -> std::io::Result<()> {
-        let listener = TcpListener::bind(addr).await?;
-        tracing::info!(%addr, "serving Prometheus metrics on /metrics");
-        loop {
-            let (mut sock, _) = listener.accept().await?;
-            let m = self.clone();
-            tokio::spawn(async move {
-                let mut buf = [0u8; 1024];
-                let n = sock.read(&mut buf).await.unwrap_or(0);
-                let req = String::from_utf8_lossy(&buf[..n]);
-                let (status, body) = if req.starts_with("GET /metrics") {
-                    ("200 OK", m.render())
-                } else if req.starts_with("GET /healthz") {
-                    ("200 OK", "ok\n".to_string())
-                } else {
-                    ("404 Not Found", "try /metrics\n".to_string())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-            });
-        }
+        http::serve(self, addr).await
     }
+}
+
+/// Resident set size of this process, from `/proc/self/statm` (Linux only).
+pub fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
 }
 
 #[cfg(test)]
@@ -228,27 +332,5 @@ mod tests {
             s.contains("verbatim_rejected_total{reason=\"not_json\"} 1"),
             "{s}"
         );
-    }
-
-    #[tokio::test]
-    async fn serves_over_http() {
-        let m = Metrics::new();
-        m.messages.inc();
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = l.local_addr().unwrap();
-        drop(l);
-        let h = tokio::spawn(m.serve(addr));
-        let mut body = String::new();
-        for _ in 0..50 {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
-                s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.unwrap();
-                s.read_to_string(&mut body).await.unwrap();
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        h.abort();
-        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
-        assert!(body.contains("verbatim_messages_total 1"), "{body}");
     }
 }
