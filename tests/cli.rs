@@ -73,14 +73,16 @@ fn count_rows(root: &Path, table: &str) -> usize {
         .sum()
 }
 
-/// Runs `verbatim ingest FILE --output-root ROOT`, which must succeed; returns stdout.
+/// Runs `verbatim ingest FILE --output-root ROOT --no-nlp`, which must
+/// succeed; returns stdout.
 fn ingest(file: &Path, root: &Path) -> String {
     let out = run_ok(
         verbatim()
             .arg("ingest")
             .arg(file)
             .arg("--output-root")
-            .arg(root),
+            .arg(root)
+            .arg("--no-nlp"),
     );
     String::from_utf8_lossy(&out.stdout).to_string()
 }
@@ -143,14 +145,138 @@ fn ingest_csv_maps_columns() {
     assert!(root.join("comments/dt=2026-08-01").is_dir());
 }
 
+/// `verbatim ingest PATH`, which must fail; returns stderr.
+fn ingest_fails(path: &Path) -> String {
+    let out = verbatim().arg("ingest").arg(path).output().unwrap();
+    assert!(
+        !out.status.success(),
+        "ingest of {} succeeded",
+        path.display()
+    );
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
 #[test]
-fn ingest_of_a_missing_file_says_so() {
-    let out = verbatim()
-        .args(["ingest", "/nonexistent/file.jsonl"])
-        .output()
+fn ingest_refuses_what_is_not_a_text_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = ingest_fails(Path::new("/nonexistent/file.jsonl"));
+    assert!(e.contains("no such file. Fix:"), "{e}");
+    let e = ingest_fails(dir.path());
+    assert!(e.contains("is a directory. Fix:"), "{e}");
+    // A Parquet file verbatim itself wrote, passed back by mistake.
+    let jsonl = dir.path().join("a.jsonl");
+    std::fs::write(&jsonl, "{\"id\": \"1\", \"text\": \"ok\"}\n").unwrap();
+    let root = dir.path().join("out");
+    ingest(&jsonl, &root);
+    let parquet = verbatim::cli::demo::parquet_files(&root.join("comments"))
+        .into_iter()
+        .next()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file"));
+    let e = ingest_fails(&parquet);
+    assert!(
+        e.contains("is a Parquet file. Fix: ingest reads text"),
+        "{e}"
+    );
+    assert!(
+        !root.join("rejected").exists(),
+        "nothing written for a refused file"
+    );
+    let binary = dir.path().join("blob.jsonl");
+    std::fs::write(
+        &binary,
+        (0..4096u32)
+            .map(|i| (i * 7 % 256) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let e = ingest_fails(&binary);
+    assert!(e.contains("looks binary"), "{e}");
+}
+
+#[test]
+fn ingest_turns_blank_lines_into_rejected_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gaps.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": \"1\", \"text\": \"first\"}\n\n   \n{\"id\": \"2\", \"text\": \"second\"}\n",
+    )
+    .unwrap();
+    let root = dir.path().join("out");
+    let out = ingest(&file, &root);
+    assert!(out.contains("4 records read"), "{out}");
+    assert_eq!(count_rows(&root, "comments"), 2);
+    assert_eq!(
+        count_rows(&root, "rejected"),
+        2,
+        "every line lands in one table"
+    );
+    let reasons: Vec<String> = verbatim::cli::demo::parquet_files(&root.join("rejected"))
+        .iter()
+        .flat_map(|f| {
+            let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                std::fs::File::open(f).unwrap(),
+            )
+            .unwrap()
+            .build()
+            .unwrap();
+            reader
+                .flat_map(|b| {
+                    let b = b.unwrap();
+                    let col = b.column_by_name("reason").unwrap();
+                    let col = col
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap();
+                    col.iter()
+                        .map(|v| v.unwrap_or_default().to_string())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(reasons, ["empty_payload", "empty_payload"]);
+}
+
+#[test]
+fn ingest_without_a_pipeline_runs_the_full_analysis() {
+    if !support::models_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.jsonl");
+    std::fs::write(
+        &file,
+        "{\"id\": \"1\", \"text\": \"The engineer was great but the app keeps crashing.\"}\n{\"id\": \"2\", \"text\": \"Приложение постоянно падает, очень плохо.\"}\n",
+    )
+    .unwrap();
+    let root = dir.path().join("out");
+    let out = run_ok(
+        verbatim()
+            .env("VERBATIM_LOG", "info")
+            .arg("ingest")
+            .arg(&file)
+            .arg("--output-root")
+            .arg(&root),
+    );
+    let log = String::from_utf8_lossy(&out.stderr);
+    let first = log.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(
+            "no --pipeline given: using the built-in pipelines/feedback.toml, full analysis"
+        ),
+        "{log}"
+    );
+    let rows = verbatim::sink::read::read_comments(&root, None, None).unwrap();
+    assert_eq!(rows.len(), 2);
+    let en = rows.iter().find(|r| r.id == "1").unwrap();
+    assert_eq!(en.language.as_deref(), Some("en"));
+    assert!(en.sentiment.is_some(), "analysed");
+    assert!(en.blames_product, "the app is blamed, not the engineer");
+    // The default model (MiniLM) reads English only; the Russian comment
+    // gets its language and is marked skipped until the default is multilingual.
+    let ru = rows.iter().find(|r| r.id == "2").unwrap();
+    assert_eq!(ru.language.as_deref(), Some("ru"));
 }
 
 #[test]

@@ -2,10 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
-
-use super::load;
-use crate::config::PipelineConfig;
+use super::{load_or_default, with_model_hint};
 use crate::pipeline::PipelineBuilder;
 use crate::source::file::FileFormat;
 
@@ -15,9 +12,14 @@ use crate::source::file::FileFormat;
 pub struct IngestArgs {
     /// The file: one JSON object per line, or CSV with a header row.
     pub file: PathBuf,
-    /// Pipeline file for field mapping, batching and output (its [kafka] is ignored).
+    /// Pipeline file for field mapping, batching, analysis and output (its
+    /// [kafka] is ignored). Default: the built-in pipelines/feedback.toml,
+    /// the full analysis with the set-up models.
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
+    /// Leave out the analysis ([nlp]): only the spine's columns are written.
+    #[arg(long)]
+    pub no_nlp: bool,
     /// Write here instead of the pipeline's output.root.
     #[arg(long)]
     pub output_root: Option<PathBuf>,
@@ -33,25 +35,19 @@ pub async fn execute(args: IngestArgs) -> anyhow::Result<()> {
         pipeline,
         output_root,
         format,
+        no_nlp,
     } = args;
-    let mut cfg = match &pipeline {
-        Some(p) => load(p)?,
-        None => PipelineConfig::default(),
-    };
+    let mut cfg = load_or_default(pipeline.as_deref(), no_nlp)?;
     if let Some(root) = output_root {
         cfg.output.root = root;
     }
-    if !file.is_file() {
-        anyhow::bail!(
-            "{}: no such file. Fix: pass a JSONL or CSV file to ingest",
-            file.display()
-        );
-    }
+    crate::source::file::check_input(&file)?;
     let root = cfg.output.root.clone();
+    let nlp_cfg = cfg.clone();
     let s = PipelineBuilder::new(cfg)
         .run_file(file.clone(), format)
         .await
-        .with_context(|| format!("ingesting {}", file.display()))?;
+        .map_err(|e| with_model_hint(e, &nlp_cfg, format!("ingesting {}", file.display())))?;
     println!(
                 "ingested {}: {} records read, {} comment rows and {} rejected rows committed in {} files under {}",
                 file.display(),
@@ -61,5 +57,12 @@ pub async fn execute(args: IngestArgs) -> anyhow::Result<()> {
                 s.files,
                 root.display()
             );
+    if s.rejected > 0 && s.rejected >= s.comments {
+        tracing::warn!(
+            "{} of {} records were rejected; query rejected/ for the reasons (is the file in the format the pipeline expects? see input.format and input.fields)",
+            s.rejected,
+            s.messages
+        );
+    }
     Ok(())
 }

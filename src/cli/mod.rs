@@ -95,6 +95,61 @@ fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
     Ok(PipelineConfig::load(path)?)
 }
 
+/// The shipped `pipelines/feedback.toml`, used when no `--pipeline` is given.
+pub const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/feedback.toml");
+
+/// The pipeline a command runs: the file given, else the built-in
+/// `pipelines/feedback.toml` (the full analysis); `no_nlp` drops `[nlp]`
+/// (the spine alone). Says which in its first log line.
+fn load_or_default(path: Option<&Path>, no_nlp: bool) -> anyhow::Result<PipelineConfig> {
+    let mut cfg = match path {
+        Some(p) => load(p)?,
+        None => PipelineConfig::from_toml(
+            DEFAULT_PIPELINE,
+            Path::new("pipelines/feedback.toml (built in)"),
+        )?,
+    };
+    if no_nlp {
+        cfg.nlp = None;
+    }
+    let analysis = match &cfg.nlp {
+        Some(n) => format!(
+            "full analysis with {} ({:?}, {:?}; models from {})",
+            n.model,
+            n.backend,
+            n.precision,
+            n.cache_dir.display()
+        ),
+        None if no_nlp => "no analysis (--no-nlp): the spine alone".into(),
+        None => "no analysis (the pipeline has no [nlp] section)".into(),
+    };
+    match path {
+        Some(p) => tracing::info!("pipeline {}: {analysis}", p.display()),
+        None => tracing::info!(
+            "no --pipeline given: using the built-in pipelines/feedback.toml, {analysis}; pass --no-nlp for the spine alone"
+        ),
+    }
+    Ok(cfg)
+}
+
+/// Adds, to a pipeline error from loading models, where the models come
+/// from and how to set them up.
+fn with_model_hint(
+    e: crate::pipeline::PipelineError,
+    cfg: &PipelineConfig,
+    what: String,
+) -> anyhow::Error {
+    let hint = match (&e, &cfg.nlp) {
+        (crate::pipeline::PipelineError::Nlp(_), Some(n)) => format!(
+            " (model {} from {}: set the models up with `bash models/setup.sh`, or pass --no-nlp for the spine alone)",
+            n.model,
+            n.cache_dir.display()
+        ),
+        _ => String::new(),
+    };
+    anyhow::Error::new(e).context(format!("{what}{hint}"))
+}
+
 /// `--precision` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum PrecisionArg {

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::load;
+use super::{load_or_default, with_model_hint};
 use crate::metrics::Metrics;
 use crate::pipeline::PipelineBuilder;
 
@@ -12,15 +12,22 @@ use crate::pipeline::PipelineBuilder;
 /// SIGINT/SIGTERM, then drain, commit and exit 0.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// The pipeline file, e.g. pipelines/feedback.toml.
+    /// The pipeline file, e.g. pipelines/feedback.toml. Default: the
+    /// built-in pipelines/feedback.toml (brokers localhost:9092, topic
+    /// feedback, the full analysis with the set-up models).
     #[arg(long)]
-    pub pipeline: PathBuf,
+    pub pipeline: Option<PathBuf>,
+    /// Leave out the analysis ([nlp]): only the spine's columns are written.
+    #[arg(long)]
+    pub no_nlp: bool,
 }
 
 /// Runs the job until a shutdown signal, then drains and commits.
 pub async fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let pipeline = args.pipeline;
-    let cfg = load(&pipeline)?;
+    let cfg = load_or_default(args.pipeline.as_deref(), args.no_nlp)?;
+    let pipeline = args
+        .pipeline
+        .unwrap_or_else(|| PathBuf::from("pipelines/feedback.toml (built in)"));
     cfg.kafka_or_err(&pipeline)?;
     let metrics = Metrics::new();
     if let Some(addr) = &cfg.metrics.listen {
@@ -35,11 +42,12 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     tracing::info!(pipeline = %pipeline.display(), root = %cfg.output.root.display(), "starting");
+    let nlp_cfg = cfg.clone();
     let summary = PipelineBuilder::new(cfg)
         .metrics(metrics)
         .run_kafka(shutdown_signal())
         .await
-        .context("the stream job stopped")?;
+        .map_err(|e| with_model_hint(e, &nlp_cfg, "the stream job stopped".to_string()))?;
     tracing::info!(?summary, "stopped cleanly");
     Ok(())
 }

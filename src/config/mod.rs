@@ -151,6 +151,33 @@ impl Default for PipelineConfig {
     }
 }
 
+/// The parser's type names in the words a pipeline's author uses:
+/// `expected usize` becomes `expected a whole number`, `a sequence` a list.
+fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 12] = [
+        ("usize", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number (0 or more)"),
+        ("u8", "a whole number (0 or more)"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a sequence", "a list, e.g. [\"a\", \"b\"]"),
+        ("a map", "a table (a [section] or { key = value })"),
+        ("a boolean", "true or false"),
+    ];
+    let mut out = message.to_string();
+    for (from, to) in WORDS {
+        for lead in ["expected ", "expected a value of type "] {
+            out = out.replace(&format!("{lead}{from}"), &format!("expected {to}"));
+        }
+    }
+    out.replace("invalid type: sequence", "invalid type: a list")
+        .replace("invalid type: map", "invalid type: a table")
+}
+
 impl PipelineConfig {
     /// Reads, parses and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -165,7 +192,7 @@ impl PipelineConfig {
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: plain_words(e.to_string().trim_end()),
         })?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -361,6 +388,37 @@ mod tests {
 
     fn p() -> &'static Path {
         Path::new("pipelines/test.toml")
+    }
+
+    #[test]
+    fn type_errors_are_in_plain_words() {
+        let cases = [
+            (
+                "[batch]\nmax_records = \"many\"\n",
+                "expected a whole number",
+            ),
+            (
+                "[kafka]\nbrokers = \"b\"\ngroup_id = \"g\"\ntopics = \"fb\"\n",
+                "expected a list",
+            ),
+            (
+                "[themes]\njoin_similarity = \"high\"\n",
+                "expected a number",
+            ),
+            (
+                "[privacy]\nredact_pii = \"yes\"\n",
+                "expected true or false",
+            ),
+        ];
+        for (toml, want) in cases {
+            let e = PipelineConfig::from_toml(toml, p())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{toml}: {e}");
+            for jargon in ["usize", "u64", "f32", "sequence"] {
+                assert!(!e.contains(jargon), "{toml}: {e}");
+            }
+        }
     }
 
     #[test]

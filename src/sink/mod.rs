@@ -46,7 +46,7 @@ use schema::Stamp;
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     /// A filesystem operation failed (disk full, permissions, ...).
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {source}{}", fix_for_io(source))]
     Io {
         /// What was being done.
         op: &'static str,
@@ -56,7 +56,7 @@ pub enum SinkError {
         source: std::io::Error,
     },
     /// The Parquet writer failed.
-    #[error("writing Parquet {path}: {source}")]
+    #[error("writing Parquet {path}: {source}{}", fix_for_parquet(source))]
     Parquet {
         /// The file being written.
         path: PathBuf,
@@ -69,6 +69,31 @@ pub enum SinkError {
     /// The configured zstd level was refused.
     #[error("zstd level {0}: {1}")]
     Compression(i32, parquet::errors::ParquetError),
+}
+
+const DISK_FULL_FIX: &str = ". Fix: free space on the output volume (or point output.root at a larger one) and restart; uncommitted rows are read again from their source, so nothing is lost or written twice";
+
+/// The fix for a filesystem error a user can act on ("" when there is none to give).
+fn fix_for_io(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::StorageFull | ErrorKind::QuotaExceeded => DISK_FULL_FIX,
+        ErrorKind::PermissionDenied => {
+            ". Fix: give the job's user write access to output.root (and every folder under it)"
+        }
+        ErrorKind::ReadOnlyFilesystem => {
+            ". Fix: output.root is on a read-only filesystem; mount it writable or choose another root"
+        }
+        _ => "",
+    }
+}
+
+fn fix_for_parquet(e: &parquet::errors::ParquetError) -> &'static str {
+    if e.to_string().contains("No space left on device") {
+        DISK_FULL_FIX
+    } else {
+        ""
+    }
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
@@ -220,9 +245,11 @@ impl ParquetSink {
             .map(|c| &c.coords)
             .chain(batch.rejected.iter().map(|r| &r.coords));
         for c in all {
-            let e = bounds
-                .entry((c.topic.as_str(), c.partition))
-                .or_insert((c.offset, c.offset, Vec::new()));
+            let e = bounds.entry((c.topic.as_str(), c.partition)).or_insert((
+                c.offset,
+                c.offset,
+                Vec::new(),
+            ));
             e.0 = e.0.min(c.offset);
             e.1 = e.1.max(c.offset);
             e.2.extend(c.kafka_timestamp.map(|t| t.timestamp_millis()));
@@ -508,6 +535,32 @@ pub fn recover_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_full_and_permission_errors_name_the_fix() {
+        let full = SinkError::Io {
+            op: "writing",
+            path: PathBuf::from("out/comments/x.parquet"),
+            source: std::io::Error::from_raw_os_error(28), // ENOSPC
+        };
+        let m = full.to_string();
+        assert!(m.contains("No space left on device"), "{m}");
+        assert!(m.contains("Fix: free space on the output volume"), "{m}");
+        let denied = SinkError::Io {
+            op: "creating",
+            path: PathBuf::from("/root/out"),
+            source: std::io::Error::from_raw_os_error(13), // EACCES
+        };
+        assert!(denied
+            .to_string()
+            .contains("Fix: give the job's user write access"));
+        let other = SinkError::Io {
+            op: "renaming",
+            path: PathBuf::from("a"),
+            source: std::io::Error::other("odd"),
+        };
+        assert!(!other.to_string().contains("Fix"), "no fix to give");
+    }
     use crate::comment::{RejectReason, SourceCoords};
     use chrono::{TimeZone, Utc};
 

@@ -4,8 +4,12 @@
 //! A file is treated as one partition (`file:<name>`, partition 0) whose
 //! offsets are the 0-based line (JSONL) or record (CSV) numbers, so the same
 //! file-name progress applies: ingesting a file again resumes where the last
-//! run committed and never duplicates a row. Blank JSONL lines are not
-//! messages and are skipped (their numbers are simply unused).
+//! run committed and never duplicates a row. A blank JSONL line is a message
+//! with an empty value, so it lands in `rejected/` as `empty_payload` like
+//! every other record that is not a comment.
+//!
+//! [`check_input`] refuses, before anything is read, what is not a text
+//! file: a missing path, a directory, a compressed or binary file.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -135,7 +139,10 @@ pub fn read_file(
                 while matches!(line.last(), Some(b'\n' | b'\r')) {
                     line.pop();
                 }
-                if !line.iter().all(u8::is_ascii_whitespace) && !send(i, line.clone()) {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    line.clear();
+                }
+                if !send(i, line.clone()) {
                     break;
                 }
                 i += 1;
@@ -145,6 +152,70 @@ pub fn read_file(
     bar.finish_and_clear();
     let _ = events.blocking_send(SourceEvent::Stopped);
     Ok(sent)
+}
+
+/// Checks that `path` is a readable text file worth ingesting: not missing,
+/// not a directory, not compressed or binary (judged from its first 8 KiB).
+pub fn check_input(path: &Path) -> Result<(), SourceError> {
+    let not = |what: &str, fix: &str| SourceError::NotText {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        fix: fix.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => not(
+            "no such file",
+            "pass the path of a JSONL or CSV file to ingest",
+        ),
+        _ => SourceError::File {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })?;
+    if meta.is_dir() {
+        return Err(not(
+            "is a directory",
+            "pass one file; to ingest every file of a folder, run `verbatim ingest` once per file (each resumes on its own)",
+        ));
+    }
+    let mut head = Vec::with_capacity(8192);
+    File::open(path)
+        .and_then(|f| f.take(8192).read_to_end(&mut head))
+        .map_err(|source| SourceError::File {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    match sniff(&head) {
+        Some(what) => Err(not(
+            what,
+            "ingest reads text: one JSON object (or, with input.format = \"text\", one comment) per line, or CSV with a header row; convert or decompress the file first",
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What a file's first bytes say it is, when that is not text.
+fn sniff(head: &[u8]) -> Option<&'static str> {
+    const MAGIC: [(&[u8], &str); 6] = [
+        (b"\x1f\x8b", "is gzip-compressed"),
+        (b"PAR1", "is a Parquet file"),
+        (b"PK\x03\x04", "is a zip archive (or an Excel workbook)"),
+        (b"\x28\xb5\x2f\xfd", "is zstd-compressed"),
+        (b"BZh", "is bzip2-compressed"),
+        (b"\x89PNG", "is a PNG image"),
+    ];
+    if let Some((_, what)) = MAGIC.iter().find(|(m, _)| head.starts_with(m)) {
+        return Some(what);
+    }
+    // Text has no NUL bytes and few control characters.
+    let control = head
+        .iter()
+        .filter(|&&b| b < 0x20 && !matches!(b, b'\n' | b'\r' | b'\t' | 0x0c))
+        .count();
+    if head.contains(&0) || control * 20 > head.len() {
+        return Some("looks binary (NUL or control bytes in its first 8 KiB)");
+    }
+    None
 }
 
 /// A CSV record as a JSON object payload; a record that is not UTF-8 is
@@ -196,18 +267,52 @@ mod tests {
     }
 
     #[test]
-    fn jsonl_lines_skip_blanks_and_resume() {
+    fn jsonl_lines_blanks_become_empty_messages_and_resume() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
-        std::fs::write(&p, "{\"text\":\"a\"}\n\n{\"text\":\"b\"}\r\nnot json\n").unwrap();
+        std::fs::write(&p, "{\"text\":\"a\"}\n  \n{\"text\":\"b\"}\r\nnot json\n").unwrap();
         let all = collect(&p, 0);
         assert_eq!(
             all.iter().map(|m| m.coords.offset).collect::<Vec<_>>(),
-            vec![0, 2, 3]
+            vec![0, 1, 2, 3]
         );
-        assert_eq!(all[1].payload.as_deref(), Some(&b"{\"text\":\"b\"}"[..]));
+        assert_eq!(
+            all[1].payload.as_deref(),
+            Some(&b""[..]),
+            "blank: empty value"
+        );
+        assert_eq!(all[2].payload.as_deref(), Some(&b"{\"text\":\"b\"}"[..]));
         assert_eq!(all[0].coords.topic, "file:a.jsonl");
         assert_eq!(collect(&p, 3).len(), 1);
+    }
+
+    #[test]
+    fn input_check_names_what_the_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, &[u8], &str); 4] = [
+            ("a.jsonl.gz", b"\x1f\x8b\x08\x00rest", "is gzip-compressed"),
+            ("b.parquet", b"PAR1\x15\x04", "is a Parquet file"),
+            ("c.bin", &[7u8, 0, 3, 200, 1, 2, 3, 4], "looks binary"),
+            ("d.jsonl", "{\"text\":\"Привет\"}\n".as_bytes(), ""),
+        ];
+        for (name, bytes, want) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            match check_input(&p) {
+                Ok(()) => assert!(want.is_empty(), "{name} passed"),
+                Err(e) => {
+                    let msg = e.to_string();
+                    assert!(!want.is_empty() && msg.contains(want), "{name}: {msg}");
+                    assert!(msg.contains("Fix: ingest reads text"), "{msg}");
+                }
+            }
+        }
+        let e = check_input(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is a directory. Fix: pass one file"), "{e}");
+        let e = check_input(&dir.path().join("nope.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such file. Fix:"), "{e}");
     }
 
     #[test]

@@ -52,6 +52,16 @@ pub enum SourceError {
     /// The polling thread could not be started.
     #[error("starting the source thread: {0}")]
     Thread(std::io::Error),
+    /// A backfill path is not a text file (missing, a directory, binary).
+    #[error("{path}: {what}. Fix: {fix}")]
+    NotText {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead.
+        what: String,
+        /// What to do.
+        fix: String,
+    },
     /// A backfill file could not be read.
     #[error("{path}: {source}")]
     File {
