@@ -288,3 +288,83 @@ listen = "{http}"
         "the flood is summed up: {log}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreated_topic_is_an_error_or_the_configured_policy() {
+    // The old broker: 60 messages, all made durable.
+    let old = MockKafka::start(1).unwrap();
+    old.create_topic("fb", 1).unwrap();
+    let sent = messages(60, 1, "old");
+    let offsets = produce(old.bootstrap_servers(), "fb", &sent).await;
+    let dir = tempfile::tempdir().unwrap();
+    run_until(
+        config(old.bootstrap_servers(), "fb", "g-reset", dir.path()),
+        60,
+    )
+    .await;
+    assert_exact(dir.path(), &sent, &offsets);
+    drop(old);
+
+    // The broker comes back empty: the topic holds 5 new messages, offsets 0-4.
+    let new = MockKafka::start(1).unwrap();
+    new.create_topic("fb", 1).unwrap();
+    produce(new.bootstrap_servers(), "fb", &messages(5, 1, "new")).await;
+
+    // Default policy "fail": the job stops with an error naming the fix.
+    let metrics = Metrics::new();
+    let cfg = config(new.bootstrap_servers(), "fb", "g-reset", dir.path());
+    let err = tokio::time::timeout(
+        LIMIT,
+        PipelineBuilder::new(cfg)
+            .metrics(metrics.clone())
+            .run_kafka(std::future::pending()),
+    )
+    .await
+    .expect("the job stops on its own")
+    .expect_err("a recreated topic is an error");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("resume at offset 60 but the log of fb/0 ends at 5"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Fix: if the new log is the one to read, set kafka.on_offset_reset"),
+        "{msg}"
+    );
+    let page = metrics.render();
+    assert!(
+        page.contains("verbatim_offset_resets_total{cause=\"beyond_end\",policy=\"fail\"} 1"),
+        "{page}"
+    );
+    assert!(!metrics.health.ready(), "a stopping job is not ready");
+
+    // "latest": reads only what is produced from now on.
+    let mut cfg = config(new.bootstrap_servers(), "fb", "g-reset", dir.path());
+    if let Some(k) = cfg.kafka.as_mut() {
+        k.on_offset_reset = verbatim::config::OffsetReset::Latest;
+    }
+    let metrics = Metrics::new();
+    let seen = metrics.messages.clone();
+    let producer = {
+        let bootstrap = new.bootstrap_servers().to_string();
+        let assigned = metrics.assigned_partitions.clone();
+        tokio::spawn(async move {
+            wait_for(LIMIT, "the partition to be assigned", || assigned.get() > 0).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            produce(&bootstrap, "fb", &messages(3, 1, "later")).await
+        })
+    };
+    let s = PipelineBuilder::new(cfg)
+        .metrics(metrics.clone())
+        .run_kafka(async move {
+            wait_for(LIMIT, "the 3 new messages", || seen.get() >= 3).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.messages, 3, "only the messages produced after the reset");
+    assert_eq!(producer.await.unwrap(), vec![5, 6, 7]);
+    assert!(metrics
+        .render()
+        .contains("verbatim_offset_resets_total{cause=\"beyond_end\",policy=\"latest\"} 1"));
+}

@@ -23,6 +23,10 @@ pub struct KafkaConfig {
     /// `enable.auto.commit` and `enable.auto.offset.store` are owned by verbatim.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// What to do when a partition's progress in the files lies outside its
+    /// log (the topic was recreated, or retention deleted unread messages).
+    #[serde(default)]
+    pub on_offset_reset: OffsetReset,
     /// Seconds without any reachable broker after which `/readyz` fails.
     #[serde(default = "default_unreachable_after_secs")]
     pub unreachable_after_secs: u64,
@@ -30,6 +34,30 @@ pub struct KafkaConfig {
     /// an error (exit status 1); unset: it waits for the brokers forever.
     #[serde(default)]
     pub give_up_after_secs: Option<u64>,
+}
+
+/// `kafka.on_offset_reset`: the policy for progress outside the log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffsetReset {
+    /// Stop the job with an error naming the fix (the default: an operator decides).
+    #[default]
+    Fail,
+    /// Read the partition's log from its start.
+    Earliest,
+    /// Read only messages produced from now on.
+    Latest,
+}
+
+impl OffsetReset {
+    /// The value as written in the pipeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OffsetReset::Fail => "fail",
+            OffsetReset::Earliest => "earliest",
+            OffsetReset::Latest => "latest",
+        }
+    }
 }
 
 fn default_unreachable_after_secs() -> u64 {
@@ -61,6 +89,7 @@ impl KafkaConfig {
             group_id: group_id.into(),
             auto_offset_reset: default_offset_reset(),
             properties: BTreeMap::new(),
+            on_offset_reset: OffsetReset::default(),
             unreachable_after_secs: default_unreachable_after_secs(),
             give_up_after_secs: None,
         }

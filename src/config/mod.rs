@@ -25,7 +25,7 @@ pub use actions::{ActionsConfig, DEFAULT_ACTION_FLAGS};
 pub use batch::BatchConfig;
 pub use flags::{check_patterns, compile_pattern, FlagPatternError, FlagPatterns};
 pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
-pub use kafka::{KafkaConfig, OWNED_KAFKA_PROPERTIES};
+pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;
 pub use nlp::{Backend, NlpConfig, Precision, PrivacyConfig, TargetExamples};
 pub use output::{OutputConfig, RejectedConfig};

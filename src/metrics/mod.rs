@@ -58,6 +58,15 @@ pub struct PartitionLabel {
     pub partition: String,
 }
 
+/// Label set of an offset reset.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OffsetResetLabel {
+    /// `beyond_end` (topic recreated or truncated) or `before_start` (retention).
+    pub cause: String,
+    /// The `kafka.on_offset_reset` applied: `fail`, `earliest`, `latest`.
+    pub policy: String,
+}
+
 /// Label set of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -102,6 +111,8 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Errors reported by the Kafka client, by kind.
     pub kafka_errors: Family<ReasonLabel, Counter>,
+    /// Partitions whose file progress lay outside their log, by cause and policy.
+    pub offset_resets: Family<OffsetResetLabel, Counter>,
     /// 1 when any broker is connected, 0 when none is.
     pub brokers_up: Gauge,
     /// 1 when `/readyz` would answer 200.
@@ -140,6 +151,7 @@ impl Metrics {
             end_to_end_seconds: Histogram::new(exponential_buckets(0.05, 2.0, 18)),
             inference_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             kafka_errors: Family::default(),
+            offset_resets: Family::default(),
             brokers_up: Gauge::default(),
             ready: Gauge::default(),
             resident_memory: Gauge::default(),
@@ -226,6 +238,11 @@ impl Metrics {
             "kafka_errors",
             "Errors reported by the Kafka client, by kind",
             m.kafka_errors.clone(),
+        );
+        r.register(
+            "offset_resets",
+            "Partitions whose file progress lay outside their log, by cause and policy",
+            m.offset_resets.clone(),
         );
         r.register(
             "brokers_up",

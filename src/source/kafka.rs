@@ -32,8 +32,8 @@ use tokio::sync::mpsc;
 use super::kafka_watch::{apply_stats, brokers_context, emit, LogThrottle, LOG_WINDOW};
 use super::{SourceError, SourceEvent};
 use crate::comment::{RawMessage, SourceCoords};
-use crate::config::KafkaConfig;
-use crate::metrics::{Metrics, ResultLabel};
+use crate::config::{KafkaConfig, OffsetReset};
+use crate::metrics::{Metrics, OffsetResetLabel, ResultLabel};
 use crate::sink::{CommittedRange, TopicPartition};
 
 /// The librdkafka settings for a pipeline's `[kafka]` section (consumer side;
@@ -66,6 +66,7 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
 /// errors through one [`LogThrottle`]), reads its statistics into the
 /// metrics and the health state, and handles rebalances.
 pub struct SourceContext {
+    on_offset_reset: OffsetReset,
     events: mpsc::Sender<SourceEvent>,
     output_root: PathBuf,
     metrics: Metrics,
@@ -134,6 +135,9 @@ impl SourceContext {
         for (topic, partition) in partitions_of(tpl) {
             match crate::sink::recover_partition(&self.output_root, &topic, partition) {
                 Ok(Some(next)) => {
+                    let Some(next) = self.check_in_log(consumer, &topic, partition, next) else {
+                        return; // the policy is "fail": the job is stopping
+                    };
                     if let Err(e) =
                         tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
                     {
@@ -190,6 +194,70 @@ impl SourceContext {
         self.metrics
             .assigned_partitions
             .dec_by(partitions.len() as i64);
+    }
+
+    /// Checks that the offset the files resume at lies within the
+    /// partition's log. When it does not (the topic was recreated, or
+    /// retention deleted messages never read), applies
+    /// `kafka.on_offset_reset`: `fail` stops the job (returns `None`),
+    /// `earliest` / `latest` start at the log's start or end. Always an
+    /// error log and a count, never silent.
+    fn check_in_log(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        topic: &str,
+        partition: i32,
+        next: i64,
+    ) -> Option<i64> {
+        let (lo, hi) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(topic, partition, error = %e, "cannot read the log's bounds; resuming after the files without checking them");
+                return Some(next);
+            }
+        };
+        let cause = if next > hi {
+            "beyond_end"
+        } else if next < lo {
+            "before_start"
+        } else {
+            return Some(next);
+        };
+        let policy = self.on_offset_reset;
+        self.metrics
+            .offset_resets
+            .get_or_create(&OffsetResetLabel {
+                cause: cause.into(),
+                policy: policy.as_str().into(),
+            })
+            .inc();
+        let what = if cause == "beyond_end" {
+            format!("the files under output.root resume at offset {next} but the log of {topic}/{partition} ends at {hi}: the topic was recreated or truncated")
+        } else {
+            format!("the files under output.root resume at offset {next} but the log of {topic}/{partition} now starts at {lo}: retention deleted {} messages that were never read", lo - next)
+        };
+        match policy {
+            OffsetReset::Fail => {
+                self.fatal(format!("{what}. Fix: if the new log is the one to read, set kafka.on_offset_reset = \"earliest\" (from its start) or \"latest\" (only new messages) and restart; to keep the old output apart, point output.root at a new folder"));
+                None
+            }
+            OffsetReset::Earliest => {
+                tracing::error!(
+                    topic,
+                    partition,
+                    "{what}; kafka.on_offset_reset = \"earliest\": reading from offset {lo}"
+                );
+                Some(lo)
+            }
+            OffsetReset::Latest => {
+                tracing::error!(
+                    topic,
+                    partition,
+                    "{what}; kafka.on_offset_reset = \"latest\": reading from offset {hi}"
+                );
+                Some(hi)
+            }
+        }
     }
 
     fn fatal(&self, msg: String) {
@@ -276,12 +344,23 @@ impl KafkaSource {
         metrics: Metrics,
     ) -> Result<(Self, KafkaCommitter), SourceError> {
         metrics.health.require_group();
+        // Exported at 0 from the start, so that an alert on any increase works.
+        for cause in ["beyond_end", "before_start"] {
+            metrics
+                .offset_resets
+                .get_or_create(&OffsetResetLabel {
+                    cause: cause.into(),
+                    policy: cfg.on_offset_reset.as_str().into(),
+                })
+                .inc_by(0);
+        }
         metrics.health.set_limits(
             metrics.health.stall_after(),
             Duration::from_secs(cfg.unreachable_after_secs),
         );
         let throttle = Arc::new(LogThrottle::new(LOG_WINDOW));
         let ctx = SourceContext {
+            on_offset_reset: cfg.on_offset_reset,
             events: events.clone(),
             output_root,
             metrics: metrics.clone(),
