@@ -1,6 +1,6 @@
 //! The command line as a user meets it: `check` and `ingest`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 mod support;
 use support::{run_ok, verbatim};
@@ -307,4 +307,89 @@ fn eval_flags_on_the_team_fixture() {
     }
     // Delivery mentions are written in several domains of the fixture.
     assert!(v["targets"]["delivery"]["support"].as_u64().unwrap() >= 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_connect_reaches_what_the_pipeline_names() {
+    let mock = verbatim::source::kafka_mock::MockKafka::start(1).unwrap();
+    mock.create_topic("feedback", 3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, brokers: &str, topic: &str, extra: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "[kafka]\nbrokers = '{brokers}'\ntopics = ['{topic}']\ngroup_id = 'g'\n{extra}"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let check = |p: &Path| {
+        verbatim()
+            .args(["check", "--connect", "--timeout-secs", "3"])
+            .arg(p)
+            .output()
+            .unwrap()
+    };
+    let b = mock.bootstrap_servers().to_string();
+
+    let out = check(&write("ok.toml", &b, "feedback", ""));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("ok   kafka.brokers: 1 broker(s) answered"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ok   kafka.topics: feedback has 3 partition(s)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("ok   nlp: no [nlp] section"), "{stdout}");
+
+    let fails = |p: PathBuf| {
+        let out = check(&p);
+        assert!(!out.status.success(), "{}", p.display());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let e = fails(write("typo.toml", &b, "fedback", ""));
+    assert!(
+        e.contains("typo.toml: `kafka.topics` names \"fedback\", which does not exist on the cluster, did you mean \"feedback\"?. Fix:"),
+        "{e}"
+    );
+    let e = fails(write(
+        "prop.toml",
+        &b,
+        "feedback",
+        "[kafka.properties]\n'fetch.wait.max.msx' = '5'\n",
+    ));
+    assert!(
+        e.contains("`kafka.properties.\"fetch.wait.max.msx\"` librdkafka refuses it"),
+        "{e}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let e = fails(write("down.toml", &closed.to_string(), "feedback", ""));
+    assert!(e.contains("`kafka.brokers` no broker of"), "{e}");
+    assert!(e.contains("Fix: check host:port"), "{e}");
+    let e = fails(write(
+        "model.toml",
+        &b,
+        "feedback",
+        "[nlp]\nmodel = 'no-such-model'\n",
+    ));
+    assert!(
+        e.contains("`nlp.model` \"no-such-model\" does not load"),
+        "{e}"
+    );
+    assert!(
+        e.contains("Fix: set the models up with `bash models/setup.sh`"),
+        "{e}"
+    );
 }

@@ -286,6 +286,80 @@ impl ConsumerContext for SourceContext {
 
 type Inner = BaseConsumer<SourceContext>;
 
+/// What [`probe`] found on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeReport {
+    /// Broker ids and addresses the cluster reported.
+    pub brokers: Vec<(i32, String)>,
+    /// Each configured topic with its partition count (`None`: it does not exist).
+    pub topics: Vec<(String, Option<usize>)>,
+    /// Topics the cluster has, for suggestions.
+    pub existing: Vec<String>,
+}
+
+/// A problem [`probe`] found, naming the pipeline key and the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeProblem {
+    /// The pipeline key at fault, e.g. `kafka.brokers`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do.
+    pub fix: String,
+}
+
+/// Contacts the cluster as `verbatim run` would (same client settings):
+/// librdkafka validates `[kafka.properties]` when the client is created,
+/// then the brokers are asked for the metadata of every topic.
+pub fn probe(k: &KafkaConfig, timeout: Duration) -> Result<ProbeReport, ProbeProblem> {
+    let consumer: BaseConsumer = consumer_config(k).create().map_err(|e| {
+        let msg = e.to_string();
+        let key = k
+            .properties
+            .keys()
+            .find(|key| msg.contains(key.as_str()))
+            .map_or_else(|| "kafka.properties".to_string(), |key| format!("kafka.properties.\"{key}\""));
+        ProbeProblem {
+            key,
+            problem: format!("librdkafka refuses it: {msg}"),
+            fix: "use a property name and value from librdkafka's CONFIGURATION.md (consumer or both)".into(),
+        }
+    })?;
+    let md = consumer.fetch_metadata(None, timeout).map_err(|e| ProbeProblem {
+        key: "kafka.brokers".into(),
+        problem: format!("no broker of {:?} answered within {} s: {e}", k.brokers, timeout.as_secs()),
+        fix: "check host:port, DNS and firewalls from this machine, and the security settings (security.protocol, sasl.*, ssl.*) in kafka.properties".into(),
+    })?;
+    let existing: Vec<String> = md
+        .topics()
+        .iter()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.name().to_string())
+        .filter(|n| !n.starts_with("__"))
+        .collect();
+    let topics = k
+        .topics
+        .iter()
+        .map(|name| {
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none())
+                .map(|t| t.partitions().len());
+            (name.clone(), n)
+        })
+        .collect();
+    Ok(ProbeReport {
+        brokers: md
+            .brokers()
+            .iter()
+            .map(|b| (b.id(), format!("{}:{}", b.host(), b.port())))
+            .collect(),
+        topics,
+        existing,
+    })
+}
+
 /// A running Kafka source: its polling thread and its consumer.
 pub struct KafkaSource {
     consumer: Option<Arc<Inner>>,
