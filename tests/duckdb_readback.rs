@@ -11,23 +11,7 @@ mod support;
 use support::{models_ready, run_ok};
 
 fn python() -> Option<PathBuf> {
-    let py = std::env::var_os("VERBATIM_PYTHON").map(PathBuf::from);
-    let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
-    let candidate = py.unwrap_or_else(|| PathBuf::from("python3"));
-    let ok = Command::new(&candidate)
-        .args(["-c", "import duckdb"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            !required,
-            "{} cannot import duckdb; run `bash .ci/setup.sh`",
-            candidate.display()
-        );
-        eprintln!("skipping: no python with duckdb (bash .ci/test.sh sets it up)");
-        return None;
-    }
-    Some(candidate)
+    support::python_with("duckdb")
 }
 
 /// What the sample implies, computed straight from the JSONL without verbatim:

@@ -3,14 +3,15 @@
 //! that cannot be reached made loud once per window, not a flood.
 
 mod common;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
+use support::readme_metrics;
 use verbatim::metrics::Metrics;
 use verbatim::pipeline::PipelineBuilder;
 use verbatim::source::kafka_mock::MockKafka;
@@ -36,25 +37,6 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let code = text.get(9..12)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
     Some((code, body))
-}
-
-/// The metric names in README's metrics table (first column).
-fn readme_metrics() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find("### Metrics")
-        .expect("README has a Metrics section");
-    let section = &readme[start..];
-    let end = section[4..].find("\n#").map_or(section.len(), |i| i + 4);
-    let names: Vec<String> = section[..end]
-        .lines()
-        .filter_map(|l| l.strip_prefix("| `verbatim_"))
-        .filter_map(|l| l.split(['`', '{']).next())
-        .map(|n| format!("verbatim_{n}"))
-        .collect();
-    assert!(names.len() >= 20, "README lists {} metrics", names.len());
-    names
 }
 
 /// Sum of `verbatim_consumer_lag` samples on a page.

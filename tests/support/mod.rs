@@ -51,3 +51,43 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     );
     out
 }
+
+/// The Python of the test venv (`VERBATIM_PYTHON`, else `python3`) if it can
+/// import `module`; fails the test when it cannot and the set-up is required.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("VERBATIM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let ok = Command::new(&candidate)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            !required(),
+            "{} cannot import {module}; run `bash .ci/setup.sh`",
+            candidate.display()
+        );
+        eprintln!("skipping: no python with {module} (bash .ci/test.sh sets it up)");
+        return None;
+    }
+    Some(candidate)
+}
+
+/// The metric names in README's metric table (its first column).
+pub fn readme_metrics() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("### Metrics")
+        .expect("README has a Metrics section");
+    let section = &readme[start..];
+    let end = section[4..].find("\n#").map_or(section.len(), |i| i + 4);
+    let names: Vec<String> = section[..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `verbatim_"))
+        .filter_map(|l| l.split(['`', '{']).next())
+        .map(|n| format!("verbatim_{n}"))
+        .collect();
+    assert!(names.len() >= 20, "README lists {} metrics", names.len());
+    names
+}
