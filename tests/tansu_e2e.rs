@@ -8,96 +8,20 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::tansu::KillOnDrop;
 use common::*;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
-
-struct KillOnDrop(Child);
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tansu_bin() -> Option<PathBuf> {
-    match std::env::var_os("TANSU_BIN").map(PathBuf::from) {
-        Some(p) if p.is_file() => Some(p),
-        other => {
-            let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
-            assert!(
-                !required,
-                "TANSU_BIN={other:?} is not a file; run `bash .ci/setup.sh`"
-            );
-            eprintln!("skipping: TANSU_BIN is not set (bash .ci/test.sh sets it up)");
-            None
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn produce_run_verify_against_tansu() {
-    let Some(bin) = tansu_bin() else { return };
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
-    let broker_log = std::fs::File::create(dir.path().join("tansu.log")).unwrap();
-    let _broker = KillOnDrop(
-        Command::new(bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .stdout(Stdio::null())
-            .stderr(broker_log)
-            .spawn()
-            .expect("start tansu"),
-    );
-    let bootstrap = format!("127.0.0.1:{port}");
-    let start = Instant::now();
-    while std::net::TcpStream::connect(&bootstrap).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "tansu did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-
-    // Topics through the admin API (tansu does not auto-create them).
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let topic = NewTopic::new("fb", 3, TopicReplication::Fixed(1));
-    let res = admin
-        .create_topics(
-            [&topic],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-        )
-        .await
-        .unwrap();
-    for r in res {
-        r.expect("create topic");
-    }
-    drop(admin);
+    let Some(broker) = tansu::Tansu::start(dir.path()) else {
+        return;
+    };
+    broker.create_topic("fb", 3).await;
+    let bootstrap = broker.bootstrap.clone();
 
     let sent = messages(1200, 3, "tansu");
     let offsets = produce(&bootstrap, "fb", &sent).await;

@@ -23,6 +23,12 @@ pub struct KafkaConfig {
     /// `enable.auto.commit` and `enable.auto.offset.store` are owned by verbatim.
     #[serde(default)]
     pub properties: BTreeMap<String, String>,
+    /// Static group membership (`group.instance.id`): a member restarted
+    /// under the same id takes its partitions back at once instead of
+    /// waiting for its old session to time out. `"hostname"` uses the
+    /// machine's host name (a Kubernetes pod name); unset: dynamic membership.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// What to do when a partition's progress in the files lies outside its
     /// log (the topic was recreated, or retention deleted unread messages).
     #[serde(default)]
@@ -34,6 +40,28 @@ pub struct KafkaConfig {
     /// an error (exit status 1); unset: it waits for the brokers forever.
     #[serde(default)]
     pub give_up_after_secs: Option<u64>,
+}
+
+impl KafkaConfig {
+    /// The `group.instance.id` to use, with `"hostname"` resolved; an error
+    /// message when the host name cannot be read.
+    pub fn resolved_instance_id(&self) -> Result<Option<String>, String> {
+        match self.instance_id.as_deref() {
+            None => Ok(None),
+            Some("hostname") => std::env::var("HOSTNAME")
+                .ok()
+                .filter(|h| !h.trim().is_empty())
+                .or_else(|| {
+                    std::fs::read_to_string("/proc/sys/kernel/hostname")
+                        .ok()
+                        .map(|h| h.trim().to_string())
+                        .filter(|h| !h.is_empty())
+                })
+                .map(Some)
+                .ok_or_else(|| "kafka.instance_id = \"hostname\" but the host name cannot be read (no HOSTNAME, no /proc/sys/kernel/hostname). Fix: set kafka.instance_id to a name unique in the group".to_string()),
+            Some(id) => Ok(Some(id.to_string())),
+        }
+    }
 }
 
 /// `kafka.on_offset_reset`: the policy for progress outside the log.
@@ -89,6 +117,7 @@ impl KafkaConfig {
             group_id: group_id.into(),
             auto_offset_reset: default_offset_reset(),
             properties: BTreeMap::new(),
+            instance_id: None,
             on_offset_reset: OffsetReset::default(),
             unreachable_after_secs: default_unreachable_after_secs(),
             give_up_after_secs: None,
@@ -152,6 +181,22 @@ impl KafkaConfig {
                 "is 0".into(),
                 "use a whole number of seconds of at least 1, or remove it to wait for the brokers forever",
             ));
+        }
+        if let Some(id) = &self.instance_id {
+            if id.trim().is_empty() {
+                return Err(bad.err(
+                    "kafka.instance_id",
+                    "is empty".into(),
+                    "use \"hostname\" (one instance per host or pod), a name unique in the group, or remove it",
+                ));
+            }
+            if self.properties.contains_key("group.instance.id") {
+                return Err(bad.err(
+                    "kafka.instance_id",
+                    "is set together with kafka.properties.\"group.instance.id\"".into(),
+                    "keep one of them",
+                ));
+            }
         }
         for key in self.properties.keys() {
             if OWNED_KAFKA_PROPERTIES.contains(&key.as_str()) {

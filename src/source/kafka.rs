@@ -49,6 +49,9 @@ pub fn client_config(k: &KafkaConfig) -> ClientConfig {
 
 fn consumer_config(k: &KafkaConfig) -> ClientConfig {
     let mut c = client_config(k);
+    if let Ok(Some(id)) = k.resolved_instance_id() {
+        c.set("group.instance.id", id);
+    }
     if !k.properties.contains_key("statistics.interval.ms") {
         // Lag and broker state come from librdkafka's statistics.
         c.set("statistics.interval.ms", "5000");
@@ -67,6 +70,8 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
 /// metrics and the health state, and handles rebalances.
 pub struct SourceContext {
     on_offset_reset: OffsetReset,
+    /// Connection settings, for the probe that confirms an offset reset.
+    client: ClientConfig,
     events: mpsc::Sender<SourceEvent>,
     output_root: PathBuf,
     metrics: Metrics,
@@ -217,7 +222,20 @@ impl SourceContext {
             }
         };
         let cause = if next > hi {
-            "beyond_end"
+            // Some brokers (tansu 0.6) report watermarks that are not offsets;
+            // believe "beyond the end" only if the log no longer holds the
+            // last message the files have.
+            match self.holds_offset(topic, partition, next - 1) {
+                Some(true) => {
+                    tracing::debug!(topic, partition, next, hi, "the broker's high watermark is below the files' progress, but the log holds the last message; resuming after the files");
+                    return Some(next);
+                }
+                Some(false) => "beyond_end",
+                None => {
+                    tracing::warn!(topic, partition, next, hi, "the broker says the log ends before the files' progress but the last message could not be read back to confirm; resuming after the files");
+                    return Some(next);
+                }
+            }
         } else if next < lo {
             "before_start"
         } else {
@@ -258,6 +276,42 @@ impl SourceContext {
                 Some(hi)
             }
         }
+    }
+
+    /// Whether the partition's log still holds `offset`, read with a
+    /// group-less consumer: `Some(false)` when the broker says it is out of
+    /// range, `None` when nothing conclusive came back within 10 s.
+    fn holds_offset(&self, topic: &str, partition: i32, offset: i64) -> Option<bool> {
+        let mut cfg = self.client.clone();
+        cfg.set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "error")
+            .set("enable.partition.eof", "true")
+            .remove("group.instance.id");
+        cfg.set("group.id", "verbatim-offset-probe");
+        let probe: BaseConsumer = cfg.create().ok()?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+            .ok()?;
+        probe.assign(&tpl).ok()?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            match probe.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => return Some(m.offset() == offset),
+                Some(Err(KafkaError::PartitionEOF(_))) => return Some(false),
+                Some(Err(e))
+                    if matches!(
+                        e.rdkafka_error_code(),
+                        Some(
+                            RDKafkaErrorCode::AutoOffsetReset | RDKafkaErrorCode::OffsetOutOfRange
+                        )
+                    ) =>
+                {
+                    return Some(false)
+                }
+                Some(Err(_)) | None => {}
+            }
+        }
+        None
     }
 
     fn fatal(&self, msg: String) {
@@ -417,6 +471,9 @@ impl KafkaSource {
         events: mpsc::Sender<SourceEvent>,
         metrics: Metrics,
     ) -> Result<(Self, KafkaCommitter), SourceError> {
+        if let Some(id) = cfg.resolved_instance_id().map_err(SourceError::Config)? {
+            tracing::info!(instance_id = %id, "static group membership: a restart under this id takes its partitions back at once");
+        }
         metrics.health.require_group();
         // Exported at 0 from the start, so that an alert on any increase works.
         for cause in ["beyond_end", "before_start"] {
@@ -435,6 +492,7 @@ impl KafkaSource {
         let throttle = Arc::new(LogThrottle::new(LOG_WINDOW));
         let ctx = SourceContext {
             on_offset_reset: cfg.on_offset_reset,
+            client: client_config(cfg),
             events: events.clone(),
             output_root,
             metrics: metrics.clone(),

@@ -49,6 +49,9 @@ pub enum SourceError {
     /// The Kafka client refused its configuration or the subscription.
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    /// The source's settings cannot be used as they are.
+    #[error("{0}")]
+    Config(String),
     /// The polling thread could not be started.
     #[error("starting the source thread: {0}")]
     Thread(std::io::Error),

@@ -2,6 +2,8 @@
 //! ones mixed in, and an exactness check of the output tables.
 #![allow(dead_code)]
 
+pub mod tansu;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
