@@ -281,17 +281,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
 /// Status code of GET `path` on `addr` (None: nothing listening).
 fn http_status(addr: std::net::SocketAddr, path: &str) -> Option<u16> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.get(9..12)?.parse().ok()
+    http_get(addr, path).map(|r| r.0)
 }
 
 /// Kills a member with SIGKILL and restarts it at once; returns how long the

@@ -5,7 +5,7 @@
 mod common;
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,20 +23,8 @@ fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// One blocking HTTP GET: (status code, body); `None` when nothing listens.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let code = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
-    Some((code, body))
+    http_get(addr, path)
 }
 
 /// Sum of `verbatim_consumer_lag` samples on a page.

@@ -387,3 +387,21 @@ pub async fn run_until(cfg: PipelineConfig, n: u64) -> verbatim::pipeline::RunSu
         .await
         .expect("pipeline")
 }
+
+/// One blocking HTTP GET on loopback: (status code, body); `None` when
+/// nothing listens or the answer does not parse.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let code = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
+    Some((code, body))
+}
