@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::written;
 use verbatim::sink::files::scan_progress;
 use verbatim::source::kafka_mock::{produce_all, MockKafka};
 
@@ -39,27 +41,7 @@ fn payload(i: usize) -> Vec<u8> {
 }
 
 fn vm_hwm_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Rows written so far (comments + rejected), from the job's `/metrics`.
-fn written(addr: std::net::SocketAddr) -> u64 {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
-        return 0;
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
-    let mut body = String::new();
-    let _ = s.read_to_string(&mut body);
-    body.lines()
-        .filter(|l| {
-            l.starts_with("verbatim_comment_rows_total ")
-                || l.starts_with("verbatim_rejected_total{")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    common::vm_kib(pid, "VmHWM")
 }
 
 fn main() {

@@ -1,0 +1,196 @@
+//! Soak: the whole job (language, flags, embedding, analysis, themes,
+//! Parquet) over a long stream, watching its memory.
+//!
+//! The mock cluster runs in this process and is fed in waves of a tenth of
+//! the stream, each produced once the job has written the previous one, so
+//! the broker never holds the whole stream; `verbatim run` runs as a child
+//! with the shipped analysis (`pipelines/feedback.toml`'s `[nlp]` and
+//! `[themes]`), so its RSS (`/proc/PID/status`) is the job's alone. Texts are
+//! the demo's comments, joined one to three at a time so that batch shapes
+//! vary as in a real stream. After every tenth it prints the RSS; at the end
+//! the least-squares slope of RSS over the second half, in MiB per 10,000
+//! comments, and the peak.
+//!
+//! `cargo bench --bench soak [-- N]` (N comments, default 200,000). Under
+//! `cargo test --benches` it runs 24,000 comments and fails when the
+//! second-half slope exceeds `VERBATIM_SOAK_MAX_SLOPE` MiB per 10,000
+//! (default 15): a leak of 1.5 KB or more per comment shows, the
+//! settling of allocator arenas does not. Event times span `SOAK_DAYS` days
+//! (default 2); with 28, memory is far higher and still climbing at 12,000
+//! comments (one open Parquet file per partition, day and table): a known
+//! open problem, see README "Operating it".
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{vm_kib, written};
+use verbatim::source::kafka_mock::{produce_all, MockKafka};
+
+const PARTITIONS: i32 = 3;
+
+fn texts() -> Vec<String> {
+    // The sample holds deliberately broken lines (bad bytes); they are skipped.
+    let sample = String::from_utf8_lossy(include_bytes!("../src/cli/demo_feedback.jsonl"));
+    sample
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["text"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Distinct event days in the stream: `SOAK_DAYS`, default 2 (a live stream:
+/// today and yesterday). Each day opens its own file per partition and table.
+fn days() -> usize {
+    std::env::var("SOAK_DAYS")
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .filter(|&d| (1..=28).contains(&d))
+        .unwrap_or(2)
+}
+
+fn message(i: usize, texts: &[String], days: usize) -> Vec<u8> {
+    // 1 to 3 comments joined: lengths (and so batch shapes) vary.
+    let k = 1 + (i * 7919) % 3;
+    let text: Vec<&str> = (0..k)
+        .map(|j| texts[(i * 31 + j * 17) % texts.len()].as_str())
+        .collect();
+    serde_json::json!({
+        "id": format!("soak-{i}"),
+        "text": text.join(" "),
+        "created_at": format!("2026-11-{:02}T10:00:00Z", 1 + i % days),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Least-squares slope of y over x.
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let n = points.len() as f64;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let cov: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    let var: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if var == 0.0 {
+        0.0
+    } else {
+        cov / var
+    }
+}
+
+fn main() {
+    let benching = std::env::args().any(|a| a == "--bench");
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(if benching { 200_000 } else { 24_000 });
+    let root_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root_dir
+        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
+        .is_file()
+    {
+        assert!(
+            std::env::var("VERBATIM_REQUIRE_SETUP").as_deref() != Ok("1"),
+            "model files missing: run `bash models/setup.sh`"
+        );
+        eprintln!("soak: skipped, models not set up (bash models/setup.sh)");
+        return;
+    }
+    let texts = texts();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let mock = MockKafka::start(1).expect("mock cluster");
+    mock.create_topic("fb", PARTITIONS).expect("topic");
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = dir.path().join("soak.toml");
+    let shipped = verbatim::cli::DEFAULT_PIPELINE;
+    let analysis = shipped[shipped.find("[nlp]").expect("[nlp] in feedback.toml")..].replace(
+        "listen = \"127.0.0.1:9898\"",
+        &format!("listen = \"{metrics_addr}\""),
+    );
+
+    std::fs::write(
+        &pipeline,
+        format!(
+            "name = \"soak\"\n[kafka]\nbrokers = \"{}\"\ntopics = [\"fb\"]\ngroup_id = \"soak\"\n\
+             [output]\nroot = \"{}\"\nmax_file_age_secs = 20\n{analysis}",
+            mock.bootstrap_servers(),
+            dir.path().join("out").display()
+        ),
+    )
+    .expect("pipeline file");
+
+    let wave = n.div_ceil(10);
+    let days = days();
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["run", "--pipeline"])
+        .arg(&pipeline)
+        .current_dir(root_dir)
+        .env("VERBATIM_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn verbatim");
+    let pid = child.id();
+    println!(
+        "soak bench: {n} comments over {days} event day(s), in 10 waves through the whole analysis"
+    );
+    println!("  {:>8}  {:>9}  {:>8}", "comments", "RSS MiB", "elapsed");
+    let mut samples = Vec::new();
+    for w in 0..10 {
+        let lo = w * wave;
+        let hi = ((w + 1) * wave).min(n);
+        let msgs: Vec<_> = (lo..hi)
+            .map(|i| {
+                (
+                    (i % PARTITIONS as usize) as i32,
+                    None,
+                    message(i, &texts, days),
+                )
+            })
+            .collect();
+        rt.block_on(produce_all(mock.bootstrap_servers(), "fb", msgs))
+            .expect("produce");
+        while written(metrics_addr) < hi as u64 {
+            if let Ok(Some(s)) = child.try_wait() {
+                panic!("the job exited early: {s}");
+            }
+            if start.elapsed() > Duration::from_secs(7200) {
+                let _ = child.kill();
+                panic!("the soak did not finish within 2 hours");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rss = vm_kib(pid, "VmRSS").unwrap_or(0) as f64 / 1024.0;
+        samples.push((hi as f64, rss));
+        println!(
+            "  {hi:>8}  {rss:>9.1}  {:>7.0}s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let peak = vm_kib(pid, "VmHWM").unwrap_or(0) as f64 / 1024.0;
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "job exited with {status}");
+    let second_half = &samples[samples.len() / 2..];
+    let per_10k = slope(second_half) * 10_000.0;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    println!("  throughput: {rate:.0} comments/s (analysis and themes on, 2 cores here)");
+    println!("  peak RSS: {peak:.1} MiB");
+    println!("  RSS slope over the second half: {per_10k:+.2} MiB per 10,000 comments");
+    if !benching {
+        let max: f64 = std::env::var("VERBATIM_SOAK_MAX_SLOPE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(15.0);
+        assert!(
+            per_10k <= max,
+            "RSS grows {per_10k:.2} MiB per 10,000 comments over the second half (bound {max})"
+        );
+    }
+}
