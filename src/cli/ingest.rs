@@ -43,11 +43,11 @@ pub async fn execute(args: IngestArgs) -> anyhow::Result<()> {
     }
     crate::source::file::check_input(&file)?;
     let root = cfg.output.root.clone();
-    let nlp_cfg = cfg.clone();
+    let nlp = cfg.nlp.clone();
     let s = PipelineBuilder::new(cfg)
         .run_file(file.clone(), format)
         .await
-        .map_err(|e| with_model_hint(e, &nlp_cfg, format!("ingesting {}", file.display())))?;
+        .map_err(|e| with_model_hint(e, nlp.as_ref(), format!("ingesting {}", file.display())))?;
     println!(
                 "ingested {}: {} records read, {} comment rows and {} rejected rows committed in {} files under {}",
                 file.display(),

@@ -136,10 +136,10 @@ fn load_or_default(path: Option<&Path>, no_nlp: bool) -> anyhow::Result<Pipeline
 /// from and how to set them up.
 fn with_model_hint(
     e: crate::pipeline::PipelineError,
-    cfg: &PipelineConfig,
+    nlp: Option<&crate::config::NlpConfig>,
     what: String,
 ) -> anyhow::Error {
-    let hint = match (&e, &cfg.nlp) {
+    let hint = match (&e, nlp) {
         (crate::pipeline::PipelineError::Nlp(_), Some(n)) => format!(
             " (model {} from {}: set the models up with `bash models/setup.sh`, or pass --no-nlp for the spine alone)",
             n.model,

@@ -42,12 +42,12 @@ pub async fn execute(args: RunArgs) -> anyhow::Result<()> {
         });
     }
     tracing::info!(pipeline = %pipeline.display(), root = %cfg.output.root.display(), "starting");
-    let nlp_cfg = cfg.clone();
+    let nlp = cfg.nlp.clone();
     let summary = PipelineBuilder::new(cfg)
         .metrics(metrics)
         .run_kafka(shutdown_signal())
         .await
-        .map_err(|e| with_model_hint(e, &nlp_cfg, "the stream job stopped".to_string()))?;
+        .map_err(|e| with_model_hint(e, nlp.as_ref(), "the stream job stopped".to_string()))?;
     tracing::info!(?summary, "stopped cleanly");
     Ok(())
 }

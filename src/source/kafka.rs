@@ -103,8 +103,7 @@ impl ClientContext for SourceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
-        self.metrics
-            .kafka_error(&code.map_or_else(|| "other".to_string(), |c| format!("{c:?}")));
+        self.metrics.kafka_error(&error_kind(code));
         if code == Some(RDKafkaErrorCode::AllBrokersDown) {
             self.metrics.brokers_up.set(0);
             self.metrics.health.set_brokers_up(false);
@@ -124,6 +123,23 @@ impl ClientContext for SourceContext {
             ),
             None => {}
         }
+    }
+}
+
+/// The `reason` label of `verbatim_kafka_errors_total`: librdkafka's code name.
+fn error_kind(code: Option<RDKafkaErrorCode>) -> String {
+    code.map_or_else(|| "other".to_string(), |c| format!("{c:?}"))
+}
+
+/// How a consumer error is logged: (is it an error, the line). A topic
+/// that does not exist is an error naming `kafka.topics` and the fix.
+fn consumer_error_line(code: Option<RDKafkaErrorCode>, e: &KafkaError) -> (bool, String) {
+    match code {
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => (
+            true,
+            format!("{e}. Fix: check the spelling in kafka.topics, or create the topic; nothing is read from it until it exists"),
+        ),
+        _ => (false, format!("consumer error: {e}")),
     }
 }
 
@@ -629,15 +645,10 @@ fn poll_loop(
                 }
             }
             Some(Err(e)) => {
-                metrics.kafka_error(
-                    &e.rdkafka_error_code()
-                        .map_or_else(|| "other".to_string(), |c| format!("{c:?}")),
-                );
-                emit(
-                    watch
-                        .throttle
-                        .offer(false, &format!("consumer error: {e}"), Instant::now()),
-                );
+                let code = e.rdkafka_error_code();
+                metrics.kafka_error(&error_kind(code));
+                let (error, line) = consumer_error_line(code, &e);
+                emit(watch.throttle.offer(error, &line, Instant::now()));
             }
         }
     }
@@ -648,4 +659,28 @@ fn poll_loop(
     let _ = closed.recv();
     consumer.unsubscribe();
     drop(consumer);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_topic_is_an_error_with_the_fix() {
+        let code = RDKafkaErrorCode::UnknownTopicOrPartition;
+        let e = KafkaError::MessageConsumption(code);
+        let (error, line) = consumer_error_line(Some(code), &e);
+        assert!(error);
+        assert!(
+            line.contains("Fix: check the spelling in kafka.topics"),
+            "{line}"
+        );
+        let other = KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure);
+        let (error, line) =
+            consumer_error_line(Some(RDKafkaErrorCode::BrokerTransportFailure), &other);
+        assert!(!error);
+        assert!(line.starts_with("consumer error: "), "{line}");
+        assert_eq!(error_kind(Some(code)), "UnknownTopicOrPartition");
+        assert_eq!(error_kind(None), "other");
+    }
 }
