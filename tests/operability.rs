@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::http_get as get;
 use common::*;
 use support::readme_metrics;
 use verbatim::metrics::Metrics;
@@ -21,10 +22,6 @@ const LIMIT: Duration = Duration::from_secs(120);
 fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
-}
-
-fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    http_get(addr, path)
 }
 
 /// Sum of `verbatim_consumer_lag` samples on a page.
