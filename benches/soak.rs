@@ -16,9 +16,9 @@
 //! second-half slope exceeds `VERBATIM_SOAK_MAX_SLOPE` MiB per 10,000
 //! (default 15): a leak of 1.5 KB or more per comment shows, the
 //! settling of allocator arenas does not. Event times span `SOAK_DAYS` days
-//! (default 2); with 28, memory is far higher and still climbing at 12,000
-//! comments (one open Parquet file per partition, day and table): a known
-//! open problem, see README "Operating it".
+//! (default 2; 28 is a backfill of old reviews, which once grew past 1 GB:
+//! see README "Memory"). `SOAK_WRAPPER` runs the job under a profiler, e.g.
+//! `SOAK_WRAPPER="heaptrack -o /tmp/soak"`.
 
 mod common;
 
@@ -63,6 +63,31 @@ fn message(i: usize, texts: &[String], days: usize) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// The pid of the `verbatim` process a wrapper started (its descendant).
+fn job_pid_under(wrapper: u32) -> u32 {
+    for _ in 0..100 {
+        let found = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .find(|&p| {
+                let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+                let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1));
+                comm.trim() == "verbatim" && (p == wrapper || ppid == Some(&wrapper.to_string()))
+            });
+        if let Some(p) = found {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    wrapper
 }
 
 /// Least-squares slope of y over x.
@@ -126,7 +151,19 @@ fn main() {
     let wave = n.div_ceil(10);
     let days = days();
     let start = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+    // SOAK_WRAPPER (e.g. "heaptrack -o /tmp/soak") runs the job under a
+    // memory profiler; RSS is then the wrapper's child's, read by its pid.
+    let wrapper = std::env::var("SOAK_WRAPPER").unwrap_or_default();
+    let mut words = wrapper.split_whitespace();
+    let mut child = match words.next() {
+        Some(w) => {
+            let mut c = Command::new(w);
+            c.args(words).arg(env!("CARGO_BIN_EXE_verbatim"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_verbatim")),
+    };
+    let mut child = child
         .args(["run", "--pipeline"])
         .arg(&pipeline)
         .current_dir(root_dir)
@@ -134,7 +171,11 @@ fn main() {
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn verbatim");
-    let pid = child.id();
+    let pid = if wrapper.is_empty() {
+        child.id()
+    } else {
+        job_pid_under(child.id())
+    };
     println!(
         "soak bench: {n} comments over {days} event day(s), in 10 waves through the whole analysis"
     );

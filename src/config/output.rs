@@ -19,6 +19,11 @@ pub struct OutputConfig {
     /// ...or once they have been open this long (seconds).
     #[serde(default = "default_max_file_age_secs")]
     pub max_file_age_secs: u64,
+    /// Rows the sink may hold in memory, in bytes, over all open files;
+    /// past it the biggest files' rows are written out early (smaller row
+    /// groups, nothing committed).
+    #[serde(default = "default_max_buffered_bytes")]
+    pub max_buffered_bytes: u64,
     /// Rows per Parquet row group (at most).
     #[serde(default = "default_row_group_rows")]
     pub row_group_rows: usize,
@@ -36,6 +41,9 @@ fn default_max_file_bytes() -> u64 {
 fn default_max_file_age_secs() -> u64 {
     300
 }
+fn default_max_buffered_bytes() -> u64 {
+    128 * 1024 * 1024
+}
 fn default_row_group_rows() -> usize {
     65_536
 }
@@ -49,6 +57,7 @@ impl Default for OutputConfig {
             root: default_root(),
             max_file_bytes: default_max_file_bytes(),
             max_file_age_secs: default_max_file_age_secs(),
+            max_buffered_bytes: default_max_buffered_bytes(),
             row_group_rows: default_row_group_rows(),
             zstd_level: default_zstd_level(),
         }
@@ -87,6 +96,13 @@ impl OutputConfig {
                 "output.max_file_age_secs",
                 "is 0".into(),
                 "use a positive number of seconds, e.g. 300",
+            ));
+        }
+        if self.max_buffered_bytes < 1024 * 1024 {
+            return Err(bad.err(
+                "output.max_buffered_bytes",
+                format!("is {}", self.max_buffered_bytes),
+                "use at least 1048576 (1 MiB); the default 134217728 (128 MiB) keeps row groups large",
             ));
         }
         if self.row_group_rows == 0 {

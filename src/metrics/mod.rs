@@ -119,6 +119,14 @@ pub struct Metrics {
     pub ready: Gauge,
     /// Resident memory of the process, read at each scrape.
     pub resident_memory: Gauge,
+    /// Bytes of rows the sink holds in memory (not yet in a file).
+    pub sink_buffered_bytes: Gauge,
+    /// Bytes of messages handed over by the source and not yet written.
+    pub in_flight_bytes: Gauge,
+    /// 1 while fetching is paused because the in-flight budget is spent.
+    pub fetch_paused: Gauge,
+    /// Times fetching was paused for backpressure.
+    pub backpressure_pauses: Counter,
     /// The state behind `/livez` and `/readyz`.
     pub health: Health,
 }
@@ -155,6 +163,10 @@ impl Metrics {
             brokers_up: Gauge::default(),
             ready: Gauge::default(),
             resident_memory: Gauge::default(),
+            sink_buffered_bytes: Gauge::default(),
+            in_flight_bytes: Gauge::default(),
+            fetch_paused: Gauge::default(),
+            backpressure_pauses: Counter::default(),
             health: Health::new(),
         };
         r.register(
@@ -254,6 +266,26 @@ impl Metrics {
             "process_resident_memory_bytes",
             "Resident memory of the process",
             m.resident_memory.clone(),
+        );
+        r.register(
+            "sink_buffered_bytes",
+            "Bytes of rows the Parquet sink holds in memory",
+            m.sink_buffered_bytes.clone(),
+        );
+        r.register(
+            "in_flight_bytes",
+            "Bytes of messages read from Kafka and not yet written to a file",
+            m.in_flight_bytes.clone(),
+        );
+        r.register(
+            "fetch_paused",
+            "1 while fetching is paused because kafka.max_in_flight_bytes is spent",
+            m.fetch_paused.clone(),
+        );
+        r.register(
+            "backpressure_pauses",
+            "Times fetching was paused because kafka.max_in_flight_bytes was spent",
+            m.backpressure_pauses.clone(),
         );
         let build: Family<BuildLabel, Gauge> = Family::default();
         build

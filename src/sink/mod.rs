@@ -16,18 +16,18 @@
 pub mod actions;
 pub mod dead_letter;
 pub mod files;
+mod part;
 pub mod producer;
 pub mod read;
 pub mod schema;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use arrow::record_batch::RecordBatch;
 use chrono::NaiveDate;
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::EnabledStatistics;
@@ -40,6 +40,7 @@ use crate::config::OutputConfig;
 use crate::metrics::{Metrics, TableLabel};
 use actions::ActionRules;
 use files::{PartName, Table};
+use part::Part;
 use schema::Stamp;
 
 /// Errors from writing or committing Parquet files.
@@ -135,27 +136,22 @@ impl CommittedRange {
     }
 }
 
-struct OpenFile {
-    tmp: PathBuf,
-    writer: ArrowWriter<File>,
-    rows: u64,
-}
-
 struct OpenRange {
     first: i64,
     last: i64,
     /// Kafka timestamps (ms) of the range's messages, for the end-to-end latency.
     kafka_ms: Vec<i64>,
     opened: Instant,
-    files: BTreeMap<(Table, NaiveDate), OpenFile>,
+    files: BTreeMap<(Table, NaiveDate), Part>,
 }
 
 impl OpenRange {
     fn bytes(&self) -> u64 {
-        self.files
-            .values()
-            .map(|f| (f.writer.bytes_written() + f.writer.in_progress_size()) as u64)
-            .sum()
+        self.files.values().map(Part::bytes).sum()
+    }
+
+    fn writers(&self) -> usize {
+        self.files.values().filter(|p| p.has_writer()).count()
     }
 }
 
@@ -164,6 +160,8 @@ pub struct ParquetSink {
     root: PathBuf,
     max_file_bytes: u64,
     max_age: Duration,
+    max_buffered_bytes: usize,
+    spill_bytes: usize,
     props: WriterProperties,
     stamp: Stamp,
     open: HashMap<TopicPartition, OpenRange>,
@@ -174,6 +172,10 @@ pub struct ParquetSink {
 /// Row groups are closed early when their buffered size passes this, which
 /// bounds the memory of every open file.
 const MAX_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// Open Parquet writers (each costs ~100 KB per column whatever it holds)
+/// past which partitions are committed early, most writers first.
+const MAX_OPEN_WRITERS: usize = 48;
 
 impl ParquetSink {
     /// A sink writing under `cfg.root`.
@@ -208,6 +210,8 @@ impl ParquetSink {
             root: cfg.root.clone(),
             max_file_bytes: cfg.max_file_bytes,
             max_age: Duration::from_secs(cfg.max_file_age_secs),
+            max_buffered_bytes: usize::try_from(cfg.max_buffered_bytes).unwrap_or(usize::MAX),
+            spill_bytes: Part::SPILL_BYTES,
             props,
             stamp,
             open: HashMap::new(),
@@ -301,22 +305,57 @@ impl ParquetSink {
         }
         for ((topic, partition, dt), rows) in comment_groups {
             let rb = schema::comments_batch(&rows, &self.stamp)?;
-            self.append(topic, partition, Table::Comments, dt, &rb)?;
+            self.append(topic, partition, Table::Comments, dt, rb)?;
             self.metrics.comments.inc_by(rows.len() as u64);
         }
         for ((topic, partition, dt), rows) in rejected_groups {
             let rb = schema::rejected_batch(&rows, &self.stamp)?;
-            self.append(topic, partition, Table::Rejected, dt, &rb)?;
+            self.append(topic, partition, Table::Rejected, dt, rb)?;
         }
         for ((topic, partition, dt), rows) in mention_groups {
             let rb = schema::mentions_batch(&rows, &self.stamp)?;
-            self.append(topic, partition, Table::Mentions, dt, &rb)?;
+            self.append(topic, partition, Table::Mentions, dt, rb)?;
         }
         if let Some(rules) = self.actions.take() {
             let res = self.write_actions(batch, &rules);
             self.actions = Some(rules);
             res?;
         }
+        self.relieve()
+    }
+
+    /// Bytes of rows held in memory, over every open part.
+    pub fn buffered_bytes(&self) -> usize {
+        self.open
+            .values()
+            .flat_map(|r| r.files.values())
+            .map(Part::buffered_bytes)
+            .sum()
+    }
+
+    /// Keeps the rows held in memory under `output.max_buffered_bytes` by
+    /// writing the biggest parts' rows to their temporary files (row groups
+    /// close early; nothing is committed).
+    fn relieve(&mut self) -> Result<(), SinkError> {
+        let mut total = self.buffered_bytes();
+        while total > self.max_buffered_bytes {
+            let Some(biggest) = self
+                .open
+                .values_mut()
+                .flat_map(|r| r.files.values_mut())
+                .max_by_key(|p| p.buffered_bytes())
+            else {
+                break;
+            };
+            let before = biggest.buffered_bytes();
+            biggest.flush(&self.props)?;
+            let after = biggest.buffered_bytes();
+            if after >= before {
+                break;
+            }
+            total -= before - after;
+        }
+        self.metrics.sink_buffered_bytes.set(total as i64);
         Ok(())
     }
 
@@ -336,7 +375,7 @@ impl ParquetSink {
         }
         for ((topic, partition, dt), rows) in groups {
             let rb = schema::actions_batch(&rows, &self.stamp)?;
-            self.append(topic, partition, Table::Actions, dt, &rb)?;
+            self.append(topic, partition, Table::Actions, dt, rb)?;
         }
         Ok(())
     }
@@ -347,46 +386,32 @@ impl ParquetSink {
         partition: i32,
         table: Table,
         dt: NaiveDate,
-        rb: &RecordBatch,
+        rb: RecordBatch,
     ) -> Result<(), SinkError> {
         let Some(range) = self.open.get_mut(&(topic.to_string(), partition)) else {
             return Ok(()); // bounds were registered above for every row's partition
         };
-        let file = match range.files.entry((table, dt)) {
+        let part = match range.files.entry((table, dt)) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
                 let dir = files::partition_dir(&self.root, table, dt);
                 files::create_dir_durable(&dir).map_err(io_err("creating", &dir))?;
                 let tmp = dir.join(files::temp_name(topic, partition, range.first, table));
-                let f = File::create(&tmp).map_err(io_err("creating", &tmp))?;
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
                     Table::Mentions => schema::mentions_schema(),
                     Table::Actions => schema::actions_schema(),
                 };
-                let writer = ArrowWriter::try_new(f, schema, Some(self.props.clone())).map_err(
-                    |source| SinkError::Parquet {
-                        path: tmp.clone(),
-                        source,
-                    },
-                )?;
-                v.insert(OpenFile {
-                    tmp,
-                    writer,
-                    rows: 0,
-                })
+                v.insert(Part::new(tmp, schema))
             }
         };
-        file.writer.write(rb).map_err(|source| SinkError::Parquet {
-            path: file.tmp.clone(),
-            source,
-        })?;
-        file.rows += rb.num_rows() as u64;
-        Ok(())
+        part.append(rb, &self.props, self.spill_bytes)
     }
 
-    /// Partitions whose open files reached `max_file_bytes` or `max_file_age_secs`.
+    /// Partitions whose open files reached `max_file_bytes` or
+    /// `max_file_age_secs`, and, while more than [`MAX_OPEN_WRITERS`]
+    /// Parquet writers are open, those holding the most writers.
     pub fn due(&self) -> Vec<TopicPartition> {
         let mut v: Vec<_> = self
             .open
@@ -394,6 +419,28 @@ impl ParquetSink {
             .filter(|(_, r)| r.opened.elapsed() >= self.max_age || r.bytes() >= self.max_file_bytes)
             .map(|(tp, _)| tp.clone())
             .collect();
+        let mut writers: usize = self
+            .open
+            .iter()
+            .filter(|(tp, _)| !v.contains(tp))
+            .map(|(_, r)| r.writers())
+            .sum();
+        if writers > MAX_OPEN_WRITERS {
+            let mut by_writers: Vec<_> = self
+                .open
+                .iter()
+                .filter(|(tp, _)| !v.contains(tp))
+                .map(|(tp, r)| (r.writers(), tp))
+                .collect();
+            by_writers.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+            for (n, tp) in by_writers {
+                if writers <= MAX_OPEN_WRITERS {
+                    break;
+                }
+                writers -= n;
+                v.push(tp.clone());
+            }
+        }
         v.sort();
         v
     }
@@ -425,12 +472,8 @@ impl ParquetSink {
         };
         let mut staged = Vec::with_capacity(range.files.len());
         for (i, ((table, _), f)) in range.files.into_iter().enumerate() {
-            let file = f.writer.into_inner().map_err(|source| SinkError::Parquet {
-                path: f.tmp.clone(),
-                source,
-            })?;
-            file.sync_all().map_err(io_err("fsyncing", &f.tmp))?;
-            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            let rows = f.rows;
+            let (tmp, len) = f.finish(&self.props)?;
             let name = PartName {
                 topic: files::safe_topic(&tp.0),
                 partition: tp.1,
@@ -439,8 +482,8 @@ impl ParquetSink {
                 part: i as u32 + 1,
                 parts,
             };
-            let dir = f.tmp.parent().map(Path::to_path_buf).unwrap_or_default();
-            staged.push((table, f.tmp, dir.join(name.file_name()), len, f.rows));
+            let dir = tmp.parent().map(Path::to_path_buf).unwrap_or_default();
+            staged.push((table, tmp, dir.join(name.file_name()), len, rows));
         }
         crate::failpoint::hit("before_rename");
         for (i, (table, tmp, dest, len, rows)) in staged.iter().enumerate() {
@@ -475,6 +518,9 @@ impl ParquetSink {
             self.metrics.end_to_end_seconds.observe(secs);
         }
         self.metrics.last_commit_time.set(now.timestamp());
+        self.metrics
+            .sink_buffered_bytes
+            .set(self.buffered_bytes() as i64);
         crate::failpoint::hit("after_rename");
         Ok(Some(done))
     }
@@ -492,13 +538,11 @@ impl ParquetSink {
     /// lost: another consumer now owns those offsets).
     pub fn abort(&mut self, tp: &TopicPartition) {
         if let Some(range) = self.open.remove(tp) {
-            for (_, f) in range.files {
-                drop(f.writer);
-                if let Err(e) = fs::remove_file(&f.tmp) {
-                    tracing::warn!(file = %f.tmp.display(), error = %e, "could not remove an aborted temporary file");
-                }
-            }
+            range.files.into_values().for_each(Part::discard);
         }
+        self.metrics
+            .sink_buffered_bytes
+            .set(self.buffered_bytes() as i64);
     }
 }
 
@@ -563,6 +607,7 @@ mod tests {
     }
     use crate::comment::{RejectReason, SourceCoords};
     use chrono::{TimeZone, Utc};
+    use std::fs::File;
 
     fn coords(p: i32, o: i64) -> SourceCoords {
         SourceCoords {
@@ -642,6 +687,7 @@ mod tests {
     fn recover_removes_uncommitted_and_abort_cleans() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path());
+        s.spill_bytes = 0; // every row goes to its temporary file at once
         let mut b = CommentBatch::default();
         b.comments.push(comment(0, 0, 1));
         s.write(&b).unwrap();
@@ -677,6 +723,93 @@ mod tests {
         }
         s.write(&b).unwrap();
         assert_eq!(s.due(), vec![("fb".to_string(), 0)]);
+    }
+
+    fn inprogress(dir: &Path) -> usize {
+        walk(dir)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
+            .count()
+    }
+
+    #[test]
+    fn straggler_days_stay_in_memory_until_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path());
+        let mut b = CommentBatch::default();
+        for day in 1..=28 {
+            b.comments.push(comment(0, day as i64, day));
+        }
+        s.write(&b).unwrap();
+        // 28 days of a few rows: no writer, no temporary file.
+        assert_eq!(inprogress(dir.path()), 0);
+        assert!(s.buffered_bytes() > 0);
+        let r = s.commit(&("fb".into(), 0)).unwrap().unwrap();
+        assert_eq!((r.files.len(), r.comment_rows), (28, 28));
+        assert!(r.files.iter().all(|f| f.exists()));
+        assert_eq!(s.buffered_bytes(), 0);
+        assert_eq!(inprogress(dir.path()), 0);
+    }
+
+    #[test]
+    fn the_memory_budget_writes_rows_out_early_without_committing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = OutputConfig {
+            root: dir.path().to_path_buf(),
+            max_buffered_bytes: 1024 * 1024,
+            ..OutputConfig::default()
+        };
+        let mut s = ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
+        let mut next = 0;
+        for _ in 0..20 {
+            let mut b = CommentBatch::default();
+            for _ in 0..500 {
+                let mut c = comment(0, next, 1 + (next % 3) as u32);
+                c.text = format!("comment {next} {}", "words to take some space ".repeat(8));
+                b.comments.push(c);
+                next += 1;
+            }
+            s.write(&b).unwrap();
+            assert!(
+                s.buffered_bytes() <= 1024 * 1024,
+                "{} bytes buffered",
+                s.buffered_bytes()
+            );
+        }
+        assert!(s.due().is_empty(), "nothing is committed early");
+        assert!(inprogress(dir.path()) > 0, "rows went to temporary files");
+        let r = s.commit(&("fb".into(), 0)).unwrap().unwrap();
+        assert_eq!((r.first, r.last, r.comment_rows), (0, 9_999, 10_000));
+        let mut rows = 0;
+        let mut groups = 0;
+        for f in &r.files {
+            let f = File::open(f).unwrap();
+            let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
+            use parquet::file::reader::FileReader;
+            groups += meta.metadata().num_row_groups();
+            rows += meta.metadata().file_metadata().num_rows();
+        }
+        assert_eq!(rows, 10_000);
+        assert!(groups > 3, "row groups were closed early: {groups}");
+    }
+
+    #[test]
+    fn too_many_open_writers_make_the_busiest_partitions_due() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = sink(dir.path());
+        s.spill_bytes = 0; // every part opens its writer
+        let mut b = CommentBatch::default();
+        // Partition 0: 28 days; partition 1: 20 days; partition 2: 5 days.
+        for (p, days) in [(0, 28), (1, 20), (2, 5)] {
+            for day in 1..=days {
+                b.comments.push(comment(p, day as i64, day));
+            }
+        }
+        s.write(&b).unwrap();
+        // 53 writers > 48: the partition with 28 goes first, then 25 remain.
+        assert_eq!(s.due(), vec![("fb".to_string(), 0)]);
+        s.commit(&("fb".into(), 0)).unwrap();
+        assert!(s.due().is_empty());
     }
 
     fn walk(p: &Path) -> Vec<PathBuf> {
