@@ -14,6 +14,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -28,6 +29,7 @@ use crate::sink::actions::{ActionRules, ActionTopic};
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::producer::ProduceError;
 use crate::sink::{CommittedRange, ParquetSink, SinkError, TopicPartition};
+use crate::source::backpressure::InFlight;
 use crate::source::file::{self, FileFormat};
 use crate::source::kafka::{client_config, KafkaCommitter, KafkaSource};
 use crate::source::{SourceError, SourceEvent};
@@ -95,6 +97,9 @@ pub struct Pipeline {
     dead_letter: Option<DeadLetter>,
     actions: Option<ActionTopic>,
     committer: Option<KafkaCommitter>,
+    /// The source's in-flight budget (Kafka only), and what this loop holds
+    /// of it: bytes and messages received since the last batch was written.
+    in_flight: Option<(Arc<InFlight>, u64, u64)>,
     metrics: Metrics,
     summary: RunSummary,
 }
@@ -193,6 +198,7 @@ impl PipelineBuilder {
     fn build(
         self,
         committer: Option<KafkaCommitter>,
+        in_flight: Option<Arc<InFlight>>,
         dead_letter: Option<DeadLetter>,
         actions: Option<ActionTopic>,
     ) -> Result<Pipeline, PipelineError> {
@@ -218,6 +224,7 @@ impl PipelineBuilder {
             dead_letter,
             actions,
             committer,
+            in_flight: in_flight.map(|f| (f, 0, 0)),
             metrics: self.metrics,
             summary: RunSummary::default(),
         })
@@ -244,14 +251,24 @@ impl PipelineBuilder {
             )?),
             None => None,
         };
-        let (tx, mut rx) = mpsc::channel(4 * self.cfg.batch.max_records.max(256));
+        // Slots are allocated as used; the byte budget is what normally
+        // pauses fetching, the count only guards against tiny messages.
+        let capacity = (4 * self.cfg.batch.max_records).max(65_536);
+        let (tx, mut rx) = mpsc::channel(capacity);
+        // Half the channel: handing a message over never blocks the poller.
+        let flow = Arc::new(InFlight::new(
+            kcfg.max_in_flight_bytes,
+            capacity as u64 / 2,
+            self.metrics.clone(),
+        ));
         let (mut source, committer) = KafkaSource::start(
             &kcfg,
             self.cfg.output.root.clone(),
             tx,
+            Arc::clone(&flow),
             self.metrics.clone(),
         )?;
-        let pipeline = match self.build(Some(committer), dead_letter, actions) {
+        let pipeline = match self.build(Some(committer), Some(flow), dead_letter, actions) {
             Ok(p) => p,
             Err(e) => {
                 source.stop();
@@ -290,7 +307,7 @@ impl PipelineBuilder {
         if start > 0 {
             tracing::info!(file = %path.display(), start, "resuming after the last committed record");
         }
-        let pipeline = self.build(None, None, None)?;
+        let pipeline = self.build(None, None, None, None)?;
         let (tx, mut rx) = mpsc::channel(4096);
         let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
         let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;
@@ -330,6 +347,10 @@ impl Pipeline {
                     None | Some(SourceEvent::Stopped) => break,
                     Some(SourceEvent::Message(m)) => {
                         self.summary.messages += 1;
+                        if let Some((_, bytes, count)) = &mut self.in_flight {
+                            *bytes += InFlight::weight(&m);
+                            *count += 1;
+                        }
                         let d = self.decoder.decode(m, Utc::now());
                         if let Some(batch) = self.batcher.push(d) {
                             self.process(batch).await?;
@@ -426,6 +447,10 @@ impl Pipeline {
         self.operators = ops;
         self.sink = Some(sink);
         res?;
+        // Every message received so far is in this batch, now written.
+        if let Some((flow, bytes, count)) = &mut self.in_flight {
+            flow.release(std::mem::take(bytes), std::mem::take(count));
+        }
         for r in &batch.rejected {
             self.metrics.reject(r.reason.code());
             tracing::debug!(topic = %r.coords.topic, partition = r.coords.partition, offset = r.coords.offset, reason = %r.reason, "rejected: {}", r.message);

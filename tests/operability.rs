@@ -335,3 +335,174 @@ async fn a_recreated_topic_is_an_error_or_the_configured_policy() {
         .render()
         .contains("verbatim_offset_resets_total{cause=\"beyond_end\",policy=\"latest\"} 1"));
 }
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The sum of every sample of a counter or gauge family on a page.
+fn family_sum(page: &str, name: &str) -> f64 {
+    page.lines()
+        .filter(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_sink_pauses_fetching_within_the_budget_and_resumes() {
+    const BUDGET: u64 = 4 * 1024 * 1024;
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 2).unwrap();
+    // 1,000 messages of ~8 KB: 8 MB, twice the 4 MiB budget (and under the
+    // mock cluster's 5 MB per partition, past which it drops the oldest).
+    let mut sent = messages(1_000, 2, "bp");
+    let filler = " and more words about the visit".repeat(256);
+    for m in sent.iter_mut().filter(|m| m.reject.is_none()) {
+        let mut v: serde_json::Value = serde_json::from_slice(&m.value).unwrap();
+        v["text"] = format!("{}{filler}", v["text"].as_str().unwrap()).into();
+        m.value = v.to_string().into_bytes();
+    }
+    let biggest = sent.iter().map(|m| m.value.len()).max().unwrap() as u64;
+    let offsets = produce(mock.bootstrap_servers(), "fb", &sent).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let http = free_addr();
+    let pipeline = dir.path().join("pipeline.toml");
+    // The sink stalls 12 s on its first write, longer than
+    // max.poll.interval.ms: a poller blocked on a full queue would be
+    // thrown out of the group.
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"name = "backpressure"
+[kafka]
+brokers = "{}"
+topics = ["fb"]
+group_id = "g-bp"
+max_in_flight_bytes = {BUDGET}
+[kafka.properties]
+"session.timeout.ms" = "6000"
+"max.poll.interval.ms" = "7000"
+"heartbeat.interval.ms" = "500"
+[batch]
+max_records = 100
+max_wait_ms = 100
+[output]
+root = "{}"
+max_file_age_secs = 1
+[metrics]
+listen = "{http}"
+"#,
+            mock.bootstrap_servers(),
+            dir.path().join("out").display()
+        ),
+    )
+    .unwrap();
+    let log_path = dir.path().join("job.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["run", "--pipeline"])
+        .arg(&pipeline)
+        .env("VERBATIM_LOG", "info")
+        .env("VERBATIM_FAILPOINT", "sink_write:sleep=12")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+
+    let t0 = Instant::now();
+    let mut max_in_flight = 0.0f64;
+    let mut paused_rss: Option<(u64, u64)> = None; // (first, max) while stalled
+    let mut paused_at: Option<Instant> = None;
+    let mut resumed_after_pause = false;
+    let written = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!(
+                "the job exited early ({s}):\n{}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+        }
+        if t0.elapsed() > LIMIT {
+            let page = get(http, "/metrics").map(|p| p.1).unwrap_or_default();
+            let _ = child.kill();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            panic!(
+                "the job did not finish the stream; metrics:\n{}\nlog tail:\n{}",
+                page.lines()
+                    .filter(|l| !l.starts_with('#') && !l.contains("_bucket"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        let Some((200, page)) = get(http, "/metrics") else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        max_in_flight = max_in_flight.max(family_sum(&page, "verbatim_in_flight_bytes"));
+        let paused = family_sum(&page, "verbatim_fetch_paused") == 1.0;
+        if paused {
+            // RSS over the first 8 s of the pause (the sink sleeps 12 s).
+            let rss = rss_kib(pid).unwrap_or(0);
+            let since = *paused_at.get_or_insert_with(Instant::now);
+            if since.elapsed() < Duration::from_secs(8) {
+                paused_rss = Some(match paused_rss {
+                    None => (rss, rss),
+                    Some((first, max)) => (first, max.max(rss)),
+                });
+            }
+        } else if paused_rss.is_some() {
+            resumed_after_pause = true;
+        }
+        let written = family_sum(&page, "verbatim_comment_rows_total")
+            + family_sum(&page, "verbatim_rejected_total");
+        if written as usize >= sent.len() && !paused {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (first_rss, max_rss) = paused_rss.expect("fetching never paused during the stall");
+    assert!(resumed_after_pause, "fetching did not resume");
+    assert!(
+        family_sum(&written, "verbatim_backpressure_pauses_total") >= 1.0,
+        "{written}"
+    );
+    // The poller checks the budget before each poll: at most one message over.
+    let weight_slack = (biggest + 200) as f64;
+    assert!(
+        max_in_flight <= BUDGET as f64 + weight_slack,
+        "in flight peaked at {max_in_flight} bytes over a {BUDGET} budget"
+    );
+    // Memory while stalled and paused stays flat: the rest of the 8 MB
+    // backlog is not fetched (librdkafka's default prefetch is 64 MiB).
+    let grew_kib = max_rss.saturating_sub(first_rss);
+    assert!(
+        grew_kib < 2 * 1024,
+        "RSS grew {grew_kib} KiB while the sink was stalled and fetching paused"
+    );
+    // Still a member: the stall did not cost the assignment.
+    assert_eq!(
+        family_sum(&written, "verbatim_assigned_partitions"),
+        2.0,
+        "{written}"
+    );
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("backpressure: fetching paused"), "{log}");
+    assert!(log.contains("backpressure: fetching resumed"), "{log}");
+    assert!(!log.contains("assignment lost"), "{log}");
+    assert!(!log.contains("max.poll.interval"), "{log}");
+    assert_exact(&dir.path().join("out"), &sent, &offsets);
+    eprintln!(
+        "backpressure: in flight peaked at {max_in_flight} bytes (budget {BUDGET}); RSS while stalled {first_rss} -> {max_rss} KiB"
+    );
+}

@@ -40,6 +40,13 @@ pub struct KafkaConfig {
     /// an error (exit status 1); unset: it waits for the brokers forever.
     #[serde(default)]
     pub give_up_after_secs: Option<u64>,
+    /// Bytes of messages read but not yet written to a file past which
+    /// fetching pauses (librdkafka pause per partition; polling goes on, so
+    /// the group membership holds) until half of it is written. librdkafka's
+    /// own prefetch queue (`queued.max.messages.kbytes`) is set to half of
+    /// it unless `[kafka.properties]` sets it.
+    #[serde(default = "default_max_in_flight_bytes")]
+    pub max_in_flight_bytes: u64,
 }
 
 impl KafkaConfig {
@@ -92,6 +99,10 @@ fn default_unreachable_after_secs() -> u64 {
     60
 }
 
+fn default_max_in_flight_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+
 fn default_offset_reset() -> String {
     "earliest".to_string()
 }
@@ -121,6 +132,7 @@ impl KafkaConfig {
             on_offset_reset: OffsetReset::default(),
             unreachable_after_secs: default_unreachable_after_secs(),
             give_up_after_secs: None,
+            max_in_flight_bytes: default_max_in_flight_bytes(),
         }
     }
 
@@ -131,6 +143,13 @@ impl KafkaConfig {
                 "kafka.brokers",
                 "is empty".into(),
                 "set it to host:port[,host:port], e.g. brokers = \"localhost:9092\"",
+            ));
+        }
+        if self.max_in_flight_bytes < 4 * 1024 * 1024 {
+            return Err(bad.err(
+                "kafka.max_in_flight_bytes",
+                format!("is {}", self.max_in_flight_bytes),
+                "use at least 4194304 (4 MiB): below a few fetches' worth (max.partition.fetch.bytes is 1 MiB) fetching stops and starts all the time; the default 67108864 (64 MiB) suits most jobs",
             ));
         }
         if self.topics.is_empty() {

@@ -240,6 +240,7 @@ impl ParquetSink {
 
     /// Appends a processed batch to the open files of its partitions.
     pub fn write(&mut self, batch: &CommentBatch) -> Result<(), SinkError> {
+        crate::failpoint::hit("sink_write");
         // Offsets and Kafka timestamps per partition, over comments and
         // rejections alike.
         let mut bounds: HashMap<(&str, i32), (i64, i64, Vec<i64>)> = HashMap::new();

@@ -29,6 +29,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 
+use super::backpressure::{InFlight, Valve};
 use super::kafka_watch::{apply_stats, brokers_context, emit, LogThrottle, LOG_WINDOW};
 use super::{SourceError, SourceEvent};
 use crate::comment::{RawMessage, SourceCoords};
@@ -56,6 +57,11 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
         // Lag and broker state come from librdkafka's statistics.
         c.set("statistics.interval.ms", "5000");
     }
+    if !k.properties.contains_key("queued.max.messages.kbytes") {
+        // librdkafka's prefetch is memory outside the in-flight budget: half of it.
+        let kib = (k.max_in_flight_bytes / 2 / 1024).clamp(64, 2_097_151);
+        c.set("queued.max.messages.kbytes", kib.to_string());
+    }
     c.set("group.id", &k.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -76,6 +82,7 @@ pub struct SourceContext {
     output_root: PathBuf,
     metrics: Metrics,
     throttle: Arc<LogThrottle>,
+    flow: Arc<InFlight>,
 }
 
 impl ClientContext for SourceContext {
@@ -180,6 +187,18 @@ impl SourceContext {
         if let Err(e) = res {
             self.fatal(format!("assigning partitions: {e}"));
             return;
+        }
+        // New partitions follow the valve; one revoked while paused would
+        // otherwise come back paused.
+        let valve = if self.flow.paused() {
+            consumer.pause(tpl)
+        } else if self.flow.ever_paused() {
+            consumer.resume(tpl)
+        } else {
+            Ok(())
+        };
+        if let Err(e) = valve {
+            tracing::warn!(error = %e, "setting fetch pause on new partitions");
         }
         self.metrics.assigned_partitions.inc_by(starts.len() as i64);
         self.metrics.health.set_joined(true);
@@ -485,6 +504,7 @@ impl KafkaSource {
         cfg: &KafkaConfig,
         output_root: PathBuf,
         events: mpsc::Sender<SourceEvent>,
+        flow: Arc<InFlight>,
         metrics: Metrics,
     ) -> Result<(Self, KafkaCommitter), SourceError> {
         if let Some(id) = cfg.resolved_instance_id().map_err(SourceError::Config)? {
@@ -513,6 +533,7 @@ impl KafkaSource {
             output_root,
             metrics: metrics.clone(),
             throttle: Arc::clone(&throttle),
+            flow: Arc::clone(&flow),
         };
         let consumer: Inner = consumer_config(cfg)
             .create_with_context(ctx)
@@ -532,7 +553,7 @@ impl KafkaSource {
             };
             std::thread::Builder::new()
                 .name("kafka-source".into())
-                .spawn(move || poll_loop(consumer, stop, closed, events, watch))
+                .spawn(move || poll_loop(consumer, stop, closed, events, flow, watch))
                 .map_err(SourceError::Thread)?
         };
         let committer = KafkaCommitter {
@@ -608,6 +629,7 @@ fn poll_loop(
     stop: Arc<AtomicBool>,
     closed: std::sync::mpsc::Receiver<()>,
     events: mpsc::Sender<SourceEvent>,
+    flow: Arc<InFlight>,
     watch: Watch,
 ) {
     let metrics = watch.metrics.clone();
@@ -618,6 +640,7 @@ fn poll_loop(
             let _ = events.blocking_send(SourceEvent::Fatal(reason));
             break;
         }
+        regulate(&consumer, &flow);
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
             Some(Ok(m)) => {
@@ -640,6 +663,7 @@ fn poll_loop(
                     payload: m.payload().map(<[u8]>::to_vec),
                 };
                 drop(m);
+                flow.take(InFlight::weight(&raw));
                 if events.blocking_send(SourceEvent::Message(raw)).is_err() {
                     break;
                 }
@@ -659,6 +683,26 @@ fn poll_loop(
     let _ = closed.recv();
     consumer.unsubscribe();
     drop(consumer);
+}
+
+/// Pauses or resumes every assigned partition as the in-flight budget says.
+fn regulate(consumer: &Inner, flow: &InFlight) {
+    let pause = match flow.valve() {
+        Valve::Pause => true,
+        Valve::Resume => false,
+        Valve::Hold => return,
+    };
+    let res = consumer.assignment().and_then(|a| {
+        if pause {
+            consumer.pause(&a)
+        } else {
+            consumer.resume(&a)
+        }
+    });
+    match res {
+        Ok(()) => flow.set_paused(pause),
+        Err(e) => tracing::warn!(error = %e, pause, "pausing or resuming fetch"),
+    }
 }
 
 #[cfg(test)]

@@ -3,10 +3,12 @@
 //! - [`kafka`]: the stream job's consumer-group member.
 //! - [`file`](mod@file): JSONL/CSV backfills for `verbatim ingest`.
 //! - [`kafka_watch`]: the Kafka client's logs (throttled), lag and broker state.
+//! - [`backpressure`]: pausing fetch while too much read is not yet written.
 //! - [`kafka_mock`]: librdkafka's in-process mock cluster, for the demo and tests.
 //!
 //! Both hand the pipeline an ordered stream of [`SourceEvent`]s.
 
+pub mod backpressure;
 pub mod file;
 pub mod kafka;
 pub mod kafka_mock;
