@@ -7,7 +7,7 @@ CACHE="$PWD/.cache"
 mkdir -p "$CACHE/tools" "$CACHE/downloads"
 
 # 1. Python venv with DuckDB: the independent Parquet reader.
-if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import duckdb, yaml" 2>/dev/null; then
+if [ ! -x "$CACHE/venv/bin/python" ] || ! "$CACHE/venv/bin/python" -c "import duckdb, yaml, moto.server, boto3" 2>/dev/null; then
   echo "setup: creating $CACHE/venv with duckdb and pyyaml"
   python3 -m venv "$CACHE/venv"
   "$CACHE/venv/bin/python" -m pip install -q --require-hashes -r .ci/requirements-test.txt

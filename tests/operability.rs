@@ -387,17 +387,9 @@ max_in_flight_bytes = {BUDGET}
 "session.timeout.ms" = "6000"
 "max.poll.interval.ms" = "7000"
 "heartbeat.interval.ms" = "500"
-[batch]
-max_records = 100
-max_wait_ms = 100
-[output]
-root = "{}"
-max_file_age_secs = 1
-[metrics]
-listen = "{http}"
-"#,
+{}"#,
             mock.bootstrap_servers(),
-            dir.path().join("out").display()
+            pipeline_tail(&dir.path().join("out"), http)
         ),
     )
     .unwrap();

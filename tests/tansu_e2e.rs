@@ -3,7 +3,12 @@
 //! sha256-checked by `.ci/setup.sh`). Produce → `verbatim run` (the real
 //! binary) → SIGINT → verify every message is in the output exactly once.
 //!
-//! Needs `TANSU_BIN`; without it the test is skipped, unless
+//! A broker restart with persistent storage (tansu on an S3 bucket served
+//! by moto): `/readyz` turns red, then green within the session timeout +
+//! 10 s of the broker's return, and output stays exactly once.
+//!
+//! Needs `TANSU_BIN` (and `VERBATIM_PYTHON` with moto for the restart);
+//! without them the tests are skipped, unless
 //! `VERBATIM_REQUIRE_SETUP=1` (set by `.ci/test.sh`), where it fails.
 
 mod common;
@@ -82,4 +87,168 @@ async fn produce_run_verify_against_tansu() {
         std::fs::read_to_string(&job_log).unwrap_or_default()
     );
     assert_exact(&root, &sent, &offsets);
+}
+
+/// A `verbatim run` child against `bootstrap`, with its own `/readyz`.
+struct Job {
+    child: KillOnDrop,
+    http: std::net::SocketAddr,
+    log: std::path::PathBuf,
+}
+
+impl Job {
+    /// Starts the job; `extra` goes into `[kafka]`.
+    fn start(dir: &std::path::Path, bootstrap: &str, root: &std::path::Path, extra: &str) -> Job {
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let pipeline = dir.join("restart.toml");
+        std::fs::write(
+            &pipeline,
+            format!(
+                r#"name = "broker-restart"
+[kafka]
+brokers = "{bootstrap}"
+topics = ["fb"]
+group_id = "g-broker-restart"
+unreachable_after_secs = 2
+{extra}
+[kafka.properties]
+"session.timeout.ms" = "10000"
+"heartbeat.interval.ms" = "1000"
+"statistics.interval.ms" = "500"
+"reconnect.backoff.max.ms" = "1000"
+{}"#,
+                pipeline_tail(root, http)
+            ),
+        )
+        .unwrap();
+        let log = dir.join("restart-job.log");
+        let child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_verbatim"))
+                .args(["run", "--pipeline"])
+                .arg(&pipeline)
+                .env("VERBATIM_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap(),
+        );
+        Job { child, http, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ready(&self) -> Option<(u16, String)> {
+        http_get(self.http, "/readyz")
+    }
+
+    /// Waits until `/readyz` answers `want` (200 or not); panics with the log.
+    async fn wait_ready(&self, want: bool, what: &str) {
+        let t0 = Instant::now();
+        while self.ready().map(|r| r.0 == 200) != Some(want) {
+            if t0.elapsed() > Duration::from_secs(120) {
+                panic!("timed out waiting for {what}; job log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn wait_files(
+        &self,
+        root: &std::path::Path,
+        ends: &std::collections::BTreeMap<i32, i64>,
+        what: &str,
+    ) {
+        let t0 = Instant::now();
+        while !files_reach(root, "fb", ends) {
+            if t0.elapsed() > Duration::from_secs(120) {
+                panic!("timed out waiting for {what}; job log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status must be 0.
+    async fn finish(mut self) -> String {
+        let pid = self.child.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(60), "job did not stop");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let log = self.log();
+        assert!(status.success(), "job exited with {status}; log:\n{log}");
+        log
+    }
+}
+
+/// Session timeout of the restart tests' job.
+const SESSION: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_with_persistent_storage_is_survived_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = s3::S3Server::start(dir.path()) else {
+        return;
+    };
+    s3.create_bucket("tansu");
+    let storage = tansu::Storage::S3 {
+        bucket: "tansu".into(),
+        env: s3.env(),
+    };
+    let Some(mut broker) = tansu::Tansu::start_with(dir.path(), storage) else {
+        return;
+    };
+    broker.create_topic("fb", 2).await;
+    let bootstrap = broker.bootstrap.clone();
+    let root = dir.path().join("out");
+    let first = messages(200, 2, "w1");
+    let mut offsets = produce(&bootstrap, "fb", &first).await;
+    let job = Job::start(dir.path(), &bootstrap, &root, "");
+    job.wait_ready(true, "the job to join").await;
+    job.wait_files(&root, &ends(&first, &offsets), "the first wave")
+        .await;
+
+    // The broker goes away (SIGTERM): /readyz turns red.
+    broker.stop();
+    job.wait_ready(false, "/readyz to turn red with the broker down")
+        .await;
+    let red = job.ready().map(|r| r.1).unwrap_or_default();
+    assert!(red.contains("FAIL brokers"), "{red}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+
+    // It comes back with its storage: the job is ready again within the
+    // session timeout + 10 s of the broker's return.
+    broker.restart();
+    let back = Instant::now();
+    job.wait_ready(true, "/readyz to turn green with the broker back")
+        .await;
+    let rejoin = back.elapsed();
+    eprintln!(
+        "broker restart (S3 storage): ready again {:.1} s after the broker returned",
+        rejoin.as_secs_f64()
+    );
+    assert!(
+        rejoin <= SESSION + Duration::from_secs(10),
+        "ready again only after {rejoin:?}; job log:\n{}",
+        job.log()
+    );
+
+    // Offsets continue where they were; everything lands exactly once.
+    let second = messages(200, 2, "w2");
+    offsets.extend(produce(&bootstrap, "fb", &second).await);
+    let all: Vec<_> = first.into_iter().chain(second).collect();
+    job.wait_files(&root, &ends(&all, &offsets), "the second wave")
+        .await;
+    let log = job.finish().await;
+    assert!(log.contains("Kafka brokers reachable again"), "{log}");
+    assert_exact(&root, &all, &offsets);
 }

@@ -57,6 +57,14 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
         // Lag and broker state come from librdkafka's statistics.
         c.set("statistics.interval.ms", "5000");
     }
+    if !k
+        .properties
+        .contains_key("topic.metadata.refresh.interval.ms")
+    {
+        // A topic deleted and recreated (or created after the job started)
+        // is seen within 10 s, not librdkafka's default 5 minutes.
+        c.set("topic.metadata.refresh.interval.ms", "10000");
+    }
     if !k.properties.contains_key("queued.max.messages.kbytes") {
         // librdkafka's prefetch is memory outside the in-flight budget: half of it.
         let kib = (k.max_in_flight_bytes / 2 / 1024).clamp(64, 2_097_151);
@@ -67,7 +75,13 @@ fn consumer_config(k: &KafkaConfig) -> ClientConfig {
         .set("enable.auto.offset.store", "false")
         .set("enable.partition.eof", "false")
         .set("auto.offset.reset", &k.auto_offset_reset)
-        .set_log_level(RDKafkaLogLevel::Warning);
+        .set_log_level(if k.properties.contains_key("debug") {
+            // librdkafka's own debug contexts were asked for: let them through
+            // (as `librdkafka` debug events).
+            RDKafkaLogLevel::Debug
+        } else {
+            RDKafkaLogLevel::Warning
+        });
     c
 }
 

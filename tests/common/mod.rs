@@ -2,6 +2,7 @@
 //! ones mixed in, and an exactness check of the output tables.
 #![allow(dead_code)]
 
+pub mod s3;
 pub mod tansu;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -404,4 +405,13 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)>
     let code = text.get(9..12)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map(|b| b.1.to_string())?;
     Some((code, body))
+}
+
+/// The end of a test pipeline file for a `verbatim run` child: small
+/// batches, files committed every second under `root`, metrics on `http`.
+pub fn pipeline_tail(root: &Path, http: std::net::SocketAddr) -> String {
+    format!(
+        "[batch]\nmax_records = 100\nmax_wait_ms = 100\n[output]\nroot = \"{}\"\nmax_file_age_secs = 1\n[metrics]\nlisten = \"{http}\"\n",
+        root.display()
+    )
 }
