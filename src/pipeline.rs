@@ -303,7 +303,9 @@ impl PipelineBuilder {
         format: FileFormat,
     ) -> Result<RunSummary, PipelineError> {
         let topic = file::topic_for(&path);
-        let start = crate::sink::recover_partition(&self.cfg.output.root, &topic, 0)?.unwrap_or(0);
+        let start = crate::sink::recover_partition(&self.cfg.output.root, &topic, 0)?
+            .next
+            .unwrap_or(0);
         if start > 0 {
             tracing::info!(file = %path.display(), start, "resuming after the last committed record");
         }
@@ -358,7 +360,10 @@ impl Pipeline {
                         }
                     }
                     Some(SourceEvent::Assigned(starts)) => {
-                        for ((t, p), next) in starts {
+                        for ((t, p), next, epoch) in starts {
+                            if let Some(sink) = &mut self.sink {
+                                sink.set_epoch((t.clone(), p), epoch);
+                            }
                             match next {
                                 Some(n) => tracing::info!(topic = %t, partition = p, offset = n, "assigned; resuming after the committed files"),
                                 None => tracing::info!(topic = %t, partition = p, "assigned; no files yet, starting from the group offset"),

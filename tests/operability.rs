@@ -334,6 +334,33 @@ async fn a_recreated_topic_is_an_error_or_the_configured_policy() {
     assert!(metrics
         .render()
         .contains("verbatim_offset_resets_total{cause=\"beyond_end\",policy=\"latest\"} 1"));
+
+    // The reset started a new epoch: its files (offsets 5-7, named `p0e1`)
+    // are the progress now, not the old log's 60. A restart with the
+    // default policy resumes at 8 with no reset, and reads each new
+    // message once.
+    let p = verbatim::sink::files::scan_progress(dir.path(), "fb", 0).unwrap();
+    assert_eq!((p.next_offset, p.epoch), (Some(8), 1));
+    let again = messages(2, 1, "again");
+    assert_eq!(
+        produce(new.bootstrap_servers(), "fb", &again).await,
+        vec![8, 9]
+    );
+    let s = run_until(
+        config(new.bootstrap_servers(), "fb", "g-reset", dir.path()),
+        2,
+    )
+    .await;
+    assert_eq!((s.messages, s.comments), (2, 2));
+    let out = read_output(dir.path());
+    for m in &again {
+        let n = out.comments.iter().filter(|r| r.value == m.id).count();
+        assert_eq!(n, 1, "{} written {n} times", m.id);
+    }
+    assert_eq!(
+        out.comments.len(),
+        sent.iter().filter(|m| m.reject.is_none()).count() + 3 + 2
+    );
 }
 
 /// Resident memory of a process, in KiB.

@@ -62,6 +62,11 @@ pub struct PartName {
     pub topic: String,
     /// Partition.
     pub partition: i32,
+    /// Incarnation of the partition's log: 0 until `kafka.on_offset_reset`
+    /// restarted the partition on a new log (topic recreated, or retention
+    /// passed the files); each reset adds one, and progress is read from the
+    /// newest incarnation only. Written as `p3e1` (nothing for 0).
+    pub epoch: u32,
     /// First offset of the range.
     pub first: i64,
     /// Last offset of the range.
@@ -76,8 +81,14 @@ impl PartName {
     /// The file name for this part.
     pub fn file_name(&self) -> String {
         format!(
-            "{}-p{}-o{:020}-{:020}-{}of{}.parquet",
-            self.topic, self.partition, self.first, self.last, self.part, self.parts
+            "{}-p{}{}-o{:020}-{:020}-{}of{}.parquet",
+            self.topic,
+            self.partition,
+            epoch_tag(self.epoch),
+            self.first,
+            self.last,
+            self.part,
+            self.parts
         )
     }
 
@@ -90,11 +101,16 @@ impl PartName {
         let last = it.next()?;
         let first = it.next()?.strip_prefix('o')?;
         let partition = it.next()?.strip_prefix('p')?;
+        let (partition, epoch) = match partition.split_once('e') {
+            Some((p, e)) => (p, e.parse().ok().filter(|&e| e > 0)?),
+            None => (partition, 0),
+        };
         let topic = it.next()?;
         let (part, parts) = part_of.split_once("of")?;
         let p = PartName {
             topic: topic.to_string(),
             partition: partition.parse().ok()?,
+            epoch,
             first: first.parse().ok()?,
             last: last.parse().ok()?,
             part: part.parse().ok()?,
@@ -125,13 +141,23 @@ pub fn partition_dir(root: &Path, table: Table, dt: NaiveDate) -> PathBuf {
         .join(format!("dt={}", dt.format("%Y-%m-%d")))
 }
 
+/// How an epoch appears after the partition number: nothing for 0, `e2` for 2.
+fn epoch_tag(epoch: u32) -> String {
+    if epoch == 0 {
+        String::new()
+    } else {
+        format!("e{epoch}")
+    }
+}
+
 /// The hidden in-progress name of a part being written. Starts with '.', so
 /// Hive-style readers (Spark, Trino, DuckDB's `*.parquet` globs) skip it.
-pub fn temp_name(topic: &str, partition: i32, first: i64, table: Table) -> String {
+pub fn temp_name(topic: &str, partition: i32, epoch: u32, first: i64, table: Table) -> String {
     format!(
-        ".{}-p{}-o{:020}.{}.inprogress",
+        ".{}-p{}{}-o{:020}.{}.inprogress",
         safe_topic(topic),
         partition,
+        epoch_tag(epoch),
         first,
         table.dir()
     )
@@ -143,8 +169,11 @@ pub struct Progress {
     /// Offset to resume from (last offset of the newest complete range + 1),
     /// or `None` if no complete range exists.
     pub next_offset: Option<i64>,
-    /// Number of complete ranges found.
+    /// Number of complete ranges found (every epoch).
     pub complete_ranges: usize,
+    /// The newest epoch with a complete range (0 when none); `next_offset`
+    /// is read from this epoch's ranges only.
+    pub epoch: u32,
     /// Parts of incomplete ranges and leftover temporary files (crash debris).
     pub debris: Vec<PathBuf>,
 }
@@ -163,8 +192,11 @@ struct RangeParts {
 /// Reads the progress of `(topic, partition)` from the file names under `root`.
 pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Progress> {
     let topic = safe_topic(topic);
-    let temp_prefix = format!(".{topic}-p{partition}-o");
-    let mut ranges: BTreeMap<(i64, i64), RangeParts> = BTreeMap::new();
+    let temp_prefixes = [
+        format!(".{topic}-p{partition}-o"),
+        format!(".{topic}-p{partition}e"),
+    ];
+    let mut ranges: BTreeMap<(u32, i64, i64), RangeParts> = BTreeMap::new();
     let mut debris = Vec::new();
     for table in Table::ALL {
         let tdir = root.join(table.dir());
@@ -180,7 +212,9 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
                 let f = f?;
                 let name = f.file_name();
                 let Some(name) = name.to_str() else { continue };
-                if name.starts_with(&temp_prefix) && name.ends_with(".inprogress") {
+                if temp_prefixes.iter().any(|t| name.starts_with(t.as_str()))
+                    && name.ends_with(".inprogress")
+                {
                     debris.push(f.path());
                     continue;
                 }
@@ -190,7 +224,7 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
                 if p.topic != topic || p.partition != partition {
                     continue;
                 }
-                let e = ranges.entry((p.first, p.last)).or_default();
+                let e = ranges.entry((p.epoch, p.first, p.last)).or_default();
                 e.expected = e.expected.max(p.parts);
                 e.seen.push(p.part);
                 e.paths.push(f.path());
@@ -198,9 +232,11 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
         }
     }
     let mut next = None;
+    let mut epoch = 0;
     let mut complete = 0;
+    // Keys sort by epoch first: a newer epoch's ranges replace the older's.
     for (
-        (_, last),
+        (e, _, last),
         RangeParts {
             expected,
             mut seen,
@@ -212,6 +248,10 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
         seen.dedup();
         if seen.len() as u32 == expected {
             complete += 1;
+            if e > epoch {
+                epoch = e;
+                next = None;
+            }
             next = Some(next.map_or(last + 1, |n: i64| n.max(last + 1)));
         } else {
             debris.extend(paths);
@@ -220,6 +260,7 @@ pub fn scan_progress(root: &Path, topic: &str, partition: i32) -> io::Result<Pro
     Ok(Progress {
         next_offset: next,
         complete_ranges: complete,
+        epoch,
         debris,
     })
 }
@@ -265,6 +306,7 @@ mod tests {
         PartName {
             topic: "feed-back.v2".into(),
             partition: 3,
+            epoch: 0,
             first,
             last,
             part: i,
@@ -292,6 +334,58 @@ mod tests {
             None,
             "part > parts"
         );
+    }
+
+    #[test]
+    fn a_newer_epoch_replaces_the_older_progress() {
+        let p = PartName {
+            epoch: 2,
+            ..part(0, 9, 1, 1)
+        };
+        let n = p.file_name();
+        assert_eq!(
+            n,
+            "feed-back.v2-p3e2-o00000000000000000000-00000000000000000009-1of1.parquet"
+        );
+        assert_eq!(PartName::parse(&n), Some(p));
+        assert_eq!(
+            PartName::parse("t-p1e0-o1-4-1of1.parquet"),
+            None,
+            "e0 is written as nothing"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        // The old log reached offset 149; after a reset the new one is at 19.
+        touch(
+            r,
+            Table::Comments,
+            "2026-01-01",
+            &part(0, 149, 1, 1).file_name(),
+        );
+        let new = PartName {
+            epoch: 1,
+            ..part(0, 19, 1, 1)
+        };
+        touch(r, Table::Comments, "2026-01-02", &new.file_name());
+        // A temporary file of the new epoch is debris too; p30 is another partition.
+        let tmp = touch(
+            r,
+            Table::Comments,
+            "2026-01-02",
+            &temp_name("feed-back.v2", 3, 1, 20, Table::Comments),
+        );
+        touch(
+            r,
+            Table::Comments,
+            "2026-01-02",
+            &temp_name("feed-back.v2", 30, 0, 20, Table::Comments),
+        );
+        let p = scan_progress(r, "feed-back.v2", 3).unwrap();
+        assert_eq!(
+            (p.next_offset, p.epoch, p.complete_ranges),
+            (Some(20), 1, 2)
+        );
+        assert_eq!(p.debris, vec![tmp]);
     }
 
     #[test]
@@ -347,13 +441,13 @@ mod tests {
             r,
             Table::Comments,
             "2026-01-03",
-            &temp_name("feed-back.v2", 3, 30, Table::Comments),
+            &temp_name("feed-back.v2", 3, 0, 30, Table::Comments),
         );
         touch(
             r,
             Table::Comments,
             "2026-01-03",
-            &temp_name("feed-back.v2", 4, 30, Table::Comments),
+            &temp_name("feed-back.v2", 4, 0, 30, Table::Comments),
         );
         // another partition's files do not count
         let mut other = part(100, 200, 1, 1);

@@ -137,6 +137,8 @@ impl CommittedRange {
 }
 
 struct OpenRange {
+    /// The partition's epoch when the range opened (see [`PartName::epoch`]).
+    epoch: u32,
     first: i64,
     last: i64,
     /// Kafka timestamps (ms) of the range's messages, for the end-to-end latency.
@@ -165,6 +167,8 @@ pub struct ParquetSink {
     props: WriterProperties,
     stamp: Stamp,
     open: HashMap<TopicPartition, OpenRange>,
+    /// Each assigned partition's epoch (0 when absent).
+    epochs: HashMap<TopicPartition, u32>,
     actions: Option<ActionRules>,
     metrics: Metrics,
 }
@@ -215,6 +219,7 @@ impl ParquetSink {
             props,
             stamp,
             open: HashMap::new(),
+            epochs: HashMap::new(),
             actions: None,
             metrics,
         })
@@ -233,9 +238,16 @@ impl ParquetSink {
 
     /// Recovers where `(topic, partition)` stands (see [`recover_partition`]),
     /// first dropping anything this sink still has open for it.
-    pub fn recover(&mut self, topic: &str, partition: i32) -> Result<Option<i64>, SinkError> {
+    pub fn recover(&mut self, topic: &str, partition: i32) -> Result<Resume, SinkError> {
         self.abort(&(topic.to_string(), partition));
         recover_partition(&self.root, topic, partition)
+    }
+
+    /// Names the partition's next ranges with this epoch: the one its files
+    /// were recovered at, or one more after `kafka.on_offset_reset` moved
+    /// it to a new log.
+    pub fn set_epoch(&mut self, tp: TopicPartition, epoch: u32) {
+        self.epochs.insert(tp, epoch);
     }
 
     /// Appends a processed batch to the open files of its partitions.
@@ -260,16 +272,16 @@ impl ParquetSink {
             e.2.extend(c.kafka_timestamp.map(|t| t.timestamp_millis()));
         }
         for ((topic, partition), (lo, hi, stamps)) in bounds {
-            let r = self
-                .open
-                .entry((topic.to_string(), partition))
-                .or_insert_with(|| OpenRange {
-                    first: lo,
-                    last: hi,
-                    kafka_ms: Vec::new(),
-                    opened: Instant::now(),
-                    files: BTreeMap::new(),
-                });
+            let tp = (topic.to_string(), partition);
+            let epoch = self.epochs.get(&tp).copied().unwrap_or(0);
+            let r = self.open.entry(tp).or_insert_with(|| OpenRange {
+                epoch,
+                first: lo,
+                last: hi,
+                kafka_ms: Vec::new(),
+                opened: Instant::now(),
+                files: BTreeMap::new(),
+            });
             r.first = r.first.min(lo);
             r.last = r.last.max(hi);
             r.kafka_ms.extend(stamps);
@@ -397,7 +409,13 @@ impl ParquetSink {
             std::collections::btree_map::Entry::Vacant(v) => {
                 let dir = files::partition_dir(&self.root, table, dt);
                 files::create_dir_durable(&dir).map_err(io_err("creating", &dir))?;
-                let tmp = dir.join(files::temp_name(topic, partition, range.first, table));
+                let tmp = dir.join(files::temp_name(
+                    topic,
+                    partition,
+                    range.epoch,
+                    range.first,
+                    table,
+                ));
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
@@ -478,6 +496,7 @@ impl ParquetSink {
             let name = PartName {
                 topic: files::safe_topic(&tp.0),
                 partition: tp.1,
+                epoch: range.epoch,
                 first: range.first,
                 last: range.last,
                 part: i as u32 + 1,
@@ -557,14 +576,18 @@ pub fn stamp_for(cfg: &crate::config::PipelineConfig) -> Stamp {
     }
 }
 
+/// Where a partition stands in its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The next offset to consume, or `None` if nothing was committed.
+    pub next: Option<i64>,
+    /// The epoch of that progress (see [`PartName::epoch`]).
+    pub epoch: u32,
+}
+
 /// Recovers where `(topic, partition)` stands from the committed files under
 /// `root`, deleting debris a crash left (temporary files, partial ranges).
-/// Returns the next offset to consume, or `None` if nothing was committed.
-pub fn recover_partition(
-    root: &Path,
-    topic: &str,
-    partition: i32,
-) -> Result<Option<i64>, SinkError> {
+pub fn recover_partition(root: &Path, topic: &str, partition: i32) -> Result<Resume, SinkError> {
     let p = files::scan_progress(root, topic, partition).map_err(io_err("scanning", root))?;
     for d in &p.debris {
         tracing::warn!(file = %d.display(), topic, partition, "removing an uncommitted file left by an earlier crash");
@@ -574,7 +597,10 @@ pub fn recover_partition(
             Err(e) => return Err(io_err("removing", d)(e)),
         }
     }
-    Ok(p.next_offset)
+    Ok(Resume {
+        next: p.next_offset,
+        epoch: p.epoch,
+    })
 }
 
 #[cfg(test)]
@@ -701,7 +727,7 @@ mod tests {
         assert_eq!(tmp_count(), 1);
         // A second sink (a restarted process) recovers: the temp file is debris.
         let mut s2 = sink(dir.path());
-        assert_eq!(s2.recover("fb", 0).unwrap(), None);
+        assert_eq!(s2.recover("fb", 0).unwrap().next, None);
         assert_eq!(tmp_count(), 0);
         s.abort(&("fb".into(), 0));
         assert!(s.open_partitions().is_empty());

@@ -35,7 +35,7 @@ use super::{SourceError, SourceEvent};
 use crate::comment::{RawMessage, SourceCoords};
 use crate::config::{KafkaConfig, OffsetReset};
 use crate::metrics::{Metrics, OffsetResetLabel, ResultLabel};
-use crate::sink::{CommittedRange, TopicPartition};
+use crate::sink::{CommittedRange, Resume, TopicPartition};
 
 /// The librdkafka settings for a pipeline's `[kafka]` section (consumer side;
 /// the dead-letter producer reuses the connection and security properties).
@@ -176,19 +176,26 @@ impl SourceContext {
         let mut starts = Vec::new();
         for (topic, partition) in partitions_of(tpl) {
             match crate::sink::recover_partition(&self.output_root, &topic, partition) {
-                Ok(Some(next)) => {
-                    let Some(next) = self.check_in_log(consumer, &topic, partition, next) else {
+                Ok(Resume {
+                    next: Some(next),
+                    epoch,
+                }) => {
+                    let Some((start, reset)) = self.check_in_log(consumer, &topic, partition, next)
+                    else {
                         return; // the policy is "fail": the job is stopping
                     };
                     if let Err(e) =
-                        tpl.set_partition_offset(&topic, partition, Offset::Offset(next))
+                        tpl.set_partition_offset(&topic, partition, Offset::Offset(start))
                     {
                         self.fatal(format!("setting the start of {topic}/{partition}: {e}"));
                     }
-                    starts.push(((topic, partition), Some(next)));
+                    // A reset starts a new epoch: its files are named apart
+                    // from the old log's, and progress is read from them.
+                    let epoch = if reset { epoch + 1 } else { epoch };
+                    starts.push(((topic, partition), Some(start), epoch));
                 }
                 // No files yet: the group's committed offset, else auto.offset.reset.
-                Ok(None) => starts.push(((topic, partition), None)),
+                Ok(Resume { next: None, epoch }) => starts.push(((topic, partition), None, epoch)),
                 Err(e) => self.fatal(format!(
                     "recovering progress of {topic}/{partition} from files: {e}"
                 )),
@@ -255,19 +262,20 @@ impl SourceContext {
     /// retention deleted messages never read), applies
     /// `kafka.on_offset_reset`: `fail` stops the job (returns `None`),
     /// `earliest` / `latest` start at the log's start or end. Always an
-    /// error log and a count, never silent.
+    /// error log and a count, never silent. Returns the start and whether
+    /// the policy moved it.
     fn check_in_log(
         &self,
         consumer: &BaseConsumer<Self>,
         topic: &str,
         partition: i32,
         next: i64,
-    ) -> Option<i64> {
+    ) -> Option<(i64, bool)> {
         let (lo, hi) = match consumer.fetch_watermarks(topic, partition, Duration::from_secs(10)) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(topic, partition, error = %e, "cannot read the log's bounds; resuming after the files without checking them");
-                return Some(next);
+                return Some((next, false));
             }
         };
         let cause = if next > hi {
@@ -277,18 +285,18 @@ impl SourceContext {
             match self.holds_offset(topic, partition, next - 1) {
                 Some(true) => {
                     tracing::debug!(topic, partition, next, hi, "the broker's high watermark is below the files' progress, but the log holds the last message; resuming after the files");
-                    return Some(next);
+                    return Some((next, false));
                 }
                 Some(false) => "beyond_end",
                 None => {
                     tracing::warn!(topic, partition, next, hi, "the broker says the log ends before the files' progress but the last message could not be read back to confirm; resuming after the files");
-                    return Some(next);
+                    return Some((next, false));
                 }
             }
         } else if next < lo {
             "before_start"
         } else {
-            return Some(next);
+            return Some((next, false));
         };
         let policy = self.on_offset_reset;
         self.metrics
@@ -314,7 +322,7 @@ impl SourceContext {
                     partition,
                     "{what}; kafka.on_offset_reset = \"earliest\": reading from offset {lo}"
                 );
-                Some(lo)
+                Some((lo, true))
             }
             OffsetReset::Latest => {
                 tracing::error!(
@@ -322,7 +330,7 @@ impl SourceContext {
                     partition,
                     "{what}; kafka.on_offset_reset = \"latest\": reading from offset {hi}"
                 );
-                Some(hi)
+                Some((hi, true))
             }
         }
     }

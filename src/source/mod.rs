@@ -25,8 +25,10 @@ pub enum SourceEvent {
     /// One message.
     Message(RawMessage),
     /// Partitions were assigned; each with the offset recovered from the
-    /// files (`None`: the group's committed offset or `auto.offset.reset`).
-    Assigned(Vec<(TopicPartition, Option<i64>)>),
+    /// files (`None`: the group's committed offset or `auto.offset.reset`)
+    /// and the epoch its new files are named with (one more than the files'
+    /// when `kafka.on_offset_reset` moved it to a new log).
+    Assigned(Vec<(TopicPartition, Option<i64>, u32)>),
     /// Partitions are being taken away. Flush and commit them (or, if the
     /// assignment was `lost`, abort them), then answer on `done`; the
     /// consumer waits for that answer before releasing them.
