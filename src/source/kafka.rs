@@ -289,7 +289,10 @@ impl SourceContext {
                 }
                 Some(false) => "beyond_end",
                 None => {
-                    tracing::warn!(topic, partition, next, hi, "the broker says the log ends before the files' progress but the last message could not be read back to confirm; resuming after the files");
+                    // Loud: if the topic was recreated, this partition will
+                    // wait at `next` and never read the new log's messages.
+                    self.metrics.kafka_error("OffsetUnconfirmed");
+                    tracing::error!(topic, partition, next, hi, "the broker says the log ends at {hi}, before the files' progress ({next}), but offset {} could not be read back within 10 s to confirm it is gone; resuming after the files. If the topic was recreated, this partition will not read the new log's messages until it passes offset {next}. Fix: check the topic on the broker; to read a recreated topic from its start, point output.root at a new folder", next - 1);
                     return Some((next, false));
                 }
             }
@@ -343,7 +346,9 @@ impl SourceContext {
         cfg.set("enable.auto.commit", "false")
             .set("auto.offset.reset", "error")
             .set("enable.partition.eof", "true")
-            .remove("group.instance.id");
+            .remove("group.instance.id")
+            // Its statistics would be logged by the default context.
+            .remove("statistics.interval.ms");
         cfg.set("group.id", "verbatim-offset-probe");
         let probe: BaseConsumer = cfg.create().ok()?;
         let mut tpl = TopicPartitionList::new();
