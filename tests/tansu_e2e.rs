@@ -252,3 +252,62 @@ async fn a_broker_restart_with_persistent_storage_is_survived_exactly_once() {
     assert!(log.contains("Kafka brokers reachable again"), "{log}");
     assert_exact(&root, &all, &offsets);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_shorter_than_the_files_that_cannot_be_confirmed_is_an_error() {
+    // tansu 0.6 reports odd high watermarks and answers a fetch past the
+    // log's end with nothing: the job cannot tell a recreated topic from a
+    // broker that is slow, so it must say so loudly, not wait in silence.
+    let dir = tempfile::tempdir().unwrap();
+    let Some(broker) = tansu::Tansu::start(dir.path()) else {
+        return;
+    };
+    broker.create_topic("fb", 1).await;
+    let bootstrap = broker.bootstrap.clone();
+    produce(&bootstrap, "fb", &messages(20, 1, "new")).await;
+    // The files say offsets 0-149 were read (an earlier life of the topic).
+    let root = dir.path().join("out");
+    let day = root.join("comments").join("dt=2026-01-01");
+    std::fs::create_dir_all(&day).unwrap();
+    let old = verbatim::sink::files::PartName {
+        topic: "fb".into(),
+        partition: 0,
+        epoch: 0,
+        first: 0,
+        last: 149,
+        part: 1,
+        parts: 1,
+    };
+    std::fs::write(day.join(old.file_name()), b"old").unwrap();
+    let job = Job::start(dir.path(), &bootstrap, &root, "");
+    let t0 = Instant::now();
+    while !job.log().contains("could not be read back within 10 s") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(90),
+            "no error about the unconfirmed log end; job log:\n{}",
+            job.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page = http_get(job.http, "/metrics")
+        .map(|r| r.1)
+        .unwrap_or_default();
+    assert!(
+        page.contains("verbatim_kafka_errors_total{reason=\"OffsetUnconfirmed\"} 1"),
+        "{page}"
+    );
+    let log = job.finish().await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("could not be read back"))
+        .unwrap();
+    assert!(line.contains(" ERROR "), "{line}");
+    assert!(
+        line.contains("Fix: check the topic on the broker"),
+        "{line}"
+    );
+    assert!(
+        !log.contains("Client stats"),
+        "the probe's statistics leaked into the log"
+    );
+}
