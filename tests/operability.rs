@@ -363,13 +363,6 @@ async fn a_recreated_topic_is_an_error_or_the_configured_policy() {
     );
 }
 
-/// Resident memory of a process, in KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// The sum of every sample of a counter or gauge family on a page.
 fn family_sum(page: &str, name: &str) -> f64 {
     page.lines()

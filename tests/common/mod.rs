@@ -415,3 +415,10 @@ pub fn pipeline_tail(root: &Path, http: std::net::SocketAddr) -> String {
         root.display()
     )
 }
+
+/// Resident memory of a (child) process, in KiB, from `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
