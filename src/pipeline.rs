@@ -140,7 +140,7 @@ pub fn build_operators(
         embedding_dim = stages.embedding_dim;
         if cfg.themes.enabled {
             operators.push(Box::new(crate::themes::online::ThemeOperator::open(
-                &cfg.themes,
+                &cfg.themes.calibrated(&stages.calibration),
                 &cfg.output.root,
                 stages.dim,
                 &stages.model_languages,

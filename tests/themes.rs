@@ -75,12 +75,15 @@ fn jsonl(path: &Path) -> Vec<serde_json::Value> {
 }
 
 fn ingest(file: &Path, out: &Path) {
-    let p = root().join("pipelines/demo.toml");
+    ingest_with(file, out, &root().join("pipelines/demo.toml"));
+}
+
+fn ingest_with(file: &Path, out: &Path, pipeline: &Path) {
     verbatim(&[
         "ingest",
         file.to_str().unwrap(),
         "--pipeline",
-        p.to_str().unwrap(),
+        pipeline.to_str().unwrap(),
         "--output-root",
         out.to_str().unwrap(),
     ]);
@@ -469,4 +472,145 @@ fn two_orders_agree_after_a_from_scratch_refit() {
         "ARI {:.3} between the two orders",
         agreement.ari
     );
+}
+
+/// Issue 12: with multilingual-e5-small a question and its Russian
+/// paraphrase land in one theme. Three banking77 intents stream in English
+/// (446 questions, so the themes are formed); then six of those questions
+/// again, each followed by its Russian paraphrase: each pair must get the
+/// same theme.
+#[test]
+fn a_russian_paraphrase_lands_in_the_theme_of_its_english_original() {
+    let Some(data) = ready() else { return };
+    if !root()
+        .join(".cache/models/multilingual-e5-small/model.int8.onnx")
+        .is_file()
+    {
+        assert!(!required(), "run `bash models/setup.sh`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let intents = ["card_arrival", "card_linking", "exchange_rate"];
+    let mut lines: Vec<String> = jsonl(&data)
+        .into_iter()
+        .filter(|r| intents.contains(&r["label"].as_str().unwrap()))
+        .map(|r| r.to_string())
+        .collect();
+    assert!(lines.len() > 400);
+    let pairs = [
+        (
+            "I am still waiting on my card?",
+            "Я всё ещё жду свою карту?",
+        ),
+        (
+            "What can I do if my card still hasn't arrived after 2 weeks?",
+            "Что делать, если карта так и не пришла через две недели?",
+        ),
+        (
+            "My card has been found. Is there any way for me to put it back into the app?",
+            "Моя карта нашлась. Можно ли снова добавить её в приложение?",
+        ),
+        (
+            "how do I get my card to show in the app?",
+            "Как сделать, чтобы моя карта отображалась в приложении?",
+        ),
+        (
+            "What is my money worth in other countries?",
+            "Сколько стоят мои деньги в других странах?",
+        ),
+        (
+            "Do you know the rate of exchange?",
+            "Вы знаете обменный курс?",
+        ),
+    ];
+    for (i, (en, ru)) in pairs.iter().enumerate() {
+        lines.push(serde_json::json!({"id": format!("en-{i}"), "text": en}).to_string());
+        lines.push(serde_json::json!({"id": format!("ru-{i}"), "text": ru}).to_string());
+    }
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let demo = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
+    let pipeline = dir.path().join("e5.toml");
+    let e5: Vec<&str> = demo
+        .lines()
+        .map(|l| {
+            if l.starts_with("model = ") {
+                "model = \"multilingual-e5-small\""
+            } else {
+                l
+            }
+        })
+        .collect();
+    std::fs::write(&pipeline, e5.join("\n")).unwrap();
+    let out = dir.path().join("out");
+    ingest_with(&file, &out, &pipeline);
+    let theme = themes_by_id(&out);
+    for (i, (en, ru)) in pairs.iter().enumerate() {
+        let (a, b) = (theme.get(&format!("en-{i}")), theme.get(&format!("ru-{i}")));
+        assert!(a.is_some(), "{en:?} has no theme");
+        assert_eq!(a, b, "{en:?} and {ru:?}");
+    }
+}
+
+/// `eval-themes --shuffle/--join-similarity/--cluster-distance/--refit-distance`:
+/// every setting in every order on one set of embeddings; the same seed
+/// gives the same order, so the same scores.
+#[test]
+fn eval_themes_sweeps_thresholds_over_shuffled_orders() {
+    let Some(data) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // Eight intents (the file is sorted by intent).
+    let rows: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .take(1000)
+        .map(str::to_string)
+        .collect();
+    let file = dir.path().join("b.jsonl");
+    std::fs::write(&file, rows.join("\n")).unwrap();
+    let out = verbatim(&[
+        "eval-themes",
+        "--json",
+        "--input",
+        file.to_str().unwrap(),
+        "--shuffle",
+        "1,2,1",
+        "--join-similarity",
+        "0.75,0.8",
+        "--cluster-distance",
+        "0.65",
+        "--refit-distance",
+        "0.45",
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!("{v}");
+    assert_eq!(v["n"], 1000);
+    let settings = v["settings"].as_array().unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(settings.len(), 2);
+    assert_eq!(runs.len(), 6);
+    assert_eq!(v["refit"].as_array().unwrap().len(), 1);
+    for r in runs.chunks(3) {
+        assert_eq!(r[0]["shuffle"], 1);
+        // Same seed, same order: the same themes (NMI sums a hash map, so
+        // only to the last bit).
+        let nmi = |x: &serde_json::Value| x["nmi"].as_f64().unwrap();
+        assert!((nmi(&r[0]) - nmi(&r[2])).abs() < 1e-12, "{} {}", r[0], r[2]);
+        assert_eq!(r[0]["themes"], r[2]["themes"]);
+        assert!(r[1]["nmi"].as_f64().unwrap() > 0.3, "{}", r[1]);
+    }
+    assert!((settings[0]["join_similarity"].as_f64().unwrap() - 0.75).abs() < 1e-6);
+    let bad = support::verbatim()
+        .args([
+            "eval-themes",
+            "--input",
+            file.to_str().unwrap(),
+            "--join-similarity",
+            "1.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    assert!(e.contains("themes.join_similarity"), "{e}");
 }

@@ -25,6 +25,25 @@ pub struct EvalThemesArgs {
     /// more than 1 point below fp32's.
     #[arg(long)]
     pub compare_precision: bool,
+    /// Stream the rows in shuffled orders, one per seed (e.g. `--shuffle
+    /// 1,2,3`), instead of input order; prints each run and the mean. A
+    /// file sorted by label flatters a one-pass model; shuffled orders do not.
+    #[arg(long, value_delimiter = ',', conflicts_with = "compare_precision")]
+    pub shuffle: Vec<u64>,
+    /// Sweep these `themes.join_similarity` values (e.g. `0.8,0.85,0.9`)
+    /// instead of the pipeline's: every combination with `--cluster-distance`
+    /// and every order is scored on one set of embeddings. How the
+    /// thresholds of a new model are calibrated.
+    #[arg(long, value_delimiter = ',', conflicts_with = "compare_precision")]
+    pub join_similarity: Vec<f32>,
+    /// Sweep these `themes.cluster_distance` values (see `--join-similarity`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "compare_precision")]
+    pub cluster_distance: Vec<f32>,
+    /// Score these `themes.refit_distance` values: average linkage over the
+    /// first 6,000 rows of each order (one block of `themes refit
+    /// --from-scratch`), cut there.
+    #[arg(long, value_delimiter = ',', conflicts_with = "compare_precision")]
+    pub refit_distance: Vec<f32>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -38,6 +57,10 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
         pipeline,
         precision,
         compare_precision,
+        shuffle,
+        join_similarity,
+        cluster_distance,
+        refit_distance,
         json,
     } = args;
     let cfg = load(&pipeline)?;
@@ -80,6 +103,19 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
     if let Some(p) = precision {
         nlp.precision = p.into();
     }
+    if !(shuffle.is_empty()
+        && join_similarity.is_empty()
+        && cluster_distance.is_empty()
+        && refit_distance.is_empty())
+    {
+        let grid = Grid {
+            shuffle,
+            joins: join_similarity,
+            cuts: cluster_distance,
+            refits: refit_distance,
+        };
+        return sweep(&input, &nlp, &cfg.themes, &grid, json);
+    }
     let r = crate::themes::eval::evaluate(&input, &nlp, &cfg.themes)?;
     if json {
         println!("{}", serde_json::to_string(&r)?);
@@ -99,4 +135,147 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
                 );
     }
     Ok(())
+}
+
+/// `--shuffle` / `--join-similarity` / `--cluster-distance` /
+/// `--refit-distance`: embeds once,
+/// streams every setting in every order, prints each run and, per setting,
+/// the mean and the worst order.
+fn sweep(
+    input: &std::path::Path,
+    nlp: &crate::config::NlpConfig,
+    themes: &crate::config::ThemesConfig,
+    grid: &Grid,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Grid {
+        shuffle,
+        joins,
+        cuts,
+        refits,
+    } = grid;
+    // Every value is checked before the (long) embedding.
+    let check = |t: crate::config::ThemesConfig| {
+        crate::config::PipelineConfig {
+            themes: t,
+            ..Default::default()
+        }
+        .validate(std::path::Path::new("eval-themes arguments"))
+    };
+    for &v in joins {
+        check(crate::config::ThemesConfig {
+            join_similarity: Some(v),
+            ..Default::default()
+        })?;
+    }
+    for &v in cuts {
+        check(crate::config::ThemesConfig {
+            cluster_distance: Some(v),
+            ..Default::default()
+        })?;
+    }
+    for &v in refits {
+        check(crate::config::ThemesConfig {
+            refit_distance: Some(v),
+            ..Default::default()
+        })?;
+    }
+    let data = crate::themes::eval::Embedded::load(input, nlp)?;
+    let baseline = data.baseline()?;
+    let themes = &data.calibrate(themes);
+    let orders: Vec<Option<u64>> = if shuffle.is_empty() {
+        vec![None]
+    } else {
+        shuffle.iter().copied().map(Some).collect()
+    };
+    let joins = if joins.is_empty() {
+        vec![themes.join_similarity()]
+    } else {
+        joins.to_vec()
+    };
+    let cuts = if cuts.is_empty() {
+        vec![themes.cluster_distance()]
+    } else {
+        cuts.to_vec()
+    };
+    let mut runs = Vec::new();
+    let mut settings = Vec::new();
+    for &j in &joins {
+        for &c in &cuts {
+            let cfg = crate::config::ThemesConfig {
+                join_similarity: Some(j),
+                cluster_distance: Some(c),
+                ..themes.clone()
+            };
+            let these: Vec<_> = orders.iter().map(|&o| data.stream(&cfg, o)).collect();
+            let k = these.len() as f64;
+            let mean = |f: fn(&crate::themes::eval::StreamRun) -> f64| {
+                these.iter().map(f).sum::<f64>() / k
+            };
+            let min_nmi = these.iter().map(|r| r.nmi).fold(f64::INFINITY, f64::min);
+            let s = serde_json::json!({
+                "join_similarity": j, "cluster_distance": c, "orders": these.len(),
+                "nmi": mean(|r| r.nmi), "min_nmi": min_nmi, "ari": mean(|r| r.ari),
+                "themes": mean(|r| r.themes as f64), "outlier_share": mean(|r| r.outlier_share),
+            });
+            if !json {
+                println!(
+                    "join {j:.3} cluster {c:.3}: NMI {:.3} (worst order {min_nmi:.3}), ARI {:.3}, {:.0} themes, outliers {:.1}% over {} order(s)",
+                    s["nmi"].as_f64().unwrap_or(0.0),
+                    s["ari"].as_f64().unwrap_or(0.0),
+                    s["themes"].as_f64().unwrap_or(0.0),
+                    100.0 * s["outlier_share"].as_f64().unwrap_or(0.0),
+                    these.len()
+                );
+            }
+            settings.push(s);
+            runs.extend(these);
+        }
+    }
+    let mut refit = Vec::new();
+    for &d in refits {
+        let these: Vec<_> = orders
+            .iter()
+            .map(|&o| data.batch(d, themes.min_theme_size, o))
+            .collect();
+        let k = these.len() as f64;
+        let nmi = these.iter().map(|(_, a)| a.nmi).sum::<f64>() / k;
+        let ari = these.iter().map(|(_, a)| a.ari).sum::<f64>() / k;
+        let groups = these.iter().map(|(g, _)| *g as f64).sum::<f64>() / k;
+        if !json {
+            println!(
+                "refit cut {d:.3}: NMI {nmi:.3}, ARI {ari:.3}, {groups:.0} themes in a block, over {} order(s)",
+                these.len()
+            );
+        }
+        refit.push(
+            serde_json::json!({"refit_distance": d, "nmi": nmi, "ari": ari, "themes": groups}),
+        );
+    }
+    if json {
+        let obj = serde_json::json!({
+            "n": data.len(), "labels": data.labels(), "batch_baseline": baseline,
+            "settings": settings, "runs": runs, "refit": refit,
+        });
+        println!("{obj}");
+    } else {
+        println!(
+            "{}: {} rows, {} labels; k-means, k = {}: NMI {:.3}, ARI {:.3}",
+            input.display(),
+            data.len(),
+            data.labels(),
+            data.labels(),
+            baseline.nmi,
+            baseline.ari
+        );
+    }
+    Ok(())
+}
+
+/// The values `sweep` scores.
+struct Grid {
+    shuffle: Vec<u64>,
+    joins: Vec<f32>,
+    cuts: Vec<f32>,
+    refits: Vec<f32>,
 }

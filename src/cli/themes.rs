@@ -146,8 +146,19 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
             rounds,
             json,
         } => {
+            // Used only when there is no model yet (a stored model keeps
+            // the thresholds it was made with).
             let cfg = match &pipeline {
-                Some(p) => load(p)?.themes,
+                Some(p) => {
+                    let c = load(p)?;
+                    match &c.nlp {
+                        Some(nlp) => c.themes.calibrated(
+                            &crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)?
+                                .calibration,
+                        ),
+                        None => c.themes,
+                    }
+                }
                 None => crate::config::ThemesConfig::default(),
             };
             let s = crate::themes::refit::refit(

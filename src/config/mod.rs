@@ -279,10 +279,10 @@ impl PipelineConfig {
                     "give a few short phrases about the target, e.g. [\"I was charged twice\"]",
                 ));
             }
-            if !(t.min_similarity > 0.0 && t.min_similarity < 1.0) {
+            if let Some(min) = t.min_similarity.filter(|m| !(*m > 0.0 && *m < 1.0)) {
                 return Err(bad(
                     &format!("{key}.min_similarity"),
-                    format!("is {}", t.min_similarity),
+                    format!("is {min}"),
                     "use a cosine between 0 and 1, e.g. 0.45",
                 ));
             }
@@ -456,7 +456,9 @@ mod tests {
     fn example_targets_are_checked() {
         let ok = "[nlp]\n[targets.billing]\nexamples = ['charged twice']\n";
         let c = PipelineConfig::from_toml(ok, p()).unwrap();
-        assert_eq!(c.targets["billing"].min_similarity, 0.45);
+        assert_eq!(c.targets["billing"].min_similarity, None);
+        let cal = crate::nlp::model::Calibration::default();
+        assert_eq!(c.targets["billing"].min_similarity_for(&cal), 0.45);
         for (bad, key) in [
             (
                 "[nlp]\n[targets.staff]\nexamples = ['x']\n",

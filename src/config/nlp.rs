@@ -172,15 +172,21 @@ impl Default for NlpConfig {
 pub struct TargetExamples {
     /// Short phrases that are about the target, in a language the model reads.
     pub examples: Vec<String>,
-    /// Lowest cosine similarity that counts (0-1).
-    #[serde(default = "default_min_similarity")]
-    pub min_similarity: f32,
+    /// Lowest cosine similarity that counts (0-1). Unset: the model
+    /// manifest's `[calibration] target_min_similarity`, else 0.45.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_similarity: Option<f32>,
 }
 
-fn default_min_similarity() -> f32 {
-    // In tests/analysis.rs a clause about the target scores 0.57 against
-    // its examples, an unrelated sentence 0.14.
-    0.45
+impl TargetExamples {
+    /// The threshold in force with a model's calibration.
+    pub fn min_similarity_for(&self, cal: &crate::nlp::model::Calibration) -> f32 {
+        // With MiniLM, in tests/analysis.rs a clause about the target scores
+        // 0.57 against its examples, an unrelated sentence 0.14.
+        self.min_similarity
+            .or(cal.target_min_similarity)
+            .unwrap_or(0.45)
+    }
 }
 
 /// `[privacy]`.

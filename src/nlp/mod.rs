@@ -114,6 +114,8 @@ pub struct NlpStages {
     pub dim: usize,
     /// Languages the model reads (its manifest).
     pub model_languages: Vec<String>,
+    /// The model's similarity thresholds (its manifest).
+    pub calibration: model::Calibration,
 }
 
 /// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]` and
@@ -140,7 +142,8 @@ pub fn operators_for(
                 let vecs = embed
                     .embed_texts(&texts)
                     .map_err(|e| NlpError::Pattern(format!("targets.{name}: {e}")))?;
-                a.add_example_target(name, vecs, t.min_similarity);
+                let min = t.min_similarity_for(&files.manifest.calibration);
+                a.add_example_target(name, vecs, min);
             }
             Some(a)
         }
@@ -163,6 +166,7 @@ pub fn operators_for(
         embedding_dim,
         dim,
         model_languages: files.manifest.languages.clone(),
+        calibration: files.manifest.calibration.clone(),
         operators,
     })
 }

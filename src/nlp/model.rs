@@ -132,6 +132,28 @@ pub struct ModelManifest {
     pub files: BTreeMap<String, String>,
     /// Generated ONNX graphs.
     pub onnx: OnnxFiles,
+    /// Similarity thresholds tuned for this model's cosines.
+    #[serde(default)]
+    pub calibration: Calibration,
+}
+
+/// `[calibration]` of a manifest: the similarity thresholds tuned for one
+/// model. Cosines of different models are not on one scale (two unrelated
+/// comments score about 0.1 with MiniLM and 0.75 with e5), so a threshold
+/// tuned on one model is wrong for another. A pipeline value wins over
+/// these; a value absent from both takes the built-in default (tuned on
+/// all-MiniLM-L6-v2).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// `themes.join_similarity` for this model.
+    pub join_similarity: Option<f32>,
+    /// `themes.cluster_distance` for this model.
+    pub cluster_distance: Option<f32>,
+    /// `themes.refit_distance` for this model.
+    pub refit_distance: Option<f32>,
+    /// `targets.<name>.min_similarity` for this model.
+    pub target_min_similarity: Option<f32>,
 }
 
 impl ModelManifest {
@@ -273,6 +295,38 @@ mod tests {
         let m = ModelManifest::load(&manifest_dir(), "all-MiniLM-L6-v2").unwrap();
         assert_eq!(m.embedding_dim, 384);
         assert!(m.files.contains_key("tokenizer.json"));
+    }
+
+    #[test]
+    fn calibration_fills_only_what_the_pipeline_leaves_unset() {
+        let mini = ModelManifest::load(&manifest_dir(), "all-MiniLM-L6-v2").unwrap();
+        let e5 = ModelManifest::load(&manifest_dir(), "multilingual-e5-small").unwrap();
+        // MiniLM's numbers are the built-in defaults; e5 brings its own.
+        assert_eq!(mini.calibration, Calibration::default());
+        let unset = crate::config::ThemesConfig::default();
+        assert_eq!(unset.calibrated(&mini.calibration).join_similarity(), 0.8);
+        let cal = e5.calibration.clone();
+        let t = unset.calibrated(&cal);
+        assert_eq!(t.join_similarity, cal.join_similarity);
+        assert_eq!(t.cluster_distance, cal.cluster_distance);
+        assert_eq!(t.refit_distance, cal.refit_distance);
+        assert!(t.join_similarity() > 0.9, "{t:?}");
+        let set = crate::config::ThemesConfig {
+            join_similarity: Some(0.5),
+            ..Default::default()
+        };
+        let t = set.calibrated(&cal);
+        assert_eq!(t.join_similarity(), 0.5);
+        assert_eq!(t.cluster_distance, cal.cluster_distance);
+        let target: crate::config::TargetExamples = toml::from_str("examples = ['x']").unwrap();
+        assert_eq!(target.min_similarity_for(&mini.calibration), 0.45);
+        assert_eq!(
+            Some(target.min_similarity_for(&cal)),
+            cal.target_min_similarity
+        );
+        let own: crate::config::TargetExamples =
+            toml::from_str("examples = ['x']\nmin_similarity = 0.3").unwrap();
+        assert_eq!(own.min_similarity_for(&cal), 0.3);
     }
 
     #[test]

@@ -146,61 +146,188 @@ pub fn evaluate(
     nlp: &NlpConfig,
     themes: &ThemesConfig,
 ) -> Result<ThemesReport, EvalThemesError> {
-    let (texts, labels) = read(path)?;
-    let mut embed = crate::nlp::embed_operator(nlp)?;
-    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let pb = indicatif::ProgressBar::new(texts.len() as u64);
-    let mut vecs = Vec::with_capacity(texts.len());
-    for chunk in refs.chunks(512) {
-        vecs.extend(embed.embed_texts(chunk)?);
-        pb.inc(chunk.len() as u64);
-    }
-    pb.finish_and_clear();
-    let dim = embed.dim();
-    let mut ids: BTreeMap<&str, i64> = BTreeMap::new();
-    for l in &labels {
-        let next = ids.len() as i64;
-        ids.entry(l.as_str()).or_insert(next);
-    }
-    let truth: Vec<i64> = labels.iter().map(|l| ids[l.as_str()]).collect();
-
-    let mut model = ThemeModel::new(themes.clone(), dim);
-    let online: Vec<i64> = vecs
-        .iter()
-        .zip(&texts)
-        .map(|(v, t)| model.assign(v, t).theme.map_or(-1, i64::from))
-        .collect();
-    let outliers = online.iter().filter(|&&x| x < 0).count();
-    let on = agreement(&truth, &online);
-
-    let k = ids.len();
-    let data = Array2::from_shape_vec(
-        (vecs.len(), dim),
-        vecs.iter().flatten().map(|&x| f64::from(x)).collect(),
-    )
-    .map_err(|e| EvalThemesError::Baseline(e.to_string()))?;
-    let ds = DatasetBase::from(data);
-    let rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(7);
-    let km = KMeans::params_with_rng(k, rng)
-        .n_runs(3)
-        .max_n_iterations(100)
-        .tolerance(1e-4)
-        .fit(&ds)
-        .map_err(|e| EvalThemesError::Baseline(e.to_string()))?;
-    let pred = km.predict(&ds);
-    let base: Vec<i64> = pred.iter().map(|&c| c as i64).collect();
+    let data = Embedded::load(path, nlp)?;
+    let run = data.stream(&data.calibrate(themes), None);
     Ok(ThemesReport {
-        n: texts.len(),
-        themes: model.themes().len(),
-        outlier_share: outliers as f64 / texts.len().max(1) as f64,
-        nmi: on.nmi,
-        ari: on.ari,
-        batch_baseline: agreement(&truth, &base),
-        labels: k,
+        n: data.texts.len(),
+        themes: run.themes,
+        outlier_share: run.outlier_share,
+        nmi: run.nmi,
+        ari: run.ari,
+        batch_baseline: data.baseline()?,
+        labels: data.labels(),
     })
 }
 
-use rand_xoshiro::rand_core::SeedableRng;
+/// Labelled rows and their embeddings, computed once so that many theme
+/// settings and stream orders can be scored on the same vectors.
+pub struct Embedded {
+    texts: Vec<String>,
+    truth: Vec<i64>,
+    vecs: Vec<Vec<f32>>,
+    dim: usize,
+    calibration: crate::nlp::model::Calibration,
+}
+
+/// One stream of the rows through a [`ThemeModel`] (see [`Embedded::stream`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamRun {
+    /// `join_similarity` of the run.
+    pub join_similarity: f32,
+    /// `cluster_distance` of the run.
+    pub cluster_distance: f32,
+    /// Shuffle seed of the order; `None`: input order.
+    pub shuffle: Option<u64>,
+    /// Themes the stream made.
+    pub themes: usize,
+    /// Share of rows written with no theme.
+    pub outlier_share: f64,
+    /// Online assignment against the labels.
+    pub nmi: f64,
+    /// See `nmi`.
+    pub ari: f64,
+}
+
+impl Embedded {
+    /// Reads the rows of `path` and embeds them with `nlp`'s model.
+    pub fn load(path: &Path, nlp: &NlpConfig) -> Result<Self, EvalThemesError> {
+        let (texts, labels) = read(path)?;
+        let manifest = crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)
+            .map_err(crate::nlp::NlpError::from)?;
+        let mut embed = crate::nlp::embed_operator(nlp)?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let pb = indicatif::ProgressBar::new(texts.len() as u64);
+        let mut vecs = Vec::with_capacity(texts.len());
+        for chunk in refs.chunks(512) {
+            vecs.extend(embed.embed_texts(chunk)?);
+            pb.inc(chunk.len() as u64);
+        }
+        pb.finish_and_clear();
+        let mut ids: BTreeMap<&str, i64> = BTreeMap::new();
+        for l in &labels {
+            let next = ids.len() as i64;
+            ids.entry(l.as_str()).or_insert(next);
+        }
+        let truth: Vec<i64> = labels.iter().map(|l| ids[l.as_str()]).collect();
+        Ok(Self {
+            texts,
+            truth,
+            vecs,
+            dim: embed.dim(),
+            calibration: manifest.calibration,
+        })
+    }
+
+    /// `themes` with what it leaves unset taken from the model's
+    /// `[calibration]`.
+    pub fn calibrate(&self, themes: &ThemesConfig) -> ThemesConfig {
+        themes.calibrated(&self.calibration)
+    }
+
+    /// Distinct labels.
+    pub fn labels(&self) -> usize {
+        self.truth
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    }
+
+    /// Rows.
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Streams every row once through a fresh model with `cfg`, in input
+    /// order or in the order a shuffle with `seed` gives, and scores the
+    /// assignment against the labels.
+    pub fn stream(&self, cfg: &ThemesConfig, shuffle: Option<u64>) -> StreamRun {
+        let order = self.order(shuffle);
+        let mut model = ThemeModel::new(cfg.clone(), self.dim);
+        let mut online = vec![-1i64; self.texts.len()];
+        for &i in &order {
+            online[i] = model
+                .assign(&self.vecs[i], &self.texts[i])
+                .theme
+                .map_or(-1, i64::from);
+        }
+        let outliers = online.iter().filter(|&&x| x < 0).count();
+        let on = agreement(&self.truth, &online);
+        StreamRun {
+            join_similarity: cfg.join_similarity(),
+            cluster_distance: cfg.cluster_distance(),
+            shuffle,
+            themes: model.themes().len(),
+            outlier_share: outliers as f64 / self.texts.len().max(1) as f64,
+            nmi: on.nmi,
+            ari: on.ari,
+        }
+    }
+
+    /// What `verbatim themes refit --from-scratch` does to one block: average
+    /// linkage over the first block of rows (in the order `shuffle` gives),
+    /// cut at `cut`; groups smaller than `min_size` are outliers, each its
+    /// own cluster. Scored against the labels of those rows.
+    pub fn batch(&self, cut: f32, min_size: usize, shuffle: Option<u64>) -> (usize, Agreement) {
+        let order = self.order(shuffle);
+        let block = &order[..order.len().min(crate::themes::refit::SCRATCH_BLOCK)];
+        let vs: Vec<&[f32]> = block.iter().map(|&i| self.vecs[i].as_slice()).collect();
+        let mut got = vec![0i64; block.len()];
+        let mut groups = 0;
+        let mut lone = -1i64;
+        for g in crate::themes::online::clusters_below(&vs, cut) {
+            let big = g.len() >= min_size.max(2);
+            groups += usize::from(big);
+            for k in g {
+                got[k] = if big { groups as i64 } else { lone };
+                lone -= i64::from(!big);
+            }
+        }
+        let truth: Vec<i64> = block.iter().map(|&i| self.truth[i]).collect();
+        (groups, agreement(&truth, &got))
+    }
+
+    /// Row indices in input order, or shuffled with `seed`.
+    fn order(&self, shuffle: Option<u64>) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.texts.len()).collect();
+        if let Some(seed) = shuffle {
+            // Fisher-Yates over Xoshiro256+: the same seed, the same order.
+            let mut rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(seed);
+            for i in (1..order.len()).rev() {
+                let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+                order.swap(i, j);
+            }
+        }
+        order
+    }
+
+    /// k-means (linfa, k = number of labels, 3 runs, seed 7) on the same
+    /// embeddings, scored against the labels.
+    pub fn baseline(&self) -> Result<Agreement, EvalThemesError> {
+        let data = Array2::from_shape_vec(
+            (self.vecs.len(), self.dim),
+            self.vecs.iter().flatten().map(|&x| f64::from(x)).collect(),
+        )
+        .map_err(|e| EvalThemesError::Baseline(e.to_string()))?;
+        let ds = DatasetBase::from(data);
+        let rng = rand_xoshiro::Xoshiro256Plus::seed_from_u64(7);
+        let km = KMeans::params_with_rng(self.labels(), rng)
+            .n_runs(3)
+            .max_n_iterations(100)
+            .tolerance(1e-4)
+            .fit(&ds)
+            .map_err(|e| EvalThemesError::Baseline(e.to_string()))?;
+        let pred = km.predict(&ds);
+        let base: Vec<i64> = pred.iter().map(|&c| c as i64).collect();
+        Ok(agreement(&self.truth, &base))
+    }
+}
+
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 
 #[cfg(test)]
 mod tests {

@@ -307,7 +307,7 @@ impl ThemeModel {
         }
         let near = self.nearest(v);
         if let Some((k, sim)) = near {
-            if sim >= self.cfg.join_similarity {
+            if sim >= self.cfg.join_similarity() {
                 self.join(k, v, text, sim);
                 return Assignment {
                     theme: Some(self.themes[k].id),
@@ -340,7 +340,7 @@ impl ThemeModel {
             return;
         }
         let items: Vec<&[f32]> = self.buffer.iter().map(|(v, _)| v.as_slice()).collect();
-        let groups = clusters_below(&items, self.cfg.cluster_distance);
+        let groups = clusters_below(&items, self.cfg.cluster_distance());
         let mut taken = vec![false; n];
         let mut changed = false;
         let min_size = self.cfg.min_theme_size;
@@ -354,7 +354,7 @@ impl ThemeModel {
             let mut c = sum.clone();
             normalize(&mut c);
             let k = match self.nearest(&c) {
-                Some((k, sim)) if sim >= self.cfg.join_similarity => k,
+                Some((k, sim)) if sim >= self.cfg.join_similarity() => k,
                 _ => {
                     self.themes.push(Theme::empty(self.next_id, self.dim));
                     self.next_id += 1;

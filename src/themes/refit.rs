@@ -109,7 +109,7 @@ impl Default for RefitOptions {
 
 /// Comments clustered together by `--from-scratch` (average linkage keeps
 /// a condensed distance matrix: 6,000 comments take 72 MB).
-const SCRATCH_BLOCK: usize = 6000;
+pub(crate) const SCRATCH_BLOCK: usize = 6000;
 
 struct Item {
     id: String,
@@ -235,7 +235,7 @@ pub fn refit(
         );
     }
     let cfg = model.config().clone();
-    let near = 1.0 - cfg.cluster_distance;
+    let near = 1.0 - cfg.cluster_distance();
     let old: Vec<&Theme> = model.themes().iter().collect();
     let mut ids: Vec<u32> = old.iter().map(|t| t.id).collect();
     let mut cents: Vec<Vec<f32>> = old
@@ -268,7 +268,7 @@ pub fn refit(
         // `cluster_distance`): a match keeps its id, the rest get new ones.
         let all: Vec<usize> = (0..items.len()).collect();
         let mut fresh = Vec::new();
-        let cut = cfg.refit_distance;
+        let cut = cfg.refit_distance();
         for block in all.chunks(SCRATCH_BLOCK) {
             for g in agglomerate(&items, block, cut, cfg.min_theme_size) {
                 let mut c = vec![0f32; dim];
@@ -349,7 +349,7 @@ pub fn refit(
                     let (mut a, mut b) = (sums[k].clone(), sums[j].clone());
                     normalize(&mut a);
                     normalize(&mut b);
-                    dot(&a, &b) >= cfg.join_similarity
+                    dot(&a, &b) >= cfg.join_similarity()
                 } {
                     let (big, small) = if ck || (!cj && counts[k] >= counts[j]) {
                         (k, j)
@@ -405,7 +405,7 @@ pub fn refit(
     // What no theme holds: new themes, as the stream would make them.
     let left: Vec<usize> = (0..items.len()).filter(|&i| assign[i].is_none()).collect();
     for block in left.chunks(2000) {
-        for g in agglomerate(&items, block, cfg.cluster_distance, cfg.min_theme_size) {
+        for g in agglomerate(&items, block, cfg.cluster_distance(), cfg.min_theme_size) {
             let k = cents.len();
             let mut c = vec![0f32; dim];
             for &i in &g {
