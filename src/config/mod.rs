@@ -27,7 +27,7 @@ pub use flags::{check_patterns, compile_pattern, FlagPatternError, FlagPatterns}
 pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;
-pub use nlp::{Backend, NlpConfig, Precision, PrivacyConfig, TargetExamples};
+pub use nlp::{Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples};
 pub use output::{OutputConfig, RejectedConfig};
 pub use themes::ThemesConfig;
 
@@ -457,7 +457,7 @@ mod tests {
         let ok = "[nlp]\n[targets.billing]\nexamples = ['charged twice']\n";
         let c = PipelineConfig::from_toml(ok, p()).unwrap();
         assert_eq!(c.targets["billing"].min_similarity, None);
-        let cal = crate::nlp::model::Calibration::default();
+        let cal = crate::config::Calibration::default();
         assert_eq!(c.targets["billing"].min_similarity_for(&cal), 0.45);
         for (bad, key) in [
             (

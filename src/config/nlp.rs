@@ -178,9 +178,28 @@ pub struct TargetExamples {
     pub min_similarity: Option<f32>,
 }
 
+/// `[calibration]` of a manifest: the similarity thresholds tuned for one
+/// model. Cosines of different models are not on one scale (two unrelated
+/// comments score about 0.1 with MiniLM and 0.84 with e5), so a threshold
+/// tuned on one model is wrong for another. A pipeline value wins over
+/// these; a value absent from both takes the built-in default (tuned on
+/// all-MiniLM-L6-v2).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    /// `themes.join_similarity` for this model.
+    pub join_similarity: Option<f32>,
+    /// `themes.cluster_distance` for this model.
+    pub cluster_distance: Option<f32>,
+    /// `themes.refit_distance` for this model.
+    pub refit_distance: Option<f32>,
+    /// `targets.<name>.min_similarity` for this model.
+    pub target_min_similarity: Option<f32>,
+}
+
 impl TargetExamples {
     /// The threshold in force with a model's calibration.
-    pub fn min_similarity_for(&self, cal: &crate::nlp::model::Calibration) -> f32 {
+    pub fn min_similarity_for(&self, cal: &Calibration) -> f32 {
         // With MiniLM, in tests/analysis.rs a clause about the target scores
         // 0.57 against its examples, an unrelated sentence 0.14.
         self.min_similarity

@@ -70,7 +70,7 @@ impl ThemesConfig {
 
     /// These settings with the thresholds the pipeline leaves unset taken
     /// from a model's `[calibration]`.
-    pub fn calibrated(&self, cal: &crate::nlp::model::Calibration) -> Self {
+    pub fn calibrated(&self, cal: &super::Calibration) -> Self {
         Self {
             join_similarity: self.join_similarity.or(cal.join_similarity),
             cluster_distance: self.cluster_distance.or(cal.cluster_distance),

@@ -115,7 +115,7 @@ pub struct NlpStages {
     /// Languages the model reads (its manifest).
     pub model_languages: Vec<String>,
     /// The model's similarity thresholds (its manifest).
-    pub calibration: model::Calibration,
+    pub calibration: crate::config::Calibration,
 }
 
 /// Builds the operators `[nlp]` asks for, with the pipeline's `[flags]` and

@@ -134,26 +134,7 @@ pub struct ModelManifest {
     pub onnx: OnnxFiles,
     /// Similarity thresholds tuned for this model's cosines.
     #[serde(default)]
-    pub calibration: Calibration,
-}
-
-/// `[calibration]` of a manifest: the similarity thresholds tuned for one
-/// model. Cosines of different models are not on one scale (two unrelated
-/// comments score about 0.1 with MiniLM and 0.75 with e5), so a threshold
-/// tuned on one model is wrong for another. A pipeline value wins over
-/// these; a value absent from both takes the built-in default (tuned on
-/// all-MiniLM-L6-v2).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Calibration {
-    /// `themes.join_similarity` for this model.
-    pub join_similarity: Option<f32>,
-    /// `themes.cluster_distance` for this model.
-    pub cluster_distance: Option<f32>,
-    /// `themes.refit_distance` for this model.
-    pub refit_distance: Option<f32>,
-    /// `targets.<name>.min_similarity` for this model.
-    pub target_min_similarity: Option<f32>,
+    pub calibration: crate::config::Calibration,
 }
 
 impl ModelManifest {
@@ -302,7 +283,7 @@ mod tests {
         let mini = ModelManifest::load(&manifest_dir(), "all-MiniLM-L6-v2").unwrap();
         let e5 = ModelManifest::load(&manifest_dir(), "multilingual-e5-small").unwrap();
         // MiniLM's numbers are the built-in defaults; e5 brings its own.
-        assert_eq!(mini.calibration, Calibration::default());
+        assert_eq!(mini.calibration, crate::config::Calibration::default());
         let unset = crate::config::ThemesConfig::default();
         assert_eq!(unset.calibrated(&mini.calibration).join_similarity(), 0.8);
         let cal = e5.calibration.clone();

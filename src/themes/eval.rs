@@ -166,7 +166,7 @@ pub struct Embedded {
     truth: Vec<i64>,
     vecs: Vec<Vec<f32>>,
     dim: usize,
-    calibration: crate::nlp::model::Calibration,
+    calibration: crate::config::Calibration,
 }
 
 /// One stream of the rows through a [`ThemeModel`] (see [`Embedded::stream`]).
