@@ -18,8 +18,12 @@
 //! `cargo bench --bench soak [-- N]` (N comments, default 200,000). Under
 //! `cargo test --benches` it runs 24,000 comments and fails when the
 //! second-half slope exceeds `VERBATIM_SOAK_MAX_SLOPE` MiB per 10,000
-//! (default 15): a leak of 1.5 KB or more per comment shows, the
-//! settling of allocator arenas does not. Event times span `SOAK_DAYS` days
+//! (default 60): a leak of 6 KB or more per comment shows (the one this
+//! bench found grew 480 MiB per 10,000). Smaller leaks drown in noise at
+//! this length: two clean-clone CI runs a commit apart (a type moved
+//! between modules), no leak, gave floor
+//! slopes of +0.12 and +41.9 (floors 352, 352, 352, 369, 394 MiB in the
+//! second half of the second); the 200,000-comment bench measures them. Event times span `SOAK_DAYS` days
 //! (default 2; 28 is a backfill of old reviews, which once grew past 1 GB:
 //! see README "Memory"). `SOAK_WRAPPER` runs the job under a profiler, e.g.
 //! `SOAK_WRAPPER="heaptrack -o /tmp/soak"`.
@@ -243,7 +247,7 @@ fn main() {
         let max: f64 = std::env::var("VERBATIM_SOAK_MAX_SLOPE")
             .ok()
             .and_then(|v| v.parse().ok())
-            .unwrap_or(15.0);
+            .unwrap_or(60.0);
         assert!(
             per_10k <= max,
             "the RSS floor grows {per_10k:.2} MiB per 10,000 comments over the second half (bound {max})"
