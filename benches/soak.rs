@@ -16,16 +16,16 @@
 //! with memory that is kept.
 //!
 //! `cargo bench --bench soak [-- N]` (N comments, default 200,000). Under
-//! `cargo test --benches` it runs 24,000 comments and fails when the
-//! second-half slope exceeds `VERBATIM_SOAK_MAX_SLOPE` MiB per 10,000
-//! (default 60): a leak of 6 KB or more per comment shows (the one this
-//! bench found grew 480 MiB per 10,000). Smaller leaks drown in noise at
-//! this length: two clean-clone CI runs a commit apart (a type moved
-//! between modules), no leak, gave floor
-//! slopes of +0.12 and +41.9 (floors 352, 352, 352, 369, 394 MiB in the
-//! second half of the second); the 200,000-comment bench measures them. Event times span `SOAK_DAYS` days
-//! (default 2; 28 is a backfill of old reviews, which once grew past 1 GB:
-//! see README "Memory"). `SOAK_WRAPPER` runs the job under a profiler, e.g.
+//! `cargo test --benches` it runs 24,000 comments and fails when the peak
+//! RSS passes `VERBATIM_SOAK_MAX_PEAK_MIB` (default 1,024). It does not
+//! bound the slope there: 24,000 comments are still the job's warm-up
+//! (floors 387, 464, 455, 502, 455 MiB in the second half of one local run,
+//! +72 MiB per 10,000; a CI run of the same code +0.12, another +41.9).
+//! `VERBATIM_SOAK_MAX_SLOPE` asserts a slope bound in either mode; use it
+//! on the long run, where the leak this bench found grew 480 MiB per
+//! 10,000 and the fixed job +0.09. Event times span `SOAK_DAYS` days
+//! (default 2 for the bench, 28 for the smoke run: a backfill of old
+//! reviews, which once grew past 1 GB by 12,000 comments, README "Memory"). `SOAK_WRAPPER` runs the job under a profiler, e.g.
 //! `SOAK_WRAPPER="heaptrack -o /tmp/soak"`.
 
 mod common;
@@ -48,14 +48,16 @@ fn texts() -> Vec<String> {
         .collect()
 }
 
-/// Distinct event days in the stream: `SOAK_DAYS`, default 2 (a live stream:
-/// today and yesterday). Each day opens its own file per partition and table.
-fn days() -> usize {
+/// Distinct event days in the stream: `SOAK_DAYS`, default 2 for the bench
+/// (a live stream: today and yesterday) and 28 for the smoke run (a
+/// backfill: the case that once passed 1 GB by 12,000 comments). Each day
+/// opens its own file per partition and table.
+fn days(benching: bool) -> usize {
     std::env::var("SOAK_DAYS")
         .ok()
         .and_then(|d| d.parse().ok())
         .filter(|&d| (1..=28).contains(&d))
-        .unwrap_or(2)
+        .unwrap_or(if benching { 2 } else { 28 })
 }
 
 fn message(i: usize, texts: &[String], days: usize) -> Vec<u8> {
@@ -157,7 +159,7 @@ fn main() {
     .expect("pipeline file");
 
     let wave = n.div_ceil(10);
-    let days = days();
+    let days = days(benching);
     let start = Instant::now();
     // SOAK_WRAPPER (e.g. "heaptrack -o /tmp/soak") runs the job under a
     // memory profiler; RSS is then the wrapper's child's, read by its pid.
@@ -243,11 +245,15 @@ fn main() {
     println!("  throughput: {rate:.0} comments/s (analysis and themes on, 2 cores here)");
     println!("  peak RSS: {peak:.1} MiB");
     println!("  RSS floor slope over the second half: {per_10k:+.2} MiB per 10,000 comments");
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<f64>().ok());
     if !benching {
-        let max: f64 = std::env::var("VERBATIM_SOAK_MAX_SLOPE")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(60.0);
+        // 24,000 comments are still the job's warm-up (sink buffers up to
+        // output.max_buffered_bytes, themes forming), so its slope is no
+        // leak test; the peak is the bound users hold the job to.
+        let max = env("VERBATIM_SOAK_MAX_PEAK_MIB").unwrap_or(1024.0);
+        assert!(peak <= max, "peak RSS {peak:.1} MiB (bound {max})");
+    }
+    if let Some(max) = env("VERBATIM_SOAK_MAX_SLOPE") {
         assert!(
             per_10k <= max,
             "the RSS floor grows {per_10k:.2} MiB per 10,000 comments over the second half (bound {max})"
