@@ -1,13 +1,15 @@
-//! Embedding throughput: every backend and precision, and the Python peer
-//! (sentence-transformers, same model files, same sentences, same threads),
-//! measured in one run, each in its own process so peak RSS is its own.
+//! Embedding throughput of both shipped models (all-MiniLM-L6-v2 and the
+//! default multilingual-e5-small): every backend and precision, and the
+//! Python peer (sentence-transformers, same model files, same sentences, same
+//! prefix, same threads), measured in one run, each in its own process so
+//! peak RSS is its own.
 //!
 //! Corpus: the first 2,000 texts of 10–60 words in
 //! `../shared/data/labelled/mams_train.jsonl` (restaurant feedback).
 //! Prints sentences/s, sentences per CPU-second, peak RSS, the ratio to the
 //! peer, and int8's agreement with fp32 (mean/min cosine, top-10 neighbours).
-//! Then the same texts through the whole pipeline (mock Kafka → embeddings →
-//! Parquet) against bare embedding.
+//! Then, per model, the same texts through the whole pipeline (mock Kafka →
+//! embeddings → analysis → Parquet) against bare embedding.
 //!
 //! `cargo bench --bench embed` (needs `bash models/setup.sh`; the peer needs
 //! `bash .ci/setup-peer.sh`). Under `cargo test` it runs once on 100 texts.
@@ -20,6 +22,9 @@ use std::time::Instant;
 use verbatim::config::{Backend, NlpConfig, Precision};
 
 const THREADS: usize = 2;
+
+/// The models measured, the default last.
+const MODELS: [&str; 2] = ["all-MiniLM-L6-v2", "multilingual-e5-small"];
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -54,8 +59,9 @@ fn peak_rss_mib() -> f64 {
         / 1024.0
 }
 
-fn nlp_cfg(backend: Backend, precision: Precision) -> NlpConfig {
+fn nlp_cfg(model: &str, backend: Backend, precision: Precision) -> NlpConfig {
     NlpConfig {
+        model: model.to_string(),
         backend,
         precision,
         models_dir: root().join("models"),
@@ -67,8 +73,9 @@ fn nlp_cfg(backend: Backend, precision: Precision) -> NlpConfig {
     }
 }
 
-/// Child mode: embed the corpus with one engine, write vectors, print JSON.
-fn worker(engine: &str, corpus_path: &Path, out: &Path) {
+/// Child mode: embed the corpus with one model and engine, write vectors,
+/// print JSON.
+fn worker(model: &str, engine: &str, corpus_path: &Path, out: &Path) {
     let (backend, precision) = match engine {
         "onnx-int8" => (Backend::Onnx, Precision::Int8),
         "onnx-fp32" => (Backend::Onnx, Precision::Fp32),
@@ -81,11 +88,13 @@ fn worker(engine: &str, corpus_path: &Path, out: &Path) {
         .map(str::to_string)
         .collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-    let cfg = nlp_cfg(backend, precision);
+    let cfg = nlp_cfg(model, backend, precision);
     let mut op = verbatim::nlp::embed_operator(&cfg).expect("model set-up");
     // Tokenization alone, the same way the stage does it (rayon, all cores).
     let files = verbatim::nlp::model::ModelFiles::open(&cfg).unwrap();
-    let tok = verbatim::nlp::tokenize::TextTokenizer::from_file(&files.tokenizer, 256).unwrap();
+    let tok = verbatim::nlp::tokenize::TextTokenizer::from_file(&files.tokenizer, 256)
+        .unwrap()
+        .with_prefix(&files.manifest.prefix);
     tok.encode_batch(&refs[..64.min(refs.len())]).unwrap();
     let t = Instant::now();
     let toks = tok.encode_batch(&refs).unwrap();
@@ -111,7 +120,7 @@ fn worker(engine: &str, corpus_path: &Path, out: &Path) {
     }
     println!(
         "{}",
-        serde_json::json!({"engine": format!("verbatim {engine}"), "n": texts.len(), "wall_s": wall, "cpu_s": cpu,
+        serde_json::json!({"engine": format!("verbatim {engine}"), "prefix": files.manifest.prefix, "n": texts.len(), "wall_s": wall, "cpu_s": cpu,
             "peak_rss_mib": peak_rss_mib(), "tokenize_s": tokenize_s, "tokens": lengths.iter().sum::<usize>(),
             "padded_sorted": padded_sorted, "padded_unsorted_32": padded_unsorted})
     );
@@ -141,16 +150,26 @@ fn top10(vecs: &[Vec<f32>], i: usize) -> Vec<usize> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Ok(engine) = std::env::var("VERBATIM_BENCH_WORKER") {
-        worker(&engine, Path::new(&args[1]), Path::new(&args[2]));
+        let model = std::env::var("VERBATIM_BENCH_MODEL").unwrap_or_else(|_| MODELS[0].into());
+        worker(&model, &engine, Path::new(&args[1]), Path::new(&args[2]));
         return;
     }
-    if !root()
-        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
-        .is_file()
-    {
+    let missing: Vec<&str> = MODELS
+        .iter()
+        .copied()
+        .filter(|m| {
+            !root()
+                .join(format!(".cache/models/{m}/model.int8.onnx"))
+                .is_file()
+        })
+        .collect();
+    if !missing.is_empty() {
         let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
-        assert!(!required, "run `bash models/setup.sh` first");
-        eprintln!("embed bench: skipped, run `bash models/setup.sh` first");
+        assert!(
+            !required,
+            "run `bash models/setup.sh` first ({missing:?} missing)"
+        );
+        eprintln!("embed bench: skipped, run `bash models/setup.sh` first ({missing:?} missing)");
         return;
     }
     let benching = args.iter().any(|a| a == "--bench");
@@ -161,42 +180,62 @@ fn main() {
     std::fs::write(&corpus_path, texts.join("\n")).unwrap();
     let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
     println!(
-        "embed bench: {} sentences ({:.1} words avg), {THREADS} threads, all-MiniLM-L6-v2",
+        "embed bench: {} sentences ({:.1} words avg), {THREADS} threads, models {}",
         texts.len(),
-        words as f64 / texts.len() as f64
+        words as f64 / texts.len() as f64,
+        MODELS.join(", ")
     );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for model in MODELS {
+        bench_model(model, &args[0], &texts, &corpus_path, dir.path(), &rt);
+    }
+}
 
+/// Runs every engine and the peer on one model, then the pipeline, and
+/// prints the table.
+fn bench_model(
+    model: &str,
+    exe: &str,
+    texts: &[String],
+    corpus_path: &Path,
+    dir: &Path,
+    rt: &tokio::runtime::Runtime,
+) {
+    println!("\n{model}:");
     let mut engines = vec!["onnx-int8", "onnx-fp32"];
     if cfg!(feature = "torch") {
         engines.push("torch");
     }
     let mut results = Vec::new();
     for e in &engines {
-        let out = dir.path().join(format!("{e}.f32"));
-        let o = Command::new(&args[0])
+        let out = dir.join(format!("{model}-{e}.f32"));
+        let o = Command::new(exe)
             .env("VERBATIM_BENCH_WORKER", e)
-            .arg(&corpus_path)
+            .env("VERBATIM_BENCH_MODEL", model)
+            .arg(corpus_path)
             .arg(&out)
             .output()
             .unwrap();
         assert!(
             o.status.success(),
-            "{e}: {}",
+            "{model} {e}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
         let v: serde_json::Value =
             serde_json::from_slice(o.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
         results.push((e.to_string(), v, out));
     }
+    let prefix = results[0].1["prefix"].as_str().unwrap_or("").to_string();
     let peer_py = root().join(".cache/peer-venv/bin/python");
     if peer_py.is_file() {
-        let out = dir.path().join("peer.f32");
+        let out = dir.join(format!("{model}-peer.f32"));
         let o = Command::new(&peer_py)
             .arg(root().join("benches/peer_embed.py"))
-            .arg(root().join(".cache/models/all-MiniLM-L6-v2"))
-            .arg(&corpus_path)
+            .arg(root().join(".cache/models").join(model))
+            .arg(corpus_path)
             .arg(THREADS.to_string())
             .arg(&out)
+            .arg(&prefix)
             .output()
             .unwrap();
         assert!(
@@ -283,14 +322,13 @@ fn main() {
     }
     assert!(
         mean >= 0.985,
-        "int8 mean cosine {mean} under 0.985: fp32 must become the default"
+        "{model}: int8 mean cosine {mean} under 0.985: fp32 must become the default"
     );
 
     // The whole pipeline on the same texts: mock Kafka -> decode -> batch ->
     // embed (onnx int8) -> Parquet, timed from start until every row is
     // durable and the job has stopped.
     let bare = results[0].1["n"].as_f64().unwrap() / results[0].1["wall_s"].as_f64().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
     // Three passes over the corpus (distinct ids), so start-up is a small
     // part, cut to whole batches (`batch.max_records` = 256) so the last one
     // does not sit out `batch.max_wait_ms`.
@@ -298,9 +336,10 @@ fn main() {
     stream.truncate(stream.len() / 256 * 256);
     // Without comment analysis first: the embedding cost analysis is
     // measured against.
-    let (_, _, plain) = rt.block_on(pipeline_rate(&stream, &dir.path().join("plain"), false));
+    let out = dir.join(model);
+    let (_, _, plain) = rt.block_on(pipeline_rate(model, &stream, &out.join("plain"), false));
     let (overall, steady, with) =
-        rt.block_on(pipeline_rate(&stream, &dir.path().join("analysed"), true));
+        rt.block_on(pipeline_rate(model, &stream, &out.join("analysed"), true));
     let added = (with.embed + with.analyze - plain.embed) / plain.embed;
     println!(
         "  comment analysis: embed stage {:.2} s without analysis; {:.2} s embed (token vectors kept, offsets tracked) + {:.2} s analyze with it: the analyze stage is {:.0}% of the embed stage; embed + analyze is {:+.0}% against embedding alone (the budget is +35%)",
@@ -312,13 +351,14 @@ fn main() {
     );
     let steady = match steady {
         Some(s) => format!(
-            "steady state (first batch written -> last row durable) {s:.1} comments/s = {:.0}% of bare int8 embedding",
-            100.0 * s / bare
+            "steady state (first batch written -> last row durable) {s:.1} comments/s = {:.0}% of bare int8 embedding{}",
+            100.0 * s / bare,
+            peer_rate.map(|p| format!(", {:.2}x the peer's bare embedding", s / p)).unwrap_or_default()
         ),
         None => "steady state: n/a (the stream was one batch)".to_string(),
     };
     println!(
-        "  pipeline (mock Kafka -> embeddings int8 -> Parquet), {} comments: {overall:.1} comments/s from start (model load and group join included) = {:.0}% of bare; {steady}",
+        "  pipeline (mock Kafka -> embeddings int8 -> analysis -> Parquet), {} comments: {overall:.1} comments/s from start (model load and group join included) = {:.0}% of bare; {steady}",
         stream.len(),
         100.0 * overall / bare,
     );
@@ -333,6 +373,7 @@ struct StageTimes {
 /// (comments/s from start, comments/s from the first written batch to the
 /// end — `None` when the first batch was the whole stream, stage times).
 async fn pipeline_rate(
+    model: &str,
     texts: &[String],
     dir: &Path,
     analyze: bool,
@@ -364,7 +405,7 @@ async fn pipeline_rate(
         )),
         nlp: Some(NlpConfig {
             analyze,
-            ..nlp_cfg(Backend::Onnx, Precision::Int8)
+            ..nlp_cfg(model, Backend::Onnx, Precision::Int8)
         }),
         ..Default::default()
     };

@@ -121,8 +121,9 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(if benching { 200_000 } else { 24_000 });
     let root_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // feedback.toml's model, the multilingual default.
     if !root_dir
-        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
+        .join(".cache/models/multilingual-e5-small/model.int8.onnx")
         .is_file()
     {
         assert!(

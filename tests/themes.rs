@@ -16,7 +16,8 @@ use support::{required, root, run_ok};
 
 fn ready() -> Option<PathBuf> {
     let data = root().join("../shared/data/labelled/banking77_train.jsonl");
-    let model = root().join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx");
+    // pipelines/demo.toml's model.
+    let model = root().join(".cache/models/multilingual-e5-small/model.int8.onnx");
     if data.is_file() && model.is_file() {
         return Some(data);
     }
@@ -32,17 +33,33 @@ fn verbatim(args: &[&str]) -> std::process::Output {
     run_ok(support::verbatim().args(args))
 }
 
+/// `pipelines/demo.toml` with another model: a file in `dir`.
+fn demo_pipeline_with(model: &str, dir: &Path) -> PathBuf {
+    let demo = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
+    let (head, tail) = demo.split_once("\nmodel = ").unwrap();
+    let rest = tail.split_once('\n').unwrap().1;
+    let p = dir.join(format!("demo-{model}.toml"));
+    std::fs::write(&p, format!("{head}\nmodel = {model:?}\n{rest}")).unwrap();
+    p
+}
+
 /// Issue 5, point 1: one pass in input order over banking77 (77 intents),
-/// scored for int8 and fp32.
+/// scored for int8 and fp32, with all-MiniLM-L6-v2 (the model issue 5's
+/// bars were set on; the multilingual default is held to issue 12's bar in
+/// `the_default_model_themes_as_well_as_minilm_in_shuffled_orders`).
 #[test]
 fn banking77_online_themes_match_the_batch_baseline() {
     let Some(data) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mini = demo_pipeline_with("all-MiniLM-L6-v2", dir.path());
     // int8 (the default) and fp32 in one run: int8 stays the default only
     // while it is within a point of fp32 (issue 3).
     let out = verbatim(&[
         "eval-themes",
         "--json",
         "--compare-precision",
+        "--pipeline",
+        mini.to_str().unwrap(),
         "--input",
         data.to_str().unwrap(),
     ]);
@@ -410,13 +427,15 @@ fn assignments(path: &Path) -> HashMap<String, i64> {
 /// in two different orders. A warm refit keeps ≥ 90% of comments on their
 /// id; the online ids depend on the order (ARI ≈ 0.35 between orders,
 /// README), and after `themes refit --from-scratch` the two models agree at
-/// ARI ≥ 0.85; a further refit on the same data keeps ≥ 90% again.
+/// ARI ≥ 0.85; a further refit on the same data keeps ≥ 90% again. With
+/// all-MiniLM-L6-v2, as issue 5 measured.
 #[test]
 fn two_orders_agree_after_a_from_scratch_refit() {
     let Some(data) = ready() else { return };
     let rows = jsonl(&data);
     let sub: Vec<&serde_json::Value> = rows.iter().skip(1).step_by(3).take(3000).collect();
     let dir = tempfile::tempdir().unwrap();
+    let mini = demo_pipeline_with("all-MiniLM-L6-v2", dir.path());
     let mut maps = Vec::new();
     for seed in [3u64, 4] {
         // A seeded shuffle (Fisher-Yates over verbatim's own SplitMix).
@@ -433,7 +452,7 @@ fn two_orders_agree_after_a_from_scratch_refit() {
             .collect();
         std::fs::write(&file, lines.join("\n")).unwrap();
         let out = dir.path().join(format!("out{seed}"));
-        ingest(&file, &out);
+        ingest_with(&file, &out, &mini);
         let o = out.to_str().unwrap();
         // A warm refit of the shuffled stream keeps the ids...
         let warm = json_of(verbatim(&["themes", "refit", "--json", "--output-root", o]));
@@ -471,6 +490,44 @@ fn two_orders_agree_after_a_from_scratch_refit() {
         agreement.ari >= 0.85,
         "ARI {:.3} between the two orders",
         agreement.ari
+    );
+}
+
+/// Issue 12, done-when 3: the default multilingual model, through its theme
+/// projection and calibrated thresholds, themes banking77 in shuffled
+/// orders within 0.01 NMI of all-MiniLM-L6-v2 (same orders, same run).
+#[test]
+fn the_default_model_themes_as_well_as_minilm_in_shuffled_orders() {
+    let Some(data) = ready() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mini = demo_pipeline_with("all-MiniLM-L6-v2", dir.path());
+    let mut nmi = Vec::new();
+    for pipeline in [mini, root().join("pipelines/demo.toml")] {
+        let out = verbatim(&[
+            "eval-themes",
+            "--json",
+            "--shuffle",
+            "1,2,3",
+            "--pipeline",
+            pipeline.to_str().unwrap(),
+            "--input",
+            data.to_str().unwrap(),
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let runs = v["runs"].as_array().unwrap();
+        assert_eq!(runs.len(), 3, "{v}");
+        let mean = runs.iter().map(|r| r["nmi"].as_f64().unwrap()).sum::<f64>() / 3.0;
+        eprintln!(
+            "{}: mean NMI {mean:.3} over 3 orders: {v}",
+            pipeline.display()
+        );
+        nmi.push(mean);
+    }
+    assert!(
+        nmi[1] >= nmi[0] - 0.01,
+        "e5 {:.3}, MiniLM {:.3}",
+        nmi[1],
+        nmi[0]
     );
 }
 

@@ -91,6 +91,11 @@ pub struct OutputSummary {
     pub mentions: BTreeMap<String, usize>,
     /// Comments by sentiment label (`not analysed` for nulls).
     pub sentiment: BTreeMap<String, usize>,
+    /// The same per language: `language → label → comments`.
+    pub sentiment_by_language: BTreeMap<String, BTreeMap<String, usize>>,
+    /// A few Russian comments with what the analysis read in them:
+    /// `(text, staff_sentiment, product_sentiment)`, `-` for none.
+    pub russian_examples: Vec<(String, String, String)>,
     /// Comments with `blames_staff` / `blames_product` true.
     pub blames: BTreeMap<String, usize>,
     /// Comments not analysed, by `analysis_skipped`.
@@ -341,6 +346,12 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
             .column_by_name(n)
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
     };
+    let lang = strings("language");
+    let lang_of = |i: usize| {
+        lang.filter(|c| c.is_valid(i))
+            .map_or("unknown", |c| c.value(i))
+            .to_string()
+    };
     if let Some(col) = strings("sentiment") {
         for i in 0..col.len() {
             let l = if col.is_null(i) {
@@ -349,6 +360,11 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
                 col.value(i)
             };
             *s.sentiment.entry(l.to_string()).or_default() += 1;
+            *s.sentiment_by_language
+                .entry(lang_of(i))
+                .or_default()
+                .entry(l.to_string())
+                .or_default() += 1;
         }
     }
     if let Some(col) = strings("analysis_skipped") {
@@ -372,6 +388,20 @@ fn summarize_understanding(batch: &arrow::record_batch::RecordBatch, s: &mut Out
         strings("product_sentiment"),
     ) {
         for i in 0..t.len() {
+            let read = |c: &StringArray| {
+                if c.is_valid(i) {
+                    c.value(i).to_string()
+                } else {
+                    "-".to_string()
+                }
+            };
+            if lang_of(i) == "ru"
+                && (st.is_valid(i) || pr.is_valid(i))
+                && s.russian_examples.len() < 2
+            {
+                s.russian_examples
+                    .push((t.value(i).to_string(), read(st), read(pr)));
+            }
             if st.is_valid(i)
                 && pr.is_valid(i)
                 && st.value(i) == "positive"
@@ -505,6 +535,9 @@ fn print_demo(r: &DemoReport) {
         };
         if !o.sentiment.is_empty() {
             println!("  sentiment: {}", join(&o.sentiment));
+            for (l, m) in &o.sentiment_by_language {
+                println!("    {l}: {}", join(m));
+            }
             println!(
                 "  not analysed (sentiment and aspects null): {}",
                 if o.skipped.is_empty() {
@@ -522,6 +555,9 @@ fn print_demo(r: &DemoReport) {
             );
             for (t, st, pr) in &o.split_examples {
                 println!("  staff {st}, product {pr}: \"{t}\"");
+            }
+            for (t, st, pr) in &o.russian_examples {
+                println!("  in Russian, staff {st}, product {pr}: \"{t}\"");
             }
         }
         if !o.actions.is_empty() {

@@ -114,7 +114,7 @@ fn default_device() -> String {
 }
 
 fn default_model() -> String {
-    "all-MiniLM-L6-v2".into()
+    "multilingual-e5-small".into()
 }
 fn default_backend() -> Backend {
     Backend::Onnx

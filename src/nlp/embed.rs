@@ -50,6 +50,10 @@ pub struct EmbedOperator {
     budget: usize,
     max_rows: usize,
     tag: Arc<str>,
+    /// `tag`, plus the theme projection when there is one: the
+    /// `embedding_model` column.
+    column_tag: Arc<str>,
+    projection: Option<super::projection::Projection>,
     keep_tokens: bool,
     /// Where each forward pass's time goes, once the pipeline starts the operator.
     inference: Option<prometheus_client::metrics::histogram::Histogram>,
@@ -69,7 +73,9 @@ impl EmbedOperator {
             encoder,
             budget,
             max_rows,
+            column_tag: tag.clone(),
             tag,
+            projection: None,
             keep_tokens: false,
             inference: None,
         }
@@ -84,9 +90,36 @@ impl EmbedOperator {
         self
     }
 
-    /// Vector size.
+    /// Puts the model's theme projection between its sentence vectors and
+    /// the comments' `embedding` (see [`super::projection`]); token vectors
+    /// and [`Self::embed_texts`] stay the model's own.
+    pub fn with_projection(mut self, projection: Option<super::projection::Projection>) -> Self {
+        self.column_tag = match &projection {
+            Some(p) => format!("{} + {}", self.tag, p.id()).into(),
+            None => self.tag.clone(),
+        };
+        self.projection = projection;
+        self
+    }
+
+    /// Size of the model's vectors (sentence and token).
     pub fn dim(&self) -> usize {
         self.encoder.dim()
+    }
+
+    /// Size of a comment's `embedding`: the theme projection's output, or
+    /// the model's vector size.
+    pub fn embedding_dim(&self) -> usize {
+        self.projection
+            .as_ref()
+            .map_or(self.encoder.dim(), |p| p.dim())
+    }
+
+    fn comment_vector(&self, v: Vec<f32>) -> Vec<f32> {
+        match &self.projection {
+            Some(p) => p.apply(&v),
+            None => v,
+        }
     }
 
     /// `model backend precision` of the encoder.
@@ -94,13 +127,21 @@ impl EmbedOperator {
         &self.tag
     }
 
-    /// Embeds texts directly (benches, eval commands): vectors in input order.
+    /// The model's own sentence vectors (benches, examples of targets), in
+    /// input order.
     pub fn embed_texts(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, OperatorError> {
         Ok(self
             .encode_texts(texts, false, &mut |_| {})?
             .into_iter()
             .map(|e| e.embedding)
             .collect())
+    }
+
+    /// Vectors as the stage gives comments (`embedding`, themes): through
+    /// the theme projection when the model has one; in input order.
+    pub fn comment_vectors(&mut self, texts: &[&str]) -> Result<Vec<Vec<f32>>, OperatorError> {
+        let raw = self.embed_texts(texts)?;
+        Ok(raw.into_iter().map(|v| self.comment_vector(v)).collect())
     }
 
     /// Encodes texts directly, with their token vectors when `with_tokens`
@@ -185,10 +226,10 @@ impl Operator for EmbedOperator {
                         offsets: std::mem::take(&mut toks[i].offsets),
                     });
                 }
-                n.embedding = Some(e.embedding);
+                n.embedding = Some(self.comment_vector(e.embedding));
                 n.token_count = Some(toks[i].ids.len() as u32);
                 n.truncated = Some(toks[i].truncated);
-                n.embedding_model = Some(self.tag.clone());
+                n.embedding_model = Some(self.column_tag.clone());
             }
         }
         Ok(())

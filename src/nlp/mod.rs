@@ -14,6 +14,7 @@ pub mod flags;
 pub mod heads;
 pub mod language;
 pub mod model;
+pub mod projection;
 pub mod redact;
 pub mod tokenize;
 
@@ -80,14 +81,21 @@ pub fn open_tokenizer(files: &ModelFiles) -> Result<TextTokenizer, NlpError> {
 /// the tokenizer and the encoder.
 pub fn embed_operator(cfg: &NlpConfig) -> Result<embed::EmbedOperator, NlpError> {
     let files = ModelFiles::open(cfg)?;
-    let tokenizer = open_tokenizer(&files)?;
-    let encoder = open_encoder(cfg, &files)?;
-    Ok(embed::EmbedOperator::new(
-        tokenizer,
-        encoder,
-        cfg.token_budget,
-        cfg.max_rows,
-    ))
+    embed_operator_over(cfg, &files)
+}
+
+/// [`embed_operator`] over files already verified.
+fn embed_operator_over(
+    cfg: &NlpConfig,
+    files: &ModelFiles,
+) -> Result<embed::EmbedOperator, NlpError> {
+    let tokenizer = open_tokenizer(files)?;
+    let encoder = open_encoder(cfg, files)?;
+    let projection = projection::Projection::for_model(&cfg.models_dir, &files.manifest)?;
+    Ok(
+        embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows)
+            .with_projection(projection),
+    )
 }
 
 /// Loads the heads trained for the pipeline's model from
@@ -110,7 +118,8 @@ pub struct NlpStages {
     pub operators: Vec<Box<dyn Operator>>,
     /// Size of the `embedding` column, if embeddings are stored.
     pub embedding_dim: Option<usize>,
-    /// Size of the model's vectors.
+    /// Size of the comment vectors the themes stage reads (the model's,
+    /// or its theme projection's).
     pub dim: usize,
     /// Languages the model reads (its manifest).
     pub model_languages: Vec<String>,
@@ -131,9 +140,7 @@ pub fn operators_for(
     } else {
         None
     };
-    let tokenizer = open_tokenizer(&files)?;
-    let encoder = open_encoder(cfg, &files)?;
-    let mut embed = embed::EmbedOperator::new(tokenizer, encoder, cfg.token_budget, cfg.max_rows);
+    let mut embed = embed_operator_over(cfg, &files)?;
     // Example phrases of the `[targets]` tables, embedded once at start.
     let analysis = match analysis {
         Some(mut a) => {
@@ -156,8 +163,8 @@ pub fn operators_for(
         Box::new(language::LanguageOperator::new(&cfg.languages)),
         Box::new(flags::FlagOperator::new(matcher)),
     ];
-    let embedding_dim = cfg.store_embeddings.then(|| embed.dim());
-    let dim = embed.dim();
+    let embedding_dim = cfg.store_embeddings.then(|| embed.embedding_dim());
+    let dim = embed.embedding_dim();
     operators.push(Box::new(embed));
     if let Some(a) = analysis {
         operators.push(Box::new(a));

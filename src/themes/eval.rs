@@ -199,7 +199,7 @@ impl Embedded {
         let pb = indicatif::ProgressBar::new(texts.len() as u64);
         let mut vecs = Vec::with_capacity(texts.len());
         for chunk in refs.chunks(512) {
-            vecs.extend(embed.embed_texts(chunk)?);
+            vecs.extend(embed.comment_vectors(chunk)?);
             pb.inc(chunk.len() as u64);
         }
         pb.finish_and_clear();
@@ -213,7 +213,7 @@ impl Embedded {
             texts,
             truth,
             vecs,
-            dim: embed.dim(),
+            dim: embed.embedding_dim(),
             calibration: manifest.calibration,
         })
     }

@@ -302,12 +302,14 @@ pub fn group_offsets(
     out
 }
 
-/// `[nlp]` for the tests: the repository's models and heads, int8. `None`
+/// `[nlp]` for the tests: all-MiniLM-L6-v2 (the faster model; the shipped
+/// pipelines' multilingual default is tested through them), its heads, int8. `None`
 /// (the test skips) when `bash models/setup.sh` has not run, unless
 /// `VERBATIM_REQUIRE_SETUP=1`, when that is a failure.
 pub fn nlp_config() -> Option<verbatim::config::NlpConfig> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let c = verbatim::config::NlpConfig {
+        model: "all-MiniLM-L6-v2".into(),
         models_dir: root.join("models"),
         cache_dir: root.join(".cache/models"),
         heads_dir: root.join("models/heads"),

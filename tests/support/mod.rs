@@ -18,12 +18,18 @@ pub fn required() -> bool {
     std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1")
 }
 
-/// Whether the int8 model is built (`bash models/setup.sh`); fails the
-/// test when it is not and the set-up is required.
+/// Whether both models' int8 graphs are built (`bash models/setup.sh`);
+/// fails the test when they are not and the set-up is required.
 pub fn models_ready() -> bool {
-    let ok = root()
-        .join(".cache/models/all-MiniLM-L6-v2/model.int8.onnx")
-        .is_file();
+    let ok = ["all-MiniLM-L6-v2", "multilingual-e5-small"]
+        .iter()
+        .all(|m| {
+            root()
+                .join(".cache/models")
+                .join(m)
+                .join("model.int8.onnx")
+                .is_file()
+        });
     assert!(
         ok || !required(),
         "model files missing: run `bash models/setup.sh`"
