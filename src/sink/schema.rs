@@ -302,7 +302,7 @@ pub fn comments_columns(
         ("theme_similarity", DataType::Float32, true, "Cosine of the comment and the theme's centroid; below `themes.join_similarity` the comment did not join and waited in the novelty buffer"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
-        ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, e.g. `all-MiniLM-L6-v2 onnx int8`"),
+        ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, and the projection if any, e.g. `multilingual-e5-small onnx int8 + theme projection de77e8e9` or `all-MiniLM-L6-v2 onnx int8`"),
         ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message"),
         ("pipeline", DataType::Utf8, false, "Pipeline name (`name` in the pipeline file)"),
         ("pipeline_version", DataType::Utf8, false, "verbatim version and a hash of the resolved pipeline config"),
@@ -313,7 +313,7 @@ pub fn comments_columns(
             "embedding",
             embedding_type(d),
             true,
-            "L2-normalised sentence vector (`nlp.store_embeddings`), D = the model's size",
+            "L2-normalised comment vector (`nlp.store_embeddings`), the one themes read: the model's sentence vector, through its manifest's `[theme_projection]` when it has one (multilingual-e5-small: into all-MiniLM-L6-v2's space, so MiniLM query vectors compare with it); D = 384 for both shipped models",
         ));
     }
     cols
