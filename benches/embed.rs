@@ -441,9 +441,11 @@ async fn pipeline_rate(
     let end = Instant::now();
     let stages: Vec<String> = [
         "language",
+        "redact",
         "flags",
         "embed",
         "analyze",
+        "themes",
         "sink_write",
         "sink_commit",
         "offset_commit",

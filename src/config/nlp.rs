@@ -134,11 +134,14 @@ fn default_ort_lib() -> PathBuf {
 fn default_true() -> bool {
     true
 }
+// Small sub-batches run faster on CPU: their activations stay in cache.
+// Measured with e5 int8, 2 threads, 2,000 MAMS sentences: 4096/64 gave
+// 156-178 sentences/s, 1024/16 gave 194-210 (README "Speed and memory").
 fn default_token_budget() -> usize {
-    4096
+    1024
 }
 fn default_max_rows() -> usize {
-    64
+    16
 }
 
 impl Default for NlpConfig {
@@ -238,14 +241,14 @@ impl NlpConfig {
             return Err(bad.err(
                 "nlp.token_budget",
                 format!("is {}", self.token_budget),
-                "use 16 to 1000000 padded tokens per sub-batch, e.g. 4096",
+                "use 16 to 1000000 padded tokens per sub-batch, e.g. 1024",
             ));
         }
         if !(1..=4096).contains(&self.max_rows) {
             return Err(bad.err(
                 "nlp.max_rows",
                 format!("is {}", self.max_rows),
-                "use 1 to 4096 rows per sub-batch, e.g. 64",
+                "use 1 to 4096 rows per sub-batch, e.g. 16",
             ));
         }
         let cuda = self.device == "cuda"

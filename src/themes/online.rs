@@ -29,7 +29,7 @@ use super::labels::{labels, TermCounts};
 use super::store::ThemeStore;
 use crate::batch::CommentBatch;
 use crate::config::ThemesConfig;
-use crate::nlp::encoder::normalize;
+use crate::nlp::encoder::{dot, normalize};
 use crate::nlp::{Operator, OperatorError};
 
 /// One theme.
@@ -275,7 +275,7 @@ impl ThemeModel {
     fn nearest(&self, v: &[f32]) -> Option<(usize, f32)> {
         self.centroids
             .chunks(self.dim)
-            .map(|c| c.iter().zip(v).map(|(a, b)| a * b).sum::<f32>())
+            .map(|c| dot(c, v))
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
@@ -364,7 +364,7 @@ impl ThemeModel {
             };
             for &i in members {
                 let (v, text) = self.buffer[i].clone();
-                let sim: f32 = v.iter().zip(&c).map(|(a, b)| a * b).sum();
+                let sim = dot(&v, &c);
                 self.join(k, &v, &text, sim);
                 taken[i] = true;
             }
@@ -421,8 +421,7 @@ pub fn clusters_below(items: &[&[f32]], cut: f32) -> Vec<Vec<usize>> {
     let mut condensed = Vec::with_capacity(n * (n - 1) / 2);
     for i in 0..n {
         for j in i + 1..n {
-            let dot: f32 = items[i].iter().zip(items[j]).map(|(a, b)| a * b).sum();
-            condensed.push((1.0 - dot).max(0.0));
+            condensed.push((1.0 - dot(items[i], items[j])).max(0.0));
         }
     }
     let dendro = kodama::linkage(&mut condensed, n, kodama::Method::Average);
