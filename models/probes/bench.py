@@ -3,24 +3,11 @@ verbatim does (sorted by length, sub-batches under a token budget), 2 intra-op
 threads, spinning off. DIS=Opt1,Opt2 switches ORT optimizers off.
 usage: bench.py MODEL.onnx NAME [TOKEN_BUDGET MAX_ROWS]"""
 import sys, time, numpy as np, onnxruntime as ort
+from batches import padded_batches
 model, name = sys.argv[1], sys.argv[2]
 ids = np.load(f'{name}.npy', allow_pickle=True)
 budget, max_rows = int(sys.argv[3]) if len(sys.argv)>3 else 4096, int(sys.argv[4]) if len(sys.argv)>4 else 64
-order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-plan, cur = [], []
-for i in order:
-    L = len(ids[i])
-    if cur and ((len(cur)+1)*L > budget or len(cur) >= max_rows):
-        plan.append(cur); cur = []
-    cur.append(i)
-plan.append(cur)
-batches = []
-for g in plan:
-    L = max(len(ids[i]) for i in g)
-    a = np.zeros((len(g), L), np.int64); m = np.zeros((len(g), L), np.int64)
-    for r, i in enumerate(g):
-        a[r, :len(ids[i])] = ids[i]; m[r, :len(ids[i])] = 1
-    batches.append((a, m))
+batches = padded_batches(ids, budget, max_rows)
 so = ort.SessionOptions()
 so.intra_op_num_threads = 2; so.inter_op_num_threads = 1
 so.add_session_config_entry("session.intra_op.allow_spinning", "0")

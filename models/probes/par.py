@@ -4,25 +4,12 @@ verbatim does); data runs them on one session with 1 intra-op thread from
 two Python threads, alternate sub-batches each (ONNX Runtime allows
 concurrent Run calls on one session); two does the same with two sessions.
 usage: par.py MODEL.onnx NAME TOKEN_BUDGET MAX_ROWS intra|data|two"""
-import sys, time, numpy as np, onnxruntime as ort, threading
+import sys, time, threading, numpy as np, onnxruntime as ort
+from batches import padded_batches
 model, name = sys.argv[1], sys.argv[2]
 budget, max_rows, mode = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 ids = np.load(f'{name}.npy', allow_pickle=True)
-order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-plan, cur = [], []
-for i in order:
-    L = len(ids[i])
-    if cur and ((len(cur)+1)*L > budget or len(cur) >= max_rows):
-        plan.append(cur); cur = []
-    cur.append(i)
-plan.append(cur)
-batches = []
-for g in plan:
-    L = max(len(ids[i]) for i in g)
-    a = np.zeros((len(g), L), np.int64); m = np.zeros((len(g), L), np.int64)
-    for r, i in enumerate(g):
-        a[r, :len(ids[i])] = ids[i]; m[r, :len(ids[i])] = 1
-    batches.append((a, m))
+batches = padded_batches(ids, budget, max_rows)
 so = ort.SessionOptions()
 so.intra_op_num_threads = 2 if mode == 'intra' else 1; so.inter_op_num_threads = 1
 so.add_session_config_entry("session.intra_op.allow_spinning", "0")
