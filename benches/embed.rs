@@ -13,6 +13,10 @@
 //!
 //! `cargo bench --bench embed` (needs `bash models/setup.sh`; the peer needs
 //! `bash .ci/setup-peer.sh`). Under `cargo test` it runs once on 100 texts.
+//! `VERBATIM_BENCH_LANES`, `VERBATIM_BENCH_TOKEN_BUDGET` and
+//! `VERBATIM_BENCH_MAX_ROWS` replace the defaults of `nlp.lanes`,
+//! `nlp.token_budget` and `nlp.max_rows` for verbatim's engines, to compare
+//! settings in one run.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -60,6 +64,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn nlp_cfg(model: &str, backend: Backend, precision: Precision) -> NlpConfig {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok());
+    let defaults = NlpConfig::default();
     NlpConfig {
         model: model.to_string(),
         backend,
@@ -69,7 +75,11 @@ fn nlp_cfg(model: &str, backend: Backend, precision: Precision) -> NlpConfig {
         onnxruntime_library: root().join(".cache/onnxruntime/libonnxruntime.so"),
         heads_dir: root().join("models/heads"),
         threads: THREADS,
-        ..NlpConfig::default()
+        // `nlp.lanes`, to compare against the default (one per thread).
+        lanes: env("VERBATIM_BENCH_LANES").unwrap_or(defaults.lanes),
+        token_budget: env("VERBATIM_BENCH_TOKEN_BUDGET").unwrap_or(defaults.token_budget),
+        max_rows: env("VERBATIM_BENCH_MAX_ROWS").unwrap_or(defaults.max_rows),
+        ..defaults
     }
 }
 

@@ -211,6 +211,40 @@ fn int8_stays_close() {
     }
 }
 
+/// Lanes run sub-batches side by side on one session: the vectors must be
+/// exactly those of one sub-batch at a time (the heads were trained on
+/// them), in input order, token vectors included.
+#[test]
+fn lanes_give_the_same_vectors_in_order() {
+    let Some(mut c) = cfg(Precision::Int8) else {
+        return;
+    };
+    let texts: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "comment {i}: the engineer was kind {} but the app crashed",
+                "again ".repeat(i % 7)
+            )
+        })
+        .collect();
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let mut run = |lanes: usize| {
+        c.threads = 2;
+        c.lanes = lanes;
+        // Small sub-batches, so 40 texts make several for the lanes.
+        c.token_budget = 64;
+        embed_operator(&c)
+            .unwrap()
+            .encode_texts(&texts, true, &mut |_| {})
+            .unwrap()
+    };
+    let one = run(1);
+    let two = run(2);
+    assert_eq!(one.len(), texts.len());
+    assert!(one.iter().all(|e| !e.tokens.is_empty()));
+    assert_eq!(one, two);
+}
+
 #[test]
 fn bad_text_never_panics_and_long_text_is_flagged() {
     let Some(c) = cfg(Precision::Int8) else {

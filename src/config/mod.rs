@@ -480,6 +480,23 @@ mod tests {
     }
 
     #[test]
+    fn lanes_fit_the_threads() {
+        let ok = "[nlp]\nthreads = 4\nlanes = 2\n";
+        assert_eq!(
+            PipelineConfig::from_toml(ok, p())
+                .unwrap()
+                .nlp
+                .unwrap()
+                .lanes,
+            2
+        );
+        let e = PipelineConfig::from_toml("[nlp]\nthreads = 2\nlanes = 3\n", p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nlp.lanes") && e.contains("Fix:"), "{e}");
+    }
+
+    #[test]
     fn dlq_must_differ_from_input() {
         let t = "[kafka]\nbrokers='b:9092'\ntopics=['t']\ngroup_id='g'\n[rejected]\ndead_letter_topic='t'\n";
         assert!(PipelineConfig::from_toml(t, p()).is_err());

@@ -75,6 +75,11 @@ pub struct NlpConfig {
     /// Threads for inference; 0 = one per core.
     #[serde(default)]
     pub threads: usize,
+    /// Sub-batches the ONNX backend runs side by side, each on
+    /// `threads / lanes` threads; 0 = one per thread (fastest measured on
+    /// small sub-batches), 1 = one sub-batch at a time on every thread.
+    #[serde(default)]
+    pub lanes: usize,
     /// `cpu` (default), or `cuda` / `cuda:N` with the torch backend.
     #[serde(default = "default_device")]
     pub device: String,
@@ -160,6 +165,7 @@ impl Default for NlpConfig {
             token_budget: default_token_budget(),
             max_rows: default_max_rows(),
             threads: 0,
+            lanes: 0,
             device: default_device(),
             languages: default_languages(),
         }
@@ -284,6 +290,16 @@ impl NlpConfig {
                 "nlp.threads",
                 format!("is {}", self.threads),
                 "use 0 (one per core) or a thread count",
+            ));
+        }
+        if self.threads > 0 && self.lanes > self.threads {
+            return Err(bad.err(
+                "nlp.lanes",
+                format!(
+                    "is {}, more than nlp.threads = {}",
+                    self.lanes, self.threads
+                ),
+                "use at most one lane per thread, or 0 (one per thread)",
             ));
         }
         Ok(())

@@ -43,6 +43,9 @@ pub fn padded_tokens(lengths: &[usize], plan: &[Vec<usize>]) -> usize {
         .sum()
 }
 
+/// Sub-batches per encoder call in [`EmbedOperator::encode_texts`].
+const PROGRESS_GROUPS: usize = 8;
+
 /// The operator that embeds every comment of a batch.
 pub struct EmbedOperator {
     tokenizer: TextTokenizer,
@@ -165,18 +168,35 @@ impl EmbedOperator {
             };
             texts.len()
         ];
-        for group in plan_sub_batches(&lengths, self.budget, self.max_rows) {
-            let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let encoded = self
-                .encoder
-                .run(&rows, with_tokens)
-                .map_err(|e| self.fail(e))?;
-            progress(group.len());
-            for (i, e) in group.into_iter().zip(encoded) {
-                out[i] = e;
+        // A few sub-batches per call: enough for every lane, and progress
+        // still moves.
+        let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
+        for chunk in plan.chunks(PROGRESS_GROUPS) {
+            for (group, encoded) in chunk.iter().zip(self.run_plan(chunk, &toks, with_tokens)?) {
+                progress(group.len());
+                for (&i, e) in group.iter().zip(encoded) {
+                    out[i] = e;
+                }
             }
         }
         Ok(out)
+    }
+
+    /// Encodes the sub-batches of `plan` (row indices into `toks`) in one
+    /// call, so the encoder may run them side by side.
+    fn run_plan(
+        &mut self,
+        plan: &[Vec<usize>],
+        toks: &[super::tokenize::Tokens],
+        with_tokens: bool,
+    ) -> Result<Vec<Vec<Encoded>>, OperatorError> {
+        let groups: Vec<Vec<&[u32]>> = plan
+            .iter()
+            .map(|g| g.iter().map(|&i| toks[i].ids.as_slice()).collect())
+            .collect();
+        self.encoder
+            .run_groups(&groups, with_tokens)
+            .map_err(|e| self.fail(e))
     }
 
     fn fail(&self, e: impl std::fmt::Display) -> OperatorError {
@@ -208,16 +228,13 @@ impl Operator for EmbedOperator {
             .map_err(|e| self.fail(e))?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let mut toks = toks;
-        for group in plan_sub_batches(&lengths, self.budget, self.max_rows) {
-            let rows: Vec<&[u32]> = group.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let t = std::time::Instant::now();
-            let encoded = self
-                .encoder
-                .run(&rows, self.keep_tokens)
-                .map_err(|e| self.fail(e))?;
-            if let Some(h) = &self.inference {
-                h.observe(t.elapsed().as_secs_f64());
-            }
+        let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
+        let t = std::time::Instant::now();
+        let encoded = self.run_plan(&plan, &toks, self.keep_tokens)?;
+        if let Some(h) = &self.inference {
+            h.observe(t.elapsed().as_secs_f64());
+        }
+        for (group, encoded) in plan.into_iter().zip(encoded) {
             for (i, e) in group.into_iter().zip(encoded) {
                 let n = &mut batch.comments[i].nlp;
                 if self.keep_tokens {

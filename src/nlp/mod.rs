@@ -56,6 +56,7 @@ pub fn open_encoder(cfg: &NlpConfig, files: &ModelFiles) -> Result<Box<dyn Encod
                 &path,
                 m.embedding_dim,
                 cfg.threads,
+                cfg.lanes,
                 tag,
             )?))
         }

@@ -61,6 +61,17 @@ pub trait Encoder: Send {
     /// vectors only when `with_tokens` (else they are empty).
     fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError>;
 
+    /// [`Self::run`] over several sub-batches, one result per sub-batch, in
+    /// order. A backend that can run sub-batches side by side (ONNX with
+    /// `nlp.lanes` > 1) does; by default they run one after another.
+    fn run_groups(
+        &mut self,
+        groups: &[Vec<&[u32]>],
+        with_tokens: bool,
+    ) -> Result<Vec<Vec<Encoded>>, EncoderError> {
+        groups.iter().map(|g| self.run(g, with_tokens)).collect()
+    }
+
     /// Sentence vectors, one per row, in order.
     fn encode(&mut self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>, EncoderError> {
         Ok(self

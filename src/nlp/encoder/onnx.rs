@@ -2,9 +2,23 @@
 //! `load-dynamic`: `libonnxruntime.so` comes from the pinned PyPI
 //! `onnxruntime` wheel (`models/setup.sh`), never from a build-time download.
 //!
-//! Threads are planned, not left to chance: one intra-op thread per core (or
-//! `nlp.threads`), one inter-op thread, and intra-op spinning off so idle
-//! workers do not burn the cores the rest of the job needs.
+//! Threads are planned, not left to chance: `nlp.threads` cores (one per
+//! core by default) are split into `nlp.lanes` lanes. Each lane runs whole
+//! sub-batches on the one session, side by side with the others, using
+//! `threads / lanes` intra-op threads; one inter-op thread, and intra-op
+//! spinning off so idle workers do not burn the cores the rest of the job
+//! needs. Lanes beat intra-op threads on small sub-batches, where an op is
+//! too short to split well: e5 int8, 2 cores, 1024/16 sub-batches gave
+//! 272-361 sentences/s with 2 lanes of 1 thread against 238-279 with one
+//! lane of 2 threads, at the same peak RSS (`models/probes/par.py`; README
+//! "Speed and memory of the two models").
+//!
+//! Lanes share one session, so the weights are loaded once. The `ort` crate
+//! only offers `Run` on `&mut Session`; ONNX Runtime's own `Run` may be
+//! called from several threads on one session at once (its documented
+//! contract, what its Python binding does when threads release the GIL), so
+//! [`OnnxEncoder::run_session`] calls the C API's `Run` directly, with
+//! inputs and outputs that each call owns.
 //!
 //! ORT's `SkipLayerNormFusion` is switched off: its fused
 //! SkipLayerNormalization kernel cost 3.5x the plain Add + LayerNormalization
@@ -12,13 +26,16 @@
 //! of a 2.6 s run), so `models/build_onnx.py` emits the plain pair and the
 //! session keeps it.
 
+use std::ffi::{c_char, CString};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use ort::environment::Environment;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::{DynValue, Tensor};
+use ort::AsPointer;
 
 use super::{mean_pool, pad, unpad_tokens, Encoded, Encoder, EncoderError};
 
@@ -79,6 +96,8 @@ pub struct OnnxEncoder {
     output: OutputKind,
     /// The `[batch, seq, dim]` output, if the graph has one.
     token_output: Option<String>,
+    /// Sub-batches run side by side on the session.
+    lanes: usize,
     path: String,
     token_type_ids: bool,
     dim: usize,
@@ -87,12 +106,14 @@ pub struct OnnxEncoder {
 
 impl OnnxEncoder {
     /// Loads `model` with ONNX Runtime from `lib`. `tag` names it in the
-    /// output (`model onnx precision`); `threads` 0 means one per core.
+    /// output (`model onnx precision`); `threads` 0 means one per core;
+    /// `lanes` 0 means one per thread (see the module docs).
     pub fn new(
         lib: &Path,
         model: &Path,
         dim: usize,
         threads: usize,
+        lanes: usize,
         tag: String,
     ) -> Result<Self, EncoderError> {
         let env = environment(lib)?;
@@ -103,6 +124,8 @@ impl OnnxEncoder {
         } else {
             threads
         };
+        let lanes = if lanes == 0 { threads } else { lanes };
+        let intra = (threads / lanes).max(1);
         let path = model.display().to_string();
         let sess_err = |message: String| EncoderError::Session {
             path: path.clone(),
@@ -113,7 +136,7 @@ impl OnnxEncoder {
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(|e| sess_err(e.to_string()))?;
         let builder = builder
-            .with_intra_threads(threads)
+            .with_intra_threads(intra)
             .map_err(|e| sess_err(e.to_string()))?;
         let builder = builder
             .with_inter_threads(1)
@@ -171,6 +194,7 @@ impl OnnxEncoder {
             session,
             output,
             token_output,
+            lanes,
             path,
             dim,
             tag,
@@ -188,79 +212,190 @@ impl Encoder for OnnxEncoder {
     }
 
     fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError> {
+        self.check_tokens(with_tokens)?;
+        self.forward(rows, with_tokens)
+    }
+
+    fn run_groups(
+        &mut self,
+        groups: &[Vec<&[u32]>],
+        with_tokens: bool,
+    ) -> Result<Vec<Vec<Encoded>>, EncoderError> {
+        self.check_tokens(with_tokens)?;
+        let lanes = self.lanes.min(groups.len());
+        if lanes <= 1 {
+            return groups
+                .iter()
+                .map(|g| self.forward(g, with_tokens))
+                .collect();
+        }
+        // Each lane takes the next sub-batch not yet taken, so a lane that
+        // drew short rows does not wait for one that drew long ones.
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        let work = || {
+            let mut done = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(rows) = groups.get(i) else {
+                    return done;
+                };
+                done.push((i, this.forward(rows, with_tokens)));
+            }
+        };
+        let mut done = std::thread::scope(|s| {
+            let others: Vec<_> = (1..lanes).map(|_| s.spawn(work)).collect();
+            let mut done = work();
+            for lane in others {
+                match lane.join() {
+                    Ok(d) => done.extend(d),
+                    Err(_) => return Err(EncoderError::Run("an inference lane panicked".into())),
+                }
+            }
+            Ok(done)
+        })?;
+        done.sort_by_key(|(i, _)| *i);
+        done.into_iter().map(|(_, r)| r).collect()
+    }
+}
+
+impl OnnxEncoder {
+    fn check_tokens(&self, with_tokens: bool) -> Result<(), EncoderError> {
         if with_tokens && self.token_output.is_none() {
             return Err(EncoderError::Signature {
                 path: self.path.clone(),
                 message: "has no `token_embeddings` or `last_hidden_state` output, which comment analysis reads. Fix: rebuild it with `bash models/setup.sh`, or export the model with its last hidden state".into(),
             });
         }
-        self.forward(rows, with_tokens)
+        Ok(())
     }
-}
 
-impl OnnxEncoder {
     /// One forward pass; token vectors are copied out only when asked for.
-    fn forward(
-        &mut self,
-        rows: &[&[u32]],
-        with_tokens: bool,
-    ) -> Result<Vec<Encoded>, EncoderError> {
+    /// Takes `&self`: lanes call it at once on the one session.
+    fn forward(&self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let (ids, mask, seq) = pad(rows);
         let n = rows.len();
+        let dim = self.dim;
         let run_err = |e: ort::Error| EncoderError::Run(e.to_string());
         let shape = [n as i64, seq as i64];
-        let mut inputs = ort::inputs![
-            "input_ids" => Tensor::from_array((shape, ids)).map_err(run_err)?,
-            "attention_mask" => Tensor::from_array((shape, mask.clone())).map_err(run_err)?,
+        let mut inputs: Vec<(&str, DynValue)> = vec![
+            (
+                "input_ids",
+                Tensor::from_array((shape, ids))
+                    .map_err(run_err)?
+                    .into_dyn(),
+            ),
+            (
+                "attention_mask",
+                Tensor::from_array((shape, mask.clone()))
+                    .map_err(run_err)?
+                    .into_dyn(),
+            ),
         ];
         if self.token_type_ids {
             let zeros = vec![0i64; n * seq];
             inputs.push((
-                "token_type_ids".into(),
-                Tensor::from_array((shape, zeros)).map_err(run_err)?.into(),
+                "token_type_ids",
+                Tensor::from_array((shape, zeros))
+                    .map_err(run_err)?
+                    .into_dyn(),
             ));
         }
-        let want_dim = self.dim;
-        let (output, token_output) = (self.output.name().to_string(), self.token_output.clone());
+        // Outputs are allocated here, in the shapes the graph must return
+        // (ONNX Runtime rejects a mismatch), so every call owns its own.
+        let zeros = |shape: Vec<i64>, len: usize| -> Result<DynValue, EncoderError> {
+            Ok(Tensor::from_array((shape, vec![0f32; len]))
+                .map_err(run_err)?
+                .into_dyn())
+        };
         let pooled = matches!(self.output, OutputKind::Sentence(_));
-        let check_dim = |dim: usize| -> Result<(), EncoderError> {
-            if dim != want_dim {
-                return Err(EncoderError::Run(format!(
-                    "model returned vectors of {dim}, the manifest says {want_dim}"
-                )));
-            }
-            Ok(())
-        };
-        let outputs = self.session.run(inputs).map_err(run_err)?;
-        let extract = |name: &str| -> Result<(usize, &[f32]), EncoderError> {
-            let value = outputs
-                .get(name)
-                .ok_or_else(|| EncoderError::Run(format!("no output `{name}`")))?;
-            let (shape, data) = value.try_extract_tensor::<f32>().map_err(run_err)?;
-            Ok((*shape.last().unwrap_or(&0) as usize, data))
-        };
-        let (dim, data) = extract(&output)?;
-        check_dim(dim)?;
-        let embeddings = if pooled {
-            data.chunks(dim).map(<[f32]>::to_vec).collect()
+        let main_shape = if pooled {
+            vec![n as i64, dim as i64]
         } else {
-            mean_pool(data, &mask, n, seq, dim)
+            vec![n as i64, seq as i64, dim as i64]
         };
-        let tokens = match (&token_output, with_tokens) {
-            (Some(name), true) => {
-                let (dim, data) = extract(name)?;
-                check_dim(dim)?;
-                unpad_tokens(data, rows, seq, dim)
+        let main_len = main_shape.iter().product::<i64>() as usize;
+        let mut outputs: Vec<(&str, DynValue)> =
+            vec![(self.output.name(), zeros(main_shape, main_len)?)];
+        let tokens_name = match (&self.token_output, with_tokens) {
+            (Some(name), true) if name != self.output.name() => {
+                outputs.push((
+                    name,
+                    zeros(vec![n as i64, seq as i64, dim as i64], n * seq * dim)?,
+                ));
+                Some(1)
             }
-            _ => vec![Vec::new(); n],
+            (Some(_), true) => Some(0),
+            _ => None,
+        };
+        self.run_session(&inputs, &mut outputs)?;
+        let data = |k: usize| -> Result<&[f32], EncoderError> {
+            Ok(outputs[k].1.try_extract_tensor::<f32>().map_err(run_err)?.1)
+        };
+        let main = data(0)?;
+        let embeddings = if pooled {
+            main.chunks(dim).map(<[f32]>::to_vec).collect()
+        } else {
+            mean_pool(main, &mask, n, seq, dim)
+        };
+        let tokens = match tokens_name {
+            Some(k) => unpad_tokens(data(k)?, rows, seq, dim),
+            None => vec![Vec::new(); n],
         };
         Ok(embeddings
             .into_iter()
             .zip(tokens)
             .map(|(embedding, tokens)| Encoded { embedding, tokens })
             .collect())
+    }
+
+    /// ONNX Runtime's `Run` through its C API on `&self`, writing into the
+    /// caller's `outputs` (see the module docs for why not `ort`'s `run`).
+    fn run_session(
+        &self,
+        inputs: &[(&str, DynValue)],
+        outputs: &mut [(&str, DynValue)],
+    ) -> Result<(), EncoderError> {
+        let cstr = |name: &str| {
+            CString::new(name).map_err(|_| EncoderError::Run(format!("bad tensor name {name:?}")))
+        };
+        let in_names = inputs
+            .iter()
+            .map(|(n, _)| cstr(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let out_names = outputs
+            .iter()
+            .map(|(n, _)| cstr(n))
+            .collect::<Result<Vec<_>, _>>()?;
+        let in_name_ptrs: Vec<*const c_char> = in_names.iter().map(|n| n.as_ptr()).collect();
+        let out_name_ptrs: Vec<*const c_char> = out_names.iter().map(|n| n.as_ptr()).collect();
+        let in_values: Vec<*const ort::sys::OrtValue> =
+            inputs.iter().map(|(_, v)| v.ptr()).collect();
+        let mut out_values: Vec<*mut ort::sys::OrtValue> =
+            outputs.iter_mut().map(|(_, v)| v.ptr_mut()).collect();
+        // SAFETY: every pointer comes from a live value borrowed for this
+        // call (the session, the names, the input and output tensors), and
+        // the counts are those vectors' lengths. The outputs are tensors
+        // this call allocated, which ONNX Runtime fills in place. ONNX
+        // Runtime allows concurrent `Run` calls on one session; nothing
+        // else here is shared between calls.
+        let status = unsafe {
+            (ort::api().Run)(
+                self.session.ptr().cast_mut(),
+                std::ptr::null(),
+                in_name_ptrs.as_ptr(),
+                in_values.as_ptr(),
+                in_values.len(),
+                out_name_ptrs.as_ptr(),
+                out_name_ptrs.len(),
+                out_values.as_mut_ptr(),
+            )
+        };
+        // SAFETY: `status` is what `Run` just returned.
+        unsafe { ort::Error::result_from_status(status) }
+            .map_err(|e| EncoderError::Run(e.to_string()))
     }
 }
