@@ -16,7 +16,7 @@
 //! `VERBATIM_BENCH_LANES`, `VERBATIM_BENCH_TOKEN_BUDGET` and
 //! `VERBATIM_BENCH_MAX_ROWS` replace the defaults of `nlp.lanes`,
 //! `nlp.token_budget` and `nlp.max_rows` for verbatim's engines, to compare
-//! settings in one run.
+//! settings in one run. `VERBATIM_BENCH_MODEL` measures that model only.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -196,8 +196,11 @@ fn main() {
         MODELS.join(", ")
     );
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let only = std::env::var("VERBATIM_BENCH_MODEL").ok();
     for model in MODELS {
-        bench_model(model, &args[0], &texts, &corpus_path, dir.path(), &rt);
+        if only.as_deref().is_none_or(|m| m == model) {
+            bench_model(model, &args[0], &texts, &corpus_path, dir.path(), &rt);
+        }
     }
 }
 

@@ -108,6 +108,8 @@ impl TrainOptions {
 struct Example {
     text: String,
     label: Vec<u32>,
+    /// How much the row counts in the loss (see [`balance_languages`]).
+    weight: f32,
 }
 
 /// Where a file comes from and its licence, for the manifest.
@@ -144,17 +146,29 @@ fn read(path: &Path) -> Result<(String, String), TrainError> {
 }
 
 fn target_index(t: &str) -> Option<usize> {
-    // SemEval's `staff_or_process` is not used for training: it is ambiguous.
     TARGETS.iter().position(|x| *x == t)
 }
 
-/// Reads an aspect file; with `hold_out`, its test rows are left out. A row
-/// whose label cannot be trained on (`staff_or_process`, which is staff or
-/// process; `conflict`, which is both polarities) is left out whole: its
-/// other targets would otherwise be taught as absent.
+/// The label of a target whose class a row does not tell: it adds nothing
+/// to the loss.
+const UNKNOWN: u32 = u32::MAX;
+
+/// Reads an aspect file; with `hold_out`, its test rows are left out. A
+/// target whose label the file cannot give is masked, not taught:
+/// - a file that labels service as `staff_or_process` (SemEval, SentiRuEval,
+///   M-ABSA) and never names staff or process apart cannot say whether a
+///   row is about staff, so none of its rows teaches staff or process (were
+///   they taught absent, every row in such a file would say "never staff":
+///   the Russian sets all are such files, and the heads learned that
+///   Russian text is never about staff);
+/// - in a file that does name them apart, a row with `staff_or_process`
+///   teaches staff and process only where it names them itself;
+/// - `conflict` (both polarities at once) masks its own target.
+///
+/// The row's other targets still teach what they say.
 fn load_aspects(path: &Path, hold_out: bool) -> Result<(Vec<Example>, TrainingFile), TrainError> {
     let (text, sha) = read(path)?;
-    let mut out = Vec::new();
+    let mut rows = Vec::new();
     let mut row = 0;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
@@ -174,36 +188,44 @@ fn load_aspects(path: &Path, hold_out: bool) -> Result<(Vec<Example>, TrainingFi
         let Some(t) = v.get("text").and_then(|t| t.as_str()) else {
             return Err(row_err("no `text` string".into()));
         };
-        let mut label = vec![0u32; TARGETS.len()];
-        let aspects: Vec<&serde_json::Value> = v
+        let aspects: Vec<(String, String)> = v
             .get("aspects")
             .and_then(|a| a.as_array())
             .into_iter()
             .flatten()
+            .map(|a| {
+                let field = |k: &str| a.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string();
+                (field("target"), field("polarity"))
+            })
             .collect();
-        let field = |a: &serde_json::Value, k: &str| -> String {
-            a.get(k).and_then(|x| x.as_str()).unwrap_or("").to_string()
-        };
-        if aspects
-            .iter()
-            .any(|a| field(a, "target") == "staff_or_process" || field(a, "polarity") == "conflict")
-        {
-            continue;
+        rows.push((t.to_string(), aspects));
+    }
+    let uses = |target: &str| rows.iter().flat_map(|r| &r.1).any(|a| a.0 == target);
+    let service_only = uses("staff_or_process") && !uses("staff") && !uses("process");
+    let mut out = Vec::new();
+    for (text, aspects) in rows {
+        let mut label = vec![0u32; TARGETS.len()];
+        if service_only || aspects.iter().any(|a| a.0 == "staff_or_process") {
+            for t in ["staff", "process"] {
+                if let Some(ti) = target_index(t) {
+                    label[ti] = UNKNOWN;
+                }
+            }
         }
-        for a in aspects {
-            let (target, polarity) = (field(a, "target"), field(a, "polarity"));
-            let (target, polarity) = (target.as_str(), polarity.as_str());
-            let (Some(ti), Some(ci)) = (
-                target_index(target),
-                CLASSES.iter().position(|c| *c == polarity),
-            ) else {
+        for (target, polarity) in aspects {
+            let Some(ti) = target_index(&target) else {
                 continue;
             };
-            label[ti] = ci as u32;
+            label[ti] = match CLASSES.iter().position(|c| *c == polarity) {
+                Some(ci) => ci as u32,
+                None if polarity == "conflict" => UNKNOWN,
+                None => continue,
+            };
         }
         out.push(Example {
-            text: t.to_string(),
+            text,
             label,
+            weight: 1.0,
         });
     }
     let file = TrainingFile {
@@ -237,6 +259,7 @@ fn load_sentiment(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainErro
         out.push(Example {
             text: t.trim().to_string(),
             label: vec![label],
+            weight: 1.0,
         });
     }
     let file = TrainingFile {
@@ -309,27 +332,88 @@ pub fn encode_all(
     Ok((tokens, embed.dim(), embed.describe().to_string()))
 }
 
-/// Class-weighted cross-entropy: `logits [N, K]`, `targets [N]` (u32).
-fn weighted_ce(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> candle_core::Result<Tensor> {
+/// Weighs the aspect files' rows so that every language carries the same
+/// total weight: with English and Russian sets of different sizes, the
+/// larger language would otherwise set the polarity boundary both share. A
+/// file's language is the one most of its rows are detected in (among
+/// `languages`); with one language every weight stays exactly 1.
+fn balance_languages(files: Vec<Vec<Example>>, languages: &[String]) -> Vec<Example> {
+    let detector = crate::nlp::language::LanguageDetector::new(languages);
+    let mut per_language: std::collections::BTreeMap<&str, usize> = Default::default();
+    let file_language: Vec<&str> = files
+        .iter()
+        .map(|rows| {
+            let mut votes: std::collections::BTreeMap<&str, usize> = Default::default();
+            for r in rows {
+                let lang = detector.detect(&r.text).map_or("und", |d| d.0);
+                *votes.entry(lang).or_default() += 1;
+            }
+            let lang = votes
+                .into_iter()
+                .max_by_key(|&(_, n)| n)
+                .map_or("und", |(l, _)| l);
+            *per_language.entry(lang).or_default() += rows.len();
+            lang
+        })
+        .collect();
+    let total: usize = per_language.values().sum();
+    let summary: Vec<String> = per_language
+        .iter()
+        .map(|(l, n)| format!("{l} {n} rows"))
+        .collect();
+    tracing::info!(languages = %summary.join(", "), "aspect rows weighed so that every language counts the same");
+    files
+        .into_iter()
+        .zip(file_language)
+        .flat_map(|(rows, lang)| {
+            let weight = total as f32 / (per_language.len() * per_language[lang]) as f32;
+            rows.into_iter().map(move |r| Example { weight, ..r })
+        })
+        .collect()
+}
+
+/// Weighted cross-entropy: `logits [N, K]`, `labels` (N classes, or
+/// [`UNKNOWN`] for an entry that adds nothing), each entry's own weight
+/// `scale [N]` times its class's weight `weights [K]`.
+fn weighted_ce(
+    logits: &Tensor,
+    labels: &[u32],
+    scale: &[f32],
+    weights: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let known: Vec<f32> = labels
+        .iter()
+        .zip(scale)
+        .map(|(&l, &s)| if l == UNKNOWN { 0.0 } else { s })
+        .collect();
+    let labels: Vec<u32> = labels
+        .iter()
+        .map(|&l| if l == UNKNOWN { 0 } else { l })
+        .collect();
+    let targets = Tensor::new(labels.as_slice(), logits.device())?;
+    let known = Tensor::new(known.as_slice(), logits.device())?;
     let logp = candle_nn::ops::log_softmax(logits, 1)?;
     let picked = logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
-    let w = weights.index_select(targets, 0)?;
-    (picked * &w)?.sum_all()?.neg()? / w.sum_all()?.to_scalar::<f32>()? as f64
+    let w = (weights.index_select(&targets, 0)? * known)?;
+    // At least one known entry per step in practice; never divide by zero.
+    let total = w.sum_all()?.to_scalar::<f32>()?.max(1e-6);
+    (picked * &w)?.sum_all()?.neg()? / f64::from(total)
 }
 
 /// Trains heads and writes them to `opts.out`. Returns the manifest.
 pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, TrainError> {
     let mut data = Vec::new();
-    let mut aspect_rows = Vec::new();
+    let mut aspect_files = Vec::new();
     let files = opts.aspects.iter().map(|p| (p, false));
     for (p, hold_out) in files.chain(opts.hold_out.iter().map(|p| (p, true))) {
         let (rows, mut f) = load_aspects(p, hold_out)?;
         if hold_out {
             f.task = format!("aspects, every {}th row held out", heads::HOLD_OUT_EVERY);
         }
-        aspect_rows.extend(rows);
+        aspect_files.push(rows);
         data.push(f);
     }
+    let aspect_rows = balance_languages(aspect_files, &cfg.languages);
     let mut sentiment_rows = Vec::new();
     for p in &opts.sentiment {
         let (rows, f) = load_sentiment(p)?;
@@ -380,8 +464,16 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
                 .iter()
                 .flat_map(|&i| aspect_rows[i].label.iter().copied())
                 .collect();
-            let targets = Tensor::from_vec(labels, idx.len() * TARGETS.len(), &Device::Cpu)?;
-            let loss = weighted_ce(&logits.reshape(((), CLASSES.len()))?, &targets, &class_w)?;
+            let scale: Vec<f32> = idx
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(aspect_rows[i].weight, TARGETS.len()))
+                .collect();
+            let loss = weighted_ce(
+                &logits.reshape(((), CLASSES.len()))?,
+                &labels,
+                &scale,
+                &class_w,
+            )?;
             opt.backward_step(&loss)?;
             pb.inc(1);
         }
@@ -401,8 +493,7 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
             let (x, mask, _) = heads::pad_seqs(&seqs, dim)?;
             let logits = model.sentiment_logits(&x, &mask)?;
             let labels: Vec<u32> = idx.iter().map(|&i| sentiment_rows[i].label[0]).collect();
-            let targets = Tensor::from_vec(labels, idx.len(), &Device::Cpu)?;
-            let loss = weighted_ce(&logits, &targets, &sent_w)?;
+            let loss = weighted_ce(&logits, &labels, &vec![1.0; labels.len()], &sent_w)?;
             opt.backward_step(&loss)?;
             pb.inc(1);
         }
@@ -565,37 +656,55 @@ mod tests {
         let w = Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
         let right = Tensor::new(&[[3.0f32, -3.0]], &Device::Cpu).unwrap();
         let wrong = Tensor::new(&[[-3.0f32, 3.0]], &Device::Cpu).unwrap();
-        let t = Tensor::new(&[0u32], &Device::Cpu).unwrap();
-        let a = weighted_ce(&right, &t, &w)
+        let a = weighted_ce(&right, &[0], &[1.0], &w)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        let b = weighted_ce(&wrong, &t, &w)
+        let b = weighted_ce(&wrong, &[0], &[1.0], &w)
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
         assert!(a < 0.01 && b > 5.0, "{a} {b}");
+        // An unknown entry adds nothing: the wrong row masked leaves the
+        // right row's loss.
+        let both = Tensor::new(&[[3.0f32, -3.0], [-3.0, 3.0]], &Device::Cpu).unwrap();
+        let masked = weighted_ce(&both, &[0, UNKNOWN], &[1.0, 1.0], &w)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((masked - a).abs() < 1e-6, "{masked} {a}");
     }
 
     #[test]
-    fn aspect_rows_parse_and_ambiguous_rows_are_left_out() {
+    fn aspect_rows_parse_and_ambiguous_targets_are_masked() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.jsonl");
-        std::fs::write(
-            &p,
-            concat!(
-                "{\"text\":\"x\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"nonsense\",\"polarity\":\"positive\"}]}\n\n",
-                "{\"text\":\"y\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n",
-                "{\"text\":\"z\",\"aspects\":[{\"target\":\"price\",\"polarity\":\"conflict\"}]}\n",
-            ),
-        )
-        .unwrap();
-        // Unknown targets are ignored; a row with staff_or_process or
-        // conflict is left out (its other targets are not known to be absent).
+        let x = "{\"text\":\"x\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"nonsense\",\"polarity\":\"positive\"}]}\n\n";
+        let y = "{\"text\":\"y\",\"aspects\":[{\"target\":\"product\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n";
+        let z = "{\"text\":\"z\",\"aspects\":[{\"target\":\"price\",\"polarity\":\"conflict\"}]}\n";
+        let w = "{\"text\":\"w\",\"aspects\":[{\"target\":\"staff\",\"polarity\":\"positive\"}]}\n";
+        let u = UNKNOWN;
+        // A file that only knows `staff_or_process` teaches no row staff or
+        // process; unknown targets are ignored; conflict masks its target.
+        std::fs::write(&p, [x, y, z].concat()).unwrap();
         let (rows, f) = load_aspects(&p, false).unwrap();
-        assert_eq!(rows.len(), 1);
+        assert_eq!(f.rows, 3);
+        assert_eq!(rows[0].label, vec![u, 1, u, 0, 0, 0, 0]);
+        assert_eq!(rows[1].label, vec![u, 1, u, 0, 0, 0, 0]);
+        assert_eq!(rows[2].label, vec![u, 0, u, u, 0, 0, 0]);
+        // A file that names staff apart teaches staff absent where a row
+        // does not name it.
+        std::fs::write(&p, [x, w, z].concat()).unwrap();
+        let (rows, _) = load_aspects(&p, false).unwrap();
         assert_eq!(rows[0].label, vec![0, 1, 0, 0, 0, 0, 0]);
-        assert_eq!(f.rows, 1);
+        assert_eq!(rows[1].label, vec![3, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(rows[2].label, vec![0, 0, 0, u, 0, 0, 0]);
+        let both = "{\"text\":\"v\",\"aspects\":[{\"target\":\"staff\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n";
+        std::fs::write(&p, [w, y, both].concat()).unwrap();
+        let (rows, _) = load_aspects(&p, false).unwrap();
+        assert_eq!(rows[0].label, vec![3, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(rows[1].label, vec![u, 1, u, 0, 0, 0, 0]);
+        assert_eq!(rows[2].label, vec![1, 0, u, 0, 0, 0, 0]);
         std::fs::write(&p, "{\"aspects\":[]}\n").unwrap();
         assert!(matches!(
             load_aspects(&p, false),
