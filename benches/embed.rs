@@ -120,7 +120,17 @@ fn worker(model: &str, engine: &str, corpus_path: &Path, out: &Path) {
     let padded_unsorted = verbatim::nlp::embed::padded_tokens(&lengths, &unsorted);
     op.embed_texts(&refs[..64.min(refs.len())]).unwrap(); // warm-up
     let (t0, c0) = (Instant::now(), cpu_seconds());
-    let vecs = op.embed_texts(&refs).unwrap();
+    // The stream hands the stage batches (`batch.max_records`), not the
+    // whole corpus: VERBATIM_BENCH_CHUNK=256 embeds it that way.
+    let chunk = std::env::var("VERBATIM_BENCH_CHUNK")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(refs.len())
+        .max(1);
+    let vecs: Vec<Vec<f32>> = refs
+        .chunks(chunk)
+        .flat_map(|c| op.embed_texts(c).unwrap())
+        .collect();
     let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
     let mut f = std::fs::File::create(out).unwrap();
     for v in &vecs {

@@ -44,7 +44,7 @@ pub fn padded_tokens(lengths: &[usize], plan: &[Vec<usize>]) -> usize {
 }
 
 /// Sub-batches per encoder call in [`EmbedOperator::encode_texts`].
-const PROGRESS_GROUPS: usize = 8;
+const PROGRESS_GROUPS: usize = 32;
 
 /// The operator that embeds every comment of a batch.
 pub struct EmbedOperator {

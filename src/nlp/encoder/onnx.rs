@@ -229,18 +229,22 @@ impl Encoder for OnnxEncoder {
                 .map(|g| self.forward(g, with_tokens))
                 .collect();
         }
-        // Each lane takes the next sub-batch not yet taken, so a lane that
-        // drew short rows does not wait for one that drew long ones.
+        // Each lane takes the next sub-batch not yet taken, the costliest
+        // (rows x longest) first: the last ones are then short, and a lane
+        // that finishes early does not wait long for the other.
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        let cost = |g: &[&[u32]]| g.len() * g.iter().map(|r| r.len()).max().unwrap_or(0);
+        order.sort_by_key(|&i| std::cmp::Reverse(cost(&groups[i])));
         let next = AtomicUsize::new(0);
         let this = &*self;
         let work = || {
             let mut done = Vec::new();
             loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(rows) = groups.get(i) else {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&i) = order.get(k) else {
                     return done;
                 };
-                done.push((i, this.forward(rows, with_tokens)));
+                done.push((i, this.forward(&groups[i], with_tokens)));
             }
         };
         let mut done = std::thread::scope(|s| {
