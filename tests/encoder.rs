@@ -278,7 +278,23 @@ fn bad_text_never_panics_and_long_text_is_flagged() {
         ));
     }
     use verbatim::nlp::Operator;
+    let metrics = verbatim::metrics::Metrics::new();
+    op.on_start(&metrics).unwrap();
     op.process_batch(&mut batch).unwrap();
+    // One inference observation per sub-batch (lanes or not).
+    let lengths: Vec<usize> = batch
+        .comments
+        .iter()
+        .map(|c| c.nlp.token_count.unwrap() as usize)
+        .collect();
+    let subs = verbatim::nlp::embed::plan_sub_batches(&lengths, c.token_budget, c.max_rows).len();
+    let page = metrics.render();
+    let count = page
+        .lines()
+        .find_map(|l| l.strip_prefix("verbatim_inference_seconds_count "))
+        .unwrap_or_else(|| panic!("no inference histogram in\n{page}"));
+    assert_eq!(count.trim().parse::<usize>().unwrap(), subs);
+    assert!(subs >= 2, "the long comment has a sub-batch of its own");
     for c in &batch.comments {
         let e = c.nlp.embedding.as_ref().unwrap();
         assert_eq!(e.len(), 384);

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use super::encoder::{Encoded, Encoder};
+use super::encoder::{Encoded, Encoder, Timed};
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
@@ -172,9 +172,9 @@ impl EmbedOperator {
         // still moves.
         let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
         for chunk in plan.chunks(PROGRESS_GROUPS) {
-            for (group, encoded) in chunk.iter().zip(self.run_plan(chunk, &toks, with_tokens)?) {
+            for (group, pass) in chunk.iter().zip(self.run_plan(chunk, &toks, with_tokens)?) {
                 progress(group.len());
-                for (&i, e) in group.iter().zip(encoded) {
+                for (&i, e) in group.iter().zip(pass.encoded) {
                     out[i] = e;
                 }
             }
@@ -189,7 +189,7 @@ impl EmbedOperator {
         plan: &[Vec<usize>],
         toks: &[super::tokenize::Tokens],
         with_tokens: bool,
-    ) -> Result<Vec<Vec<Encoded>>, OperatorError> {
+    ) -> Result<Vec<Timed>, OperatorError> {
         let groups: Vec<Vec<&[u32]>> = plan
             .iter()
             .map(|g| g.iter().map(|&i| toks[i].ids.as_slice()).collect())
@@ -229,13 +229,12 @@ impl Operator for EmbedOperator {
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let mut toks = toks;
         let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
-        let t = std::time::Instant::now();
-        let encoded = self.run_plan(&plan, &toks, self.keep_tokens)?;
-        if let Some(h) = &self.inference {
-            h.observe(t.elapsed().as_secs_f64());
-        }
-        for (group, encoded) in plan.into_iter().zip(encoded) {
-            for (i, e) in group.into_iter().zip(encoded) {
+        let passes = self.run_plan(&plan, &toks, self.keep_tokens)?;
+        for (group, pass) in plan.into_iter().zip(passes) {
+            if let Some(h) = &self.inference {
+                h.observe(pass.seconds);
+            }
+            for (i, e) in group.into_iter().zip(pass.encoded) {
                 let n = &mut batch.comments[i].nlp;
                 if self.keep_tokens {
                     n.tokens = Some(TokenStates {

@@ -62,14 +62,18 @@ pub trait Encoder: Send {
     fn run(&mut self, rows: &[&[u32]], with_tokens: bool) -> Result<Vec<Encoded>, EncoderError>;
 
     /// [`Self::run`] over several sub-batches, one result per sub-batch, in
-    /// order. A backend that can run sub-batches side by side (ONNX with
-    /// `nlp.lanes` > 1) does; by default they run one after another.
+    /// order, each with how long its forward pass took. A backend that can
+    /// run sub-batches side by side (ONNX with `nlp.lanes` > 1) does; by
+    /// default they run one after another.
     fn run_groups(
         &mut self,
         groups: &[Vec<&[u32]>],
         with_tokens: bool,
-    ) -> Result<Vec<Vec<Encoded>>, EncoderError> {
-        groups.iter().map(|g| self.run(g, with_tokens)).collect()
+    ) -> Result<Vec<Timed>, EncoderError> {
+        groups
+            .iter()
+            .map(|g| timed(|| self.run(g, with_tokens)))
+            .collect()
     }
 
     /// Sentence vectors, one per row, in order.
@@ -87,6 +91,28 @@ pub trait Encoder: Send {
     fn encode_tokens(&mut self, rows: &[&[u32]]) -> Result<Vec<Encoded>, EncoderError> {
         self.run(rows, true)
     }
+}
+
+/// One sub-batch's output and the time its forward pass took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    /// One [`Encoded`] per row, in order.
+    pub encoded: Vec<Encoded>,
+    /// Seconds the forward pass took (the `verbatim_inference_seconds`
+    /// histogram).
+    pub seconds: f64,
+}
+
+/// Runs one forward pass and times it.
+pub fn timed(
+    pass: impl FnOnce() -> Result<Vec<Encoded>, EncoderError>,
+) -> Result<Timed, EncoderError> {
+    let t = std::time::Instant::now();
+    let encoded = pass()?;
+    Ok(Timed {
+        encoded,
+        seconds: t.elapsed().as_secs_f64(),
+    })
 }
 
 /// One row's encoder output with its token vectors.

@@ -37,7 +37,7 @@ use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 use ort::AsPointer;
 
-use super::{mean_pool, pad, unpad_tokens, Encoded, Encoder, EncoderError};
+use super::{mean_pool, pad, timed, unpad_tokens, Encoded, Encoder, EncoderError, Timed};
 
 /// The process-wide ONNX Runtime environment, loaded once from one library.
 static ENV: OnceLock<Mutex<Option<(PathBuf, Environment)>>> = OnceLock::new();
@@ -220,13 +220,13 @@ impl Encoder for OnnxEncoder {
         &mut self,
         groups: &[Vec<&[u32]>],
         with_tokens: bool,
-    ) -> Result<Vec<Vec<Encoded>>, EncoderError> {
+    ) -> Result<Vec<Timed>, EncoderError> {
         self.check_tokens(with_tokens)?;
         let lanes = self.lanes.min(groups.len());
         if lanes <= 1 {
             return groups
                 .iter()
-                .map(|g| self.forward(g, with_tokens))
+                .map(|g| timed(|| self.forward(g, with_tokens)))
                 .collect();
         }
         // Each lane takes the next sub-batch not yet taken, the costliest
@@ -244,7 +244,7 @@ impl Encoder for OnnxEncoder {
                 let Some(&i) = order.get(k) else {
                     return done;
                 };
-                done.push((i, this.forward(&groups[i], with_tokens)));
+                done.push((i, timed(|| this.forward(&groups[i], with_tokens))));
             }
         };
         let mut done = std::thread::scope(|s| {
