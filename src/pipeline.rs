@@ -10,7 +10,10 @@
 //! partition's files when they are big or old enough (or the partition is
 //! revoked, or the job stops), and only then commits that partition's Kafka
 //! offset. Dead letters of a partition are confirmed before its files are
-//! committed. CPU and file work run on blocking threads.
+//! committed. CPU and file work run on blocking threads, in two stages that
+//! overlap: while one batch is analysed and written (the operators after
+//! `embed`, then the sink), the next one is already being embedded (the
+//! operators up to `embed`). Batches still reach the sink in order.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -92,7 +95,13 @@ impl RunSummary {
 pub struct Pipeline {
     decoder: Decoder,
     batcher: Batcher,
+    /// The operators up to and including `embed` (the first stage).
     operators: Vec<Box<dyn Operator>>,
+    /// The operators after `embed` (the second stage, with the sink write).
+    /// Empty while `pending` holds them.
+    after: Vec<Box<dyn Operator>>,
+    /// The batch in the second stage, if any.
+    pending: Option<Pending>,
     sink: Option<ParquetSink>,
     dead_letter: Option<DeadLetter>,
     actions: Option<ActionTopic>,
@@ -216,10 +225,13 @@ impl PipelineBuilder {
             op.on_start(&self.metrics)?;
         }
         self.metrics.health.set_models_loaded();
+        let after = split_after_embed(&mut operators);
         Ok(Pipeline {
             decoder: Decoder::new(self.cfg.input.clone()),
             batcher: Batcher::new(self.cfg.batch.clone()),
             operators,
+            after,
+            pending: None,
             sink: Some(sink),
             dead_letter,
             actions,
@@ -360,6 +372,7 @@ impl Pipeline {
                         }
                     }
                     Some(SourceEvent::Assigned(starts)) => {
+                        self.drain().await?;
                         for ((t, p), next, epoch) in starts {
                             if let Some(sink) = &mut self.sink {
                                 sink.set_epoch((t.clone(), p), epoch);
@@ -373,6 +386,7 @@ impl Pipeline {
                     Some(SourceEvent::Revoke { partitions, lost, done }) => {
                         let batch = self.batcher.take();
                         self.process(batch).await?;
+                        self.drain().await?;
                         if lost {
                             tracing::warn!(?partitions, "assignment lost: discarding uncommitted files of these partitions");
                             let mut sink = self.take_sink();
@@ -406,6 +420,7 @@ impl Pipeline {
         }
         let batch = self.batcher.take();
         self.process(batch).await?;
+        self.drain().await?;
         let all = self
             .sink
             .as_ref()
@@ -428,15 +443,41 @@ impl Pipeline {
             .unwrap_or_else(|| unreachable!("sink is always returned by its blocking task"))
     }
 
+    /// Runs the first stage (up to `embed`) over `batch` while the previous
+    /// batch finishes its second stage, then starts this batch's second
+    /// stage (the remaining operators and the sink write) and returns
+    /// without waiting for it; [`Pipeline::drain`] collects it.
     async fn process(&mut self, mut batch: CommentBatch) -> Result<(), PipelineError> {
         if batch.is_empty() {
             return Ok(());
         }
         let started = std::time::Instant::now();
+        // Every message received so far is in this batch.
+        let flow = match &mut self.in_flight {
+            Some((_, bytes, count)) => (std::mem::take(bytes), std::mem::take(count)),
+            None => (0, 0),
+        };
         let mut ops = std::mem::take(&mut self.operators);
+        let metrics = self.metrics.clone();
+        let first = tokio::task::spawn_blocking(move || {
+            let res = run_operators(&mut ops, &mut batch, &metrics);
+            (ops, batch, res)
+        });
+        // Meanwhile the previous batch is analysed and written.
+        let previous = self.drain().await;
+        let (ops, mut batch, res) = first
+            .await
+            .map_err(|e| PipelineError::Join(e.to_string()))?;
+        self.operators = ops;
+        previous?;
+        res?;
+        // Every operator and the sink are in hand: commit what is due
+        // before this batch's rows go in.
+        self.commit_due().await?;
+        let mut ops = std::mem::take(&mut self.after);
         let mut sink = self.take_sink();
         let metrics = self.metrics.clone();
-        let (ops, sink, batch, res) = tokio::task::spawn_blocking(move || {
+        let task = tokio::task::spawn_blocking(move || {
             let res = run_operators(&mut ops, &mut batch, &metrics)
                 .map_err(PipelineError::from)
                 .and_then(|()| {
@@ -445,16 +486,44 @@ impl Pipeline {
                     metrics.observe_stage("sink_write", t.elapsed().as_secs_f64());
                     r
                 });
-            (ops, sink, batch, res)
-        })
-        .await
-        .map_err(|e| PipelineError::Join(e.to_string()))?;
-        self.operators = ops;
+            Written {
+                ops,
+                sink,
+                batch,
+                res,
+            }
+        });
+        self.pending = Some(Pending {
+            task,
+            flow,
+            started,
+        });
+        Ok(())
+    }
+
+    /// Waits for the batch in the second stage, if any: its rows are then
+    /// in the sink's open files; its rejected rows go to the dead-letter
+    /// topic and its actions to the action topic.
+    async fn drain(&mut self) -> Result<(), PipelineError> {
+        let Some(Pending {
+            task,
+            flow,
+            started,
+        }) = self.pending.take()
+        else {
+            return Ok(());
+        };
+        let Written {
+            ops,
+            sink,
+            batch,
+            res,
+        } = task.await.map_err(|e| PipelineError::Join(e.to_string()))?;
+        self.after = ops;
         self.sink = Some(sink);
         res?;
-        // Every message received so far is in this batch, now written.
-        if let Some((flow, bytes, count)) = &mut self.in_flight {
-            flow.release(std::mem::take(bytes), std::mem::take(count));
+        if let Some((budget, _, _)) = &self.in_flight {
+            budget.release(flow.0, flow.1);
         }
         for r in &batch.rejected {
             self.metrics.reject(r.reason.code());
@@ -477,7 +546,13 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Commits the partitions whose files are due; waits for nothing (a
+    /// batch still in the second stage is left to finish).
     async fn commit_due(&mut self) -> Result<(), PipelineError> {
+        if self.pending.as_ref().is_some_and(|p| !p.task.is_finished()) {
+            return Ok(());
+        }
+        self.drain().await?;
         let due = self.sink.as_ref().map(ParquetSink::due).unwrap_or_default();
         self.commit(due).await
     }
@@ -488,6 +563,7 @@ impl Pipeline {
         if partitions.is_empty() {
             return Ok(());
         }
+        self.drain().await?;
         for tp in &partitions {
             if let Some(d) = &mut self.dead_letter {
                 d.producer().confirm(tp).await?;
@@ -496,7 +572,7 @@ impl Pipeline {
                 a.producer().confirm(tp).await?;
             }
         }
-        for op in self.operators.iter_mut() {
+        for op in self.operators.iter_mut().chain(self.after.iter_mut()) {
             op.before_commit()?;
         }
         let mut sink = self.take_sink();
@@ -530,7 +606,7 @@ impl Pipeline {
             );
             self.summary.add(r);
         }
-        for op in self.operators.iter_mut() {
+        for op in self.operators.iter_mut().chain(self.after.iter_mut()) {
             op.on_commit()?;
         }
         if let Some(c) = self.committer.clone() {
@@ -547,6 +623,32 @@ impl Pipeline {
     }
 }
 
+/// A batch in the second stage: its operators after `embed` and the sink
+/// write, on a blocking thread.
+struct Pending {
+    task: tokio::task::JoinHandle<Written>,
+    /// Bytes and messages of the in-flight budget this batch holds.
+    flow: (u64, u64),
+    started: std::time::Instant,
+}
+
+/// What the second stage hands back.
+struct Written {
+    ops: Vec<Box<dyn Operator>>,
+    sink: ParquetSink,
+    batch: CommentBatch,
+    res: Result<(), PipelineError>,
+}
+
+/// Splits the operators after `embed` off `operators` (none if there is no
+/// `embed`: then the second stage is the sink write alone).
+fn split_after_embed(operators: &mut Vec<Box<dyn Operator>>) -> Vec<Box<dyn Operator>> {
+    match operators.iter().position(|op| op.name() == "embed") {
+        Some(i) => operators.split_off(i + 1),
+        None => Vec::new(),
+    }
+}
+
 async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -557,6 +659,97 @@ async fn sleep_until(deadline: Option<std::time::Instant>) {
 #[cfg(test)]
 mod tests {
     use super::OPERATORS;
+    use crate::batch::CommentBatch;
+    use crate::nlp::{Operator, OperatorError};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::Duration;
+
+    /// Batches the probe named `embed` has started.
+    type Started = Arc<(Mutex<usize>, Condvar)>;
+
+    /// Stands in for the embed stage: counts the batches it starts.
+    struct EmbedProbe(Started);
+
+    impl Operator for EmbedProbe {
+        fn name(&self) -> &str {
+            "embed"
+        }
+        fn process_batch(&mut self, _: &mut CommentBatch) -> Result<(), OperatorError> {
+            let (count, cv) = &*self.0;
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            cv.notify_all();
+            Ok(())
+        }
+    }
+
+    /// Stands in for analysis: holds the first batch until the embed probe
+    /// has started the second one, and records whether that happened.
+    struct AfterProbe {
+        started: Started,
+        overlapped: Arc<AtomicBool>,
+        first_ids: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Operator for AfterProbe {
+        fn name(&self) -> &str {
+            "after"
+        }
+        fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
+            let mut ids = self.first_ids.lock().unwrap_or_else(|e| e.into_inner());
+            ids.push(batch.comments[0].id.clone());
+            if ids.len() == 1 {
+                let (count, cv) = &*self.started;
+                let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, _) = cv
+                    .wait_timeout_while(guard, Duration::from_secs(30), |n| *n < 2)
+                    .unwrap_or_else(|e| e.into_inner());
+                self.overlapped.store(*guard >= 2, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn next_batch_is_embedded_while_the_previous_one_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("feedback.jsonl");
+        let lines: Vec<String> = (0..30)
+            .map(|i| format!(r#"{{"id":"c{i:02}","text":"comment number {i}"}}"#))
+            .collect();
+        std::fs::write(&input, lines.join("\n")).unwrap();
+        let mut cfg = crate::config::PipelineConfig::from_toml(
+            "[batch]\nmax_records = 10\n",
+            std::path::Path::new("test.toml"),
+        )
+        .unwrap();
+        cfg.output.root = dir.path().join("out");
+        let started: Started = Arc::default();
+        let overlapped = Arc::new(AtomicBool::new(false));
+        let first_ids = Arc::new(Mutex::new(Vec::new()));
+        let summary = super::PipelineBuilder::new(cfg)
+            .operator(Box::new(EmbedProbe(started.clone())))
+            .operator(Box::new(AfterProbe {
+                started,
+                overlapped: overlapped.clone(),
+                first_ids: first_ids.clone(),
+            }))
+            .run_file(input, crate::source::file::FileFormat::Jsonl)
+            .await
+            .unwrap();
+        assert!(
+            overlapped.load(Ordering::SeqCst),
+            "the second batch was not embedded while the first was in analysis"
+        );
+        // Analysed (and so written) in order, every row once.
+        assert_eq!(*first_ids.lock().unwrap(), ["c00", "c10", "c20"]);
+        assert_eq!(summary.comments, 30);
+        let rows = crate::sink::read::read_comments(&dir.path().join("out"), None, None).unwrap();
+        let mut ids: Vec<_> = rows.iter().map(|r| r.id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 30);
+    }
 
     /// The part of `text` from `heading` to the next blank line: a table.
     fn table<'a>(text: &'a str, heading: &str) -> &'a str {
@@ -580,6 +773,28 @@ mod tests {
                     .unwrap_or_else(|| panic!("{n} is not in the stage table:\n{text}"))
             })
             .collect()
+    }
+
+    #[test]
+    fn operators_split_after_embed() {
+        let started: Started = Arc::default();
+        let mut ops: Vec<Box<dyn Operator>> = vec![
+            Box::new(EmbedProbe(started.clone())),
+            Box::new(AfterProbe {
+                started,
+                overlapped: Arc::default(),
+                first_ids: Arc::default(),
+            }),
+        ];
+        let after = super::split_after_embed(&mut ops);
+        assert_eq!(ops.iter().map(|o| o.name()).collect::<Vec<_>>(), ["embed"]);
+        assert_eq!(
+            after.iter().map(|o| o.name()).collect::<Vec<_>>(),
+            ["after"]
+        );
+        // Without an embed stage the second stage is the sink write alone.
+        let after = super::split_after_embed(&mut ops.split_off(1));
+        assert!(after.is_empty());
     }
 
     #[test]
