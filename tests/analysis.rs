@@ -180,8 +180,8 @@ fn mams_validation_scores() {
     assert!(f1(&v, "targets", "staff") >= 0.88);
     assert!(f1(&v, "targets", "product") >= 0.88);
     assert!(f1(&v, "complaints", "staff") >= 0.85);
-    assert!(v["polarity_accuracy"].as_f64().unwrap() >= 0.68);
-    assert!(f1(&v, "complaints", "product") >= 0.15);
+    assert!(v["polarity_accuracy"].as_f64().unwrap() >= 0.69);
+    assert!(f1(&v, "complaints", "product") >= 0.20);
 }
 
 /// `eval --predictions` writes one line per row of the team set: the
@@ -435,4 +435,39 @@ fn the_multilingual_model_analyses_russian_like_english() {
             c.text
         );
     }
+}
+
+/// Polarity does not cross "but"/"но": read from the whole sentence, the
+/// complaint coloured the praised staff clause too (both of these came out
+/// staff negative before). Each comment alone, so no batch-mate moves the
+/// int8 scales.
+#[test]
+fn contrastive_clauses_keep_their_own_polarity() {
+    let Some(cfg) = e5_cfg() else { return };
+    for (text, praise, complaint) in [
+        (
+            "The staff were lovely, but the room was dirty.",
+            "The staff were lovely,",
+            "environment",
+        ),
+        (
+            "The support agent was patient, but the app keeps crashing.",
+            "The support agent was patient,",
+            "product",
+        ),
+    ] {
+        let out = analyse(&cfg, &[text]);
+        let a = out[0].nlp.aspects.as_ref().expect("analysed");
+        let staff = a.iter().find(|x| &*x.target == "staff").expect("staff");
+        assert_eq!(staff.text, praise, "{a:?}");
+        assert_eq!(staff.polarity, Polarity::Positive, "{text}: {a:?}");
+        let c = a.iter().find(|x| &*x.target == complaint).expect(complaint);
+        assert_eq!(c.polarity, Polarity::Negative, "{text}: {a:?}");
+    }
+    // Russian: the complaint after "но" stays a complaint.
+    let out = analyse(&cfg, &["Мастер был вежлив, но интернет так и не работает."]);
+    let a = out[0].nlp.aspects.as_ref().expect("analysed");
+    let p = a.iter().find(|x| &*x.target == "product").expect("product");
+    assert_eq!(p.polarity, Polarity::Negative, "{a:?}");
+    assert_eq!(p.text, "но интернет так и не работает.");
 }

@@ -231,6 +231,16 @@ impl Operator for AnalyzeOperator {
         // A sentence's aspects; each points at the clause most likely to be
         // about its target.
         let mut aspects: Vec<Vec<Aspect>> = vec![Vec::new(); batch.comments.len()];
+        let contrastive: Vec<bool> = segs
+            .iter()
+            .map(|seg| {
+                seg.parent.is_none()
+                    && clauses::contrastive(&clauses::slice(
+                        &batch.comments[seg.comment].text,
+                        seg.span,
+                    ))
+            })
+            .collect();
         for (k, seg) in segs.iter().enumerate() {
             if seg.parent.is_some() {
                 continue;
@@ -240,19 +250,28 @@ impl Operator for AnalyzeOperator {
                 if 1.0 - p[0] < self.min_presence {
                     continue;
                 }
-                let (cls, conf) =
-                    (1..4)
-                        .map(|j| (j, p[j]))
-                        .fold((1, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
-                let polarity = [Polarity::Negative, Polarity::Neutral, Polarity::Positive][cls - 1];
-                let span = segs
+                // The clause most likely to be about the target, if the
+                // sentence has several: the aspect's span. Where the clauses
+                // are joined by "but", "although", "но", "а"…, also its
+                // polarity, so praise in one clause does not colour a
+                // complaint in the other (README, "Comment analysis").
+                let clause = segs
                     .iter()
                     .enumerate()
                     .filter(|(_, c)| c.parent == Some(k))
                     .max_by(|(a, _), (b, _)| {
                         (1.0 - probs[*a][t][0]).total_cmp(&(1.0 - probs[*b][t][0]))
-                    })
-                    .map_or(seg.span, |(_, c)| c.span);
+                    });
+                let span = clause.map_or(seg.span, |(_, c)| c.span);
+                let p = match clause {
+                    Some((c, _)) if contrastive[k] => &probs[c][t],
+                    _ => p,
+                };
+                let (cls, conf) =
+                    (1..4)
+                        .map(|j| (j, p[j]))
+                        .fold((1, f32::MIN), |a, b| if b.1 > a.1 { b } else { a });
+                let polarity = [Polarity::Negative, Polarity::Neutral, Polarity::Positive][cls - 1];
                 aspects[seg.comment].push(Aspect {
                     target: self.targets[t].clone(),
                     polarity,

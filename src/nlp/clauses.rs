@@ -44,6 +44,18 @@ fn clause_break() -> &'static Regex {
     })
 }
 
+/// Whether `text` joins clauses with a contrastive conjunction ("but",
+/// "although", "но", "а", "хотя"…), where one clause's sentiment must not
+/// colour the other's.
+pub fn contrastive(text: &str) -> bool {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        Regex::new(r"(?i)\b(?:but|although|though|however|whereas|yet|except|а|но|однако|хотя|зато|только)\b")
+            .unwrap_or_else(|_| unreachable!())
+    })
+    .is_match(text)
+}
+
 /// Character index of every byte offset that starts a character.
 fn char_index(text: &str, byte: usize) -> u32 {
     text[..byte].chars().count() as u32
@@ -114,6 +126,17 @@ pub fn slice(text: &str, span: Span) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn contrastive_conjunctions_in_both_languages() {
+        assert!(contrastive("The waiter was great but the food was cold"));
+        assert!(contrastive("However, the room was small"));
+        assert!(contrastive("Официант милый, но еда холодная"));
+        assert!(contrastive("Кассир был груб, зато цены низкие"));
+        assert!(!contrastive("The waiter was great and the food was hot"));
+        // Whole words only: "butter", "анализ" hold no conjunction.
+        assert!(!contrastive("Butter was fresh, the анализ done"));
+    }
 
     fn clause_texts(text: &str) -> Vec<Vec<String>> {
         split(text)
