@@ -24,6 +24,34 @@ fn check_prints_resolved_settings_with_secrets_masked() {
     assert!(!stdout.contains("hunter2") && stdout.contains("***"));
 }
 
+/// An object-store URL as the output root is refused with the fix, in the
+/// pipeline file and on the command line, and no folder named `s3:` appears.
+#[test]
+fn object_store_roots_are_refused_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("s3.toml");
+    std::fs::write(&p, "[output]\nroot = 's3://bucket/out'\n").unwrap();
+    let out = verbatim().arg("check").arg(&p).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("s3.toml")
+            && stderr.contains("output.root")
+            && stderr.contains("object storage")
+            && stderr.contains("Fix:"),
+        "{stderr}"
+    );
+    let out = verbatim()
+        .current_dir(dir.path())
+        .args(["report", "--output-root", "gs://bucket/out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("`gs://` is object storage"), "{stderr}");
+    assert!(!dir.path().join("gs:").exists());
+}
+
 #[test]
 fn check_names_file_key_and_fix() {
     let dir = tempfile::tempdir().unwrap();

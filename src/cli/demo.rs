@@ -466,7 +466,7 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Where to write (cleared first if it holds an earlier demo).
-    #[arg(long, default_value = "out/demo")]
+    #[arg(long, default_value = "out/demo", value_parser = crate::config::parse_output_root)]
     pub output_root: PathBuf,
 }
 

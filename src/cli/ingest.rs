@@ -21,7 +21,7 @@ pub struct IngestArgs {
     #[arg(long)]
     pub no_nlp: bool,
     /// Write here instead of the pipeline's output.root.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::config::parse_output_root)]
     pub output_root: Option<PathBuf>,
     /// How the file is framed.
     #[arg(long, value_enum, default_value_t = FileFormat::Auto)]

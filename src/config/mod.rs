@@ -28,7 +28,7 @@ pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;
 pub use nlp::{Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples};
-pub use output::{OutputConfig, RejectedConfig};
+pub use output::{parse_output_root, OutputConfig, RejectedConfig, RootError};
 pub use themes::ThemesConfig;
 
 /// Errors from loading or validating a pipeline file.
@@ -190,10 +190,11 @@ impl PipelineConfig {
 
     /// Parses and validates TOML text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: plain_words(e.to_string().trim_end()),
         })?;
+        cfg.output.normalize();
         cfg.validate(path)?;
         Ok(cfg)
     }
@@ -385,6 +386,44 @@ impl PipelineConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_roots_are_paths_or_file_urls() {
+        use std::path::PathBuf;
+        let ok = |s: &str| parse_output_root(s).unwrap();
+        assert_eq!(ok("out/feedback"), PathBuf::from("out/feedback"));
+        assert_eq!(ok("/data/verbatim"), PathBuf::from("/data/verbatim"));
+        assert_eq!(ok(r"C:\data\verbatim"), PathBuf::from(r"C:\data\verbatim"));
+        assert_eq!(ok("file:///data/verbatim"), PathBuf::from("/data/verbatim"));
+        assert_eq!(ok("file://localhost/data"), PathBuf::from("/data"));
+        for (url, scheme) in [
+            ("s3://bucket/out", "s3"),
+            ("gs://bucket", "gs"),
+            ("az://container/x", "az"),
+            ("ABFS://c@acct.dfs.core.windows.net/x", "abfs"),
+            ("http://localhost:9000/b", "http"),
+        ] {
+            assert_eq!(
+                parse_output_root(url),
+                Err(RootError::ObjectStore {
+                    scheme: scheme.into()
+                })
+            );
+        }
+        assert!(matches!(
+            parse_output_root("file://nas/share"),
+            Err(RootError::FileHost { .. })
+        ));
+        // In a pipeline file: the key and the fix; a file:// URL becomes its path.
+        let e = PipelineConfig::from_toml("[output]\nroot = 's3://b/out'\n", p())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`output.root` is \"s3://b/out\""), "{e}");
+        assert!(e.contains("Fix: set a local folder"), "{e}");
+        assert!(!e.contains(".."), "{e}");
+        let c = PipelineConfig::from_toml("[output]\nroot = 'file:///srv/out'\n", p()).unwrap();
+        assert_eq!(c.output.root, PathBuf::from("/srv/out"));
+    }
 
     fn p() -> &'static Path {
         Path::new("pipelines/test.toml")

@@ -74,9 +74,83 @@ pub struct RejectedConfig {
     pub dead_letter_topic: Option<String>,
 }
 
+/// Why an output root cannot be written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RootError {
+    /// An object-store URL (`s3://`, `gs://`, `az://`, `abfs://`, `http://`…).
+    #[error(
+        "`{scheme}://` is object storage, which this version cannot write: it \
+         commits files by renaming them in a folder. Fix: set a local folder or a \
+         shared POSIX filesystem path (NFS, EFS, Filestore), e.g. /data/verbatim, \
+         and copy committed files to the bucket from there"
+    )]
+    ObjectStore {
+        /// The URL's scheme.
+        scheme: String,
+    },
+    /// A `file://` URL naming another host.
+    #[error(
+        "`file://{host}/…` names another host. Fix: use file:///absolute/path or a plain path"
+    )]
+    FileHost {
+        /// The host the URL names.
+        host: String,
+    },
+}
+
+/// Reads an output root (`output.root`, `--output-root`): a plain path, or a
+/// `file:///absolute/path` URL, which becomes that path. Any other URL is
+/// refused: before this check `s3://bucket/out` quietly became a local
+/// folder named `s3:`.
+pub fn parse_output_root(s: &str) -> Result<PathBuf, RootError> {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return Ok(PathBuf::from(s));
+    };
+    let is_scheme = scheme
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !is_scheme {
+        return Ok(PathBuf::from(s));
+    }
+    if !scheme.eq_ignore_ascii_case("file") {
+        return Err(RootError::ObjectStore {
+            scheme: scheme.to_ascii_lowercase(),
+        });
+    }
+    match rest.split_once('/') {
+        Some(("" | "localhost", path)) => Ok(PathBuf::from(format!("/{path}"))),
+        Some((host, _)) => Err(RootError::FileHost { host: host.into() }),
+        None if rest.is_empty() || rest == "localhost" => Ok(PathBuf::from("/")),
+        None => Err(RootError::FileHost { host: rest.into() }),
+    }
+}
+
 impl OutputConfig {
+    /// Reads a `file://` root as its path (see [`parse_output_root`]); other
+    /// roots are left for [`OutputConfig::validate`] to check.
+    pub(crate) fn normalize(&mut self) {
+        if let Some(p) = self.root.to_str().and_then(|s| parse_output_root(s).ok()) {
+            self.root = p;
+        }
+    }
+
     /// Checks every `[output]` value.
     pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        if let Some(Err(e)) = self.root.to_str().map(parse_output_root) {
+            let (problem, fix) = e.to_string().split_once(" Fix: ").map_or_else(
+                || (e.to_string(), String::new()),
+                |(p, f)| (p.trim_end_matches('.').to_string(), f.to_string()),
+            );
+            return Err(bad.err(
+                "output.root",
+                format!("is {:?}: {problem}", self.root.display().to_string()),
+                &fix,
+            ));
+        }
         if self.root.as_os_str().is_empty() {
             return Err(bad.err(
                 "output.root",
