@@ -78,6 +78,25 @@ pub struct TokenStates {
     pub vectors: Vec<f32>,
     /// Each token's `[start, end)` in characters; special tokens `(0, 0)`.
     pub offsets: Vec<(u32, u32)>,
+    /// Clauses of the sentences whose clauses a contrastive conjunction
+    /// joins ("but", "но"…), each encoded as its own sequence, so the other
+    /// clause's sentiment is not in its vectors. Empty unless the embed
+    /// stage encodes clauses.
+    pub clauses: Vec<ClauseStates>,
+}
+
+/// One clause's own token vectors (see [`TokenStates::clauses`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClauseStates {
+    /// The clause's first character in the comment.
+    pub start: u32,
+    /// One past its last character.
+    pub end: u32,
+    /// `len x dim` last-layer vectors of the clause alone, row-major.
+    pub vectors: Vec<f32>,
+    /// Each token's `[start, end)` in the comment's characters; special
+    /// tokens `(0, 0)`.
+    pub offsets: Vec<(u32, u32)>,
 }
 
 /// Sentiment label.

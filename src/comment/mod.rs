@@ -13,8 +13,8 @@ mod enrichment;
 pub mod language;
 
 pub use enrichment::{
-    blames, skipped, target_sentiment, Aspect, Enrichment, Evidence, Polarity, Sentiment,
-    TokenStates, BUILT_IN_FLAGS, TARGETS,
+    blames, skipped, target_sentiment, Aspect, ClauseStates, Enrichment, Evidence, Polarity,
+    Sentiment, TokenStates, BUILT_IN_FLAGS, TARGETS,
 };
 
 /// Where a message came from: the coordinates that make every row traceable

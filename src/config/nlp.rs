@@ -90,6 +90,12 @@ pub struct NlpConfig {
     /// Run comment analysis (sentiment, aspects) with the trained heads.
     #[serde(default = "default_true")]
     pub analyze: bool,
+    /// With analysis on: encode each clause of a sentence whose clauses a
+    /// contrastive conjunction joins ("but", "но"…) as a sequence of its
+    /// own too, so praise and complaint are read apart (more tokens for
+    /// such comments; README, "Comment analysis").
+    #[serde(default = "default_true")]
+    pub encode_clauses: bool,
     /// Folder of trained heads, one sub-folder per model
     /// (`<heads_dir>/<model>/heads.toml`).
     #[serde(default = "default_heads_dir")]
@@ -158,6 +164,7 @@ impl Default for NlpConfig {
             onnx_file: None,
             models_dir: default_models_dir(),
             analyze: true,
+            encode_clauses: true,
             heads_dir: default_heads_dir(),
             cache_dir: default_model_cache(),
             onnxruntime_library: default_ort_lib(),

@@ -51,8 +51,13 @@ struct Segment {
     span: Span,
     /// For a clause, the index of its sentence's segment.
     parent: Option<usize>,
-    /// Token indices into the comment's vectors, with the special tokens.
+    /// Token indices into the comment's vectors (or, for a clause encoded
+    /// on its own, into that clause's), with the special tokens.
     tokens: Vec<usize>,
+    /// Which [`TokenStates::clauses`] entry `tokens` index, if any.
+    own: Option<usize>,
+    /// Row of its first token vector in the batch's projection.
+    base: usize,
 }
 
 impl AnalyzeOperator {
@@ -105,7 +110,17 @@ impl AnalyzeOperator {
 
     /// Cuts a comment into sentence segments of token indices, each
     /// followed by its clauses' segments when it has more than one.
-    fn segments(text: &str, st: &TokenStates, comment: usize, out: &mut Vec<Segment>) {
+    ///
+    /// `base` is the row of the comment's first token in the batch's
+    /// projection, `clause_base` the rows of its clauses encoded on their
+    /// own: such a clause's segment reads those vectors instead.
+    fn segments(
+        text: &str,
+        st: &TokenStates,
+        comment: usize,
+        (base, clause_base): (usize, &[usize]),
+        out: &mut Vec<Segment>,
+    ) {
         let n = st.offsets.len();
         let specials: Vec<usize> = (0..n)
             .filter(|&i| st.offsets[i].0 == st.offsets[i].1)
@@ -147,16 +162,27 @@ impl AnalyzeOperator {
                 span: s.span,
                 parent: None,
                 tokens,
+                own: None,
+                base,
             });
             if s.clauses.len() > 1 {
                 for c in s.clauses {
-                    let tokens = within(c);
+                    let own = st
+                        .clauses
+                        .iter()
+                        .position(|o| o.start == c.start && o.end == c.end);
+                    let (tokens, base) = match own {
+                        Some(k) => ((0..st.clauses[k].offsets.len()).collect(), clause_base[k]),
+                        None => (within(c), base),
+                    };
                     if !tokens.is_empty() {
                         out.push(Segment {
                             comment,
                             span: c,
                             parent: Some(parent),
                             tokens,
+                            own,
+                            base,
                         });
                     }
                 }
@@ -200,11 +226,18 @@ impl Operator for AnalyzeOperator {
         // One projection of every analysed token of the batch.
         let mut all = Vec::new();
         let mut base = Vec::with_capacity(todo.len());
+        let mut clause_base: Vec<Vec<usize>> = Vec::with_capacity(todo.len());
         for &i in &todo {
             base.push(all.len() / dim);
+            let mut own = Vec::new();
             if let Some(st) = batch.comments[i].nlp.tokens.as_ref() {
                 all.extend_from_slice(&st.vectors);
+                for c in &st.clauses {
+                    own.push(all.len() / dim);
+                    all.extend_from_slice(&c.vectors);
+                }
             }
+            clause_base.push(own);
         }
         let tp = self.heads.project(&all).map_err(|e| self.fail(e))?;
         drop(all);
@@ -212,21 +245,17 @@ impl Operator for AnalyzeOperator {
         // clause by clause, all from the same projections.
         let mut scores = Vec::with_capacity(todo.len());
         let mut segs = Vec::new();
-        let mut seg_base = Vec::new();
-        for (&i, &b0) in todo.iter().zip(&base) {
+        for ((&i, &b0), own) in todo.iter().zip(&base).zip(&clause_base) {
             let c = &batch.comments[i];
             if let Some(st) = c.nlp.tokens.as_ref() {
                 let n = st.vectors.len() / dim;
                 scores.push(tp.sentiment(&(b0..b0 + n).collect::<Vec<_>>()));
-                let before = segs.len();
-                Self::segments(&c.text, st, i, &mut segs);
-                seg_base.extend(std::iter::repeat_n(b0, segs.len() - before));
+                Self::segments(&c.text, st, i, (b0, own), &mut segs);
             }
         }
         let probs: Vec<Vec<[f32; 4]>> = segs
             .iter()
-            .zip(&seg_base)
-            .map(|(s, &b0)| tp.aspect_probs(&s.tokens.iter().map(|t| b0 + t).collect::<Vec<_>>()))
+            .map(|s| tp.aspect_probs(&s.tokens.iter().map(|t| s.base + t).collect::<Vec<_>>()))
             .collect();
         // A sentence's aspects; each points at the clause most likely to be
         // about its target.
@@ -303,8 +332,12 @@ impl Operator for AnalyzeOperator {
                     .iter()
                     .map(|&c| {
                         let mut v = vec![0f32; dim];
+                        let source = match segs[c].own {
+                            Some(k) => &st.clauses[k].vectors,
+                            None => &st.vectors,
+                        };
                         for &t in &segs[c].tokens {
-                            for (x, y) in v.iter_mut().zip(&st.vectors[t * dim..(t + 1) * dim]) {
+                            for (x, y) in v.iter_mut().zip(&source[t * dim..(t + 1) * dim]) {
                                 *x += y;
                             }
                         }
@@ -328,8 +361,8 @@ impl Operator for AnalyzeOperator {
                     let Some((c, sim)) = best.filter(|b| b.1 >= ex.min_similarity) else {
                         continue;
                     };
-                    let b0 = seg_base[c];
-                    let rows: Vec<usize> = segs[c].tokens.iter().map(|t| b0 + t).collect();
+                    let rows: Vec<usize> =
+                        segs[c].tokens.iter().map(|t| segs[c].base + t).collect();
                     let span = segs[c].span;
                     let text = &batch.comments[seg.comment].text;
                     aspects[seg.comment].push(Aspect {
@@ -380,9 +413,10 @@ mod tests {
         let st = TokenStates {
             vectors: vec![0.0; offsets.len() * 2],
             offsets,
+            clauses: Vec::new(),
         };
         let mut segs = Vec::new();
-        AnalyzeOperator::segments(text, &st, 0, &mut segs);
+        AnalyzeOperator::segments(text, &st, 0, (0, &[]), &mut segs);
         let got: Vec<(Vec<usize>, Option<usize>, String)> = segs
             .iter()
             .map(|s| (s.tokens.clone(), s.parent, clauses::slice(text, s.span)))

@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
+use super::clauses;
 use super::encoder::{Encoded, Encoder, Timed};
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
-use crate::comment::TokenStates;
+use crate::comment::{ClauseStates, TokenStates};
 
 /// Groups row indices into sub-batches: sorted by length, each closed before
 /// `rows x longest` passes `budget` tokens or it holds `max_rows` rows. A row
@@ -58,6 +59,9 @@ pub struct EmbedOperator {
     column_tag: Arc<str>,
     projection: Option<super::projection::Projection>,
     keep_tokens: bool,
+    /// With `keep_tokens`: also encode each clause of a contrastive
+    /// sentence as its own sequence ([`TokenStates::clauses`]).
+    encode_clauses: bool,
     /// Where each forward pass's time goes, once the pipeline starts the operator.
     inference: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -80,6 +84,7 @@ impl EmbedOperator {
             tag,
             projection: None,
             keep_tokens: false,
+            encode_clauses: false,
             inference: None,
         }
     }
@@ -90,6 +95,14 @@ impl EmbedOperator {
     pub fn keep_tokens(mut self, on: bool) -> Self {
         self.keep_tokens = on;
         self.tokenizer = self.tokenizer.with_offsets(on);
+        self
+    }
+
+    /// With [`Self::keep_tokens`], also encodes each clause of a sentence
+    /// whose clauses a contrastive conjunction joins as a sequence of its
+    /// own, in the same forward passes ([`TokenStates::clauses`]).
+    pub fn encode_clauses(mut self, on: bool) -> Self {
+        self.encode_clauses = on;
         self
     }
 
@@ -221,7 +234,29 @@ impl Operator for EmbedOperator {
         if batch.comments.is_empty() {
             return Ok(());
         }
-        let texts: Vec<&str> = batch.comments.iter().map(|c| c.text.as_str()).collect();
+        let n = batch.comments.len();
+        // The clauses analysis reads on their own: (comment, span, text).
+        let mut extra: Vec<(usize, clauses::Span, String)> = Vec::new();
+        if self.keep_tokens && self.encode_clauses {
+            for (i, c) in batch.comments.iter().enumerate() {
+                for s in clauses::split(&c.text) {
+                    if s.clauses.len() > 1 && clauses::contrastive(&clauses::slice(&c.text, s.span))
+                    {
+                        extra.extend(
+                            s.clauses
+                                .into_iter()
+                                .map(|span| (i, span, clauses::slice(&c.text, span))),
+                        );
+                    }
+                }
+            }
+        }
+        let texts: Vec<&str> = batch
+            .comments
+            .iter()
+            .map(|c| c.text.as_str())
+            .chain(extra.iter().map(|e| e.2.as_str()))
+            .collect();
         let toks = self
             .tokenizer
             .encode_batch(&texts)
@@ -230,22 +265,50 @@ impl Operator for EmbedOperator {
         let mut toks = toks;
         let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
         let passes = self.run_plan(&plan, &toks, self.keep_tokens)?;
+        let mut clause_states: Vec<Vec<ClauseStates>> = vec![Vec::new(); n];
         for (group, pass) in plan.into_iter().zip(passes) {
             if let Some(h) = &self.inference {
                 h.observe(pass.seconds);
             }
             for (i, e) in group.into_iter().zip(pass.encoded) {
+                if let Some((c, span, _)) = i.checked_sub(n).and_then(|k| extra.get(k)) {
+                    // A clause: offsets move into the comment's characters.
+                    let offsets = std::mem::take(&mut toks[i].offsets)
+                        .into_iter()
+                        .map(|(a, b)| {
+                            if a == b {
+                                (a, b)
+                            } else {
+                                (a + span.start, b + span.start)
+                            }
+                        })
+                        .collect();
+                    clause_states[*c].push(ClauseStates {
+                        start: span.start,
+                        end: span.end,
+                        vectors: e.tokens,
+                        offsets,
+                    });
+                    continue;
+                }
                 let n = &mut batch.comments[i].nlp;
                 if self.keep_tokens {
                     n.tokens = Some(TokenStates {
                         vectors: e.tokens,
                         offsets: std::mem::take(&mut toks[i].offsets),
+                        clauses: Vec::new(),
                     });
                 }
                 n.embedding = Some(self.comment_vector(e.embedding));
                 n.token_count = Some(toks[i].ids.len() as u32);
                 n.truncated = Some(toks[i].truncated);
                 n.embedding_model = Some(self.column_tag.clone());
+            }
+        }
+        for (c, mut states) in batch.comments.iter_mut().zip(clause_states) {
+            if let Some(st) = c.nlp.tokens.as_mut() {
+                states.sort_by_key(|s| s.start);
+                st.clauses = states;
             }
         }
         Ok(())

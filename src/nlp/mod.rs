@@ -157,7 +157,9 @@ pub fn operators_for(
         }
         None => None,
     };
-    let embed = embed.keep_tokens(analysis.is_some());
+    let embed = embed
+        .keep_tokens(analysis.is_some())
+        .encode_clauses(cfg.encode_clauses);
     let matcher =
         flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
     let mut operators: Vec<Box<dyn Operator>> = vec![
