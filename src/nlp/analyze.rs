@@ -9,7 +9,10 @@
 //!    ([`super::heads`]): per target, `absent / negative / neutral /
 //!    positive`; a target is reported when `1 - p(absent)` reaches the
 //!    manifest's `min_presence`, with the likelier polarity, and its span is
-//!    the clause that drew most of that target's attention;
+//!    the clause that drew most of that target's attention; where a
+//!    contrastive conjunction joins the clauses ("but", "но"), the polarity
+//!    is that clause's, read from its own encoding when the embed stage
+//!    encoded it apart (`nlp.encode_clauses`);
 //! 3. the whole comment's token vectors give the sentiment score.
 //!
 //! Comments in other languages get no aspects and no sentiment, and

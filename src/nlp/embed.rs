@@ -1,6 +1,8 @@
 //! The embedding stage: tokenize a batch, cut it into sub-batches under a
 //! padded-token budget, encode each, and attach a vector, token count and
-//! truncation flag to every comment.
+//! truncation flag to every comment. For the analysis stage it keeps the
+//! token vectors too, and can encode the clauses of contrastive sentences
+//! as rows of their own in the same sub-batches.
 //!
 //! Batching follows text-embeddings-inference: rows are sorted by length, so
 //! a sub-batch pads to a length close to its rows' own, and a sub-batch is
