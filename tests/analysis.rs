@@ -199,6 +199,8 @@ fn eval_writes_predictions_beside_gold() {
         input.to_str().unwrap(),
         "--predictions",
         out.to_str().unwrap(),
+        "--by",
+        "language",
     ]);
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(&out)
         .unwrap()
@@ -253,6 +255,26 @@ fn eval_writes_predictions_beside_gold() {
         assert!(close(tp / (tp + fp).max(1.0), &prf["precision"]), "{flag}");
         assert!(close(tp / (tp + fn_).max(1.0), &prf["recall"]), "{flag}");
     }
+    // `--by language`: each language's rows scored apart, adding up to the
+    // whole (the set's `lang` field names the group).
+    let by = v["by"]["language"].as_object().expect("by.language");
+    let langs: Vec<&str> = by.keys().map(String::as_str).collect();
+    assert_eq!(langs, ["en", "ru"]);
+    let mut n = 0;
+    for (lang, g) in by {
+        let rows_here = gold_rows
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lang"] == **lang)
+            .count() as u64;
+        assert_eq!(g["n"].as_u64(), Some(rows_here), "{lang}");
+        assert_eq!(g["not_analysed"], 0, "{lang}: the default model reads it");
+        assert!(g["polarity_accuracy"].is_f64(), "{lang}: {g}");
+        assert!(g["complaints"]["staff"]["f1"].is_f64(), "{lang}");
+        n += rows_here;
+    }
+    assert_eq!(Some(n), v["n"].as_u64());
+    let analysed: u64 = by.values().map(|g| g["analysed"].as_u64().unwrap()).sum();
+    assert_eq!(Some(analysed), v["analysed"].as_u64());
 }
 
 #[test]

@@ -242,6 +242,10 @@ pub struct EvalReport {
     /// `model backend precision` that was scored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub encoder: Option<String>,
+    /// The same scores per group of rows, for each `--by` field: field ->
+    /// group (e.g. `language` -> `ru`) -> report.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub by: BTreeMap<String, BTreeMap<String, EvalReport>>,
     /// Every flag miss (not in the JSON).
     #[serde(skip)]
     pub misses: Vec<FlagMiss>,
@@ -255,6 +259,10 @@ pub struct EvalReport {
 struct Gold {
     id: String,
     text: String,
+    /// Its `lang`, `source` and `domain` fields, for `--by`.
+    lang: Option<String>,
+    source: Option<String>,
+    domain: Option<String>,
     flags: Option<serde_json::Map<String, serde_json::Value>>,
     /// `(target, polarity)`; `None` when the row has no `aspects` key.
     aspects: Option<Vec<(String, String)>>,
@@ -317,6 +325,9 @@ fn read_rows(path: &Path, filter: &RowFilter) -> Result<Vec<Gold>, EvalError> {
             flags: v.get("flags").and_then(|f| f.as_object()).cloned(),
             aspects,
             sentiment: v["sentiment"].as_str().map(str::to_string),
+            lang: v["lang"].as_str().map(str::to_string),
+            source: v["source"].as_str().map(str::to_string),
+            domain: v["domain"].as_str().map(str::to_string),
         });
     }
     Ok(rows)
@@ -333,6 +344,50 @@ fn gold_sentiment(g: &Gold) -> Option<String> {
     (a.iter().all(|x| &x.1 == first) && first != "conflict").then(|| first.clone())
 }
 
+/// A field `verbatim eval --by` splits the scores by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SplitBy {
+    /// The row's `lang`, else the language the pipeline detected
+    /// (`unknown` when none).
+    Language,
+    /// The row's `source` (the public sets name their file and split),
+    /// else the input file's name.
+    Source,
+    /// The row's `domain` (the team's set: telecom, banking…), else
+    /// `unknown`.
+    Domain,
+}
+
+impl SplitBy {
+    /// The name used in the JSON (`by.language`…).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Language => "language",
+            Self::Source => "source",
+            Self::Domain => "domain",
+        }
+    }
+
+    /// The group a row belongs to.
+    fn key(self, g: &Gold, detected: Option<&str>, input: &Path) -> String {
+        let unknown = || "unknown".to_string();
+        match self {
+            Self::Language => g
+                .lang
+                .clone()
+                .or_else(|| detected.map(str::to_string))
+                .unwrap_or_else(unknown),
+            Self::Source => g.source.clone().unwrap_or_else(|| {
+                input
+                    .file_stem()
+                    .map_or_else(unknown, |s| s.to_string_lossy().into_owned())
+            }),
+            Self::Domain => g.domain.clone().unwrap_or_else(unknown),
+        }
+    }
+}
+
+/// Tallies of one row, or of a group of rows.
 #[derive(Default)]
 struct Counts {
     targets: BTreeMap<String, (usize, usize, usize)>,
@@ -341,6 +396,54 @@ struct Counts {
     sentiment: (usize, usize),
     analysed: usize,
     not_analysed: usize,
+    /// Per flag, over `flag_rows` rows that carry gold `flags`.
+    flags: BTreeMap<String, (usize, usize, usize)>,
+    flag_rows: usize,
+}
+
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        let merge = |a: &mut BTreeMap<String, (usize, usize, usize)>,
+                     b: &BTreeMap<String, (usize, usize, usize)>| {
+            for (k, v) in b {
+                let e = a.entry(k.clone()).or_default();
+                e.0 += v.0;
+                e.1 += v.1;
+                e.2 += v.2;
+            }
+        };
+        merge(&mut self.targets, &o.targets);
+        merge(&mut self.complaints, &o.complaints);
+        merge(&mut self.flags, &o.flags);
+        self.polarity.0 += o.polarity.0;
+        self.polarity.1 += o.polarity.1;
+        self.sentiment.0 += o.sentiment.0;
+        self.sentiment.1 += o.sentiment.1;
+        self.analysed += o.analysed;
+        self.not_analysed += o.not_analysed;
+        self.flag_rows += o.flag_rows;
+    }
+
+    /// The report of `n` rows with these tallies (`encoder`: the model
+    /// that analysed them, if any did).
+    fn report(&self, n: usize, encoder: Option<&str>) -> EvalReport {
+        let aspects = encoder.is_some() && self.analysed > 0;
+        EvalReport {
+            n,
+            targets: aspects.then(|| prfs(&self.targets)),
+            complaints: aspects.then(|| prfs(&self.complaints)),
+            polarity_accuracy: encoder.and_then(|_| ratio(self.polarity)),
+            flags: (self.flag_rows > 0).then(|| prfs(&self.flags)),
+            sentiment_accuracy: encoder.and_then(|_| ratio(self.sentiment)),
+            sentiment_support: encoder.map(|_| self.sentiment.1),
+            analysed: encoder.map(|_| self.analysed),
+            not_analysed: encoder.map(|_| self.not_analysed),
+            encoder: encoder.map(str::to_string),
+            by: BTreeMap::new(),
+            misses: Vec::new(),
+            predictions: Vec::new(),
+        }
+    }
 }
 
 fn tally(c: &mut BTreeMap<String, (usize, usize, usize)>, t: &str, gold: bool, pred: bool) {
@@ -410,9 +513,9 @@ fn score_analysis(g: &Gold, nlp: &crate::comment::Enrichment, c: &mut Counts) {
     }
 }
 
-fn prfs(c: BTreeMap<String, (usize, usize, usize)>) -> BTreeMap<String, Prf> {
-    c.into_iter()
-        .map(|(t, (tp, fp, fn_))| (t, Prf::from_counts(tp, fp, fn_)))
+fn prfs(c: &BTreeMap<String, (usize, usize, usize)>) -> BTreeMap<String, Prf> {
+    c.iter()
+        .map(|(t, &(tp, fp, fn_))| (t.clone(), Prf::from_counts(tp, fp, fn_)))
         .collect()
 }
 
@@ -422,18 +525,19 @@ fn ratio((hit, n): (usize, usize)) -> Option<f64> {
 
 /// Scores the flag stage on `path`, and, with `nlp`, the whole analysis
 /// (redaction, language, flags, embedding, aspects, sentiment) exactly as
-/// the pipeline runs it.
+/// the pipeline runs it; with `by`, also per group of rows.
 pub fn evaluate(
     path: &Path,
     extra: &BTreeMap<String, FlagPatterns>,
     nlp: Option<&NlpConfig>,
     filter: &RowFilter,
+    by: &[SplitBy],
 ) -> Result<EvalReport, EvalError> {
     let rows = read_rows(path, filter)?;
     let matcher = FlagMatcher::new(extra).map_err(|e| EvalError::Pattern(e.to_string()))?;
     let redactor = Redactor::new().map_err(|e| EvalError::Pattern(e.to_string()))?;
-    let mut counts: BTreeMap<&str, (usize, usize, usize)> =
-        BUILT_IN_FLAGS.iter().map(|f| (*f, (0, 0, 0))).collect();
+    // Each row's tallies, summed over all rows and over each group.
+    let mut per_row: Vec<Counts> = rows.iter().map(|_| Counts::default()).collect();
     let mut misses = Vec::new();
     let mut predictions: Vec<RowPrediction> = rows
         .iter()
@@ -451,17 +555,16 @@ pub fn evaluate(
         })
         .collect();
     // Analysis, in pipeline-sized batches.
-    let mut analysed: Option<(Counts, String)> = None;
+    let mut encoder: Option<String> = None;
     if let Some(cfg) = nlp {
         // Targets added by examples are not in the labelled format: none here.
         let mut stages = crate::nlp::operators_for(cfg, extra, &BTreeMap::new())?;
-        let encoder = format!(
+        encoder = Some(format!(
             "{} {} {}",
             cfg.model,
             cfg.backend_name(),
             cfg.precision.as_str()
-        );
-        let mut c = Counts::default();
+        ));
         let metrics = crate::metrics::Metrics::new();
         let now = chrono::Utc::now();
         // Pipeline-sized batches; `predictions` holds each row's redacted text.
@@ -485,7 +588,7 @@ pub fn evaluate(
             }
             crate::nlp::run_operators(&mut stages.operators, &mut batch, &metrics)?;
             for (j, (g, cm)) in chunk.iter().zip(&batch.comments).enumerate() {
-                score_analysis(g, &cm.nlp, &mut c);
+                score_analysis(g, &cm.nlp, &mut per_row[k * BATCH + j]);
                 let p = &mut predictions[k * BATCH + j];
                 let n = &cm.nlp;
                 p.language = n.language.map(str::to_string);
@@ -503,9 +606,8 @@ pub fn evaluate(
                 });
             }
         }
-        analysed = Some((c, encoder));
     }
-    for (g, pred) in rows.iter().zip(predictions.iter_mut()) {
+    for ((g, pred), c) in rows.iter().zip(predictions.iter_mut()).zip(&mut per_row) {
         let raised: Vec<String> = matcher
             .evidence(&pred.text)
             .into_iter()
@@ -518,23 +620,15 @@ pub fn evaluate(
         let Some(gold) = &g.flags else {
             continue;
         };
-        for (flag, c) in counts.iter_mut() {
-            let gl = gold.get(*flag).and_then(|x| x.as_bool()).unwrap_or(false);
+        c.flag_rows += 1;
+        for flag in BUILT_IN_FLAGS {
+            let gl = gold.get(flag).and_then(|x| x.as_bool()).unwrap_or(false);
             let r = raised.iter().any(|x| x == flag);
+            tally(&mut c.flags, flag, gl, r);
             let kind = match (gl, r) {
-                (true, true) => {
-                    c.0 += 1;
-                    None
-                }
-                (false, true) => {
-                    c.1 += 1;
-                    Some("false_positive")
-                }
-                (true, false) => {
-                    c.2 += 1;
-                    Some("false_negative")
-                }
-                (false, false) => None,
+                (false, true) => Some("false_positive"),
+                (true, false) => Some("false_negative"),
+                _ => None,
             };
             if let Some(kind) = kind {
                 misses.push(FlagMiss {
@@ -546,38 +640,28 @@ pub fn evaluate(
             }
         }
     }
-    let any_flags = rows.iter().any(|g| g.flags.is_some());
-    let flags = any_flags.then(|| {
-        counts
-            .into_iter()
-            .map(|(f, (tp, fp, fn_))| (f.to_string(), Prf::from_counts(tp, fp, fn_)))
-            .collect()
-    });
-    let mut report = EvalReport {
-        n: rows.len(),
-        targets: None,
-        complaints: None,
-        polarity_accuracy: None,
-        flags,
-        sentiment_accuracy: None,
-        sentiment_support: None,
-        analysed: None,
-        not_analysed: None,
-        encoder: None,
-        misses,
-        predictions,
-    };
-    if let Some((c, encoder)) = analysed {
-        let any_aspects = c.analysed > 0;
-        report.targets = any_aspects.then(|| prfs(c.targets));
-        report.complaints = any_aspects.then(|| prfs(c.complaints));
-        report.polarity_accuracy = ratio(c.polarity);
-        report.sentiment_accuracy = ratio(c.sentiment);
-        report.sentiment_support = Some(c.sentiment.1);
-        report.analysed = Some(c.analysed);
-        report.not_analysed = Some(c.not_analysed);
-        report.encoder = Some(encoder);
+    let mut total = Counts::default();
+    for c in &per_row {
+        total.add(c);
     }
+    let mut report = total.report(rows.len(), encoder.as_deref());
+    for &field in by {
+        let mut groups: BTreeMap<String, (usize, Counts)> = BTreeMap::new();
+        for ((g, p), c) in rows.iter().zip(&predictions).zip(&per_row) {
+            let e = groups
+                .entry(field.key(g, p.language.as_deref(), path))
+                .or_default();
+            e.0 += 1;
+            e.1.add(c);
+        }
+        let groups = groups
+            .into_iter()
+            .map(|(k, (n, c))| (k, c.report(n, encoder.as_deref())))
+            .collect();
+        report.by.insert(field.as_str().to_string(), groups);
+    }
+    report.misses = misses;
+    report.predictions = predictions;
     Ok(report)
 }
 
@@ -649,6 +733,12 @@ pub struct EvalArgs {
     /// gets wrong.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Also score each group of rows apart, by this field (repeat for
+    /// several): `language` (the row's `lang`, else the detected one),
+    /// `source` (the row's `source`, else the file's name) or `domain`.
+    /// With `--json`, under `by.<field>.<group>`.
+    #[arg(long, value_enum)]
+    pub by: Vec<SplitBy>,
 }
 
 /// Scores the file and prints the report (exit 3 when `--compare-precision`
@@ -666,6 +756,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         held_out,
         language,
         predictions,
+        by,
     } = args;
     let filter = RowFilter { held_out, language };
     let cfg = load(&pipeline)?;
@@ -684,7 +775,7 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         if let (Some(n), Some(p)) = (nlp.as_mut(), p) {
             n.precision = p;
         }
-        Ok(evaluate(&input, &cfg.flags, nlp.as_ref(), &filter)?)
+        Ok(evaluate(&input, &cfg.flags, nlp.as_ref(), &filter, &by)?)
     };
     if compare_precision {
         let int8 = run(Some(Precision::Int8))?;
@@ -805,6 +896,51 @@ fn print_eval(input: &Path, r: &EvalReport) {
     if let Some(f) = &r.flags {
         table("flag", f);
     }
+    print_groups(r);
+}
+
+/// One line per group of each `--by` split: the headline scores.
+fn print_groups(r: &EvalReport) {
+    let f1 = |m: &Option<BTreeMap<String, Prf>>, t: &str| {
+        m.as_ref()
+            .and_then(|m| m.get(t))
+            .filter(|p| p.support > 0)
+            .map_or("-".to_string(), |p| format!("{:.3}", p.f1))
+    };
+    let opt = |x: Option<f64>| x.map_or("-".to_string(), |x| format!("{x:.3}"));
+    if !r.by.is_empty() {
+        println!("per group: F1 of staff and product targets (t.) and complaints (c.), polarity and sentiment accuracy, mean F1 of the flags with gold positives");
+    }
+    for (field, groups) in &r.by {
+        println!(
+            "by {field}: {:<18} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+            "group", "rows", "t.staff", "t.prod", "c.staff", "c.prod", "polar", "sentim", "flags"
+        );
+        for (g, x) in groups {
+            // Macro F1 over the flags that have gold positives here.
+            let flags: Vec<f64> = x
+                .flags
+                .iter()
+                .flatten()
+                .filter(|(_, p)| p.support > 0)
+                .map(|(_, p)| p.f1)
+                .collect();
+            let flags = (!flags.is_empty()).then(|| flags.iter().sum::<f64>() / flags.len() as f64);
+            println!(
+                "   {:<width$}  {g:<18} {:>5} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}",
+                "",
+                x.n,
+                f1(&x.targets, "staff"),
+                f1(&x.targets, "product"),
+                f1(&x.complaints, "staff"),
+                f1(&x.complaints, "product"),
+                opt(x.polarity_accuracy),
+                opt(x.sentiment_accuracy),
+                opt(flags),
+                width = field.len()
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -866,7 +1002,7 @@ mod tests {
              {\"id\":\"c\",\"text\":\"no flags key here\"}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default()).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default(), &[]).unwrap();
         assert_eq!(r.n, 3);
         assert_eq!(
             r.flags.as_ref().unwrap()["contact_requested"],
@@ -876,9 +1012,59 @@ mod tests {
             &dir.path().join("missing.jsonl"),
             &BTreeMap::new(),
             None,
-            &RowFilter::default()
+            &RowFilter::default(),
+            &[]
         )
         .is_err());
+    }
+
+    #[test]
+    fn scores_split_by_language_source_and_domain_add_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("team.jsonl");
+        std::fs::write(
+            &f,
+            "{\"id\":\"a\",\"lang\":\"en\",\"domain\":\"telecom\",\"text\":\"Please call me back\",\"flags\":{\"contact_requested\":true}}\n\
+             {\"id\":\"b\",\"lang\":\"ru\",\"source\":\"s1\",\"text\":\"Перезвоните мне\",\"flags\":{\"contact_requested\":true}}\n\
+             {\"id\":\"c\",\"lang\":\"ru\",\"source\":\"s1\",\"text\":\"Всё хорошо, спасибо\",\"flags\":{\"contact_requested\":false}}\n\
+             {\"id\":\"d\",\"text\":\"no language, no flags\"}\n",
+        )
+        .unwrap();
+        let by = [SplitBy::Language, SplitBy::Source, SplitBy::Domain];
+        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default(), &by).unwrap();
+        let language = &r.by["language"];
+        let keys: Vec<&str> = language.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["en", "ru", "unknown"]);
+        assert_eq!(
+            language.values().map(|g| g.n).collect::<Vec<_>>(),
+            [1, 2, 1]
+        );
+        // Each group scores only its own rows, and the groups add up.
+        let contact = |g: &EvalReport| g.flags.as_ref().map(|f| f["contact_requested"]);
+        let ru = contact(&language["ru"]).unwrap();
+        assert_eq!(ru.support, 1);
+        assert!(
+            contact(&language["unknown"]).is_none(),
+            "no gold flags there"
+        );
+        let total = contact(&r).unwrap();
+        assert_eq!(
+            total.support,
+            ru.support + contact(&language["en"]).unwrap().support
+        );
+        let sources: Vec<&str> = r.by["source"].keys().map(String::as_str).collect();
+        assert_eq!(
+            sources,
+            ["s1", "team"],
+            "the file's name where a row has none"
+        );
+        let domains: Vec<&str> = r.by["domain"].keys().map(String::as_str).collect();
+        assert_eq!(domains, ["telecom", "unknown"]);
+        // In the JSON, under by.<field>.<group>.
+        let j = serde_json::to_value(&r).unwrap();
+        assert_eq!(j["by"]["language"]["ru"]["n"], 2);
+        let plain = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default(), &[]).unwrap();
+        assert!(serde_json::to_value(&plain).unwrap().get("by").is_none());
     }
 
     #[test]
@@ -891,7 +1077,7 @@ mod tests {
              {\"id\":\"b\",\"text\":\"Third time I write about this\",\"flags\":{\"repeat_issue\":false}}\n",
         )
         .unwrap();
-        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default()).unwrap();
+        let r = evaluate(&f, &BTreeMap::new(), None, &RowFilter::default(), &[]).unwrap();
         assert_eq!(r.predictions.len(), 2);
         let a = &r.predictions[0];
         assert_eq!(a.id, "a");
