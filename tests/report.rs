@@ -274,3 +274,63 @@ fn product_complaints_do_not_count_against_the_person() {
     let md = verbatim(&["report", "--format", "md", "--output-root"], &root);
     assert!(md.contains("| 1 | S-PRODUCT | 12 |"), "{md}");
 }
+
+/// Issue 13's fair-blame bar: praise for a person joined to a complaint
+/// about the product ("The engineer was great, but the app keeps
+/// crashing"; "Мастер был вежлив…, но роутер до сих пор не работает") never
+/// counts against the person, in English or Russian, though the comments'
+/// overall sentiment is often negative; the reverse ("the food was
+/// excellent, but our waiter ignored us") does count.
+#[test]
+fn praise_beside_a_product_complaint_never_lowers_the_score() {
+    if !models_ready() {
+        eprintln!("skipping: run `bash models/setup.sh`");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("out");
+    verbatim(
+        &[
+            "ingest",
+            "tests/fixtures/scorecard_mixed.jsonl",
+            "--pipeline",
+            "pipelines/demo.toml",
+            "--output-root",
+        ],
+        &root,
+    );
+    let json = verbatim(
+        &[
+            "report",
+            "--format",
+            "json",
+            "--min-comments",
+            "1",
+            "--output-root",
+        ],
+        &root,
+    );
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let staff = r["scorecard"]["staff"].as_array().unwrap();
+    let get = |k: &str| {
+        staff
+            .iter()
+            .find(|s| s["key"] == k)
+            .unwrap_or_else(|| panic!("{k} missing: {staff:?}"))
+    };
+    let rate = |s: &serde_json::Value, which: &str| s[which]["rate"].as_f64().unwrap();
+    // 6 English and 6 Russian comments, each praising S-PRAISED and
+    // complaining about the product.
+    let praised = get("S-PRAISED");
+    assert_eq!(praised["comments"], 12, "{praised}");
+    assert_eq!(rate(praised, "corrected"), 0.0, "{praised}");
+    assert!(
+        rate(praised, "negative") > 0.0,
+        "the uncorrected score punishes these comments: {praised}"
+    );
+    // The control: staff complaints beside product praise count.
+    let blamed = get("S-BLAMED");
+    assert_eq!(blamed["comments"], 3, "{blamed}");
+    assert!(rate(blamed, "corrected") >= 2.0 / 3.0, "{blamed}");
+    assert_eq!(blamed["rank"], 2, "{staff:?}");
+}
