@@ -205,6 +205,39 @@ fn the_net_log_check_sees_a_page_that_fetches() {
     );
 }
 
+/// Ingests a labelled fixture with the demo pipeline into `root` and
+/// returns the report's staff scorecard (`report_args` added).
+fn ingest_scorecard(fixture: &str, root: &Path, report_args: &[&str]) -> Vec<serde_json::Value> {
+    verbatim(
+        &[
+            "ingest",
+            fixture,
+            "--pipeline",
+            "pipelines/demo.toml",
+            "--output-root",
+        ],
+        root,
+    );
+    let mut args = vec!["report", "--format", "json"];
+    args.extend_from_slice(report_args);
+    args.push("--output-root");
+    let r: serde_json::Value = serde_json::from_str(&verbatim(&args, root)).unwrap();
+    r["scorecard"]["staff"].as_array().unwrap().clone()
+}
+
+/// The scorecard row of `key`.
+fn row_of<'a>(staff: &'a [serde_json::Value], key: &str) -> &'a serde_json::Value {
+    staff
+        .iter()
+        .find(|s| s["key"] == key)
+        .unwrap_or_else(|| panic!("{key} missing: {staff:?}"))
+}
+
+/// A scorecard row's `negative` or `corrected` rate.
+fn rate(s: &serde_json::Value, which: &str) -> f64 {
+    s[which]["rate"].as_f64().unwrap()
+}
+
 #[test]
 fn product_complaints_do_not_count_against_the_person() {
     if !models_ready() {
@@ -215,26 +248,8 @@ fn product_complaints_do_not_count_against_the_person() {
     // apps, broken routers). S-RUDE: 10 of 12 are rude-staff complaints.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("out");
-    verbatim(
-        &[
-            "ingest",
-            "tests/fixtures/scorecard.jsonl",
-            "--pipeline",
-            "pipelines/demo.toml",
-            "--output-root",
-        ],
-        &root,
-    );
-    let json = verbatim(&["report", "--format", "json", "--output-root"], &root);
-    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let staff = r["scorecard"]["staff"].as_array().unwrap();
-    let get = |k: &str| {
-        staff
-            .iter()
-            .find(|s| s["key"] == k)
-            .unwrap_or_else(|| panic!("{k} missing: {staff:?}"))
-    };
-    let rate = |s: &serde_json::Value, which: &str| s[which]["rate"].as_f64().unwrap();
+    let staff = ingest_scorecard("tests/fixtures/scorecard.jsonl", &root, &[]);
+    let get = |k: &str| row_of(&staff, k);
     let product = get("S-PRODUCT");
     assert_eq!(product["comments"], 12);
     assert!(rate(product, "negative") >= 0.75, "{product}");
@@ -289,36 +304,12 @@ fn praise_beside_a_product_complaint_never_lowers_the_score() {
     }
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("out");
-    verbatim(
-        &[
-            "ingest",
-            "tests/fixtures/scorecard_mixed.jsonl",
-            "--pipeline",
-            "pipelines/demo.toml",
-            "--output-root",
-        ],
+    let staff = ingest_scorecard(
+        "tests/fixtures/scorecard_mixed.jsonl",
         &root,
+        &["--min-comments", "1"],
     );
-    let json = verbatim(
-        &[
-            "report",
-            "--format",
-            "json",
-            "--min-comments",
-            "1",
-            "--output-root",
-        ],
-        &root,
-    );
-    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let staff = r["scorecard"]["staff"].as_array().unwrap();
-    let get = |k: &str| {
-        staff
-            .iter()
-            .find(|s| s["key"] == k)
-            .unwrap_or_else(|| panic!("{k} missing: {staff:?}"))
-    };
-    let rate = |s: &serde_json::Value, which: &str| s[which]["rate"].as_f64().unwrap();
+    let get = |k: &str| row_of(&staff, k);
     // 6 English and 6 Russian comments, each praising S-PRAISED and
     // complaining about the product.
     let praised = get("S-PRAISED");
