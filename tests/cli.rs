@@ -337,6 +337,89 @@ fn eval_flags_on_the_team_fixture() {
     assert!(v["targets"]["delivery"]["support"].as_u64().unwrap() >= 5);
 }
 
+/// The team's fresh labelled set (issue 13): written for this, never used
+/// to tune anything before it was measured. Its shape is the bar: ≥ 400
+/// comments, ≥ 150 Russian, ≥ 40% mixed blame (praise and complaint in one
+/// comment), ≥ 12 domains, every flag ≥ 30 positives and ≥ 30 hard
+/// negatives (rows that look like the flag but are not: `hard_negative_for`),
+/// and a `split` whose test part shares no domain with the train part.
+#[test]
+fn the_fresh_team_set_has_the_shape_it_promises() {
+    let input = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/team_fresh.jsonl");
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&input)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() >= 400, "{} rows", rows.len());
+    let ru = rows.iter().filter(|r| r["lang"] == "ru").count();
+    assert!(ru >= 150, "{ru} Russian rows");
+    let mixed = rows
+        .iter()
+        .filter(|r| {
+            let p: std::collections::BTreeSet<&str> = r["aspects"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["polarity"].as_str().unwrap())
+                .collect();
+            p.len() > 1
+        })
+        .count();
+    assert!(
+        mixed * 10 >= rows.len() * 4,
+        "{mixed} mixed of {}",
+        rows.len()
+    );
+    let domains = |split: &str| -> std::collections::BTreeSet<&str> {
+        rows.iter()
+            .filter(|r| split.is_empty() || r["split"] == split)
+            .map(|r| r["domain"].as_str().unwrap())
+            .collect()
+    };
+    assert!(domains("").len() >= 12, "{:?}", domains(""));
+    assert!(domains("test").is_disjoint(&domains("train")));
+    for flag in verbatim::comment::BUILT_IN_FLAGS {
+        let pos = rows.iter().filter(|r| r["flags"][flag] == true).count();
+        let hard = rows
+            .iter()
+            .filter(|r| {
+                r["hard_negative_for"]
+                    .as_array()
+                    .is_some_and(|h| h.iter().any(|x| x == flag))
+            })
+            .count();
+        assert!(
+            pos >= 30 && hard >= 30,
+            "{flag}: {pos} positives, {hard} hard negatives"
+        );
+        // A hard negative is a negative.
+        assert!(rows.iter().all(|r| !(r["flags"][flag] == true
+            && r["hard_negative_for"]
+                .as_array()
+                .is_some_and(|h| h.iter().any(|x| x == flag)))));
+    }
+    // The ids are unique, and eval reads every row.
+    let ids: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), rows.len());
+    let out = run_ok(
+        verbatim()
+            .args([
+                "eval",
+                "--json",
+                "--flags-only",
+                "--split",
+                "test",
+                "--input",
+            ])
+            .arg(&input),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let test = rows.iter().filter(|r| r["split"] == "test").count();
+    assert_eq!(v["n"].as_u64(), Some(test as u64));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_connect_reaches_what_the_pipeline_names() {
     let mock = verbatim::source::kafka_mock::MockKafka::start(1).unwrap();

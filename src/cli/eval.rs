@@ -276,6 +276,9 @@ pub struct RowFilter {
     pub held_out: bool,
     /// Only rows whose `lang` is this ISO 639-1 code.
     pub language: Option<String>,
+    /// Only rows whose `split` is this (`train`, `test`: the team's fresh
+    /// set, `tests/fixtures/team_fresh.jsonl`).
+    pub split: Option<String>,
 }
 
 fn read_rows(path: &Path, filter: &RowFilter) -> Result<Vec<Gold>, EvalError> {
@@ -306,6 +309,11 @@ fn read_rows(path: &Path, filter: &RowFilter) -> Result<Vec<Gold>, EvalError> {
             .ok_or_else(|| row_err("no `text`".into()))?;
         if let Some(l) = &filter.language {
             if v["lang"].as_str() != Some(l.as_str()) {
+                continue;
+            }
+        }
+        if let Some(x) = &filter.split {
+            if v["split"].as_str() != Some(x.as_str()) {
                 continue;
             }
         }
@@ -727,6 +735,10 @@ pub struct EvalArgs {
     /// Score only rows whose `lang` is this code (e.g. `ru`).
     #[arg(long)]
     pub language: Option<String>,
+    /// Score only rows whose `split` field is this (e.g. `test`: the part
+    /// of the team's fresh set that nothing is tuned on).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Write every row's predictions beside its gold labels to this
     /// JSONL file, with a `disagreements` list per row (e.g. `product:
     /// gold negative, predicted neutral`), for reading what the model
@@ -755,10 +767,15 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         model,
         held_out,
         language,
+        split,
         predictions,
         by,
     } = args;
-    let filter = RowFilter { held_out, language };
+    let filter = RowFilter {
+        held_out,
+        language,
+        split,
+    };
     let cfg = load(&pipeline)?;
     let mut nlp = if flags_only { None } else { cfg.nlp.clone() };
     if let (Some(n), Some(m)) = (nlp.as_mut(), model) {
@@ -960,13 +977,14 @@ mod tests {
     }
 
     #[test]
-    fn rows_are_filtered_by_language_and_held_out_part() {
+    fn rows_are_filtered_by_language_split_and_held_out_part() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("l.jsonl");
         let lines: String = (0..20)
             .map(|i| {
                 let lang = if i % 2 == 0 { "en" } else { "ru" };
-                format!("{{\"id\":\"r{i}\",\"text\":\"t{i}\",\"lang\":\"{lang}\"}}\n")
+                let split = if i < 5 { "test" } else { "train" };
+                format!("{{\"id\":\"r{i}\",\"text\":\"t{i}\",\"lang\":\"{lang}\",\"split\":\"{split}\"}}\n")
             })
             .collect();
         std::fs::write(&f, lines).unwrap();
@@ -989,6 +1007,12 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(held, vec!["r0", "r10"]);
+        let test_ru = ids(RowFilter {
+            split: Some("test".into()),
+            language: Some("ru".into()),
+            ..Default::default()
+        });
+        assert_eq!(test_ru, vec!["r1", "r3"]);
     }
 
     #[test]
