@@ -314,13 +314,11 @@ fn int8_stays_within_a_point_of_fp32() {
     assert!(drop <= 0.05, "{v}");
 }
 
-#[test]
-fn committed_heads_are_what_train_makes() {
-    let Some(_) = cfg() else { return };
-    let manifest: toml::Value = toml::from_str(
-        &std::fs::read_to_string(root().join("models/heads/all-MiniLM-L6-v2/heads.toml")).unwrap(),
-    )
-    .unwrap();
+/// Retrains with the command a committed manifest records (output
+/// redirected) and checks the same weights come out.
+fn retrain_matches(manifest: &str, out_file: &str) {
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root().join(manifest)).unwrap()).unwrap();
     for d in manifest["data"].as_array().unwrap() {
         let p = Path::new(d["path"].as_str().unwrap());
         if !root().join(p).is_file() {
@@ -336,13 +334,62 @@ fn committed_heads_are_what_train_makes() {
     args[i + 1] = out_dir.path().join("h").display().to_string();
     run_ok(verbatim().args(&args));
     let again: toml::Value =
-        toml::from_str(&std::fs::read_to_string(out_dir.path().join("h/heads.toml")).unwrap())
+        toml::from_str(&std::fs::read_to_string(out_dir.path().join("h").join(out_file)).unwrap())
             .unwrap();
     assert_eq!(
         again["weights_sha256"], manifest["weights_sha256"],
         "retraining with `{cmd}` gave other weights"
     );
     assert_eq!(again["data"], manifest["data"]);
+}
+
+#[test]
+fn committed_heads_are_what_train_makes() {
+    let Some(_) = cfg() else { return };
+    retrain_matches("models/heads/all-MiniLM-L6-v2/heads.toml", "heads.toml");
+}
+
+/// The learned flags (`verbatim train-flags`, 5 s) are reproduced byte for
+/// byte by the command their manifest records.
+#[test]
+fn committed_flag_heads_are_what_train_flags_makes() {
+    let Some(_) = e5_cfg() else { return };
+    retrain_matches(
+        "models/heads/multilingual-e5-small/flags.toml",
+        "flags.toml",
+    );
+}
+
+/// The learned flags catch a request no pattern names, in English and
+/// Russian, with the clause that says it as evidence; a plain comment
+/// raises nothing.
+#[test]
+fn learned_flags_catch_new_wording_in_both_languages() {
+    let Some(cfg) = e5_cfg() else { return };
+    let texts = [
+        "Great staff. They keep emailing me questionnaires after every visit, I'm sick of them.",
+        "Отличный персонал. Но анкеты после каждого визита уже надоели.",
+        "The room was lovely and the breakfast was great.",
+    ];
+    // No pattern knows these words.
+    let matcher = verbatim::nlp::flags::FlagMatcher::new(&Default::default()).unwrap();
+    for t in &texts[..2] {
+        assert!(matcher.evidence(t).is_empty(), "{t}");
+    }
+    for (t, word) in texts[..2].iter().zip(["questionnaires", "анкеты"]) {
+        let out = analyse(&cfg, &[t]);
+        let flags = out[0].nlp.flags.as_ref().expect("flag stage ran");
+        let e = flags
+            .iter()
+            .find(|e| e.flag == "survey_fatigue")
+            .unwrap_or_else(|| panic!("{t}: {flags:?}"));
+        assert!(e.text.contains(word), "evidence is the clause: {e:?}");
+        let chars: Vec<char> = t.chars().collect();
+        let span: String = chars[e.start as usize..e.end as usize].iter().collect();
+        assert_eq!(span.trim(), e.text);
+    }
+    let out = analyse(&cfg, &texts[2..]);
+    assert_eq!(out[0].nlp.flags.as_deref(), Some(&[][..]), "{}", texts[2]);
 }
 
 /// `[targets.billing]` with three English example phrases and no threshold.

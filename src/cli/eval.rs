@@ -600,6 +600,9 @@ pub fn evaluate(
                 let p = &mut predictions[k * BATCH + j];
                 let n = &cm.nlp;
                 p.language = n.language.map(str::to_string);
+                // The stages' own flags: patterns and, where the model has
+                // them, the learned flag heads.
+                p.flags = n.flags.iter().flatten().map(|e| e.flag.clone()).collect();
                 p.analysis_skipped = n.analysis_skipped.map(str::to_string);
                 p.sentiment = n.sentiment.map(|s| (s.label.as_str().to_string(), s.score));
                 p.aspects = n.aspects.as_ref().map(|a| {
@@ -616,11 +619,15 @@ pub fn evaluate(
         }
     }
     for ((g, pred), c) in rows.iter().zip(predictions.iter_mut()).zip(&mut per_row) {
-        let raised: Vec<String> = matcher
-            .evidence(&pred.text)
-            .into_iter()
-            .map(|e| e.flag)
-            .collect();
+        let raised: Vec<String> = if encoder.is_some() {
+            std::mem::take(&mut pred.flags)
+        } else {
+            matcher
+                .evidence(&pred.text)
+                .into_iter()
+                .map(|e| e.flag)
+                .collect()
+        };
         pred.flags = raised.clone();
         pred.flags.sort();
         pred.flags.dedup();

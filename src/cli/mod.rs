@@ -11,6 +11,7 @@
 //! | `check` | [`check`] | validate a pipeline file |
 //! | `eval` | [`eval`] | score the comment analysis on labelled data |
 //! | `train` | [`train`] | train the analysis heads |
+//! | `train-flags` | [`train_flags`] | train the learned flags |
 //! | `eval-themes` | [`eval_themes`] | score the online themes on labelled data |
 //! | `themes` | [`themes`] | curate, refit and tabulate the themes |
 //! | `report` | [`report`] | the report for product teams |
@@ -30,6 +31,7 @@ pub mod report;
 pub mod run;
 pub mod themes;
 pub mod train;
+pub mod train_flags;
 
 /// Turns customer feedback from Kafka into enriched, queryable Parquet.
 #[derive(Parser, Debug)]
@@ -54,6 +56,7 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     Eval(eval::EvalArgs),
     Train(train::TrainArgs),
+    TrainFlags(train_flags::TrainFlagsArgs),
     EvalThemes(eval_themes::EvalThemesArgs),
     Report(report::ReportArgs),
     Themes(themes::ThemesArgs),
@@ -69,6 +72,7 @@ impl Command {
             Command::Ingest(a) => ingest::execute(a).await,
             Command::Eval(a) => eval::execute(a),
             Command::Train(a) => train::execute(a),
+            Command::TrainFlags(a) => train_flags::execute(a),
             Command::EvalThemes(a) => eval_themes::execute(a),
             Command::Report(a) => report::execute(a),
             Command::Themes(a) => themes::execute(a),

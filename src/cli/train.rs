@@ -113,7 +113,7 @@ struct Example {
 }
 
 /// Where a file comes from and its licence, for the manifest.
-fn licence_of(path: &Path) -> String {
+pub(crate) fn licence_of(path: &Path) -> String {
     let p = path.display().to_string();
     if p.contains("mams") {
         "MAMS (Jiang et al., 2019), Apache-2.0".into()
@@ -136,7 +136,7 @@ fn licence_of(path: &Path) -> String {
     }
 }
 
-fn read(path: &Path) -> Result<(String, String), TrainError> {
+pub(crate) fn read(path: &Path) -> Result<(String, String), TrainError> {
     let bytes = std::fs::read(path).map_err(|source| TrainError::Read {
         path: path.display().to_string(),
         source,
@@ -309,7 +309,7 @@ impl Rng {
     }
 }
 
-fn bar(len: u64, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     if let Ok(style) = ProgressStyle::with_template("{msg:>12} {bar:40} {pos}/{len} {elapsed}") {
         pb.set_style(style);

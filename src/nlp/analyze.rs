@@ -26,7 +26,7 @@ use super::clauses::{self, Span};
 use super::heads::{Heads, HeadsManifest};
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
-use crate::comment::{skipped, Aspect, Polarity, Sentiment, TokenStates};
+use crate::comment::{skipped, Aspect, Evidence, Polarity, Sentiment, TokenStates};
 
 /// Sentiment and aspects for every comment of a batch.
 pub struct AnalyzeOperator {
@@ -37,6 +37,8 @@ pub struct AnalyzeOperator {
     languages: BTreeSet<String>,
     /// `[targets.<name>]` tables: targets found by example phrases.
     examples: Vec<ExampleTarget>,
+    /// Learned flags over the comment's vector, beside the patterns.
+    flag_heads: Option<super::flag_heads::FlagHeads>,
 }
 
 /// A target an analyst defined by example phrases.
@@ -78,7 +80,81 @@ impl AnalyzeOperator {
             min_presence: manifest.min_presence,
             languages: languages.iter().cloned().collect(),
             examples: Vec::new(),
+            flag_heads: None,
         }
+    }
+
+    /// Also raises flags learned from examples ([`super::flag_heads`]): a
+    /// flag whose head scores the comment's vector above 0 is raised, with
+    /// the clause that scores highest as its evidence, unless a pattern
+    /// already raised it.
+    pub fn with_flag_heads(mut self, heads: Option<super::flag_heads::FlagHeads>) -> Self {
+        self.flag_heads = heads;
+        self
+    }
+
+    /// The learned flags of one analysed comment that its patterns did not
+    /// raise, each with the clause that scores highest for it.
+    fn learned_flags(&self, text: &str, st: &TokenStates) -> Vec<Evidence> {
+        let Some(heads) = &self.flag_heads else {
+            return Vec::new();
+        };
+        let dim = self.heads.dim;
+        if heads.dim() != dim || st.vectors.len() < dim {
+            return Vec::new();
+        }
+        // Mean-pooled and normalised, as the model pools a sentence.
+        let mean = |rows: &mut dyn Iterator<Item = usize>| {
+            let mut v = vec![0f32; dim];
+            for t in rows {
+                for (x, y) in v.iter_mut().zip(&st.vectors[t * dim..(t + 1) * dim]) {
+                    *x += y;
+                }
+            }
+            super::encoder::normalize(&mut v);
+            v
+        };
+        let whole = heads.logits(&mean(&mut (0..st.vectors.len() / dim)));
+        let raised: Vec<usize> = (0..whole.len()).filter(|&f| whole[f] > 0.0).collect();
+        if raised.is_empty() {
+            return Vec::new();
+        }
+        let spans: Vec<Span> = clauses::split(text)
+            .into_iter()
+            .flat_map(|s| s.clauses)
+            .collect();
+        let scored: Vec<(Span, Vec<f32>)> = spans
+            .into_iter()
+            .filter_map(|span| {
+                let mut rows = st.offsets.iter().enumerate().filter_map(|(i, &(a, b))| {
+                    (b > a && a >= span.start && a < span.end).then_some(i)
+                });
+                let mut rows = rows.by_ref().peekable();
+                rows.peek()?;
+                Some((span, heads.logits(&mean(&mut rows))))
+            })
+            .collect();
+        raised
+            .into_iter()
+            .map(|f| {
+                let span = scored
+                    .iter()
+                    .max_by(|a, b| a.1[f].total_cmp(&b.1[f]))
+                    .map_or(
+                        Span {
+                            start: 0,
+                            end: text.chars().count() as u32,
+                        },
+                        |(s, _)| *s,
+                    );
+                Evidence {
+                    flag: heads.flags[f].clone(),
+                    start: span.start,
+                    end: span.end,
+                    text: clauses::slice(text, span),
+                }
+            })
+            .collect()
     }
 
     /// Adds a target found by example phrases (`vectors`: their embeddings):
@@ -376,6 +452,19 @@ impl Operator for AnalyzeOperator {
                         end: span.end,
                         text: clauses::slice(text, span),
                     });
+                }
+            }
+        }
+        for &i in &todo {
+            let c = &batch.comments[i];
+            let Some(st) = c.nlp.tokens.as_ref() else {
+                continue;
+            };
+            let learned = self.learned_flags(&c.text, st);
+            let flags = batch.comments[i].nlp.flags.get_or_insert_with(Vec::new);
+            for e in learned {
+                if !flags.iter().any(|x| x.flag == e.flag) {
+                    flags.push(e);
                 }
             }
         }

@@ -423,19 +423,7 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
             model: model.to_string(),
         });
     }
-    let wpath = dir.join(&manifest.weights);
-    let bytes = std::fs::read(&wpath).map_err(|e| HeadsError::Manifest {
-        path: wpath.display().to_string(),
-        message: e.to_string(),
-    })?;
-    let found = sha256_hex(&bytes);
-    if found != manifest.weights_sha256 {
-        return Err(HeadsError::Checksum {
-            path: wpath.display().to_string(),
-            expected: manifest.weights_sha256,
-            found,
-        });
-    }
+    let bytes = read_verified(dir, &manifest.weights, &manifest.weights_sha256)?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
     let dim = vb.get_unchecked("key.bias")?.dim(D::Minus1)?;
     let heads = Heads::new(vb, dim, manifest.targets.clone())?;
@@ -444,6 +432,24 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
         manifest,
         path,
     })
+}
+
+/// The bytes of `dir/weights`, checked against the manifest's `sha256`.
+pub fn read_verified(dir: &Path, weights: &str, sha256: &str) -> Result<Vec<u8>, HeadsError> {
+    let wpath = dir.join(weights);
+    let bytes = std::fs::read(&wpath).map_err(|e| HeadsError::Manifest {
+        path: wpath.display().to_string(),
+        message: e.to_string(),
+    })?;
+    let found = sha256_hex(&bytes);
+    if found != sha256 {
+        return Err(HeadsError::Checksum {
+            path: wpath.display().to_string(),
+            expected: sha256.to_string(),
+            found,
+        });
+    }
+    Ok(bytes)
 }
 
 /// Fresh, trainable heads and the [`VarMap`] that owns their weights,

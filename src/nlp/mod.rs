@@ -10,6 +10,7 @@ pub mod analyze;
 pub mod clauses;
 pub mod embed;
 pub mod encoder;
+pub mod flag_heads;
 pub mod flags;
 pub mod heads;
 pub mod language;
@@ -105,12 +106,13 @@ pub fn analyze_operator(
     cfg: &NlpConfig,
     manifest: &model::ModelManifest,
 ) -> Result<analyze::AnalyzeOperator, NlpError> {
-    let loaded = heads::load(&cfg.heads_dir.join(&manifest.name), &manifest.name)?;
-    Ok(analyze::AnalyzeOperator::new(
-        loaded.heads,
-        &loaded.manifest,
-        &manifest.languages,
-    ))
+    let dir = cfg.heads_dir.join(&manifest.name);
+    let loaded = heads::load(&dir, &manifest.name)?;
+    let flags = flag_heads::FlagHeads::load(&dir, &manifest.name)?.map(|(h, _)| h);
+    Ok(
+        analyze::AnalyzeOperator::new(loaded.heads, &loaded.manifest, &manifest.languages)
+            .with_flag_heads(flags),
+    )
 }
 
 /// The NLP stages `[nlp]` asks for.
