@@ -103,18 +103,7 @@ impl AnalyzeOperator {
         if heads.dim() != dim || st.vectors.len() < dim {
             return Vec::new();
         }
-        // Mean-pooled and normalised, as the model pools a sentence.
-        let mean = |rows: &mut dyn Iterator<Item = usize>| {
-            let mut v = vec![0f32; dim];
-            for t in rows {
-                for (x, y) in v.iter_mut().zip(&st.vectors[t * dim..(t + 1) * dim]) {
-                    *x += y;
-                }
-            }
-            super::encoder::normalize(&mut v);
-            v
-        };
-        let whole = heads.logits(&mean(&mut (0..st.vectors.len() / dim)));
+        let whole = heads.logits(&pooled(&st.vectors, dim, 0..st.vectors.len() / dim));
         let raised: Vec<usize> = (0..whole.len()).filter(|&f| whole[f] > 0.0).collect();
         if raised.is_empty() {
             return Vec::new();
@@ -126,12 +115,16 @@ impl AnalyzeOperator {
         let scored: Vec<(Span, Vec<f32>)> = spans
             .into_iter()
             .filter_map(|span| {
-                let mut rows = st.offsets.iter().enumerate().filter_map(|(i, &(a, b))| {
-                    (b > a && a >= span.start && a < span.end).then_some(i)
-                });
-                let mut rows = rows.by_ref().peekable();
+                let mut rows = st
+                    .offsets
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, &(a, b))| {
+                        (b > a && a >= span.start && a < span.end).then_some(i)
+                    })
+                    .peekable();
                 rows.peek()?;
-                Some((span, heads.logits(&mean(&mut rows))))
+                Some((span, heads.logits(&pooled(&st.vectors, dim, rows))))
             })
             .collect();
         raised
@@ -268,6 +261,19 @@ impl AnalyzeOperator {
             }
         }
     }
+}
+
+/// The L2-normalised mean of token `rows` of `vectors` (`dim` wide), as
+/// the model pools a sentence.
+fn pooled(vectors: &[f32], dim: usize, rows: impl Iterator<Item = usize>) -> Vec<f32> {
+    let mut v = vec![0f32; dim];
+    for t in rows {
+        for (x, y) in v.iter_mut().zip(&vectors[t * dim..(t + 1) * dim]) {
+            *x += y;
+        }
+    }
+    super::encoder::normalize(&mut v);
+    v
 }
 
 impl Operator for AnalyzeOperator {
@@ -410,18 +416,11 @@ impl Operator for AnalyzeOperator {
                 let vecs: Vec<Vec<f32>> = clauses
                     .iter()
                     .map(|&c| {
-                        let mut v = vec![0f32; dim];
                         let source = match segs[c].own {
                             Some(k) => &st.clauses[k].vectors,
                             None => &st.vectors,
                         };
-                        for &t in &segs[c].tokens {
-                            for (x, y) in v.iter_mut().zip(&source[t * dim..(t + 1) * dim]) {
-                                *x += y;
-                            }
-                        }
-                        super::encoder::normalize(&mut v);
-                        v
+                        pooled(source, dim, segs[c].tokens.iter().copied())
                     })
                     .collect();
                 for ex in &self.examples {
