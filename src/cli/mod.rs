@@ -99,6 +99,22 @@ fn load(path: &Path) -> anyhow::Result<PipelineConfig> {
     Ok(PipelineConfig::load(path)?)
 }
 
+/// The `[nlp]` section of the pipeline at `path` (offline commands that
+/// train a model's heads: train, train-flags), with `model` overriding
+/// its `nlp.model`.
+fn load_nlp(path: &Path, model: Option<String>) -> anyhow::Result<crate::config::NlpConfig> {
+    let mut nlp = load(path)?.nlp.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: no [nlp] section. Fix: use a pipeline that has one, e.g. pipelines/demo.toml",
+            path.display()
+        )
+    })?;
+    if let Some(m) = model {
+        nlp.model = m;
+    }
+    Ok(nlp)
+}
+
 /// The shipped `pipelines/feedback.toml`, used when no `--pipeline` is given.
 pub const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/feedback.toml");
 

@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::load;
+use super::load_nlp;
 use crate::comment::TARGETS;
 use crate::config::NlpConfig;
 use crate::nlp::heads::{self, Heads, HeadsError, HeadsManifest, TrainingFile, CLASSES};
@@ -599,16 +599,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         epochs,
         seed,
     } = args;
-    let cfg = load(&pipeline)?;
-    let mut nlp = cfg.nlp.clone().with_context(|| {
-                format!(
-                    "{}: no [nlp] section. Fix: train with a pipeline that has one, e.g. pipelines/demo.toml",
-                    pipeline.display()
-                )
-            })?;
-    if let Some(m) = model {
-        nlp.model = m;
-    }
+    let nlp = load_nlp(&pipeline, model)?;
     let mut opts = TrainOptions::new(out.clone());
     opts.aspects = aspects;
     opts.hold_out = hold_out;

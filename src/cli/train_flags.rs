@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use super::load;
+use super::load_nlp;
 use super::train::{bar, licence_of, read};
 use crate::comment::BUILT_IN_FLAGS;
 use crate::nlp::flag_heads::{FlagHeads, FlagHeadsManifest, MANIFEST, WEIGHTS};
@@ -46,16 +46,7 @@ pub struct TrainFlagsArgs {
 /// Trains the flag heads and prints where they were written.
 pub fn execute(args: TrainFlagsArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let cfg = load(&args.pipeline)?;
-    let mut nlp = cfg.nlp.clone().with_context(|| {
-        format!(
-            "{}: no [nlp] section. Fix: train with a pipeline that has one, e.g. pipelines/demo.toml",
-            args.pipeline.display()
-        )
-    })?;
-    if let Some(m) = &args.model {
-        nlp.model = m.clone();
-    }
+    let nlp = load_nlp(&args.pipeline, args.model.clone())?;
     let mut texts = Vec::new();
     let mut labels: Vec<Vec<bool>> = Vec::new();
     let mut data = Vec::new();
