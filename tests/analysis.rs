@@ -349,6 +349,78 @@ fn committed_heads_are_what_train_makes() {
     retrain_matches("models/heads/all-MiniLM-L6-v2/heads.toml", "heads.toml");
 }
 
+/// With the e5 manifest's `read_clauses`, a target one clause names is found
+/// even where the whole sentence's score misses it, with that clause's
+/// polarity, in both languages; the same heads read the old way (the key
+/// off, as MiniLM's manifest has it) miss the praised staff.
+#[test]
+fn every_clause_is_read_apart_when_the_manifest_says_so() {
+    let Some(cfg) = e5_cfg() else { return };
+    let texts = [
+        "The broker was patient and clear, but the policy documents in the portal are unreadable.",
+        "The product is solid; the account manager never replies to email.",
+        "Персонал тёплый и быстрый, но музыка такая громкая, что невозможно разговаривать.",
+    ];
+    let want = [
+        (Polarity::Positive, "The broker was patient"),
+        (
+            Polarity::Negative,
+            "the account manager never replies to email.",
+        ),
+        (Polarity::Positive, "Персонал тёплый и быстрый,"),
+    ];
+    let staff = |c: &Comment| -> Vec<(Polarity, String)> {
+        c.nlp
+            .aspects
+            .iter()
+            .flatten()
+            .filter(|a| &*a.target == "staff")
+            .map(|a| (a.polarity, a.text.clone()))
+            .collect()
+    };
+    let manifest = root().join("models/heads/multilingual-e5-small/heads.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(
+        text.contains("\nread_clauses = true\n"),
+        "e5 heads read clauses apart"
+    );
+    // Each comment alone, so no batch-mate moves the int8 scales.
+    for (t, (p, span)) in texts.iter().zip(want) {
+        let c = &analyse(&cfg, &[t])[0];
+        assert_eq!(staff(c), vec![(p, span.to_string())], "{t}");
+    }
+    // The same weights with the key off.
+    let off = tempfile::tempdir().unwrap();
+    let dir = off.path().join("multilingual-e5-small");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["heads.safetensors", "flags.safetensors", "flags.toml"] {
+        std::fs::copy(manifest.with_file_name(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("heads.toml"),
+        text.replace("\nread_clauses = true\n", "\nread_clauses = false\n"),
+    )
+    .unwrap();
+    let old = NlpConfig {
+        heads_dir: off.path().to_path_buf(),
+        ..cfg
+    };
+    // (The account manager's complaint is found either way when the
+    // comment is alone.)
+    for (t, (p, _)) in texts
+        .iter()
+        .zip(want)
+        .filter(|(t, _)| !t.contains("account"))
+    {
+        let c = &analyse(&old, &[t])[0];
+        assert!(
+            !staff(c).iter().any(|s| s.0 == p),
+            "read as a whole, {t:?} finds {:?}",
+            staff(c)
+        );
+    }
+}
+
 /// The learned flags (`verbatim train-flags`, 5 s) are reproduced byte for
 /// byte by the command their manifest records.
 #[test]

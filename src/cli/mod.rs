@@ -187,3 +187,13 @@ impl From<PrecisionArg> for Precision {
         }
     }
 }
+
+/// Whether a labelled row belongs to `split`: every row when no split is
+/// asked for, else rows whose `split` field is that one or that have none
+/// (the public sets carry no split; the team's fresh set does).
+pub(crate) fn in_split(row: &serde_json::Value, split: Option<&str>) -> bool {
+    match (split, row.get("split").and_then(|s| s.as_str())) {
+        (Some(want), Some(have)) => want == have,
+        _ => true,
+    }
+}

@@ -74,6 +74,11 @@ pub struct TrainOptions {
     /// Labelled aspect files of which every tenth row is held out for
     /// `verbatim eval --held-out` ([`heads::is_held_out`]).
     pub hold_out: Vec<PathBuf>,
+    /// Only aspect rows whose `split` is this, or that have none.
+    pub split: Option<String>,
+    /// Recorded in the manifest: the stage reads every clause apart
+    /// ([`HeadsManifest::read_clauses`]).
+    pub read_clauses: bool,
     /// Sentiment files (`sentence<TAB>0|1`).
     pub sentiment: Vec<PathBuf>,
     /// Where `heads.toml` and the weights go.
@@ -94,6 +99,8 @@ impl TrainOptions {
         Self {
             aspects: Vec::new(),
             hold_out: Vec::new(),
+            split: None,
+            read_clauses: false,
             sentiment: Vec::new(),
             out,
             epochs: 12,
@@ -153,7 +160,8 @@ fn target_index(t: &str) -> Option<usize> {
 /// to the loss.
 const UNKNOWN: u32 = u32::MAX;
 
-/// Reads an aspect file; with `hold_out`, its test rows are left out. A
+/// Reads an aspect file; with `hold_out`, its test rows are left out, and
+/// with `split`, rows of another split ([`super::in_split`]). A
 /// target whose label the file cannot give is masked, not taught:
 /// - a file that labels service as `staff_or_process` (SemEval, SentiRuEval,
 ///   M-ABSA) and never names staff or process apart cannot say whether a
@@ -166,7 +174,11 @@ const UNKNOWN: u32 = u32::MAX;
 /// - `conflict` (both polarities at once) masks its own target.
 ///
 /// The row's other targets still teach what they say.
-fn load_aspects(path: &Path, hold_out: bool) -> Result<(Vec<Example>, TrainingFile), TrainError> {
+fn load_aspects(
+    path: &Path,
+    hold_out: bool,
+    split: Option<&str>,
+) -> Result<(Vec<Example>, TrainingFile), TrainError> {
     let (text, sha) = read(path)?;
     let mut rows = Vec::new();
     let mut row = 0;
@@ -185,6 +197,9 @@ fn load_aspects(path: &Path, hold_out: bool) -> Result<(Vec<Example>, TrainingFi
         };
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| row_err(e.to_string()))?;
+        if !super::in_split(&v, split) {
+            continue;
+        }
         let Some(t) = v.get("text").and_then(|t| t.as_str()) else {
             return Err(row_err("no `text` string".into()));
         };
@@ -406,7 +421,7 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
     let mut aspect_files = Vec::new();
     let files = opts.aspects.iter().map(|p| (p, false));
     for (p, hold_out) in files.chain(opts.hold_out.iter().map(|p| (p, true))) {
-        let (rows, mut f) = load_aspects(p, hold_out)?;
+        let (rows, mut f) = load_aspects(p, hold_out, opts.split.as_deref())?;
         if hold_out {
             f.task = format!("aspects, every {}th row held out", heads::HOLD_OUT_EVERY);
         }
@@ -535,6 +550,7 @@ fn write(
         targets: model.targets.clone(),
         neutral_band: 0.5,
         min_presence: 0.5,
+        read_clauses: opts.read_clauses,
         weights: weights.into(),
         weights_sha256: heads::sha256_hex(&bytes),
         command: opts.command.clone(),
@@ -573,6 +589,16 @@ pub struct TrainArgs {
     /// trained on) for `verbatim eval --held-out`; repeat for more files.
     #[arg(long)]
     pub hold_out: Vec<PathBuf>,
+    /// Only aspect rows whose `split` is this, or that have no `split`
+    /// (e.g. `train`, to keep the team's fresh test part unseen).
+    #[arg(long)]
+    pub split: Option<String>,
+    /// Record in the manifest that the analysis stage reads every clause
+    /// of a sentence apart (presence from the sentence or any clause,
+    /// polarity from the target's clause); measured per model, see README
+    /// "Comment analysis". The weights do not depend on it.
+    #[arg(long)]
+    pub read_clauses: bool,
     /// Sentiment file, `sentence<TAB>0|1` a line; repeat for more files.
     #[arg(long, required = true)]
     pub sentiment: Vec<PathBuf>,
@@ -594,6 +620,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         aspects,
         model,
         hold_out,
+        split,
+        read_clauses,
         sentiment,
         out,
         epochs,
@@ -603,6 +631,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     let mut opts = TrainOptions::new(out.clone());
     opts.aspects = aspects;
     opts.hold_out = hold_out;
+    opts.split = split;
+    opts.read_clauses = read_clauses;
     opts.sentiment = sentiment;
     opts.epochs = epochs;
     opts.seed = seed;
@@ -678,7 +708,7 @@ mod tests {
         // A file that only knows `staff_or_process` teaches no row staff or
         // process; unknown targets are ignored; conflict masks its target.
         std::fs::write(&p, [x, y, z].concat()).unwrap();
-        let (rows, f) = load_aspects(&p, false).unwrap();
+        let (rows, f) = load_aspects(&p, false, None).unwrap();
         assert_eq!(f.rows, 3);
         assert_eq!(rows[0].label, vec![u, 1, u, 0, 0, 0, 0]);
         assert_eq!(rows[1].label, vec![u, 1, u, 0, 0, 0, 0]);
@@ -686,19 +716,19 @@ mod tests {
         // A file that names staff apart teaches staff absent where a row
         // does not name it.
         std::fs::write(&p, [x, w, z].concat()).unwrap();
-        let (rows, _) = load_aspects(&p, false).unwrap();
+        let (rows, _) = load_aspects(&p, false, None).unwrap();
         assert_eq!(rows[0].label, vec![0, 1, 0, 0, 0, 0, 0]);
         assert_eq!(rows[1].label, vec![3, 0, 0, 0, 0, 0, 0]);
         assert_eq!(rows[2].label, vec![0, 0, 0, u, 0, 0, 0]);
         let both = "{\"text\":\"v\",\"aspects\":[{\"target\":\"staff\",\"polarity\":\"negative\"},{\"target\":\"staff_or_process\",\"polarity\":\"positive\"}]}\n";
         std::fs::write(&p, [w, y, both].concat()).unwrap();
-        let (rows, _) = load_aspects(&p, false).unwrap();
+        let (rows, _) = load_aspects(&p, false, None).unwrap();
         assert_eq!(rows[0].label, vec![3, 0, 0, 0, 0, 0, 0]);
         assert_eq!(rows[1].label, vec![u, 1, u, 0, 0, 0, 0]);
         assert_eq!(rows[2].label, vec![1, 0, u, 0, 0, 0, 0]);
         std::fs::write(&p, "{\"aspects\":[]}\n").unwrap();
         assert!(matches!(
-            load_aspects(&p, false),
+            load_aspects(&p, false, None),
             Err(TrainError::Row { line: 1, .. })
         ));
     }
@@ -711,8 +741,8 @@ mod tests {
             .map(|i| format!("{{\"text\":\"t{i}\",\"aspects\":[]}}\n\n"))
             .collect();
         std::fs::write(&p, lines).unwrap();
-        let (all, _) = load_aspects(&p, false).unwrap();
-        let (train, _) = load_aspects(&p, true).unwrap();
+        let (all, _) = load_aspects(&p, false, None).unwrap();
+        let (train, _) = load_aspects(&p, true, None).unwrap();
         assert_eq!(all.len(), 25);
         let kept: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
         assert_eq!(kept.len(), 22);

@@ -59,10 +59,8 @@ pub fn execute(args: TrainFlagsArgs) -> anyhow::Result<()> {
             }
             let v: serde_json::Value = serde_json::from_str(line)
                 .with_context(|| format!("{}:{}: not a JSON row", path.display(), i + 1))?;
-            if let (Some(want), Some(split)) = (&args.split, v["split"].as_str()) {
-                if split != want {
-                    continue;
-                }
+            if !super::in_split(&v, args.split.as_deref()) {
+                continue;
             }
             let (Some(t), Some(flags)) = (v["text"].as_str(), v["flags"].as_object()) else {
                 continue;

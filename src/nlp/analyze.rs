@@ -5,14 +5,17 @@
 //! For each comment the model can read (its language is one the model's
 //! manifest lists):
 //! 1. the text is cut into sentences and clauses ([`super::clauses`]);
-//! 2. each sentence's token vectors go through the aspect head
-//!    ([`super::heads`]): per target, `absent / negative / neutral /
-//!    positive`; a target is reported when `1 - p(absent)` reaches the
-//!    manifest's `min_presence`, with the likelier polarity, and its span is
-//!    the clause that drew most of that target's attention; where a
-//!    contrastive conjunction joins the clauses ("but", "но"), the polarity
-//!    is that clause's, read from its own encoding when the embed stage
-//!    encoded it apart (`nlp.encode_clauses`);
+//! 2. each sentence's token vectors, and each of its clauses', go through
+//!    the aspect head ([`super::heads`]): per target, `absent / negative /
+//!    neutral / positive`; a target is reported when `1 - p(absent)`
+//!    reaches the manifest's `min_presence` in the sentence (or, with the
+//!    manifest's `read_clauses`, in one of its clauses); its span is the
+//!    clause most likely to be about it. Its polarity is that clause's where
+//!    a contrastive conjunction joins the clauses ("but", "но"), read from
+//!    the clause's own encoding when the embed stage encoded it apart
+//!    (`nlp.encode_clauses`), and with `read_clauses` at every clause break
+//!    (from the clause's slice of the sentence's vectors), so praise in one
+//!    clause does not colour a complaint in the next;
 //! 3. the whole comment's token vectors give the sentiment score.
 //!
 //! Comments in other languages get no aspects and no sentiment, and
@@ -34,6 +37,8 @@ pub struct AnalyzeOperator {
     targets: Vec<Arc<str>>,
     neutral_band: f32,
     min_presence: f32,
+    /// [`HeadsManifest::read_clauses`].
+    read_clauses: bool,
     languages: BTreeSet<String>,
     /// `[targets.<name>]` tables: targets found by example phrases.
     examples: Vec<ExampleTarget>,
@@ -78,6 +83,7 @@ impl AnalyzeOperator {
             heads,
             neutral_band: manifest.neutral_band,
             min_presence: manifest.min_presence,
+            read_clauses: manifest.read_clauses,
             languages: languages.iter().cloned().collect(),
             examples: Vec::new(),
             flag_heads: None,
@@ -345,6 +351,7 @@ impl Operator for AnalyzeOperator {
         // A sentence's aspects; each points at the clause most likely to be
         // about its target.
         let mut aspects: Vec<Vec<Aspect>> = vec![Vec::new(); batch.comments.len()];
+        let present = |p: &[f32; 4]| 1.0 - p[0] >= self.min_presence;
         let contrastive: Vec<bool> = segs
             .iter()
             .map(|seg| {
@@ -361,14 +368,14 @@ impl Operator for AnalyzeOperator {
             }
             let text = &batch.comments[seg.comment].text;
             for (t, p) in probs[k].iter().enumerate() {
-                if 1.0 - p[0] < self.min_presence {
-                    continue;
-                }
                 // The clause most likely to be about the target, if the
                 // sentence has several: the aspect's span. Where the clauses
-                // are joined by "but", "although", "но", "а"…, also its
-                // polarity, so praise in one clause does not colour a
-                // complaint in the other (README, "Comment analysis").
+                // are joined by "but", "although", "но", "а"… (with
+                // `read_clauses`, at every break), also its polarity, so
+                // praise in one clause does not colour a complaint in the
+                // other (README, "Comment analysis"); with `read_clauses` a
+                // target one clause names counts even when the whole
+                // sentence hides it.
                 let clause = segs
                     .iter()
                     .enumerate()
@@ -376,11 +383,17 @@ impl Operator for AnalyzeOperator {
                     .max_by(|(a, _), (b, _)| {
                         (1.0 - probs[*a][t][0]).total_cmp(&(1.0 - probs[*b][t][0]))
                     });
-                let span = clause.map_or(seg.span, |(_, c)| c.span);
-                let p = match clause {
-                    Some((c, _)) if contrastive[k] => &probs[c][t],
+                let own = clause.map(|(c, _)| &probs[c][t]);
+                let p = match own {
+                    Some(q) if self.read_clauses || contrastive[k] => q,
                     _ => p,
                 };
+                let found =
+                    present(&probs[k][t]) || (self.read_clauses && own.is_some_and(present));
+                if !found {
+                    continue;
+                }
+                let span = clause.map_or(seg.span, |(_, c)| c.span);
                 let (cls, conf) =
                     (1..4)
                         .map(|j| (j, p[j]))

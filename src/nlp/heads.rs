@@ -113,6 +113,15 @@ pub struct HeadsManifest {
     pub neutral_band: f32,
     /// An aspect is reported when `1 - p(absent)` reaches this.
     pub min_presence: f32,
+    /// Read every clause of a sentence apart: a target one clause names is
+    /// reported even when the whole sentence's score misses it, and its
+    /// polarity is always its clause's. When false (manifests written before
+    /// the key existed), only clauses joined by a contrastive conjunction
+    /// give the polarity, and presence is the sentence's. Chosen per model by
+    /// measurement (`verbatim train --read-clauses`; README, "Comment
+    /// analysis").
+    #[serde(default)]
+    pub read_clauses: bool,
     /// The weights file, beside the manifest.
     pub weights: String,
     /// Its sha256.
