@@ -421,6 +421,47 @@ fn every_clause_is_read_apart_when_the_manifest_says_so() {
     }
 }
 
+/// The e5 sentiment head has a neutral class: plain statements of fact read
+/// neutral in both languages (the two-class head called the hotel-room one
+/// positive), and clear praise and anger keep their sides.
+#[test]
+fn plain_statements_read_neutral_in_both_languages() {
+    let Some(cfg) = e5_cfg() else { return };
+    let manifest =
+        std::fs::read_to_string(root().join("models/heads/multilingual-e5-small/heads.toml"))
+            .unwrap();
+    assert!(manifest.contains("\nsentiment_classes = 3\n"));
+    let cases = [
+        (
+            "I ordered the blue model on Tuesday and it came on Friday.",
+            Polarity::Neutral,
+        ),
+        (
+            "Я оформил заказ во вторник, доставили в пятницу.",
+            Polarity::Neutral,
+        ),
+        (
+            "The laptop has 16 GB of memory and a 512 GB disk.",
+            Polarity::Neutral,
+        ),
+        ("В номере есть телевизор и чайник.", Polarity::Neutral),
+        (
+            "Absolutely love this phone, best purchase this year.",
+            Polarity::Positive,
+        ),
+        (
+            "Ужасный сервис, больше никогда не приду.",
+            Polarity::Negative,
+        ),
+    ];
+    for (t, want) in cases {
+        let c = &analyse(&cfg, &[t])[0];
+        let s = c.nlp.sentiment.expect("analysed");
+        assert_eq!(s.label, want, "{t}: {s:?}");
+        assert!((-1.0..=1.0).contains(&s.score));
+    }
+}
+
 /// The learned flags (`verbatim train-flags`, 5 s) are reproduced byte for
 /// byte by the command their manifest records.
 #[test]

@@ -79,6 +79,9 @@ pub struct TrainOptions {
     /// Recorded in the manifest: the stage reads every clause apart
     /// ([`HeadsManifest::read_clauses`]).
     pub read_clauses: bool,
+    /// A three-class sentiment head (negative, neutral, positive), also
+    /// taught by every aspect row whose aspects share one polarity.
+    pub neutral: bool,
     /// Sentiment files (`sentence<TAB>0|1`).
     pub sentiment: Vec<PathBuf>,
     /// Where `heads.toml` and the weights go.
@@ -101,6 +104,7 @@ impl TrainOptions {
             hold_out: Vec::new(),
             split: None,
             read_clauses: false,
+            neutral: false,
             sentiment: Vec::new(),
             out,
             epochs: 12,
@@ -115,6 +119,9 @@ impl TrainOptions {
 struct Example {
     text: String,
     label: Vec<u32>,
+    /// An aspect row's comment-level sentiment (0 negative, 1 neutral, 2
+    /// positive): the polarity all its aspects share, if they share one.
+    sentiment: Option<u32>,
     /// How much the row counts in the loss (see [`balance_languages`]).
     weight: f32,
 }
@@ -219,6 +226,15 @@ fn load_aspects(
     let service_only = uses("staff_or_process") && !uses("staff") && !uses("process");
     let mut out = Vec::new();
     for (text, aspects) in rows {
+        let sentiment = aspects.first().and_then(|(_, first)| {
+            let class = ["negative", "neutral", "positive"]
+                .iter()
+                .position(|c| c == first)?;
+            aspects
+                .iter()
+                .all(|(_, p)| p == first)
+                .then_some(class as u32)
+        });
         let mut label = vec![0u32; TARGETS.len()];
         if service_only || aspects.iter().any(|a| a.0 == "staff_or_process") {
             for t in ["staff", "process"] {
@@ -240,6 +256,7 @@ fn load_aspects(
         out.push(Example {
             text,
             label,
+            sentiment,
             weight: 1.0,
         });
     }
@@ -274,6 +291,7 @@ fn load_sentiment(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainErro
         out.push(Example {
             text: t.trim().to_string(),
             label: vec![label],
+            sentiment: None,
             weight: 1.0,
         });
     }
@@ -285,6 +303,30 @@ fn load_sentiment(path: &Path) -> Result<(Vec<Example>, TrainingFile), TrainErro
         licence: licence_of(path),
     };
     Ok((out, file))
+}
+
+/// Per-class loss weights of the sentiment examples: all 1 with two classes
+/// (as the heads were always trained); with three, each class weighs its
+/// share inversely, so the rare neutral class is not drowned out.
+fn class_weights(items: &[(usize, u32, f32)], classes: usize) -> Vec<f32> {
+    if classes == 2 {
+        return vec![1.0; 2];
+    }
+    let mut total = vec![0f32; classes];
+    for &(_, c, w) in items {
+        total[c as usize] += w;
+    }
+    let all: f32 = total.iter().sum();
+    total
+        .iter()
+        .map(|&t| {
+            if t > 0.0 {
+                all / (classes as f32 * t)
+            } else {
+                0.0
+            }
+        })
+        .collect()
 }
 
 /// A small deterministic generator (SplitMix64): training must be
@@ -449,10 +491,46 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
         .map(|e| e.text.as_str())
         .collect();
     let (vectors, dim, encoder) = encode_all(cfg, &texts)?;
-    let (aspect_vecs, sentiment_vecs) = vectors.split_at(aspect_rows.len());
+    let aspect_vecs = &vectors[..aspect_rows.len()];
+
+    // Sentiment examples: (row of `vectors`, class, weight). The sentiment
+    // files say negative or positive; with a neutral class, aspect rows
+    // whose aspects share one polarity say it too.
+    let classes = if opts.neutral { 3 } else { 2 };
+    let mut sentiment_items: Vec<(usize, u32, f32)> = sentiment_rows
+        .iter()
+        .enumerate()
+        .map(|(j, r)| {
+            let class = if opts.neutral {
+                r.label[0] * 2
+            } else {
+                r.label[0]
+            };
+            (aspect_rows.len() + j, class, 1.0)
+        })
+        .collect();
+    if opts.neutral {
+        sentiment_items.extend(
+            aspect_rows
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| r.sentiment.map(|s| (i, s, r.weight))),
+        );
+    }
+    let sent_w = Tensor::new(
+        class_weights(&sentiment_items, classes).as_slice(),
+        &Device::Cpu,
+    )?;
 
     let mut rng = Rng(opts.seed);
-    let (model, varmap) = heads::trainable(dim, || rng.unit())?;
+    let (model, varmap) = heads::trainable(dim, classes, || rng.unit())?;
+    if classes != 2 {
+        // The aspect head trains on the same random stream whatever the
+        // sentiment head's size (its weights are drawn last): carry on from
+        // where a two-class initialisation leaves the generator.
+        rng = Rng(opts.seed);
+        heads::trainable(dim, 2, || rng.unit())?;
+    }
     let params = ParamsAdamW {
         lr: 2e-3,
         weight_decay: 1e-2,
@@ -460,7 +538,6 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
     };
     // Negatives are what verbatim exists to find; weigh them up.
     let class_w = Tensor::new(&[1.0f32, 2.0, 1.0, 1.5], &Device::Cpu)?;
-    let sent_w = Tensor::new(&[1.0f32, 1.0], &Device::Cpu)?;
 
     let mut opt = AdamW::new(varmap.all_vars(), params.clone())?;
     let pb = bar(
@@ -497,18 +574,20 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
 
     let mut opt = AdamW::new(varmap.all_vars(), params)?;
     let pb = bar(
-        (opts.sentiment_epochs * sentiment_rows.len().div_ceil(64)) as u64,
+        (opts.sentiment_epochs * sentiment_items.len().div_ceil(64)) as u64,
         "sentiment",
     );
     for _ in 0..opts.sentiment_epochs {
-        let mut order: Vec<usize> = (0..sentiment_rows.len()).collect();
+        let mut order: Vec<usize> = (0..sentiment_items.len()).collect();
         rng.shuffle(&mut order);
         for idx in order.chunks(64) {
-            let seqs: Vec<&[f32]> = idx.iter().map(|&i| sentiment_vecs[i].as_slice()).collect();
+            let items: Vec<&(usize, u32, f32)> = idx.iter().map(|&i| &sentiment_items[i]).collect();
+            let seqs: Vec<&[f32]> = items.iter().map(|it| vectors[it.0].as_slice()).collect();
             let (x, mask, _) = heads::pad_seqs(&seqs, dim)?;
             let logits = model.sentiment_logits(&x, &mask)?;
-            let labels: Vec<u32> = idx.iter().map(|&i| sentiment_rows[i].label[0]).collect();
-            let loss = weighted_ce(&logits, &labels, &vec![1.0; labels.len()], &sent_w)?;
+            let labels: Vec<u32> = items.iter().map(|it| it.1).collect();
+            let scale: Vec<f32> = items.iter().map(|it| it.2).collect();
+            let loss = weighted_ce(&logits, &labels, &scale, &sent_w)?;
             opt.backward_step(&loss)?;
             pb.inc(1);
         }
@@ -550,6 +629,7 @@ fn write(
         targets: model.targets.clone(),
         neutral_band: 0.5,
         min_presence: 0.5,
+        sentiment_classes: model.sentiment_classes,
         read_clauses: opts.read_clauses,
         weights: weights.into(),
         weights_sha256: heads::sha256_hex(&bytes),
@@ -599,6 +679,12 @@ pub struct TrainArgs {
     /// "Comment analysis". The weights do not depend on it.
     #[arg(long)]
     pub read_clauses: bool,
+    /// Train a three-class sentiment head (negative, neutral, positive)
+    /// instead of negative/positive with a neutral band: the --sentiment
+    /// files still teach negative and positive, and every aspect row whose
+    /// aspects all share one polarity teaches that polarity for the comment.
+    #[arg(long)]
+    pub neutral: bool,
     /// Sentiment file, `sentence<TAB>0|1` a line; repeat for more files.
     #[arg(long, required = true)]
     pub sentiment: Vec<PathBuf>,
@@ -622,6 +708,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         hold_out,
         split,
         read_clauses,
+        neutral,
         sentiment,
         out,
         epochs,
@@ -633,6 +720,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     opts.hold_out = hold_out;
     opts.split = split;
     opts.read_clauses = read_clauses;
+    opts.neutral = neutral;
     opts.sentiment = sentiment;
     opts.epochs = epochs;
     opts.seed = seed;
@@ -731,6 +819,48 @@ mod tests {
             load_aspects(&p, false, None),
             Err(TrainError::Row { line: 1, .. })
         ));
+    }
+
+    #[test]
+    fn comment_sentiment_is_the_polarity_every_aspect_shares() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.jsonl");
+        let row = |pols: &[&str], split: &str| {
+            let a: Vec<String> = pols
+                .iter()
+                .map(|p| format!("{{\"target\":\"product\",\"polarity\":\"{p}\"}}"))
+                .collect();
+            format!(
+                "{{\"text\":\"t\",\"split\":\"{split}\",\"aspects\":[{}]}}\n",
+                a.join(",")
+            )
+        };
+        let text = [
+            row(&["negative", "negative"], "train"),
+            row(&["neutral"], "train"),
+            row(&["positive"], "train"),
+            row(&["positive", "negative"], "train"),
+            row(&["conflict"], "train"),
+            row(&[], "train"),
+            row(&["positive"], "test"),
+        ]
+        .concat();
+        std::fs::write(&p, text).unwrap();
+        let (rows, _) = load_aspects(&p, false, Some("train")).unwrap();
+        let s: Vec<Option<u32>> = rows.iter().map(|r| r.sentiment).collect();
+        assert_eq!(s, vec![Some(0), Some(1), Some(2), None, None, None]);
+        // With three classes each class weighs inversely to its share.
+        let items = [
+            (0, 0, 1.0),
+            (1, 0, 1.0),
+            (2, 0, 1.0),
+            (3, 1, 1.0),
+            (4, 2, 2.0),
+        ];
+        let w = class_weights(&items, 3);
+        assert!((w[0] * 3.0 - w[1]).abs() < 1e-6 && (w[1] - w[2] * 2.0).abs() < 1e-6);
+        assert!((w[0] * 3.0 + w[1] + w[2] * 2.0 - 6.0).abs() < 1e-5);
+        assert_eq!(class_weights(&items, 2), vec![1.0, 1.0]);
     }
 
     #[test]

@@ -134,7 +134,8 @@ impl Polarity {
 /// The whole comment's sentiment.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Sentiment {
-    /// Label from the score and the neutral band.
+    /// The label: the likeliest class of a three-class head, or the score
+    /// against the neutral band of a two-class one.
     pub label: Polarity,
     /// `p(positive) - p(negative)`, in `[-1, 1]`.
     pub score: f32,

@@ -26,7 +26,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::clauses::{self, Span};
-use super::heads::{Heads, HeadsManifest};
+use super::heads::{Heads, HeadsManifest, SentimentProbs};
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
 use crate::comment::{skipped, Aspect, Evidence, Polarity, Sentiment, TokenStates};
@@ -175,8 +175,22 @@ impl AnalyzeOperator {
         }
     }
 
-    /// The label for a sentiment score.
-    pub fn label(&self, score: f32) -> Polarity {
+    /// The label of a sentiment: with a three-class head the likeliest
+    /// class; with a two-class head, neutral when the score
+    /// (`p(positive) - p(negative)`) is within the manifest's `neutral_band`
+    /// of 0.
+    pub fn label(&self, s: SentimentProbs) -> Polarity {
+        if self.heads.sentiment_classes == 3 {
+            let [n, u, p] = s.0;
+            return if u >= n && u >= p {
+                Polarity::Neutral
+            } else if p > n {
+                Polarity::Positive
+            } else {
+                Polarity::Negative
+            };
+        }
+        let score = s.score();
         if score <= -self.neutral_band {
             Polarity::Negative
         } else if score >= self.neutral_band {
@@ -482,6 +496,7 @@ impl Operator for AnalyzeOperator {
         }
         for (&i, score) in todo.iter().zip(scores) {
             let label = self.label(score);
+            let score = score.score();
             let n = &mut batch.comments[i].nlp;
             n.tokens = None;
             let mut a = std::mem::take(&mut aspects[i]);

@@ -113,6 +113,12 @@ pub struct HeadsManifest {
     pub neutral_band: f32,
     /// An aspect is reported when `1 - p(absent)` reaches this.
     pub min_presence: f32,
+    /// Classes of the sentiment head: 2 (negative, positive; a score within
+    /// `neutral_band` of 0 is neutral) or 3 (negative, neutral, positive:
+    /// the likeliest class is the label). Manifests written before the key
+    /// existed have 2; [`load`] checks it against the weights.
+    #[serde(default = "two")]
+    pub sentiment_classes: usize,
     /// Read every clause of a sentence apart: a target one clause names is
     /// reported even when the whole sentence's score misses it, and its
     /// polarity is always its clause's. When false (manifests written before
@@ -139,6 +145,31 @@ pub struct HeadsManifest {
     pub measured: BTreeMap<String, f64>,
 }
 
+fn two() -> usize {
+    2
+}
+
+/// A comment's sentiment as the head reads it: probabilities of negative,
+/// neutral (0 for a two-class head) and positive.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SentimentProbs(pub [f32; 3]);
+
+impl SentimentProbs {
+    /// `p(positive) - p(negative)`, in `[-1, 1]`.
+    pub fn score(&self) -> f32 {
+        self.0[2] - self.0[0]
+    }
+
+    /// From a softmax over 2 (negative, positive) or 3 classes.
+    fn from_softmax(p: &[f32]) -> Self {
+        match p {
+            [n, q] => Self([*n, 0.0, *q]),
+            [n, u, q, ..] => Self([*n, *u, *q]),
+            _ => Self([0.0, 1.0, 0.0]),
+        }
+    }
+}
+
 /// Hex sha256 of bytes.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = Sha256::digest(bytes);
@@ -158,6 +189,8 @@ pub struct Heads {
     pub dim: usize,
     /// Targets, in output order.
     pub targets: Vec<String>,
+    /// Classes of the sentiment head (2 or 3).
+    pub sentiment_classes: usize,
 }
 
 /// What the aspect head says about a batch of token sequences.
@@ -169,8 +202,14 @@ pub struct AspectOutput {
 }
 
 impl Heads {
-    /// Fresh heads for training (`vb` from a [`VarMap`]), or loaded ones.
-    pub fn new(vb: VarBuilder, dim: usize, targets: Vec<String>) -> Result<Self, HeadsError> {
+    /// Fresh heads for training (`vb` from a [`VarMap`]), or loaded ones;
+    /// `sentiment_classes` is 2 or 3.
+    pub fn new(
+        vb: VarBuilder,
+        dim: usize,
+        targets: Vec<String>,
+        sentiment_classes: usize,
+    ) -> Result<Self, HeadsError> {
         let t = targets.len();
         let k = CLASSES.len();
         let scale = (1.0 / dim as f64).sqrt();
@@ -191,10 +230,11 @@ impl Heads {
             )?,
             out_w: vb.get_with_hints((t, dim, k), "out.weight", uniform)?,
             out_b: vb.get_with_hints((t, k), "out.bias", Init::Const(0.0))?,
-            sent_w: vb.get_with_hints((dim, 2), "sentiment.weight", uniform)?,
-            sent_b: vb.get_with_hints(2, "sentiment.bias", Init::Const(0.0))?,
+            sent_w: vb.get_with_hints((dim, sentiment_classes), "sentiment.weight", uniform)?,
+            sent_b: vb.get_with_hints(sentiment_classes, "sentiment.bias", Init::Const(0.0))?,
             dim,
             targets,
+            sentiment_classes,
         })
     }
 
@@ -234,8 +274,8 @@ impl Heads {
         Ok((logits, attn))
     }
 
-    /// Sentiment logits `[B, 2]` (negative, positive) from the masked mean
-    /// of token vectors.
+    /// Sentiment logits `[B, C]` (negative, positive; or negative, neutral,
+    /// positive) from the masked mean of token vectors.
     pub fn sentiment_logits(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, HeadsError> {
         let m = mask.unsqueeze(2)?;
         let sum = x.broadcast_mul(&m)?.sum(1)?;
@@ -269,15 +309,15 @@ impl Heads {
         })
     }
 
-    /// `p(positive) - p(negative)` for each token sequence.
-    pub fn sentiment(&self, seqs: &[&[f32]]) -> Result<Vec<f32>, HeadsError> {
+    /// The sentiment of each token sequence.
+    pub fn sentiment(&self, seqs: &[&[f32]]) -> Result<Vec<SentimentProbs>, HeadsError> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
         let (x, mask, _) = pad_seqs(seqs, self.dim)?;
         let p = candle_nn::ops::softmax_last_dim(&self.sentiment_logits(&x, &mask)?)?
             .to_vec2::<f32>()?;
-        Ok(p.into_iter().map(|p| p[1] - p[0]).collect())
+        Ok(p.iter().map(|p| SentimentProbs::from_softmax(p)).collect())
     }
 }
 
@@ -290,8 +330,8 @@ pub struct TokenProjections {
     targets: usize,
     /// `[n, T]` attention scores `q_t · tanh(W x_i + b)`.
     scores: Vec<f32>,
-    /// `[n, T * 4 + 2]`: each token through every target's output layer,
-    /// then through the sentiment layer.
+    /// `[n, T * 4 + C]`: each token through every target's output layer,
+    /// then through the sentiment layer (`C` classes).
     proj: Vec<f32>,
     out_b: Vec<f32>,
     sent_b: Vec<f32>,
@@ -311,7 +351,7 @@ fn softmax_in_place(v: &mut [f32]) {
 
 impl TokenProjections {
     fn width(&self) -> usize {
-        self.targets * 4 + 2
+        self.targets * 4 + self.sent_b.len()
     }
 
     /// `[target][class]` probabilities for the tokens `rows` (indices into
@@ -339,20 +379,23 @@ impl TokenProjections {
             .collect()
     }
 
-    /// `p(positive) - p(negative)` over the tokens `rows`, exactly as
+    /// The sentiment over the tokens `rows`, exactly as
     /// [`Heads::sentiment`] on those tokens.
-    pub fn sentiment(&self, rows: &[usize]) -> f32 {
+    pub fn sentiment(&self, rows: &[usize]) -> SentimentProbs {
         let w = self.width();
         let off = self.targets * 4;
-        let mut l = [0f32; 2];
+        let mut l = vec![0f32; self.sent_b.len()];
         for &i in rows {
-            l[0] += self.proj[i * w + off];
-            l[1] += self.proj[i * w + off + 1];
+            for (k, lk) in l.iter_mut().enumerate() {
+                *lk += self.proj[i * w + off + k];
+            }
         }
         let n = rows.len().max(1) as f32;
-        let mut l = [l[0] / n + self.sent_b[0], l[1] / n + self.sent_b[1]];
+        for (lk, b) in l.iter_mut().zip(&self.sent_b) {
+            *lk = *lk / n + b;
+        }
         softmax_in_place(&mut l);
-        l[1] - l[0]
+        SentimentProbs::from_softmax(&l)
     }
 }
 
@@ -435,7 +478,14 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
     let bytes = read_verified(dir, &manifest.weights, &manifest.weights_sha256)?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
     let dim = vb.get_unchecked("key.bias")?.dim(D::Minus1)?;
-    let heads = Heads::new(vb, dim, manifest.targets.clone())?;
+    let classes = vb.get_unchecked("sentiment.bias")?.dim(D::Minus1)?;
+    if classes != manifest.sentiment_classes {
+        return Err(manifest_err(format!(
+            "`sentiment_classes = {}` but the weights have {classes}. Fix: retrain with `verbatim train` (models/heads/README.md)",
+            manifest.sentiment_classes
+        )));
+    }
+    let heads = Heads::new(vb, dim, manifest.targets.clone(), classes)?;
     Ok(LoadedHeads {
         heads,
         manifest,
@@ -466,11 +516,17 @@ pub fn read_verified(dir: &Path, weights: &str, sha256: &str) -> Result<Vec<u8>,
 /// seeded): weights uniform in `±1/sqrt(dim)`, queries in `±0.05`, biases 0.
 pub fn trainable(
     dim: usize,
+    sentiment_classes: usize,
     mut uniform: impl FnMut() -> f32,
 ) -> Result<(Heads, VarMap), HeadsError> {
     let vm = VarMap::new();
     let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
-    let heads = Heads::new(vb, dim, TARGETS.iter().map(|t| t.to_string()).collect())?;
+    let heads = Heads::new(
+        vb,
+        dim,
+        TARGETS.iter().map(|t| t.to_string()).collect(),
+        sentiment_classes,
+    )?;
     let scale = (1.0 / dim as f32).sqrt();
     let data = vm
         .data()
@@ -502,7 +558,7 @@ mod tests {
     #[test]
     fn shapes_and_probabilities() {
         let mut x = 0.1f32;
-        let (h, _vm) = trainable(8, || {
+        let (h, _vm) = trainable(8, 2, || {
             x = (x * 7.3).fract();
             x
         })
@@ -521,14 +577,30 @@ mod tests {
         assert_eq!(out.attention[0][0].len(), 3);
         assert_eq!(out.attention[1][0].len(), 5);
         assert!((out.attention[0][2].iter().sum::<f32>() - 1.0).abs() < 1e-4);
-        let s = h.sentiment(&[&a]).unwrap();
-        assert!(s[0] > -1.0 && s[0] < 1.0);
+        let s = h.sentiment(&[&a]).unwrap()[0];
+        assert!(s.score() > -1.0 && s.score() < 1.0);
+        assert_eq!(s.0[1], 0.0, "a two-class head has no neutral");
+        assert!((s.0.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        let (h3, _vm) = trainable(8, 3, || {
+            x = (x * 7.3).fract();
+            x
+        })
+        .unwrap();
+        let s = h3.sentiment(&[&a]).unwrap()[0];
+        assert!(s.0.iter().all(|&p| p > 0.0));
+        assert!((s.0.iter().sum::<f32>() - 1.0).abs() < 1e-5);
     }
 
     #[test]
     fn projections_match_the_full_forward() {
+        for classes in [2, 3] {
+            projections_match_with(classes);
+        }
+    }
+
+    fn projections_match_with(classes: usize) {
         let mut x = 0.3f32;
-        let (h, _vm) = trainable(8, || {
+        let (h, _vm) = trainable(8, classes, || {
             x = (x * 7.3 + 0.1).fract();
             x
         })
@@ -548,14 +620,20 @@ mod tests {
                 }
             }
             let s_full = h.sentiment(&[&sub]).unwrap()[0];
-            assert!((s_full - tp.sentiment(&rows)).abs() < 1e-5);
+            let s_fast = tp.sentiment(&rows);
+            for k in 0..3 {
+                assert!(
+                    (s_full.0[k] - s_fast.0[k]).abs() < 1e-5,
+                    "{s_full:?} {s_fast:?}"
+                );
+            }
         }
     }
 
     #[test]
     fn padding_does_not_change_a_row() {
         let mut x = 0.2f32;
-        let (h, _vm) = trainable(8, || {
+        let (h, _vm) = trainable(8, 2, || {
             x = (x * 7.3).fract();
             x
         })
@@ -571,6 +649,6 @@ mod tests {
         }
         let s1 = h.sentiment(&[&a]).unwrap()[0];
         let s2 = h.sentiment(&[&a, &long]).unwrap()[0];
-        assert!((s1 - s2).abs() < 1e-5);
+        assert!((s1.score() - s2.score()).abs() < 1e-5);
     }
 }

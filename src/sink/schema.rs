@@ -290,7 +290,7 @@ pub fn comments_columns(
         ("safety_risk", DataType::Boolean, true, "Danger to people"),
         ("flag_evidence", evidence_type(), true, "Why each flag was raised: `{flag, start, end, text}`, span in characters of `text`"),
         ("sentiment", DataType::Utf8, true, "Whole-comment sentiment: negative, neutral or positive (null when not analysed: see `analysis_skipped`)"),
-        ("sentiment_score", DataType::Float32, true, "p(positive) - p(negative), -1..1; `neutral` within the heads' neutral band"),
+        ("sentiment_score", DataType::Float32, true, "p(positive) - p(negative), -1..1; `sentiment` is the likeliest of the three classes (two-class heads: `neutral` within their neutral band)"),
         ("aspects", aspects_type(), true, "What each sentence is about: `{target, polarity, confidence, start, end, text}`, one per (sentence, target); target is staff, product, process, price, delivery, environment, other or a `[targets.<name>]` name; span in characters of `text` (the clause the target was read from)"),
         ("staff_sentiment", DataType::Utf8, true, "Polarity of the staff aspects (`mixed` when they disagree); null when staff is not mentioned"),
         ("product_sentiment", DataType::Utf8, true, "Polarity of the product aspects, as `staff_sentiment`"),
