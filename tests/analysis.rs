@@ -75,12 +75,15 @@ fn analyse(cfg: &NlpConfig, texts: &[&str]) -> Vec<Comment> {
     analyse_with(cfg, &Default::default(), texts)
 }
 
-fn analyse_with(
+/// Runs the `[nlp]` stages with the pipeline's `[flags]` and `[targets]`
+/// tables over one batch of `texts`.
+fn analyse_full(
     cfg: &NlpConfig,
+    flags: &std::collections::BTreeMap<String, verbatim::config::FlagPatterns>,
     targets: &std::collections::BTreeMap<String, verbatim::config::TargetExamples>,
     texts: &[&str],
 ) -> Vec<Comment> {
-    let mut stages = operators_for(cfg, &Default::default(), targets).unwrap();
+    let mut stages = operators_for(cfg, flags, targets).unwrap();
     let mut batch = CommentBatch::default();
     for (i, t) in texts.iter().enumerate() {
         let coords = SourceCoords {
@@ -99,6 +102,14 @@ fn analyse_with(
     }
     run_operators(&mut stages.operators, &mut batch, &Metrics::new()).unwrap();
     batch.comments
+}
+
+fn analyse_with(
+    cfg: &NlpConfig,
+    targets: &std::collections::BTreeMap<String, verbatim::config::TargetExamples>,
+    texts: &[&str],
+) -> Vec<Comment> {
+    analyse_full(cfg, &Default::default(), targets, texts)
 }
 
 #[test]
@@ -459,6 +470,45 @@ fn plain_statements_read_neutral_in_both_languages() {
         let s = c.nlp.sentiment.expect("analysed");
         assert_eq!(s.label, want, "{t}: {s:?}");
         assert!((-1.0..=1.0).contains(&s.score));
+    }
+}
+
+/// `[flags.<name>] examples` adds a flag by example phrases: a clause close
+/// to one (in either language, with e5) raises it with that clause as
+/// evidence; comments about something else do not.
+#[test]
+fn a_flag_defined_by_examples_is_raised_on_its_clause() {
+    let Some(cfg) = e5_cfg() else { return };
+    let flags: std::collections::BTreeMap<String, verbatim::config::FlagPatterns> = toml::from_str(
+        "[billing_error]\nexamples = [\"I was charged twice\", \"the amount on my bill is wrong\"]\n",
+    )
+    .unwrap();
+    let texts = [
+        "Отличный персонал. С меня дважды списали деньги за один заказ.",
+        "My invoice shows a price I never agreed to.",
+        "The room was lovely and the breakfast was great.",
+        "Номер чистый, завтрак вкусный.",
+    ];
+    let out = analyse_full(&cfg, &flags, &Default::default(), &texts);
+    let evidence = |c: &Comment| -> Vec<String> {
+        c.nlp
+            .flags
+            .iter()
+            .flatten()
+            .filter(|e| e.flag == "billing_error")
+            .map(|e| e.text.clone())
+            .collect()
+    };
+    assert_eq!(
+        evidence(&out[0]),
+        vec!["С меня дважды списали деньги за один заказ."]
+    );
+    assert_eq!(
+        evidence(&out[1]),
+        vec!["My invoice shows a price I never agreed to."]
+    );
+    for c in &out[2..] {
+        assert!(evidence(c).is_empty(), "{}: {:?}", c.text, c.nlp.flags);
     }
 }
 

@@ -1,6 +1,8 @@
-//! `[flags.<name>]`: patterns a pipeline adds to a built-in follow-up flag,
-//! or new flags. The patterns are compiled here, once, for both the check at
-//! start and the flag stage, so both read them the same way.
+//! `[flags.<name>]`: patterns or example phrases a pipeline adds to a
+//! built-in follow-up flag, or new flags. The patterns are compiled here,
+//! once, for both the check at start and the flag stage, so both read them
+//! the same way; the examples are embedded at start by the analysis stage
+//! ([`crate::nlp::analyze`]), which raises the flag on a clause close to one.
 
 use std::collections::BTreeMap;
 
@@ -17,6 +19,17 @@ pub struct FlagPatterns {
     /// Regular expressions that, found in the same sentence, cancel a match.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Short phrases that say the flag, in a language the model reads (the
+    /// multilingual model matches them across languages): a clause whose
+    /// embedding has cosine `>= min_similarity` with one of them raises the
+    /// flag, with that clause as its evidence. Needs `[nlp]` with analysis on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+    /// Lowest cosine similarity that counts (0-1). Unset: the model
+    /// manifest's `[calibration] target_min_similarity`, else 0.45, as for
+    /// `[targets.<name>]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_similarity: Option<f32>,
 }
 
 /// Errors building the flag matchers.

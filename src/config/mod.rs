@@ -27,7 +27,9 @@ pub use flags::{check_patterns, compile_pattern, FlagPatternError, FlagPatterns}
 pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;
-pub use nlp::{Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples};
+pub use nlp::{
+    example_threshold, Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples,
+};
 pub use output::{parse_output_root, OutputConfig, RejectedConfig, RootError};
 pub use themes::ThemesConfig;
 
@@ -203,6 +205,16 @@ impl PipelineConfig {
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let checker = Invalid(path);
         let bad = |key: &str, problem: String, fix: &str| checker.err(key, problem, fix);
+        // `min_similarity` of a table defined by examples.
+        let check_min_similarity =
+            |key: &str, min: Option<f32>| match min.filter(|m| !(*m > 0.0 && *m < 1.0)) {
+                Some(m) => Err(bad(
+                    &format!("{key}.min_similarity"),
+                    format!("is {m}"),
+                    "use a cosine between 0 and 1, e.g. 0.45",
+                )),
+                None => Ok(()),
+            };
         if self.name.trim().is_empty() {
             return Err(bad(
                 "name",
@@ -280,18 +292,40 @@ impl PipelineConfig {
                     "give a few short phrases about the target, e.g. [\"I was charged twice\"]",
                 ));
             }
-            if let Some(min) = t.min_similarity.filter(|m| !(*m > 0.0 && *m < 1.0)) {
-                return Err(bad(
-                    &format!("{key}.min_similarity"),
-                    format!("is {min}"),
-                    "use a cosine between 0 and 1, e.g. 0.45",
-                ));
-            }
+            check_min_similarity(&key, t.min_similarity)?;
             if self.nlp.is_none() {
                 return Err(bad(
                     &key,
                     "needs the [nlp] section".into(),
                     "add [nlp], or remove the [targets] tables",
+                ));
+            }
+        }
+        for (name, f) in &self.flags {
+            let key = format!("flags.{name}");
+            if f.examples.is_empty() {
+                if f.min_similarity.is_some() {
+                    return Err(bad(
+                        &format!("{key}.min_similarity"),
+                        "is set but the flag has no examples".into(),
+                        "add `examples = [...]`, or remove min_similarity",
+                    ));
+                }
+                continue;
+            }
+            if f.examples.iter().any(|e| e.trim().is_empty()) {
+                return Err(bad(
+                    &format!("{key}.examples"),
+                    "has an empty phrase".into(),
+                    "give short phrases that say the flag, e.g. [\"nobody called me back\"]",
+                ));
+            }
+            check_min_similarity(&key, f.min_similarity)?;
+            if !self.nlp.as_ref().is_some_and(|n| n.analyze) {
+                return Err(bad(
+                    &format!("{key}.examples"),
+                    "needs the analysis stage (examples are matched clause by clause)".into(),
+                    "add [nlp] with analyze = true, or use patterns instead",
                 ));
             }
         }
@@ -489,6 +523,40 @@ mod tests {
         let t = "[kafka]\nbrokers='b:9092'\ntopics=['t']\ngroup_id='g'\n[kafka.properties]\n'enable.auto.commit'='true'\n";
         let e = PipelineConfig::from_toml(t, p()).unwrap_err().to_string();
         assert!(e.contains("enable.auto.commit"), "{e}");
+    }
+
+    #[test]
+    fn example_flags_are_checked() {
+        let ok = "[nlp]\n[flags.billing_error]\nexamples = ['charged twice']\n[flags.safety_risk]\nexamples = ['the floor was wet']\nmin_similarity = 0.9\n";
+        let c = PipelineConfig::from_toml(ok, p()).unwrap();
+        assert_eq!(c.flags["billing_error"].examples, vec!["charged twice"]);
+        assert_eq!(c.flags["safety_risk"].min_similarity, Some(0.9));
+        for (bad, key) in [
+            (
+                "[nlp]\n[flags.billing_error]\nexamples = ['x', ' ']\n",
+                "flags.billing_error.examples",
+            ),
+            (
+                "[nlp]\n[flags.billing_error]\nexamples = ['x']\nmin_similarity = 0\n",
+                "flags.billing_error.min_similarity",
+            ),
+            (
+                "[nlp]\n[flags.billing_error]\npatterns = ['x']\nmin_similarity = 0.5\n",
+                "flags.billing_error.min_similarity",
+            ),
+            (
+                "[flags.billing_error]\nexamples = ['x']\n",
+                "flags.billing_error.examples",
+            ),
+            (
+                "[nlp]\nanalyze = false\n[flags.billing_error]\nexamples = ['x']\n",
+                "flags.billing_error.examples",
+            ),
+            ("[nlp]\n[flags.billing_error]\nexample = ['x']\n", "example"),
+        ] {
+            let e = PipelineConfig::from_toml(bad, p()).unwrap_err().to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

@@ -216,12 +216,16 @@ pub struct Calibration {
 impl TargetExamples {
     /// The threshold in force with a model's calibration.
     pub fn min_similarity_for(&self, cal: &Calibration) -> f32 {
-        // With MiniLM, in tests/analysis.rs a clause about the target scores
-        // 0.57 against its examples, an unrelated sentence 0.14.
-        self.min_similarity
-            .or(cal.target_min_similarity)
-            .unwrap_or(0.45)
+        example_threshold(self.min_similarity, cal)
     }
+}
+
+/// The similarity an example-defined target or flag needs: its own
+/// `min_similarity`, else the model's calibration, else 0.45.
+pub fn example_threshold(min_similarity: Option<f32>, cal: &Calibration) -> f32 {
+    // With MiniLM, in tests/analysis.rs a clause about the target scores
+    // 0.57 against its examples, an unrelated sentence 0.14.
+    min_similarity.or(cal.target_min_similarity).unwrap_or(0.45)
 }
 
 /// `[privacy]`.

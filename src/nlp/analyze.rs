@@ -42,11 +42,13 @@ pub struct AnalyzeOperator {
     languages: BTreeSet<String>,
     /// `[targets.<name>]` tables: targets found by example phrases.
     examples: Vec<ExampleTarget>,
+    /// `[flags.<name>] examples`: flags raised by a clause close to one.
+    example_flags: Vec<ExampleTarget>,
     /// Learned flags over the comment's vector, beside the patterns.
     flag_heads: Option<super::flag_heads::FlagHeads>,
 }
 
-/// A target an analyst defined by example phrases.
+/// A target (or flag) an analyst defined by example phrases.
 struct ExampleTarget {
     name: Arc<str>,
     /// L2-normalised embeddings of the examples.
@@ -86,8 +88,21 @@ impl AnalyzeOperator {
             read_clauses: manifest.read_clauses,
             languages: languages.iter().cloned().collect(),
             examples: Vec::new(),
+            example_flags: Vec::new(),
             flag_heads: None,
         }
+    }
+
+    /// A flag defined by example phrases (`[flags.<name>] examples`): a
+    /// clause whose mean token vector has cosine `>= min_similarity` with
+    /// one of `vectors` raises `name` with that clause as its evidence,
+    /// unless a pattern or a learned head already raised it.
+    pub fn add_example_flag(&mut self, name: &str, vectors: Vec<Vec<f32>>, min_similarity: f32) {
+        self.example_flags.push(ExampleTarget {
+            name: name.into(),
+            vectors,
+            min_similarity,
+        });
     }
 
     /// Also raises flags learned from examples ([`super::flag_heads`]): a
@@ -285,6 +300,24 @@ impl AnalyzeOperator {
 
 /// The L2-normalised mean of token `rows` of `vectors` (`dim` wide), as
 /// the model pools a sentence.
+/// The clause (segment index) of `clauses` whose vector is closest to one
+/// of `ex`'s examples, with that cosine, if it reaches `ex`'s threshold.
+fn best_clause(ex: &ExampleTarget, clauses: &[usize], vecs: &[Vec<f32>]) -> Option<(usize, f32)> {
+    clauses
+        .iter()
+        .zip(vecs)
+        .map(|(&c, v)| {
+            let sim = ex
+                .vectors
+                .iter()
+                .map(|e| super::encoder::cosine(v, e))
+                .fold(f32::MIN, f32::max);
+            (c, sim)
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .filter(|b| b.1 >= ex.min_similarity)
+}
+
 fn pooled(vectors: &[f32], dim: usize, rows: impl Iterator<Item = usize>) -> Vec<f32> {
     let mut v = vec![0f32; dim];
     for t in rows {
@@ -423,8 +456,10 @@ impl Operator for AnalyzeOperator {
                 });
             }
         }
-        // Targets defined by examples, clause by clause.
-        if !self.examples.is_empty() {
+        // Targets and flags defined by examples, clause by clause.
+        let mut example_evidence: Vec<Vec<(f32, Evidence)>> =
+            vec![Vec::new(); batch.comments.len()];
+        if !self.examples.is_empty() || !self.example_flags.is_empty() {
             for (k, seg) in segs.iter().enumerate() {
                 if seg.parent.is_some() {
                     continue;
@@ -450,26 +485,32 @@ impl Operator for AnalyzeOperator {
                         pooled(source, dim, segs[c].tokens.iter().copied())
                     })
                     .collect();
+                let text = &batch.comments[seg.comment].text;
+                for ex in &self.example_flags {
+                    let Some((c, sim)) = best_clause(ex, &clauses, &vecs) else {
+                        continue;
+                    };
+                    let found = &mut example_evidence[seg.comment];
+                    let e = Evidence {
+                        flag: ex.name.to_string(),
+                        start: segs[c].span.start,
+                        end: segs[c].span.end,
+                        text: clauses::slice(text, segs[c].span),
+                    };
+                    // One evidence per flag and comment: its closest clause.
+                    match found.iter_mut().find(|(_, f)| f.flag == e.flag) {
+                        Some(old) if old.0 < sim => *old = (sim, e),
+                        Some(_) => {}
+                        None => found.push((sim, e)),
+                    }
+                }
                 for ex in &self.examples {
-                    let best = clauses
-                        .iter()
-                        .zip(&vecs)
-                        .map(|(&c, v)| {
-                            let sim = ex
-                                .vectors
-                                .iter()
-                                .map(|e| super::encoder::cosine(v, e))
-                                .fold(f32::MIN, f32::max);
-                            (c, sim)
-                        })
-                        .max_by(|a, b| a.1.total_cmp(&b.1));
-                    let Some((c, sim)) = best.filter(|b| b.1 >= ex.min_similarity) else {
+                    let Some((c, sim)) = best_clause(ex, &clauses, &vecs) else {
                         continue;
                     };
                     let rows: Vec<usize> =
                         segs[c].tokens.iter().map(|t| segs[c].base + t).collect();
                     let span = segs[c].span;
-                    let text = &batch.comments[seg.comment].text;
                     aspects[seg.comment].push(Aspect {
                         target: ex.name.clone(),
                         polarity: self.label(tp.sentiment(&rows)),
@@ -487,8 +528,12 @@ impl Operator for AnalyzeOperator {
                 continue;
             };
             let learned = self.learned_flags(&c.text, st);
+            let by_example = std::mem::take(&mut example_evidence[i]);
             let flags = batch.comments[i].nlp.flags.get_or_insert_with(Vec::new);
-            for e in learned {
+            for e in learned
+                .into_iter()
+                .chain(by_example.into_iter().map(|x| x.1))
+            {
                 if !flags.iter().any(|x| x.flag == e.flag) {
                     flags.push(e);
                 }

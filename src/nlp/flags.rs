@@ -315,6 +315,7 @@ mod tests {
             FlagPatterns {
                 patterns: vec![r"\bcharged (me )?twice\b".into()],
                 exclude: vec![],
+                ..Default::default()
             },
         );
         let m = FlagMatcher::new(&extra).unwrap();
@@ -329,6 +330,7 @@ mod tests {
             FlagPatterns {
                 patterns: vec!["(".into()],
                 exclude: vec![],
+                ..Default::default()
             },
         );
         let e = FlagMatcher::new(&extra).err().unwrap().to_string();

@@ -144,7 +144,8 @@ pub fn operators_for(
         None
     };
     let mut embed = embed_operator_over(cfg, &files)?;
-    // Example phrases of the `[targets]` tables, embedded once at start.
+    // Example phrases of the `[targets]` and `[flags]` tables, embedded
+    // once at start.
     let analysis = match analysis {
         Some(mut a) => {
             for (name, t) in targets {
@@ -154,6 +155,15 @@ pub fn operators_for(
                     .map_err(|e| NlpError::Pattern(format!("targets.{name}: {e}")))?;
                 let min = t.min_similarity_for(&files.manifest.calibration);
                 a.add_example_target(name, vecs, min);
+            }
+            for (name, f) in flag_patterns.iter().filter(|(_, f)| !f.examples.is_empty()) {
+                let texts: Vec<&str> = f.examples.iter().map(String::as_str).collect();
+                let vecs = embed
+                    .embed_texts(&texts)
+                    .map_err(|e| NlpError::Pattern(format!("flags.{name}: {e}")))?;
+                let min =
+                    crate::config::example_threshold(f.min_similarity, &files.manifest.calibration);
+                a.add_example_flag(name, vecs, min);
             }
             Some(a)
         }
