@@ -298,8 +298,6 @@ impl AnalyzeOperator {
     }
 }
 
-/// The L2-normalised mean of token `rows` of `vectors` (`dim` wide), as
-/// the model pools a sentence.
 /// The clause (segment index) of `clauses` whose vector is closest to one
 /// of `ex`'s examples, with that cosine, if it reaches `ex`'s threshold.
 fn best_clause(ex: &ExampleTarget, clauses: &[usize], vecs: &[Vec<f32>]) -> Option<(usize, f32)> {
@@ -318,6 +316,8 @@ fn best_clause(ex: &ExampleTarget, clauses: &[usize], vecs: &[Vec<f32>]) -> Opti
         .filter(|b| b.1 >= ex.min_similarity)
 }
 
+/// The L2-normalised mean of token `rows` of `vectors` (`dim` wide), as
+/// the model pools a sentence.
 fn pooled(vectors: &[f32], dim: usize, rows: impl Iterator<Item = usize>) -> Vec<f32> {
     let mut v = vec![0f32; dim];
     for t in rows {

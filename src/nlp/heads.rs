@@ -109,7 +109,9 @@ pub struct HeadsManifest {
     pub encoder: String,
     /// Output order of the aspect head.
     pub targets: Vec<String>,
-    /// Scores with `|score| < neutral_band` are labelled neutral.
+    /// With a two-class sentiment head, scores with `|score| <
+    /// neutral_band` are labelled neutral (a three-class head labels by
+    /// its likeliest class and ignores it).
     pub neutral_band: f32,
     /// An aspect is reported when `1 - p(absent)` reaches this.
     pub min_presence: f32,
