@@ -13,6 +13,8 @@ use crate::config::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 #[derive(Debug, Clone)]
 pub struct Decoder {
     cfg: InputConfig,
+    /// Hashes `customer_id` before it goes further (`privacy.hash_customer_id`).
+    customer_hasher: Option<crate::comment::CustomerHasher>,
     /// Top-level names consumed by the mapping (for `keep_unmapped`).
     mapped_roots: Vec<String>,
 }
@@ -35,7 +37,18 @@ impl Decoder {
                     .map(|p| p.split('.').next().unwrap_or(p).to_string()),
             )
             .collect();
-        Self { cfg, mapped_roots }
+        Self {
+            cfg,
+            customer_hasher: None,
+            mapped_roots,
+        }
+    }
+
+    /// Hashes `customer_id` with `hasher` (`None`: kept as sent); see
+    /// [`crate::config::PrivacyConfig::customer_hasher`].
+    pub fn with_customer_hasher(mut self, hasher: Option<crate::comment::CustomerHasher>) -> Self {
+        self.customer_hasher = hasher;
+        self
     }
 
     /// Decodes one message. `ingest_time` is stamped on the result.
@@ -193,6 +206,12 @@ impl Decoder {
         let location = opt_scalar_string(&obj, f.location.as_deref())?;
         let product = opt_scalar_string(&obj, f.product.as_deref())?;
         let declared_language = opt_scalar_string(&obj, f.language.as_deref())?;
+        let customer_id = opt_scalar_string(&obj, f.customer_id.as_deref())?.map(|id| match &self
+            .customer_hasher
+        {
+            Some(h) => h.hash(&id),
+            None => id,
+        });
         if f.keep_unmapped {
             for (k, v) in obj {
                 if !self.mapped_roots.iter().any(|m| m == &k) && !v.is_null() {
@@ -211,6 +230,7 @@ impl Decoder {
             location,
             product,
             declared_language,
+            customer_id,
             attributes,
             ingest_time,
             nlp: Default::default(),
@@ -413,6 +433,36 @@ mod tests {
             c.attributes.get("customer.plan").map(String::as_str),
             Some("gold")
         );
+    }
+
+    #[test]
+    fn customer_ids_are_hashed_with_the_salt_before_anything_else_sees_them() {
+        use crate::comment::CustomerHasher;
+        let body: &[u8] = br#"{"text": "again", "customer_id": "ann@example.com"}"#;
+        let id = |h: Option<CustomerHasher>| {
+            comment(
+                Decoder::new(InputConfig::default())
+                    .with_customer_hasher(h)
+                    .decode(msg(Some(body)), now()),
+            )
+            .customer_id
+        };
+        assert_eq!(id(None).as_deref(), Some("ann@example.com"));
+        let plain = id(Some(CustomerHasher::new(""))).unwrap();
+        assert_eq!(plain.len(), 32);
+        assert!(plain.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(id(Some(CustomerHasher::new(""))).unwrap(), plain, "stable");
+        let salted = id(Some(CustomerHasher::new("s3cret"))).unwrap();
+        assert_ne!(salted, plain, "the salt changes the hash");
+        // Numbers are ids too; an object is not.
+        let n = Decoder::new(InputConfig::default())
+            .decode(msg(Some(br#"{"text": "x", "customer_id": 42}"#)), now());
+        assert_eq!(comment(n).customer_id.as_deref(), Some("42"));
+        let bad = Decoder::new(InputConfig::default()).decode(
+            msg(Some(br#"{"text": "x", "customer_id": {"a": 1}}"#)),
+            now(),
+        );
+        assert_eq!(reason(bad), RejectReason::WrongType);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | batch  | [`batch`]  | comments are gathered by count and age |
 //! | nlp    | [`nlp`]    | operators enrich the batch: [`nlp::redact`] → [`nlp::language`] → [`nlp::flags`] → [`nlp::embed`] → [`nlp::analyze`] |
 //! | themes | [`themes`] | [`themes::online`] assigns each comment a theme with a stable id |
+//! | history | [`history`] | [`history::repeat`] raises `repeat_issue` when a customer complains again about the same target |
 //! | sink   | [`sink`]   | rows are appended to Parquet; files are committed atomically |
 //! | commit | [`source::kafka::KafkaCommitter`] | Kafka offsets are committed only after the files are durable |
 //!
@@ -30,6 +31,7 @@ pub mod config;
 // The stream's stages, in order.
 pub mod batch;
 pub mod decode;
+pub mod history;
 pub mod nlp;
 pub mod pipeline;
 pub mod sink;

@@ -117,13 +117,14 @@ pub struct Pipeline {
 /// [`Operator::name`], its module and its file. README's and the crate
 /// docs' stage tables are tested against this list, and the pipeline
 /// builds its operators in this order ([`build_operators`]).
-pub const OPERATORS: [(&str, &str, &str); 6] = [
+pub const OPERATORS: [(&str, &str, &str); 7] = [
     ("redact", "nlp::redact", "src/nlp/redact.rs"),
     ("language", "nlp::language", "src/nlp/language.rs"),
     ("flags", "nlp::flags", "src/nlp/flags.rs"),
     ("embed", "nlp::embed", "src/nlp/embed.rs"),
     ("analyze", "nlp::analyze", "src/nlp/analyze.rs"),
     ("themes", "themes::online", "src/themes/online.rs"),
+    ("history", "history::repeat", "src/history/repeat.rs"),
 ];
 
 /// Builds the enrichment operators the pipeline file asks for, in the order
@@ -155,11 +156,23 @@ pub fn build_operators(
                 &stages.model_languages,
             )?));
         }
+        if let Some(op) = repeat_operator(cfg) {
+            operators.push(Box::new(op));
+        }
     }
     Ok(Operators {
         operators,
         embedding_dim,
     })
+}
+
+/// The `history` operator, when comments carry a customer id, aspects are
+/// read (`nlp.analyze`) and `actions.repeat_window` is not `"off"`.
+fn repeat_operator(cfg: &PipelineConfig) -> Option<crate::history::repeat::RepeatOperator> {
+    let analyze = cfg.nlp.as_ref().is_some_and(|n| n.analyze);
+    let window = cfg.actions.repeat_window().ok().flatten()?;
+    (analyze && cfg.input.fields.customer_id.is_some())
+        .then(|| crate::history::repeat::RepeatOperator::new(&cfg.output.root, window))
 }
 
 /// The enrichment operators of a pipeline, as [`build_operators`] made them.
@@ -227,7 +240,8 @@ impl PipelineBuilder {
         self.metrics.health.set_models_loaded();
         let after = split_after_embed(&mut operators);
         Ok(Pipeline {
-            decoder: Decoder::new(self.cfg.input.clone()),
+            decoder: Decoder::new(self.cfg.input.clone())
+                .with_customer_hasher(self.cfg.privacy.customer_hasher()),
             batcher: Batcher::new(self.cfg.batch.clone()),
             operators,
             after,

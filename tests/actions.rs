@@ -3,6 +3,7 @@
 //! a restart of the job in the middle of the stream.
 
 mod common;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -158,4 +159,169 @@ async fn each_flagged_comment_is_sent_once_across_a_restart() {
     let dup: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).collect();
     assert!(dup.is_empty(), "sent more than once: {dup:?}");
     assert_eq!(per_key.keys().cloned().collect::<BTreeSet<_>>(), want);
+}
+
+/// The same customer complaining about the product three times in ten days,
+/// with the job restarted between the second and third complaint: the 2nd
+/// and 3rd comments name the earlier ones in `repeat_of` and are queued;
+/// another customer, another target, praise, a comment without a customer
+/// and a complaint outside the window are not repeats. Read back by DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_complaining_again_is_found_from_history_across_a_restart() {
+    let Some(nlp) = nlp_config() else { return };
+    let Some(py) = support::python_with("duckdb") else {
+        return;
+    };
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 1).unwrap();
+    let rows: [(&str, Option<&str>, u32, &str); 9] = [
+        (
+            "r0",
+            Some("ann"),
+            1,
+            "The app keeps crashing every time I open it.",
+        ),
+        (
+            "r1",
+            Some("bob"),
+            1,
+            "The app keeps crashing when I log in.",
+        ),
+        (
+            "r2",
+            Some("ann"),
+            3,
+            "The app crashed this morning and I lost my work.",
+        ),
+        (
+            "r3",
+            Some("cat"),
+            4,
+            "The agent on the phone was rude to me.",
+        ),
+        (
+            "r4",
+            Some("bob"),
+            5,
+            "The engineer was rude and left a mess.",
+        ),
+        // The job restarts here.
+        (
+            "r5",
+            Some("cat"),
+            6,
+            "The app is great, it works perfectly.",
+        ),
+        (
+            "r6",
+            Some("ann"),
+            10,
+            "The app keeps freezing and crashing.",
+        ),
+        ("r7", None, 10, "The app keeps crashing."),
+        (
+            "r8",
+            Some("ann"),
+            55,
+            "The app keeps crashing on my new phone.",
+        ),
+    ];
+    let sent: Vec<Sent> = rows
+        .iter()
+        .map(|(id, customer, day, text)| {
+            let at = chrono::NaiveDate::from_ymd_opt(2026, 9, 1).unwrap()
+                + chrono::Duration::days(i64::from(*day) - 1);
+            let mut v = serde_json::json!({
+                "id": id, "text": text, "created_at": format!("{at}T12:00:00Z"),
+            });
+            if let Some(c) = customer {
+                v["customer_id"] = (*c).into();
+            }
+            Sent {
+                partition: 0,
+                key: customer.map(|c| c.as_bytes().to_vec()),
+                value: v.to_string().into_bytes(),
+                reject: None,
+                id: id.to_string(),
+            }
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        let mut c = config(mock.bootstrap_servers(), "fb", "g-repeat", dir.path());
+        c.nlp = Some(nlp.clone());
+        c.themes.enabled = false;
+        c
+    };
+    produce(mock.bootstrap_servers(), "fb", &sent[..5]).await;
+    assert_eq!(run_until(cfg(), 5).await.messages, 5);
+    assert!(
+        dir.path().join("history/fb-p0.parquet").is_file(),
+        "the history is saved with the files"
+    );
+    produce(mock.bootstrap_servers(), "fb", &sent[5..]).await;
+    assert_eq!(run_until(cfg(), 4).await.messages, 4, "resumed after r4");
+
+    let script = r#"
+import duckdb, json, sys
+root = sys.argv[1]
+rows = duckdb.sql(f"""
+    SELECT id, customer_id, repeat_of, repeat_issue
+    FROM read_parquet('{root}/comments/*/*.parquet') ORDER BY id""").fetchall()
+actions = duckdb.sql(f"""
+    SELECT comment_id FROM read_parquet('{root}/actions/*/*.parquet')""").fetchall()
+print(json.dumps({"rows": rows, "actions": [a[0] for a in actions]}))
+"#;
+    let out = support::run_ok(std::process::Command::new(py).args([
+        "-c",
+        script,
+        &dir.path().to_string_lossy(),
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut repeat_of: BTreeMap<String, Option<Vec<String>>> = BTreeMap::new();
+    let mut customers: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for r in v["rows"].as_array().unwrap() {
+        let id = r[0].as_str().unwrap().to_string();
+        customers.insert(id.clone(), r[1].as_str().map(String::from));
+        repeat_of.insert(
+            id.clone(),
+            r[2].as_array()
+                .map(|a| a.iter().map(|x| x.as_str().unwrap().to_string()).collect()),
+        );
+        if r[2].as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(r[3], true, "{id}: repeat_of raises repeat_issue");
+        }
+    }
+    let ids = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    let want: BTreeMap<String, Option<Vec<String>>> = [
+        ("r0", ids(&[])),
+        ("r1", ids(&[])),
+        ("r2", ids(&["r0"])),
+        ("r3", ids(&[])),
+        ("r4", ids(&[])),
+        ("r5", ids(&[])),
+        ("r6", ids(&["r0", "r2"])),
+        ("r7", None),
+        ("r8", ids(&[])),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert_eq!(repeat_of, want);
+    // Only hashes reach disk, the same for one customer.
+    let ann = customers["r0"].clone().unwrap();
+    assert!(
+        ann.len() == 32 && ann.chars().all(|c| c.is_ascii_hexdigit()),
+        "{ann}"
+    );
+    assert_eq!(customers["r6"].as_deref(), Some(ann.as_str()));
+    assert_ne!(customers["r1"].as_deref(), Some(ann.as_str()));
+    assert_eq!(customers["r7"], None);
+    let queued: BTreeSet<&str> = v["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(queued.contains("r2") && queued.contains("r6"), "{queued:?}");
 }

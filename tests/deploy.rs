@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use support::{python_with, readme_metrics, root};
+use support::{python_with, readme_metrics, root, run_ok};
 
 /// Every `verbatim_*` name in `expr`, with histogram suffixes removed.
 fn metrics_in(expr: &str) -> Vec<String> {
@@ -77,18 +77,13 @@ fn alert_rules_load_and_use_exported_metrics() {
         return;
     };
     let path = root().join("deploy/prometheus/alerts.yml");
-    let out = Command::new(py)
-        .args([
-            "-c",
-            "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(py)
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
+            .arg(&path),
     );
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rules: Vec<&serde_json::Value> = doc["groups"]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Top-level modules from the bottom up; each may use only those before it.
-const LAYERS: [&str; 13] = [
+const LAYERS: [&str; 14] = [
     "comment",
     "config",
     "failpoint",
@@ -19,6 +19,7 @@ const LAYERS: [&str; 13] = [
     "nlp",
     "sink",
     "themes",
+    "history",
     "source",
     "pipeline",
     "report",

@@ -35,25 +35,18 @@ fn verbatim(args: &[&str], root: &Path) -> String {
 
 /// Runs headless Chromium over `page` with the flags CI uses, plus `extra`.
 fn chrome(bin: &Path, profile: &Path, page: &Path, extra: &[String]) -> String {
-    let out = Command::new(bin)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let mut out = Command::new(bin);
+    out.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(format!("file://{}", page.display()));
+    String::from_utf8_lossy(&run_ok(&mut out).stdout).into_owned()
 }
 
 /// URLs the page itself asked for: the net log's request starts whose

@@ -130,15 +130,29 @@ pub fn sample_messages() -> Vec<crate::source::kafka_mock::Produce> {
         .filter(|l| !l.is_empty())
         .enumerate()
         .map(|(i, line)| {
-            let key = serde_json::from_slice::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| {
-                    v.get("id")
-                        .and_then(|id| id.as_str().map(|s| s.as_bytes().to_vec()))
-                });
-            ((i % 3) as i32, key, line.to_vec())
+            let v = serde_json::from_slice::<serde_json::Value>(line).ok();
+            let field = |name: &str| {
+                v.as_ref()
+                    .and_then(|v| v.get(name)?.as_str().map(|s| s.as_bytes().to_vec()))
+            };
+            // Keyed by customer where there is one, as a producer should
+            // key them: one customer's comments share a partition, so the
+            // history stage sees them all in order.
+            match field("customer_id") {
+                Some(c) => (key_partition(&c, 3), Some(c), line.to_vec()),
+                None => ((i % 3) as i32, field("id"), line.to_vec()),
+            }
         })
         .collect()
+}
+
+/// The partition a key goes to: a stable hash (FNV-1a) modulo the count,
+/// standing in for a producer's keyed partitioner.
+fn key_partition(key: &[u8], partitions: i32) -> i32 {
+    let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (h % partitions as u64) as i32
 }
 
 /// Runs the demo, writing under `root` (cleared first if it holds an earlier demo).

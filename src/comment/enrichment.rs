@@ -35,6 +35,10 @@ pub struct Enrichment {
     pub analysis_skipped: Option<&'static str>,
     /// `(theme id, theme label, cosine with the theme's centroid)`.
     pub theme: Option<(u32, Arc<str>, f32)>,
+    /// Ids of the same customer's comments, read before this one, that make
+    /// it a repeat (`None`: no history was checked: no customer id, or the
+    /// history stage is off).
+    pub repeat_of: Option<Vec<String>>,
 }
 
 /// The flags with their own boolean column, in column order.

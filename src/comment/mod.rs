@@ -67,6 +67,9 @@ pub struct Comment {
     pub product: Option<String>,
     /// Language code declared by the producer of the message, if any.
     pub declared_language: Option<String>,
+    /// The customer who wrote it (`input.fields.customer_id`), already
+    /// hashed when `privacy.hash_customer_id` is on.
+    pub customer_id: Option<String>,
     /// Extra fields kept as strings (non-string values JSON-encoded).
     pub attributes: BTreeMap<String, String>,
     /// When verbatim read it.
@@ -95,6 +98,7 @@ impl Comment {
             location: None,
             product: None,
             declared_language: None,
+            customer_id: None,
             attributes: BTreeMap::new(),
             ingest_time,
             nlp: Enrichment::default(),
@@ -104,6 +108,44 @@ impl Comment {
     /// The `dt=` partition this comment is written under (its event date, UTC).
     pub fn event_date(&self) -> chrono::NaiveDate {
         self.event_time.date_naive()
+    }
+}
+
+/// Hashes customer ids before they are written: the first 16 bytes of
+/// SHA-256 over a domain tag, the secret salt and the id, as 32 hex
+/// characters. The same id and salt give the same hash on every instance,
+/// so history and joins work on hashes alone.
+#[derive(Clone)]
+pub struct CustomerHasher {
+    prefix: sha2::Sha256,
+}
+
+impl fmt::Debug for CustomerHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CustomerHasher(..)")
+    }
+}
+
+impl CustomerHasher {
+    /// A hasher keyed by `salt` (empty: unsalted).
+    pub fn new(salt: &str) -> Self {
+        use sha2::Digest;
+        let mut prefix = sha2::Sha256::new();
+        prefix.update(b"verbatim customer_id v1\0");
+        prefix.update((salt.len() as u64).to_le_bytes());
+        prefix.update(salt.as_bytes());
+        Self { prefix }
+    }
+
+    /// The hash of one id.
+    pub fn hash(&self, id: &str) -> String {
+        use sha2::Digest;
+        let mut h = self.prefix.clone();
+        h.update(id.as_bytes());
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

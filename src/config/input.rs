@@ -100,6 +100,11 @@ pub struct FieldMapping {
     /// Declared language code.
     #[serde(default = "f_language")]
     pub language: Option<String>,
+    /// The customer who wrote it: enables repeat detection from history
+    /// (`actions.repeat_window`); hashed before it is written unless
+    /// `privacy.hash_customer_id = false`.
+    #[serde(default = "f_customer_id")]
+    pub customer_id: Option<String>,
     /// Extra fields copied into the `attributes` map.
     #[serde(default)]
     pub attributes: Vec<String>,
@@ -135,6 +140,9 @@ fn f_product() -> Option<String> {
 fn f_language() -> Option<String> {
     Some("language".into())
 }
+fn f_customer_id() -> Option<String> {
+    Some("customer_id".into())
+}
 
 impl Default for FieldMapping {
     fn default() -> Self {
@@ -148,6 +156,7 @@ impl Default for FieldMapping {
             location: f_location(),
             product: f_product(),
             language: f_language(),
+            customer_id: f_customer_id(),
             attributes: Vec::new(),
             keep_unmapped: false,
         }
@@ -167,6 +176,7 @@ impl FieldMapping {
             ("location", &self.location),
             ("product", &self.product),
             ("language", &self.language),
+            ("customer_id", &self.customer_id),
         ] {
             if let Some(p) = p {
                 v.push((k, p.as_str()));

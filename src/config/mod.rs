@@ -369,6 +369,14 @@ impl PipelineConfig {
                 ));
             }
         }
+        if let Err(problem) = self.actions.repeat_window() {
+            return Err(bad(
+                "actions.repeat_window",
+                problem,
+                "write a whole number and a unit (s, m, h, d, w), e.g. \"30d\", or \"off\"",
+            ));
+        }
+        self.privacy.validate(&checker)?;
         if self.rejected.dead_letter_topic.as_deref() == Some("") {
             return Err(bad(
                 "rejected.dead_letter_topic",
@@ -516,6 +524,37 @@ mod tests {
             .to_string();
         assert!(e.contains("batch.max_records"), "{e}");
         assert!(e.contains("Fix:"), "{e}");
+    }
+
+    #[test]
+    fn repeat_window_and_customer_salt_are_checked_at_start() {
+        let err = |t: &str| PipelineConfig::from_toml(t, p()).unwrap_err().to_string();
+        let e = err("[actions]\nrepeat_window = \"30 days\"\n");
+        assert!(
+            e.contains("actions.repeat_window") && e.contains("\"30d\""),
+            "{e}"
+        );
+        let e = err("[privacy]\ncustomer_id_salt_env = \"VERBATIM_TEST_SALT_THAT_IS_NOT_SET\"\n");
+        assert!(
+            e.contains("privacy.customer_id_salt_env") && e.contains("not set"),
+            "{e}"
+        );
+        let e = err("[privacy]\nhash_customer_id = false\ncustomer_id_salt_env = \"PATH\"\n");
+        assert!(e.contains("hash_customer_id is false"), "{e}");
+        // PATH is set in every test environment.
+        let c = PipelineConfig::from_toml(
+            "[privacy]\ncustomer_id_salt_env = \"PATH\"\n[actions]\nrepeat_window = \"off\"\n",
+            p(),
+        )
+        .unwrap();
+        assert_eq!(c.actions.repeat_window(), Ok(None));
+        let h = c.privacy.customer_hasher().unwrap();
+        assert_ne!(
+            h.hash("ann"),
+            crate::comment::CustomerHasher::new("").hash("ann")
+        );
+        let off = PipelineConfig::from_toml("[privacy]\nhash_customer_id = false\n", p()).unwrap();
+        assert!(off.privacy.customer_hasher().is_none());
     }
 
     #[test]

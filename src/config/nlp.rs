@@ -236,11 +236,62 @@ pub struct PrivacyConfig {
     /// rejected messages' bytes before they are written (default on).
     #[serde(default = "default_true")]
     pub redact_pii: bool,
+    /// Write `customer_id` as a keyed SHA-256 hash (32 hex characters)
+    /// instead of the value sent (default on). Repeat detection works the
+    /// same either way; only the hash reaches disk.
+    #[serde(default = "default_true")]
+    pub hash_customer_id: bool,
+    /// Name of an environment variable holding a secret mixed into that
+    /// hash, so that nobody can hash a list of known emails and match them
+    /// (e.g. `"VERBATIM_CUSTOMER_SALT"`). Unset: an unsalted hash. Every
+    /// instance of a pipeline must use the same secret.
+    #[serde(default)]
+    pub customer_id_salt_env: Option<String>,
 }
 
 impl Default for PrivacyConfig {
     fn default() -> Self {
-        Self { redact_pii: true }
+        Self {
+            redact_pii: true,
+            hash_customer_id: true,
+            customer_id_salt_env: None,
+        }
+    }
+}
+
+impl PrivacyConfig {
+    /// Checks `[privacy]`: a named salt variable must be set.
+    pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        if let Some(var) = &self.customer_id_salt_env {
+            if !self.hash_customer_id {
+                return Err(bad.err(
+                    "privacy.customer_id_salt_env",
+                    "is set but privacy.hash_customer_id is false".into(),
+                    "remove the salt, or set hash_customer_id = true",
+                ));
+            }
+            if std::env::var(var).map_or(true, |v| v.is_empty()) {
+                return Err(bad.err(
+                    "privacy.customer_id_salt_env",
+                    format!("names the environment variable {var:?}, which is not set or empty"),
+                    "export it with the pipeline's secret before starting, or remove the key",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The key customer ids are hashed with (`None`: written as sent).
+    /// Call after [`PrivacyConfig::validate`].
+    pub fn customer_hasher(&self) -> Option<crate::comment::CustomerHasher> {
+        self.hash_customer_id.then(|| {
+            let salt = self
+                .customer_id_salt_env
+                .as_ref()
+                .and_then(|v| std::env::var(v).ok())
+                .unwrap_or_default();
+            crate::comment::CustomerHasher::new(&salt)
+        })
     }
 }
 

@@ -127,6 +127,10 @@ pub struct Metrics {
     pub fetch_paused: Gauge,
     /// Times fetching was paused for backpressure.
     pub backpressure_pauses: Counter,
+    /// Comments found to repeat a complaint from the customer's history.
+    pub repeat_issues: Counter,
+    /// Customers with a complaint inside the repeat window, in memory.
+    pub history_customers: Gauge,
     /// The state behind `/livez` and `/readyz`.
     pub health: Health,
 }
@@ -167,6 +171,8 @@ impl Metrics {
             in_flight_bytes: Gauge::default(),
             fetch_paused: Gauge::default(),
             backpressure_pauses: Counter::default(),
+            repeat_issues: Counter::default(),
+            history_customers: Gauge::default(),
             health: Health::new(),
         };
         r.register(
@@ -286,6 +292,16 @@ impl Metrics {
             "backpressure_pauses",
             "Times fetching was paused because kafka.max_in_flight_bytes was spent",
             m.backpressure_pauses.clone(),
+        );
+        r.register(
+            "repeat_issues",
+            "Comments that repeat a complaint the same customer made within actions.repeat_window",
+            m.repeat_issues.clone(),
+        );
+        r.register(
+            "history_customers",
+            "Customers with a complaint inside actions.repeat_window, held in memory",
+            m.history_customers.clone(),
         );
         let build: Family<BuildLabel, Gauge> = Family::default();
         build

@@ -105,6 +105,8 @@ pub fn action_json(c: &Comment, a: &Action<'_>, pipeline: &str) -> serde_json::V
         "location": c.location,
         "channel": c.channel,
         "product": c.product,
+        "customer_id": c.customer_id,
+        "repeat_of": c.nlp.repeat_of,
         "event_time": c.event_time.to_rfc3339(),
         "text": c.text,
         "sentiment": c.nlp.sentiment.as_ref().map(|s| s.label.as_str()),

@@ -278,6 +278,7 @@ pub fn comments_columns(
         ("location", DataType::Utf8, true, "Site, store or region"),
         ("product", DataType::Utf8, true, "Product or service line"),
         ("declared_language", DataType::Utf8, true, "Language code sent with the message, if any"),
+        ("customer_id", DataType::Utf8, true, "The customer who wrote it (`input.fields.customer_id`): a keyed hash of 32 hex characters unless `privacy.hash_customer_id = false`"),
         ("attributes", attributes_type(), false, "Extra mapped fields as strings (non-strings JSON-encoded)"),
         ("language", DataType::Utf8, true, "Detected language, ISO 639-1 (whatlang; null without `[nlp]` or with no letters)"),
         ("language_confidence", DataType::Float32, true, "Detector confidence in `language`, 0-1 (short texts score low)"),
@@ -289,6 +290,7 @@ pub fn comments_columns(
         ("survey_fatigue", DataType::Boolean, true, "Complains about feedback requests themselves"),
         ("safety_risk", DataType::Boolean, true, "Danger to people"),
         ("flag_evidence", evidence_type(), true, "Why each flag was raised: `{flag, start, end, text}`, span in characters of `text`"),
+        ("repeat_of", flags_type(), true, "Ids of the same customer's comments read before this one (same partition) with a negative mention of a target this one complains about, written within `actions.repeat_window` of it (either side, so a late arrival counts); they raise `repeat_issue` with this comment's clause as evidence. Empty when none; null without a `customer_id` or analysis"),
         ("sentiment", DataType::Utf8, true, "Whole-comment sentiment: negative, neutral or positive (null when not analysed: see `analysis_skipped`)"),
         ("sentiment_score", DataType::Float32, true, "p(positive) - p(negative), -1..1; `sentiment` is the likeliest of the three classes (two-class heads: `neutral` within their neutral band)"),
         ("aspects", aspects_type(), true, "What each sentence is about: `{target, polarity, confidence, start, end, text}`, one per (sentence, target); target is staff, product, process, price, delivery, environment, other or a `[targets.<name>]` name; span in characters of `text` (the clause the target was read from)"),
@@ -371,6 +373,12 @@ pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("product", DataType::Utf8, true, "The comment's `product`"),
         ("channel", DataType::Utf8, true, "The comment's `channel`"),
         (
+            "customer_id",
+            DataType::Utf8,
+            true,
+            "The comment's `customer_id` (hashed as in `comments`)",
+        ),
+        (
             "target",
             DataType::Utf8,
             false,
@@ -439,6 +447,7 @@ pub fn actions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("location", DataType::Utf8, true, "The comment's `location`"),
         ("channel", DataType::Utf8, true, "The comment's `channel`"),
         ("product", DataType::Utf8, true, "The comment's `product`"),
+        ("customer_id", DataType::Utf8, true, "The comment's `customer_id` (hashed as in `comments`)"),
         ("score", DataType::Float64, true, "The comment's `score`"),
         ("sentiment", DataType::Utf8, true, "The comment's `sentiment`"),
         ("text", DataType::Utf8, false, "The comment's text (PII already redacted)"),
@@ -481,6 +490,7 @@ pub fn actions_batch(
         opt_str(rows.iter().map(|(c, _)| c.location.as_deref())),
         opt_str(rows.iter().map(|(c, _)| c.channel.as_deref())),
         opt_str(rows.iter().map(|(c, _)| c.product.as_deref())),
+        opt_str(rows.iter().map(|(c, _)| c.customer_id.as_deref())),
         Arc::new(
             rows.iter()
                 .map(|(c, _)| c.score)
@@ -534,6 +544,7 @@ pub fn mentions_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         opt_str(flat.iter().map(|(c, _)| c.location.as_deref())),
         opt_str(flat.iter().map(|(c, _)| c.product.as_deref())),
         opt_str(flat.iter().map(|(c, _)| c.channel.as_deref())),
+        opt_str(flat.iter().map(|(c, _)| c.customer_id.as_deref())),
         opt_str(flat.iter().map(|(_, a)| Some(&*a.target))),
         opt_str(flat.iter().map(|(_, a)| Some(a.polarity.as_str()))),
         Arc::new(
@@ -652,6 +663,7 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
         opt_str(rows.iter().map(|r| r.location.as_deref())),
         opt_str(rows.iter().map(|r| r.product.as_deref())),
         opt_str(rows.iter().map(|r| r.declared_language.as_deref())),
+        opt_str(rows.iter().map(|r| r.customer_id.as_deref())),
         Arc::new(attrs.finish()),
         opt_str(rows.iter().map(|r| r.nlp.language)),
         Arc::new(
@@ -681,6 +693,16 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
     ];
     columns.extend(body);
     columns.extend(flag_columns(rows)?);
+    let repeat_of: Vec<Option<Vec<&str>>> = rows
+        .iter()
+        .map(|r| {
+            r.nlp
+                .repeat_of
+                .as_ref()
+                .map(|ids| ids.iter().map(String::as_str).collect())
+        })
+        .collect();
+    columns.push(Arc::new(string_lists(&repeat_of)?));
     columns.extend(analysis_columns(rows)?);
     columns.extend(tail);
     columns.extend(stamp_columns(stamp, n));
@@ -827,13 +849,16 @@ mod tests {
             location: None,
             product: None,
             declared_language: None,
+            customer_id: Some("h1".into()),
             attributes: Default::default(),
             ingest_time: t,
             nlp: Default::default(),
         };
         let c2 = {
             c.attributes.insert("k".into(), "v".into());
-            c.clone()
+            let mut c2 = c.clone();
+            c2.nlp.repeat_of = Some(vec!["a".into()]);
+            c2
         };
         let b = comments_batch(&[&c, &c2], &stamp()).unwrap();
         assert_eq!(b.num_rows(), 2);

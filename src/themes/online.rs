@@ -398,7 +398,7 @@ impl ThemeModel {
     /// Saves the state to `path` atomically (temp file, fsync, rename).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        super::store::write_atomic(path, &bytes)
+        crate::sink::files::write_atomic(path, &bytes)
     }
 
     /// Loads a saved state.

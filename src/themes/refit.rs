@@ -510,7 +510,7 @@ pub fn refit(
     };
     let report = path.with_extension("refit.json");
     let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    crate::themes::store::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
+    crate::sink::files::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
         path: report.clone(),
         source,
     })?;

@@ -64,28 +64,6 @@ pub struct ThemeStore {
     dir: PathBuf,
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file, fsync, rename,
-/// fsync of the folder.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        crate::sink::files::fsync_dir(dir)?;
-    }
-    Ok(())
-}
-
 /// Writes one record batch as a Parquet file at `path`, atomically.
 pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<(), StoreError> {
     let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
@@ -99,7 +77,7 @@ pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<(), Stor
         w.write(batch).map_err(|e| perr(&e))?;
         w.close().map_err(|e| perr(&e))?;
     }
-    write_atomic(path, &bytes).map_err(|source| StoreError::Io {
+    crate::sink::files::write_atomic(path, &bytes).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
     })
@@ -231,7 +209,7 @@ impl ThemeStore {
             path: path.clone(),
             message: e.to_string(),
         })?;
-        write_atomic(&path, &bytes).map_err(Self::io(&path))
+        crate::sink::files::write_atomic(&path, &bytes).map_err(Self::io(&path))
     }
 
     /// Saves the job's state.

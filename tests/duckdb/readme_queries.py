@@ -44,4 +44,16 @@ out["_mentions_vs_aspects"] = con.execute(
     f"SELECT (SELECT count(*) FROM {m}), (SELECT coalesce(sum(len(aspects)), 0) FROM {c})").fetchone()
 out["_analysis"] = con.execute(
     f"SELECT language, analysis_skipped, count(*), count(sentiment), count(aspects) FROM {c} GROUP BY ALL ORDER BY 1").fetchall()
+# Repeats recomputed from mentions/ alone: an earlier negative mention of the
+# same target by the same customer, in the same partition, within 30 days.
+out["_repeat_check"] = con.execute(f"""
+    WITH neg AS (
+      SELECT DISTINCT comment_id, customer_id, target, event_time, source_partition, source_offset
+      FROM {m} WHERE polarity = 'negative' AND customer_id IS NOT NULL)
+    SELECT b.comment_id, list(DISTINCT a.comment_id ORDER BY a.comment_id)
+    FROM neg b JOIN neg a
+      ON a.customer_id = b.customer_id AND a.target = b.target
+     AND a.source_partition = b.source_partition AND a.source_offset < b.source_offset
+     AND abs(epoch(b.event_time) - epoch(a.event_time)) <= 30 * 86400
+    GROUP BY 1 ORDER BY 1""").fetchall()
 print(json.dumps(out))
