@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::comment::{Comment, Decoded, Rejection};
+use crate::comment::{Comment, Decoded, Rejection, Response};
 use crate::config::BatchConfig;
 
 /// The messages of one batch, split by outcome. Both halves keep the source
@@ -15,12 +15,14 @@ pub struct CommentBatch {
     pub comments: Vec<Comment>,
     /// Messages that were rejected (by the decoder or a later stage).
     pub rejected: Vec<Rejection>,
+    /// Follow-up events (from a responses topic); the NLP stages leave them be.
+    pub responses: Vec<Response>,
 }
 
 impl CommentBatch {
     /// Number of messages in the batch.
     pub fn len(&self) -> usize {
-        self.comments.len() + self.rejected.len()
+        self.comments.len() + self.rejected.len() + self.responses.len()
     }
 
     /// True when the batch holds nothing.
@@ -33,6 +35,7 @@ impl CommentBatch {
         match d {
             Decoded::Comment(c) => self.comments.push(*c),
             Decoded::Rejected(r) => self.rejected.push(*r),
+            Decoded::Response(r) => self.responses.push(*r),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Decode stage: a message's bytes become a [`Comment`], or a [`Rejection`]
-//! with a reason. Nothing here panics on input, and nothing is dropped.
+//! Decode stage: a message's bytes become a [`Comment`] (or, from a
+//! responses topic, a [`crate::comment::Response`]: [`response`]), or a
+//! [`Rejection`] with a reason. Nothing here panics on input, and nothing
+//! is dropped.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +9,9 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 
 use crate::comment::{Comment, Decoded, RawMessage, RejectReason, Rejection};
-use crate::config::{FieldMapping, InputConfig, InputFormat, TimeFormat};
+use crate::config::{FieldMapping, InputConfig, InputFormat, ResponseFields, TimeFormat};
+
+mod response;
 
 /// Turns raw messages into comments according to `[input]`.
 #[derive(Debug, Clone)]
@@ -17,6 +21,8 @@ pub struct Decoder {
     customer_hasher: Option<crate::comment::CustomerHasher>,
     /// Top-level names consumed by the mapping (for `keep_unmapped`).
     mapped_roots: Vec<String>,
+    /// Topics whose messages are follow-up events, and their mapping.
+    responses: Option<(Vec<String>, ResponseFields)>,
 }
 
 /// A field-level failure inside decoding.
@@ -41,7 +47,15 @@ impl Decoder {
             cfg,
             customer_hasher: None,
             mapped_roots,
+            responses: None,
         }
+    }
+
+    /// Decodes messages of `topics` as follow-up events through `fields`
+    /// (`[responses]`), every other topic as comments.
+    pub fn with_responses(mut self, topics: Vec<String>, fields: ResponseFields) -> Self {
+        self.responses = (!topics.is_empty()).then_some((topics, fields));
+        self
     }
 
     /// Hashes `customer_id` with `hasher` (`None`: kept as sent); see
@@ -53,8 +67,17 @@ impl Decoder {
 
     /// Decodes one message. `ingest_time` is stamped on the result.
     pub fn decode(&self, msg: RawMessage, ingest_time: DateTime<Utc>) -> Decoded {
-        match self.try_decode(&msg, ingest_time) {
-            Ok(c) => Decoded::Comment(Box::new(c)),
+        let decoded = match &self.responses {
+            Some((topics, fields)) if topics.contains(&msg.coords.topic) => {
+                response::decode(&msg, fields, &self.cfg.time_format, ingest_time)
+                    .map(|r| Decoded::Response(Box::new(r)))
+            }
+            _ => self
+                .try_decode(&msg, ingest_time)
+                .map(|c| Decoded::Comment(Box::new(c))),
+        };
+        match decoded {
+            Ok(d) => d,
             Err(Fail(reason, message)) => Decoded::Rejected(Box::new(Rejection {
                 coords: msg.coords,
                 key: msg.key,
@@ -67,30 +90,7 @@ impl Decoder {
     }
 
     fn try_decode(&self, msg: &RawMessage, ingest_time: DateTime<Utc>) -> Result<Comment, Fail> {
-        let payload = match &msg.payload {
-            Some(p) if !p.is_empty() => p.as_slice(),
-            Some(_) => {
-                return Err(Fail(
-                    RejectReason::EmptyPayload,
-                    "message value is empty".into(),
-                ))
-            }
-            None => {
-                return Err(Fail(
-                    RejectReason::EmptyPayload,
-                    "message has no value (tombstone)".into(),
-                ))
-            }
-        };
-        let s = std::str::from_utf8(payload).map_err(|e| {
-            Fail(
-                RejectReason::InvalidUtf8,
-                format!(
-                    "message value is not UTF-8: invalid byte at position {}",
-                    e.valid_up_to()
-                ),
-            )
-        })?;
+        let s = payload_str(msg)?;
         let coords = msg.coords.clone();
         let default_id = format!("{}-{}-{}", coords.topic, coords.partition, coords.offset);
         let fallback_time = coords.kafka_timestamp.unwrap_or(ingest_time);
@@ -106,17 +106,7 @@ impl Decoder {
                 ))
             }
             InputFormat::Json => {
-                let v: Value = serde_json::from_str(s)
-                    .map_err(|e| Fail(RejectReason::NotJson, format!("not JSON: {e}")))?;
-                let obj = match v {
-                    Value::Object(o) => o,
-                    other => {
-                        return Err(Fail(
-                            RejectReason::NotObject,
-                            format!("expected a JSON object, got {}", json_kind(&other)),
-                        ))
-                    }
-                };
+                let obj = json_object(s)?;
                 self.comment_from_object(obj, coords, fallback_time, ingest_time, default_id)
             }
         }
@@ -260,6 +250,48 @@ impl Decoder {
 }
 
 /// Follows a dotted path into a JSON object.
+/// The message value as text: rejects tombstones, empty values and bytes
+/// that are not UTF-8.
+fn payload_str(msg: &RawMessage) -> Result<&str, Fail> {
+    let payload = match &msg.payload {
+        Some(p) if !p.is_empty() => p.as_slice(),
+        Some(_) => {
+            return Err(Fail(
+                RejectReason::EmptyPayload,
+                "message value is empty".into(),
+            ))
+        }
+        None => {
+            return Err(Fail(
+                RejectReason::EmptyPayload,
+                "message has no value (tombstone)".into(),
+            ))
+        }
+    };
+    std::str::from_utf8(payload).map_err(|e| {
+        Fail(
+            RejectReason::InvalidUtf8,
+            format!(
+                "message value is not UTF-8: invalid byte at position {}",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Text that must be one JSON object.
+fn json_object(s: &str) -> Result<Map<String, Value>, Fail> {
+    let v: Value = serde_json::from_str(s)
+        .map_err(|e| Fail(RejectReason::NotJson, format!("not JSON: {e}")))?;
+    match v {
+        Value::Object(o) => Ok(o),
+        other => Err(Fail(
+            RejectReason::NotObject,
+            format!("expected a JSON object, got {}", json_kind(&other)),
+        )),
+    }
+}
+
 fn lookup<'a>(obj: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     let mut parts = path.split('.');
     let mut cur = obj.get(parts.next()?)?;
@@ -398,14 +430,14 @@ mod tests {
     fn reason(d: Decoded) -> RejectReason {
         match d {
             Decoded::Rejected(r) => r.reason,
-            Decoded::Comment(c) => panic!("expected a rejection, got {c:?}"),
+            other => panic!("expected a rejection, got {other:?}"),
         }
     }
 
     fn comment(d: Decoded) -> Comment {
         match d {
             Decoded::Comment(c) => *c,
-            Decoded::Rejected(r) => panic!("expected a comment, got {r:?}"),
+            other => panic!("expected a comment, got {other:?}"),
         }
     }
 
@@ -463,6 +495,102 @@ mod tests {
             now(),
         );
         assert_eq!(reason(bad), RejectReason::WrongType);
+    }
+
+    /// A decoder reading topic `resp` as follow-up events.
+    fn events() -> Decoder {
+        Decoder::new(InputConfig::default()).with_responses(
+            vec!["resp".into()],
+            crate::config::ResponseFields::default(),
+        )
+    }
+
+    fn on(topic: &str, body: &[u8]) -> RawMessage {
+        let mut m = msg(Some(body));
+        m.coords.topic = topic.into();
+        m
+    }
+
+    #[test]
+    fn a_follow_up_event_maps_every_field_and_its_time_zone() {
+        let d = events();
+        let r = match d.decode(
+            on(
+                "resp",
+                br#"{"id": "ev-1", "comment_id": "fb-7", "at": "2026-03-04T10:00:00+02:00",
+                "channel": "phone", "outcome": "Resolved", "agent": "A-3", "note": "Refunded"}"#,
+            ),
+            now(),
+        ) {
+            Decoded::Response(r) => *r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((r.id.as_str(), r.comment_id.as_str()), ("ev-1", "fb-7"));
+        assert_eq!(r.at, Utc.with_ymd_and_hms(2026, 3, 4, 8, 0, 0).unwrap());
+        assert_eq!(r.outcome, crate::comment::Outcome::Resolved);
+        assert_eq!(r.channel.as_deref(), Some("phone"));
+        assert_eq!(r.agent.as_deref(), Some("A-3"));
+        assert_eq!(r.note.as_deref(), Some("Refunded"));
+        // An action id stands for its comment; no id or time: from the
+        // coordinates and the Kafka timestamp.
+        let r = match d.decode(
+            on("resp", br#"{"action_id": "fb-9", "outcome": "no_answer"}"#),
+            now(),
+        ) {
+            Decoded::Response(r) => *r,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(r.comment_id, "fb-9");
+        assert_eq!(r.id, "resp-2-41");
+        assert_eq!(r.at, Utc.timestamp_millis_opt(1_700_000_000_000).unwrap());
+        // The same bytes on the comments topic are a comment (or not).
+        assert_eq!(
+            reason(d.decode(
+                on("fb", br#"{"action_id": "fb-9", "outcome": "no_answer"}"#),
+                now()
+            )),
+            RejectReason::MissingText
+        );
+    }
+
+    #[test]
+    fn every_bad_follow_up_event_has_its_reason() {
+        let d = events();
+        let cases: [(&[u8], RejectReason); 7] = [
+            (br#"{"outcome": "resolved"}"#, RejectReason::MissingField),
+            (
+                br#"{"comment_id": " ", "outcome": "resolved"}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                br#"{"comment_id": "c", "outcome": "called"}"#,
+                RejectReason::BadValue,
+            ),
+            (br#"{"comment_id": "c"}"#, RejectReason::MissingField),
+            (
+                br#"{"comment_id": "c", "outcome": 3}"#,
+                RejectReason::WrongType,
+            ),
+            (
+                br#"{"comment_id": "c", "outcome": "resolved", "at": "soon"}"#,
+                RejectReason::BadTimestamp,
+            ),
+            (br#"[1]"#, RejectReason::NotObject),
+        ];
+        for (body, want) in cases {
+            let got = d.decode(on("resp", body), now());
+            match got {
+                Decoded::Rejected(r) => {
+                    assert_eq!(r.reason, want, "{}", String::from_utf8_lossy(body));
+                    assert_eq!(r.raw, body, "kept whole");
+                    assert!(!r.message.is_empty());
+                }
+                other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+            }
+        }
+        let mut tomb = on("resp", b"");
+        tomb.payload = None;
+        assert_eq!(reason(d.decode(tomb, now())), RejectReason::EmptyPayload);
     }
 
     #[test]

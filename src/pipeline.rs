@@ -76,6 +76,8 @@ pub struct RunSummary {
     pub comments: u64,
     /// Rejected rows committed.
     pub rejected: u64,
+    /// Response rows committed (follow-up events).
+    pub responses: u64,
     /// Files committed.
     pub files: u64,
     /// Ranges committed (one per partition per roll).
@@ -86,6 +88,7 @@ impl RunSummary {
     fn add(&mut self, r: &CommittedRange) {
         self.comments += r.comment_rows;
         self.rejected += r.rejected_rows;
+        self.responses += r.response_rows;
         self.files += r.files.len() as u64;
         self.ranges += 1;
     }
@@ -188,6 +191,8 @@ pub struct PipelineBuilder {
     cfg: PipelineConfig,
     operators: Vec<Box<dyn Operator>>,
     metrics: Metrics,
+    /// Read every record as a follow-up event (`ingest --table responses`).
+    responses_only: bool,
 }
 
 impl PipelineBuilder {
@@ -197,7 +202,16 @@ impl PipelineBuilder {
             cfg,
             operators: Vec::new(),
             metrics: Metrics::new(),
+            responses_only: false,
         }
+    }
+
+    /// Reads every record as a follow-up event into `responses/` (for
+    /// `verbatim ingest --table responses`); Kafka runs tell the two apart
+    /// by topic (`responses.topic`).
+    pub fn responses_only(mut self) -> Self {
+        self.responses_only = true;
+        self
     }
 
     /// Adds an NLP operator (run in the order added).
@@ -223,6 +237,7 @@ impl PipelineBuilder {
         in_flight: Option<Arc<InFlight>>,
         dead_letter: Option<DeadLetter>,
         actions: Option<ActionTopic>,
+        response_topics: Vec<String>,
     ) -> Result<Pipeline, PipelineError> {
         let mut stamp = crate::sink::stamp_for(&self.cfg);
         let Operators {
@@ -241,7 +256,8 @@ impl PipelineBuilder {
         let after = split_after_embed(&mut operators);
         Ok(Pipeline {
             decoder: Decoder::new(self.cfg.input.clone())
-                .with_customer_hasher(self.cfg.privacy.customer_hasher()),
+                .with_customer_hasher(self.cfg.privacy.customer_hasher())
+                .with_responses(response_topics, self.cfg.responses.fields.clone()),
             batcher: Batcher::new(self.cfg.batch.clone()),
             operators,
             after,
@@ -263,7 +279,11 @@ impl PipelineBuilder {
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary, PipelineError> {
         let path = PathBuf::from("<pipeline>");
-        let kcfg = self.cfg.kafka_or_err(&path)?.clone();
+        let mut kcfg = self.cfg.kafka_or_err(&path)?.clone();
+        // Follow-up events come in on their own topic, read by the same
+        // consumer (and the same exactly-once commit).
+        let response_topics: Vec<String> = self.cfg.responses.topic.iter().cloned().collect();
+        kcfg.topics.extend(response_topics.iter().cloned());
         let dead_letter = match &self.cfg.rejected.dead_letter_topic {
             Some(t) => Some(DeadLetter::new(&client_config(&kcfg), t, &self.cfg.name)?),
             None => None,
@@ -294,7 +314,13 @@ impl PipelineBuilder {
             Arc::clone(&flow),
             self.metrics.clone(),
         )?;
-        let pipeline = match self.build(Some(committer), Some(flow), dead_letter, actions) {
+        let pipeline = match self.build(
+            Some(committer),
+            Some(flow),
+            dead_letter,
+            actions,
+            response_topics,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 source.stop();
@@ -335,7 +361,12 @@ impl PipelineBuilder {
         if start > 0 {
             tracing::info!(file = %path.display(), start, "resuming after the last committed record");
         }
-        let pipeline = self.build(None, None, None, None)?;
+        let response_topics = if self.responses_only {
+            vec![topic.clone()]
+        } else {
+            Vec::new()
+        };
+        let pipeline = self.build(None, None, None, None, response_topics)?;
         let (tx, mut rx) = mpsc::channel(4096);
         let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
         let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;

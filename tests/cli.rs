@@ -154,6 +154,76 @@ fn ingest_jsonl_is_exact_and_rerunning_resumes() {
 }
 
 #[test]
+fn ingest_of_follow_up_events_fills_responses_and_rejects_bad_ones_with_reasons() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("crm-export.jsonl");
+    let lines = [
+        r#"{"id": "e1", "comment_id": "fb-1", "at": "2026-11-02T09:30:00+01:00", "outcome": "contacted", "agent": "A1", "note": "Call me on 07700 900123"}"#,
+        r#"{"id": "e2", "action_id": "fb-2", "at": "2026-11-03T10:00:00Z", "outcome": "No-Answer", "channel": "phone"}"#,
+        r#"{"id": "e3", "comment_id": "fb-1", "at": "2026-11-04T10:00:00Z", "outcome": "resolved"}"#,
+        r#"{"id": "e4", "comment_id": "fb-3", "outcome": "called"}"#,
+        r#"{"id": "e5", "outcome": "resolved"}"#,
+        r#"{"id": "e6", "comment_id": "fb-3", "at": "someday", "outcome": "resolved"}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let root = dir.path().join("out");
+    let run = || {
+        let out = run_ok(
+            verbatim()
+                .arg("ingest")
+                .arg(&file)
+                .arg("--table")
+                .arg("responses")
+                .arg("--output-root")
+                .arg(&root),
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let first = run();
+    assert!(
+        first.contains("6 records read, 3 response rows and 3 rejected rows"),
+        "{first}"
+    );
+    assert_eq!(count_rows(&root, "responses"), 3);
+    assert_eq!(count_rows(&root, "rejected"), 3);
+    assert_eq!(count_rows(&root, "comments"), 0);
+    // Read back by DuckDB: UTC times, the action id as comment id, the
+    // note's phone number redacted, a reason per bad event.
+    let Some(py) = support::python_with("duckdb") else {
+        return;
+    };
+    let script = r#"
+import duckdb, json, sys
+r = sys.argv[1]
+rows = duckdb.sql(f"SELECT response_id, comment_id, strftime(responded_at, '%Y-%m-%d %H:%M'), outcome, note FROM read_parquet('{r}/responses/*/*.parquet') ORDER BY 1").fetchall()
+bad = duckdb.sql(f"SELECT reason FROM read_parquet('{r}/rejected/*/*.parquet') ORDER BY source_offset").fetchall()
+print(json.dumps({"rows": rows, "bad": [b[0] for b in bad]}))
+"#;
+    let out = run_ok(std::process::Command::new(py).args(["-c", script, &root.to_string_lossy()]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["rows"],
+        serde_json::json!([
+            [
+                "e1",
+                "fb-1",
+                "2026-11-02 08:30",
+                "contacted",
+                "Call me on [PHONE]"
+            ],
+            ["e2", "fb-2", "2026-11-03 10:00", "no_answer", null],
+            ["e3", "fb-1", "2026-11-04 10:00", "resolved", null],
+        ])
+    );
+    assert_eq!(
+        v["bad"],
+        serde_json::json!(["bad_value", "missing_field", "bad_timestamp"])
+    );
+    // Nothing is written twice.
+    assert!(run().contains("0 records read"));
+}
+
+#[test]
 fn ingest_csv_maps_columns() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("survey.csv");

@@ -105,9 +105,19 @@ async fn finish(
     ends: &std::collections::BTreeMap<i32, i64>,
     log: &Path,
 ) {
+    finish_topics(pipeline, root, &[("fb", ends.clone())], log).await
+}
+
+/// [`finish`] for several topics: waits until every one is covered.
+async fn finish_topics(
+    pipeline: &Path,
+    root: &Path,
+    ends: &[(&str, std::collections::BTreeMap<i32, i64>)],
+    log: &Path,
+) {
     let mut child = spawn_job(pipeline, None, log);
     wait_for(LIMIT, "the restarted job to catch up", || {
-        files_reach(root, "fb", ends)
+        ends.iter().all(|(t, e)| files_reach(root, t, e))
     })
     .await;
     sigterm(&child);
@@ -222,10 +232,14 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
 
     let mock = MockKafka::start(1).unwrap();
     mock.create_topic("fb", 3).unwrap();
+    mock.create_topic("fb-resp", 2).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("out");
     let log = dir.path().join("job.log");
     let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), "kill9", &root);
+    // Follow-up events arrive on their own topic, read by the same job.
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, toml + "[responses]\ntopic = \"fb-resp\"\n").unwrap();
 
     // Messages keep arriving while the job is being killed.
     let bootstrap = mock.bootstrap_servers().to_string();
@@ -233,17 +247,20 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
     let producer = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            let mut sent = Vec::new();
-            let mut offsets = Vec::new();
+            let (mut sent, mut offsets) = (Vec::new(), Vec::new());
+            let (mut resp, mut resp_offsets) = (Vec::new(), Vec::new());
             let mut round = 0;
             while !stop.load(Ordering::SeqCst) && sent.len() < 30_000 {
                 let batch = messages(300, 3, &format!("k{round}"));
                 offsets.extend(produce(&bootstrap, "fb", &batch).await);
                 sent.extend(batch);
+                let events = response_messages(60, 2, &format!("k{round}"));
+                resp_offsets.extend(produce(&bootstrap, "fb-resp", &events).await);
+                resp.extend(events);
                 round += 1;
                 tokio::time::sleep(Duration::from_millis(150)).await;
             }
-            (sent, offsets)
+            (sent, offsets, resp, resp_offsets)
         })
     };
 
@@ -266,13 +283,26 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         last_files = files;
     }
     stop.store(true, Ordering::SeqCst);
-    let (sent, offsets) = producer.await.unwrap();
+    let (sent, offsets, resp, resp_offsets) = producer.await.unwrap();
     assert!(
         advanced >= 3,
         "only {advanced} of {trials} trials got as far as committing files"
     );
-    finish(&pipeline, &root, &ends(&sent, &offsets), &log).await;
-    let result = std::panic::catch_unwind(|| assert_exact(&root, &sent, &offsets));
+    let all_ends = [
+        ("fb", ends(&sent, &offsets)),
+        ("fb-resp", ends(&resp, &resp_offsets)),
+    ];
+    finish_topics(&pipeline, &root, &all_ends, &log).await;
+    let result = std::panic::catch_unwind(|| {
+        assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
+        assert_exact_in(
+            &root,
+            Some("fb-resp"),
+            ("responses", "response_id"),
+            &resp,
+            &resp_offsets,
+        );
+    });
     if result.is_err() {
         dump_log(&log);
         panic!("output differs from input after kill -9 trials (seed {seed})");

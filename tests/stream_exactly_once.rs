@@ -198,3 +198,47 @@ async fn rejected_messages_reach_the_dead_letter_topic_with_reasons() {
         "dead letters are the raw values with their reasons"
     );
 }
+
+/// Follow-up events on their own topic, read by the same job: each lands
+/// once in `responses/` (or `rejected/` with its reason) across a restart,
+/// beside the comments, and the group's offsets follow both topics' files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_up_events_land_exactly_once_beside_the_comments() {
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    mock.create_topic("fb-resp", 2).unwrap();
+    let sent = messages(600, 3, "c");
+    let events = response_messages(400, 2, "c");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = || {
+        let mut c = config(mock.bootstrap_servers(), "fb", "g-resp", dir.path());
+        c.responses.topic = Some("fb-resp".into());
+        c
+    };
+    let mut offsets = produce(mock.bootstrap_servers(), "fb", &sent[..300]).await;
+    let mut ev_offsets = produce(mock.bootstrap_servers(), "fb-resp", &events[..200]).await;
+    let first = run_until(cfg(), 500).await;
+    assert_eq!(first.messages, 500);
+    offsets.extend(produce(mock.bootstrap_servers(), "fb", &sent[300..]).await);
+    ev_offsets.extend(produce(mock.bootstrap_servers(), "fb-resp", &events[200..]).await);
+    let second = run_until(cfg(), 500).await;
+    assert_eq!(
+        second.messages, 500,
+        "the restart re-read or skipped messages"
+    );
+    let bad = events.iter().filter(|e| e.reject.is_some()).count() as u64;
+    assert!(bad >= 40, "every bad class is in the sample: {bad}");
+    assert_eq!(first.responses + second.responses, 400 - bad);
+    assert_exact_in(dir.path(), Some("fb"), ("comments", "id"), &sent, &offsets);
+    assert_exact_in(
+        dir.path(),
+        Some("fb-resp"),
+        ("responses", "response_id"),
+        &events,
+        &ev_offsets,
+    );
+    let committed = group_offsets(mock.bootstrap_servers(), "g-resp", "fb-resp", 2);
+    for (p, end) in ends(&events, &ev_offsets) {
+        assert_eq!(committed.get(&p), Some(&end), "fb-resp partition {p}");
+    }
+}

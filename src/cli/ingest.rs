@@ -26,6 +26,20 @@ pub struct IngestArgs {
     /// How the file is framed.
     #[arg(long, value_enum, default_value_t = FileFormat::Auto)]
     pub format: FileFormat,
+    /// What the file holds: feedback comments, or follow-up events
+    /// (`{comment_id or action_id, at, channel, outcome, agent, note}`,
+    /// mapped by [responses.fields]) that answer the action queue.
+    #[arg(long, value_enum, default_value_t = IngestTable::Comments)]
+    pub table: IngestTable,
+}
+
+/// The table a file is ingested into.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestTable {
+    /// Comments: analysed, into `comments/` (and `mentions/`, `actions/`).
+    Comments,
+    /// Follow-up events, into `responses/`.
+    Responses,
 }
 
 /// Reads the file through the pipeline and prints what was committed.
@@ -36,30 +50,41 @@ pub async fn execute(args: IngestArgs) -> anyhow::Result<()> {
         output_root,
         format,
         no_nlp,
+        table,
     } = args;
-    let mut cfg = load_or_default(pipeline.as_deref(), no_nlp)?;
+    let responses = table == IngestTable::Responses;
+    // Events need no models.
+    let mut cfg = load_or_default(pipeline.as_deref(), no_nlp || responses)?;
     if let Some(root) = output_root {
         cfg.output.root = root;
     }
     crate::source::file::check_input(&file)?;
     let root = cfg.output.root.clone();
     let nlp = cfg.nlp.clone();
-    let s = PipelineBuilder::new(cfg)
+    let mut builder = PipelineBuilder::new(cfg);
+    if responses {
+        builder = builder.responses_only();
+    }
+    let s = builder
         .run_file(file.clone(), format)
         .await
         .map_err(|e| with_model_hint(e, nlp.as_ref(), format!("ingesting {}", file.display())))?;
+    let (good, kind) = if responses {
+        (s.responses, "response")
+    } else {
+        (s.comments, "comment")
+    };
     println!(
-                "ingested {}: {} records read, {} comment rows and {} rejected rows committed in {} files under {}",
-                file.display(),
-                s.messages,
-                s.comments,
-                s.rejected,
-                s.files,
-                root.display()
-            );
-    if s.rejected > 0 && s.rejected >= s.comments {
+        "ingested {}: {} records read, {good} {kind} rows and {} rejected rows committed in {} files under {}",
+        file.display(),
+        s.messages,
+        s.rejected,
+        s.files,
+        root.display()
+    );
+    if s.rejected > 0 && s.rejected >= good {
         tracing::warn!(
-            "{} of {} records were rejected; query rejected/ for the reasons (is the file in the format the pipeline expects? see input.format and input.fields)",
+            "{} of {} records were rejected; query rejected/ for the reasons (is the file in the format the pipeline expects? see input.format and input.fields, or responses.fields for --table responses)",
             s.rejected,
             s.messages
         );

@@ -11,11 +11,13 @@ use chrono::{DateTime, Utc};
 
 mod enrichment;
 pub mod language;
+pub mod response;
 
 pub use enrichment::{
     blames, skipped, target_sentiment, Aspect, ClauseStates, Enrichment, Evidence, Polarity,
     Sentiment, TokenStates, BUILT_IN_FLAGS, TARGETS,
 };
+pub use response::{Outcome, Response};
 
 /// Where a message came from: the coordinates that make every row traceable
 /// back to its Kafka record (or, for `verbatim ingest`, to its line in a file).
@@ -171,11 +173,16 @@ pub enum RejectReason {
     WrongType,
     /// The mapped event-time field could not be parsed.
     BadTimestamp,
+    /// A field a response needs (the comment or action id it answers) is
+    /// absent or empty.
+    MissingField,
+    /// A field holds a value outside its set (a response's `outcome`).
+    BadValue,
 }
 
 impl RejectReason {
     /// Every reason, in a stable order (for metrics and docs).
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::EmptyPayload,
         RejectReason::InvalidUtf8,
         RejectReason::NotJson,
@@ -185,6 +192,8 @@ impl RejectReason {
         RejectReason::TextTooLong,
         RejectReason::WrongType,
         RejectReason::BadTimestamp,
+        RejectReason::MissingField,
+        RejectReason::BadValue,
     ];
 
     /// The stable snake_case code.
@@ -199,6 +208,8 @@ impl RejectReason {
             RejectReason::TextTooLong => "text_too_long",
             RejectReason::WrongType => "wrong_type",
             RejectReason::BadTimestamp => "bad_timestamp",
+            RejectReason::MissingField => "missing_field",
+            RejectReason::BadValue => "bad_value",
         }
     }
 }
@@ -231,6 +242,8 @@ pub struct Rejection {
 pub enum Decoded {
     /// A clean comment.
     Comment(Box<Comment>),
+    /// A clean follow-up event (from a responses topic or file).
+    Response(Box<Response>),
     /// A rejected message.
     Rejected(Box<Rejection>),
 }
@@ -240,6 +253,7 @@ impl Decoded {
     pub fn coords(&self) -> &SourceCoords {
         match self {
             Decoded::Comment(c) => &c.coords,
+            Decoded::Response(r) => &r.coords,
             Decoded::Rejected(r) => &r.coords,
         }
     }

@@ -186,6 +186,25 @@ impl FieldMapping {
     }
 }
 
+/// Checks that every `(key, path)` under `section` is a field name or a
+/// dotted path.
+pub(crate) fn check_field_paths(
+    bad: &Invalid<'_>,
+    section: &str,
+    mapped: &[(&'static str, &str)],
+) -> Result<(), ConfigError> {
+    for (k, p) in mapped {
+        if p.is_empty() || p.split('.').any(str::is_empty) {
+            return Err(bad.err(
+                &format!("{section}.{k}"),
+                format!("is {p:?}, not a field path"),
+                "use a field name or a dotted path such as \"customer.id\"",
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl InputConfig {
     /// Checks every `[input]` value.
     pub(crate) fn validate(&self, bad: &Invalid<'_>) -> Result<(), ConfigError> {
@@ -196,16 +215,7 @@ impl InputConfig {
                 "set a positive byte limit, e.g. 200000",
             ));
         }
-        let mapped = self.fields.mapped();
-        for (k, p) in &mapped {
-            if p.is_empty() || p.split('.').any(str::is_empty) {
-                return Err(bad.err(
-                    &format!("input.fields.{k}"),
-                    format!("is {p:?}, not a field path"),
-                    "use a field name or a dotted path such as \"customer.id\"",
-                ));
-            }
-        }
+        check_field_paths(bad, "input.fields", &self.fields.mapped())?;
         for a in &self.fields.attributes {
             if a.is_empty() || a.split('.').any(str::is_empty) {
                 return Err(bad.err(

@@ -19,6 +19,7 @@ mod kafka;
 mod metrics;
 mod nlp;
 mod output;
+mod responses;
 mod themes;
 
 pub use actions::{ActionsConfig, DEFAULT_ACTION_FLAGS};
@@ -31,6 +32,7 @@ pub use nlp::{
     example_threshold, Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples,
 };
 pub use output::{parse_output_root, OutputConfig, RejectedConfig, RootError};
+pub use responses::{ResponseFields, ResponsesConfig};
 pub use themes::ThemesConfig;
 
 /// Errors from loading or validating a pipeline file.
@@ -127,6 +129,9 @@ pub struct PipelineConfig {
     /// `[actions]`: the follow-up queue (`actions/`, optional Kafka topic).
     #[serde(default)]
     pub actions: ActionsConfig,
+    /// `[responses]`: follow-up events answering the queue (`responses/`).
+    #[serde(default)]
+    pub responses: ResponsesConfig,
 }
 
 fn default_name() -> String {
@@ -149,6 +154,7 @@ impl Default for PipelineConfig {
             targets: BTreeMap::new(),
             themes: ThemesConfig::default(),
             actions: ActionsConfig::default(),
+            responses: ResponsesConfig::default(),
         }
     }
 }
@@ -377,6 +383,27 @@ impl PipelineConfig {
             ));
         }
         self.privacy.validate(&checker)?;
+        self.responses.validate(&checker)?;
+        if let Some(t) = &self.responses.topic {
+            let taken = [
+                self.actions.topic.as_ref(),
+                self.rejected.dead_letter_topic.as_ref(),
+            ];
+            if taken.contains(&Some(t)) {
+                return Err(bad(
+                    "responses.topic",
+                    format!("is {t:?}, which the job also writes to"),
+                    "read follow-up events from a topic of their own, e.g. \"feedback-responses\"",
+                ));
+            }
+            if self.kafka.as_ref().is_some_and(|k| k.topics.contains(t)) {
+                return Err(bad(
+                    "responses.topic",
+                    format!("is {t:?}, which kafka.topics already lists as comments"),
+                    "remove it from kafka.topics: the job subscribes to responses.topic itself",
+                ));
+            }
+        }
         if self.rejected.dead_letter_topic.as_deref() == Some("") {
             return Err(bad(
                 "rejected.dead_letter_topic",

@@ -225,7 +225,7 @@ mod tests {
     fn run(op: &mut RepeatOperator, comments: Vec<Comment>) -> Vec<Comment> {
         let mut b = CommentBatch {
             comments,
-            rejected: Vec::new(),
+            ..Default::default()
         };
         op.process_batch(&mut b).unwrap();
         b.comments

@@ -129,6 +129,13 @@ impl Operator for RedactOperator {
                 r.raw = v;
             }
         }
+        for r in &mut batch.responses {
+            if let Some(note) = &mut r.note {
+                if let (Cow::Owned(t), _) = self.redactor.redact(note) {
+                    *note = t;
+                }
+            }
+        }
         Ok(())
     }
 }

@@ -33,6 +33,8 @@ pub enum Table {
     Mentions,
     /// `actions/`: one row per comment in the action queue.
     Actions,
+    /// `responses/`: one row per follow-up event.
+    Responses,
 }
 
 impl Table {
@@ -43,15 +45,17 @@ impl Table {
             Table::Rejected => "rejected",
             Table::Mentions => "mentions",
             Table::Actions => "actions",
+            Table::Responses => "responses",
         }
     }
 
     /// Every table whose files carry offset ranges.
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 5] = [
         Table::Comments,
         Table::Rejected,
         Table::Mentions,
         Table::Actions,
+        Table::Responses,
     ];
 }
 

@@ -35,7 +35,7 @@ use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 
 use crate::batch::CommentBatch;
-use crate::comment::{Comment, Rejection};
+use crate::comment::{Comment, Rejection, Response};
 use crate::config::OutputConfig;
 use crate::metrics::{Metrics, TableLabel};
 use actions::ActionRules;
@@ -127,6 +127,8 @@ pub struct CommittedRange {
     pub rejected_rows: u64,
     /// Action rows in the range.
     pub action_rows: u64,
+    /// Response rows in the range.
+    pub response_rows: u64,
 }
 
 impl CommittedRange {
@@ -260,7 +262,8 @@ impl ParquetSink {
             .comments
             .iter()
             .map(|c| &c.coords)
-            .chain(batch.rejected.iter().map(|r| &r.coords));
+            .chain(batch.rejected.iter().map(|r| &r.coords))
+            .chain(batch.responses.iter().map(|r| &r.coords));
         for c in all {
             let e = bounds.entry((c.topic.as_str(), c.partition)).or_insert((
                 c.offset,
@@ -328,6 +331,22 @@ impl ParquetSink {
         for ((topic, partition, dt), rows) in mention_groups {
             let rb = schema::mentions_batch(&rows, &self.stamp)?;
             self.append(topic, partition, Table::Mentions, dt, rb)?;
+        }
+        // Follow-up events by the day they happened.
+        let mut response_groups: BTreeMap<(&str, i32, NaiveDate), Vec<&Response>> = BTreeMap::new();
+        for r in &batch.responses {
+            response_groups
+                .entry((
+                    r.coords.topic.as_str(),
+                    r.coords.partition,
+                    r.at.date_naive(),
+                ))
+                .or_default()
+                .push(r);
+        }
+        for ((topic, partition, dt), rows) in response_groups {
+            let rb = schema::responses_batch(&rows, &self.stamp)?;
+            self.append(topic, partition, Table::Responses, dt, rb)?;
         }
         if let Some(rules) = self.actions.take() {
             let res = self.write_actions(batch, &rules);
@@ -421,6 +440,7 @@ impl ParquetSink {
                     Table::Rejected => schema::rejected_schema(),
                     Table::Mentions => schema::mentions_schema(),
                     Table::Actions => schema::actions_schema(),
+                    Table::Responses => schema::responses_schema(),
                 };
                 v.insert(Part::new(tmp, schema))
             }
@@ -488,6 +508,7 @@ impl ParquetSink {
             comment_rows: 0,
             rejected_rows: 0,
             action_rows: 0,
+            response_rows: 0,
         };
         let mut staged = Vec::with_capacity(range.files.len());
         for (i, ((table, _), f)) in range.files.into_iter().enumerate() {
@@ -522,6 +543,7 @@ impl ParquetSink {
                 Table::Comments => done.comment_rows += rows,
                 Table::Rejected => done.rejected_rows += rows,
                 Table::Actions => done.action_rows += rows,
+                Table::Responses => done.response_rows += rows,
                 Table::Mentions => {}
             }
             done.files.push(dest.clone());

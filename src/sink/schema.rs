@@ -331,7 +331,7 @@ pub fn rejected_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("key", DataType::Binary, true, "Record key bytes"),
         ("raw", DataType::Binary, false, "Record value bytes, unchanged (empty for a tombstone)"),
         ("raw_text", DataType::Utf8, true, "The value as text when it is valid UTF-8"),
-        ("reason", DataType::Utf8, false, "Reason code: empty_payload, invalid_utf8, not_json, not_object, missing_text, empty_text, text_too_long, wrong_type, bad_timestamp"),
+        ("reason", DataType::Utf8, false, "Reason code: empty_payload, invalid_utf8, not_json, not_object, missing_text, empty_text, text_too_long, wrong_type, bad_timestamp; for responses also missing_field, bad_value"),
         ("message", DataType::Utf8, false, "What exactly was wrong (field, type found)"),
         ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the message; `dt` is its UTC date"),
         ("pipeline", DataType::Utf8, false, "Pipeline name"),
@@ -455,6 +455,54 @@ pub fn actions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
         ("pipeline_version", DataType::Utf8, false, "verbatim version and config hash"),
         ("schema_version", DataType::Int32, false, "Version of this table layout"),
     ]
+}
+
+/// `(name, type, nullable, meaning)` of every `responses` column, in order.
+pub fn responses_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
+    vec![
+        ("source_topic", DataType::Utf8, false, "Kafka topic of the event (`[responses] topic`, or `file:<name>` for `ingest --table responses`)"),
+        ("source_partition", DataType::Int32, false, "Kafka partition"),
+        ("source_offset", DataType::Int64, false, "Kafka offset; with topic and partition, unique per row"),
+        ("kafka_timestamp", ts(TimeUnit::Millisecond), true, "Kafka record timestamp"),
+        ("response_id", DataType::Utf8, false, "The event's id (`responses.fields.id`), else `topic-partition-offset`; an id seen twice is one event sent twice"),
+        ("comment_id", DataType::Utf8, false, "The comment it answers (`comment_id`, else `action_id`: an action's id is its comment's id); joins to `actions.comment_id`"),
+        ("responded_at", ts(TimeUnit::Microsecond), false, "When it happened (`responses.fields.at`; UTC, offsets in the input applied); `dt` is its UTC date"),
+        ("channel", DataType::Utf8, true, "How: phone, email, chat..."),
+        ("outcome", DataType::Utf8, false, "contacted, resolved, no_answer (tried, did not reach the customer) or declined (reached; the customer did not want more)"),
+        ("agent", DataType::Utf8, true, "Who answered"),
+        ("note", DataType::Utf8, true, "The agent's note (PII redacted as comment texts are)"),
+        ("ingest_time", ts(TimeUnit::Microsecond), false, "When verbatim read the event"),
+        ("pipeline", DataType::Utf8, false, "Pipeline name"),
+        ("pipeline_version", DataType::Utf8, false, "verbatim version and config hash"),
+        ("schema_version", DataType::Int32, false, "Version of this table layout"),
+    ]
+}
+
+/// Arrow schema of `responses/`.
+pub fn responses_schema() -> SchemaRef {
+    to_schema(responses_columns())
+}
+
+/// Builds a `responses` record batch: one row per follow-up event.
+pub fn responses_batch(
+    rows: &[&crate::comment::Response],
+    stamp: &Stamp,
+) -> Result<RecordBatch, ArrowError> {
+    let n = rows.len();
+    let mut columns = coord_columns(rows.iter().map(|r| &r.coords));
+    let body: Vec<ArrayRef> = vec![
+        opt_str(rows.iter().map(|r| Some(r.id.as_str()))),
+        opt_str(rows.iter().map(|r| Some(r.comment_id.as_str()))),
+        ts_us(rows.iter().map(|r| micros(&r.at))),
+        opt_str(rows.iter().map(|r| r.channel.as_deref())),
+        opt_str(rows.iter().map(|r| Some(r.outcome.as_str()))),
+        opt_str(rows.iter().map(|r| r.agent.as_deref())),
+        opt_str(rows.iter().map(|r| r.note.as_deref())),
+        ts_us(rows.iter().map(|r| micros(&r.ingest_time))),
+    ];
+    columns.extend(body);
+    columns.extend(stamp_columns(stamp, n));
+    RecordBatch::try_new(responses_schema(), columns)
 }
 
 /// Arrow schema of `actions/`.
@@ -901,6 +949,7 @@ mod tests {
             columns_markdown(&rejected_columns()),
             columns_markdown(&mentions_columns()),
             columns_markdown(&actions_columns()),
+            columns_markdown(&responses_columns()),
         ]
         .into_iter()
         .filter(|t| !readme.contains(t.as_str()))
@@ -910,7 +959,7 @@ mod tests {
             "README.md's schema tables are out of date; paste these in:\n{}",
             missing.join("\n")
         );
-        for table in ["comments", "rejected", "mentions", "actions"] {
+        for table in ["comments", "rejected", "mentions", "actions", "responses"] {
             let heading = format!("### `{table}/` (schema_version {SCHEMA_VERSION})");
             assert!(readme.contains(&heading), "README.md lacks {heading:?}");
         }

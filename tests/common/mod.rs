@@ -25,6 +25,30 @@ pub struct Sent {
     pub id: String,
 }
 
+impl Sent {
+    /// A well-formed JSON message keyed by its id.
+    pub fn good(partition: i32, id: String, v: &serde_json::Value) -> Sent {
+        Sent {
+            partition,
+            key: Some(id.clone().into_bytes()),
+            value: v.to_string().into_bytes(),
+            reject: None,
+            id,
+        }
+    }
+
+    /// A malformed message, unkeyed, that must be rejected for `reason`.
+    pub fn bad(partition: i32, id: String, value: &[u8], reason: &'static str) -> Sent {
+        Sent {
+            partition,
+            key: None,
+            value: value.to_vec(),
+            reject: Some(reason),
+            id,
+        }
+    }
+}
+
 const TEXTS: [&str; 6] = [
     "The engineer was lovely but the app keeps crashing",
     "Third time I have called about my bill, please call me back",
@@ -58,13 +82,7 @@ pub fn messages(n: usize, partitions: i32, tag: &str) -> Vec<Sent> {
             let id = format!("{tag}-{i}");
             if i % 13 == 7 {
                 let (v, reason) = bad[(i / 13) % bad.len()];
-                Sent {
-                    partition,
-                    key: None,
-                    value: v.to_vec(),
-                    reject: Some(reason),
-                    id,
-                }
+                Sent::bad(partition, id, v, reason)
             } else {
                 let day = 1 + (i % 5);
                 let v = serde_json::json!({
@@ -74,14 +92,56 @@ pub fn messages(n: usize, partitions: i32, tag: &str) -> Vec<Sent> {
                     "score": (i % 11) as f64,
                     "staff_id": format!("S{}", i % 7),
                 });
-                Sent {
-                    partition,
-                    key: Some(id.clone().into_bytes()),
-                    value: v.to_string().into_bytes(),
-                    reject: None,
-                    id,
-                }
+                Sent::good(partition, id, &v)
             }
+        })
+        .collect()
+}
+
+/// `n` follow-up events (`[responses]`) over `partitions` partitions; every
+/// 9th is malformed, each with the reason the decoder must give.
+pub fn response_messages(n: usize, partitions: i32, tag: &str) -> Vec<Sent> {
+    let bad: [(&[u8], &str); 5] = [
+        (
+            b"{\"comment_id\": \"c1\", \"outcome\": \"called\"}",
+            "bad_value",
+        ),
+        (
+            b"{\"outcome\": \"resolved\", \"agent\": \"A1\"}",
+            "missing_field",
+        ),
+        (b"{\"comment_id\": \"c1\"}", "missing_field"),
+        (
+            b"{\"comment_id\": \"c1\", \"outcome\": \"contacted\", \"at\": \"soon\"}",
+            "bad_timestamp",
+        ),
+        (b"not an event", "not_json"),
+    ];
+    let outcomes = ["contacted", "resolved", "no_answer", "declined"];
+    (0..n)
+        .map(|i| {
+            let partition = (i % partitions as usize) as i32;
+            let id = format!("{tag}-r{i}");
+            if i % 9 == 4 {
+                let (v, reason) = bad[(i / 9) % bad.len()];
+                return Sent::bad(partition, id, v, reason);
+            }
+            // Half name the comment, half the action (the same id).
+            let field = if i % 2 == 0 {
+                "comment_id"
+            } else {
+                "action_id"
+            };
+            let v = serde_json::json!({
+                "id": id,
+                field: format!("{tag}-{}", i * 3),
+                "at": format!("2026-10-0{}T1{}:00:00+01:00", 1 + i % 5, i % 10),
+                "channel": "phone",
+                "outcome": outcomes[i % outcomes.len()],
+                "agent": format!("A{}", i % 4),
+                "note": "Called back, sorted.",
+            });
+            Sent::good(partition, id, &v)
         })
         .collect()
 }
@@ -154,8 +214,15 @@ fn col<'a, T: 'static>(b: &'a arrow::record_batch::RecordBatch, name: &str) -> &
 
 /// Reads both tables back with the parquet crate's reader.
 pub fn read_output(root: &Path) -> Output {
+    read_output_of(root, None, ("comments", "id"))
+}
+
+/// Reads back one topic's rows (every topic's for `None`): `good` names the
+/// table its clean messages go to and the id column, e.g. `("responses",
+/// "response_id")`; `rejected/` is read too.
+pub fn read_output_of(root: &Path, topic: Option<&str>, good: (&str, &str)) -> Output {
     let mut out = Output::default();
-    for (table, value_col) in [("comments", "id"), ("rejected", "reason")] {
+    for (table, value_col) in [good, ("rejected", "reason")] {
         for f in parquet_files(&root.join(table)) {
             let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&f).unwrap())
                 .unwrap()
@@ -163,16 +230,20 @@ pub fn read_output(root: &Path) -> Output {
                 .unwrap();
             for b in r {
                 let b = b.unwrap();
+                let t = col::<StringArray>(&b, "source_topic");
                 let p = col::<Int32Array>(&b, "source_partition");
                 let o = col::<Int64Array>(&b, "source_offset");
                 let v = col::<StringArray>(&b, value_col);
                 for i in 0..b.num_rows() {
+                    if topic.is_some_and(|want| t.value(i) != want) {
+                        continue;
+                    }
                     let row = Row {
                         partition: p.value(i),
                         offset: o.value(i),
                         value: v.value(i).to_string(),
                     };
-                    if table == "comments" {
+                    if table == good.0 {
                         out.comments.push(row);
                     } else {
                         out.rejected.push(row);
@@ -187,7 +258,19 @@ pub fn read_output(root: &Path) -> Output {
 /// Asserts that every sent message is in the output exactly once, as the
 /// right kind of row.
 pub fn assert_exact(root: &Path, sent: &[Sent], offsets: &[i64]) {
-    let out = read_output(root);
+    assert_exact_in(root, None, ("comments", "id"), sent, offsets);
+}
+
+/// [`assert_exact`] for one topic whose clean messages go to `good`
+/// (table, id column), e.g. follow-up events into `responses/`.
+pub fn assert_exact_in(
+    root: &Path,
+    topic: Option<&str>,
+    good: (&str, &str),
+    sent: &[Sent],
+    offsets: &[i64],
+) {
+    let out = read_output_of(root, topic, good);
     let mut want_comments = Vec::new();
     let mut want_rejected = Vec::new();
     for (m, &o) in sent.iter().zip(offsets) {
