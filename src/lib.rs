@@ -21,7 +21,8 @@
 //! pass along; [`config`] is the pipeline file, one section per stage.
 //!
 //! Offline, over what the job wrote: [`themes`] (refits, curation, the daily
-//! table), [`report`], and the commands in [`cli`].
+//! table), [`followup`] (which queued comments were answered, and when),
+//! [`report`], and the commands in [`cli`].
 #![warn(missing_docs)]
 
 // The record and its configuration.
@@ -40,6 +41,7 @@ pub mod themes;
 
 // Offline work over the output, and the commands.
 pub mod cli;
+pub mod followup;
 pub mod report;
 
 // Operations.

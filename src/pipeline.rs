@@ -280,6 +280,17 @@ impl PipelineBuilder {
     ) -> Result<RunSummary, PipelineError> {
         let path = PathBuf::from("<pipeline>");
         let mut kcfg = self.cfg.kafka_or_err(&path)?.clone();
+        let statuses = (
+            self.cfg
+                .actions
+                .status_every()
+                .ok()
+                .flatten()
+                .and_then(|d| d.to_std().ok()),
+            self.cfg.actions.sla.spans(),
+        );
+        let queue = self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty();
+        let self_root = self.cfg.output.root.clone();
         // Follow-up events come in on their own topic, read by the same
         // consumer (and the same exactly-once commit).
         let response_topics: Vec<String> = self.cfg.responses.topic.iter().cloned().collect();
@@ -332,7 +343,21 @@ impl PipelineBuilder {
             let flag = source.stop_handle();
             move || flag.store(true, std::sync::atomic::Ordering::SeqCst)
         };
+        // Action statuses (the overdue metric and action_status/), apart
+        // from the event loop; they only read committed files.
+        let status_task = match (statuses.0, statuses.1) {
+            (Some(every), Ok(sla)) if queue => Some(crate::followup::spawn_status_task(
+                self_root,
+                crate::followup::status::Sla(sla),
+                every,
+                pipeline.metrics.clone(),
+            )),
+            _ => None,
+        };
         let result = pipeline.run(&mut rx, shutdown, stop).await;
+        if let Some(t) = status_task {
+            t.abort();
+        }
         // Leave the group on a blocking thread while answering the final
         // revocation here, until the consumer is gone and the channel closes.
         let closing = tokio::task::spawn_blocking(move || source.close());

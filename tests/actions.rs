@@ -261,6 +261,15 @@ async fn a_customer_complaining_again_is_found_from_history_across_a_restart() {
     );
     produce(mock.bootstrap_servers(), "fb", &sent[5..]).await;
     assert_eq!(run_until(cfg(), 4).await.messages, 4, "resumed after r4");
+    // The running job's status task wrote the queue's statuses (its first
+    // run, at start, saw r2 queued by the first run).
+    let snapshot = dir.path().join("action_status/action_status.parquet");
+    wait_for(
+        Duration::from_secs(20),
+        "action_status/ from the job",
+        || snapshot.is_file(),
+    )
+    .await;
 
     let script = r#"
 import duckdb, json, sys

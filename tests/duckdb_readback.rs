@@ -84,7 +84,64 @@ fn demo_output_reads_back_in_duckdb_and_readme_queries_hold() {
         .iter()
         .map(|r| r[1].as_i64().unwrap())
         .sum();
-    assert_eq!(rej as usize, bad);
+    // The follow-up events the CRM sent with an outcome it invented.
+    let bad_events = verbatim::cli::demo::RESPONSES
+        .split(|b| *b == b'\n')
+        .filter(|l| {
+            serde_json::from_slice::<serde_json::Value>(l).is_ok_and(|v| {
+                v["outcome"]
+                    .as_str()
+                    .is_some_and(|o| verbatim::comment::Outcome::parse(o).is_none())
+            })
+        })
+        .count();
+    assert_eq!(bad_events, 1);
+    assert_eq!(rej as usize, bad + bad_events);
+    // README query `did-we-answer` agrees with actions/ joined to
+    // responses/ in SQL, and the demo's CRM answered part of the queue.
+    let answered: Vec<serde_json::Value> = v["did-we-answer"]
+        .as_array()
+        .expect("README query did-we-answer")
+        .iter()
+        .map(|r| serde_json::json!([r[0], r[1], r[3]]))
+        .collect();
+    assert_eq!(&answered, v["_answered_check"].as_array().unwrap());
+    let (total, reached): (i64, i64) = answered
+        .iter()
+        .map(|r| (r[1].as_i64().unwrap(), r[2].as_i64().unwrap()))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert!(reached >= 10 && reached < total, "{answered:?}");
+    // `verbatim actions status` as of an earlier moment sees fewer answers
+    // (events after it are not seen yet) and more open actions.
+    let earlier = run_ok(
+        support::verbatim()
+            .args([
+                "actions",
+                "status",
+                "--as-of",
+                "2026-11-10T00:00:00Z",
+                "--json",
+            ])
+            .arg("--output-root")
+            .arg(dir.path().join("out/demo")),
+    );
+    let e: serde_json::Value = serde_json::from_slice(&earlier.stdout).unwrap();
+    let sum = |key: &str| -> i64 {
+        e["priorities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p[key].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("actions"), total, "{e}");
+    assert!(sum("answered") + sum("resolved") < reached, "{e}");
+    assert!(e["later_responses"].as_i64().unwrap() > 0, "{e}");
+    assert_eq!(e["duplicate_responses"], 1, "the CRM sent one event twice");
+    assert_eq!(
+        e["unmatched_responses"], 1,
+        "one event answers a comment never queued"
+    );
     assert_eq!(
         v["_dt_mismatch"], 0,
         "dt partition disagrees with event_time"

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Top-level modules from the bottom up; each may use only those before it.
-const LAYERS: [&str; 14] = [
+const LAYERS: [&str; 15] = [
     "comment",
     "config",
     "failpoint",
@@ -21,6 +21,7 @@ const LAYERS: [&str; 14] = [
     "themes",
     "history",
     "source",
+    "followup",
     "pipeline",
     "report",
     "cli",

@@ -7,13 +7,11 @@
 //! it, and reports what was written.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
 use arrow::array::{Array, StringArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::report::{render_report, ReportFormat};
 use crate::config::{KafkaConfig, PipelineConfig};
@@ -29,6 +27,13 @@ pub const DEMO_PIPELINE: &str = include_str!("../../pipelines/demo.toml");
 
 /// Topic the demo produces to.
 pub const DEMO_TOPIC: &str = "feedback";
+
+/// Follow-up events a CRM sent for part of the queue (some on time, some
+/// late, one twice, one malformed, one for a comment never queued).
+pub const RESPONSES: &[u8] = include_bytes!("demo_responses.jsonl");
+
+/// Topic the demo produces the follow-up events to (`[responses] topic`).
+pub const DEMO_RESPONSES_TOPIC: &str = "feedback-responses";
 
 /// Errors of the demo.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +76,8 @@ pub struct OutputSummary {
     pub comment_files: usize,
     /// Rows in `rejected/`.
     pub rejected_rows: usize,
+    /// Rows in `responses/`.
+    pub response_rows: usize,
     /// Files in `rejected/`.
     pub rejected_files: usize,
     /// Rejected rows by reason.
@@ -160,9 +167,16 @@ pub async fn run(root: &Path) -> Result<DemoReport, DemoError> {
     prepare_root(root)?;
     let mock = MockKafka::start(1)?;
     mock.create_topic(DEMO_TOPIC, 3)?;
+    mock.create_topic(DEMO_RESPONSES_TOPIC, 1)?;
     let messages = sample_messages();
-    let produced = messages.len();
+    let events: Vec<crate::source::kafka_mock::Produce> = RESPONSES
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| (0, None, l.to_vec()))
+        .collect();
+    let produced = messages.len() + events.len();
     produce_all(mock.bootstrap_servers(), DEMO_TOPIC, messages).await?;
+    produce_all(mock.bootstrap_servers(), DEMO_RESPONSES_TOPIC, events).await?;
 
     let mut cfg = PipelineConfig::from_toml(DEMO_PIPELINE, Path::new("pipelines/demo.toml"))
         .map_err(PipelineError::from)?;
@@ -227,6 +241,9 @@ fn prepare_root(root: &Path) -> Result<(), DemoError> {
             "themes",
             "theme_daily",
             "actions",
+            "responses",
+            "history",
+            "action_status",
             "report.html",
             "report.md",
             "report.json",
@@ -243,16 +260,10 @@ fn prepare_root(root: &Path) -> Result<(), DemoError> {
 
 /// Every record batch of one Parquet file.
 fn read_batches(path: &Path) -> Result<Vec<arrow::record_batch::RecordBatch>, DemoError> {
-    let err = |message: String| DemoError::Output {
+    crate::sink::read::file_batches(path).map_err(|e| DemoError::Output {
         path: path.to_path_buf(),
-        message,
-    };
-    let f = File::open(path).map_err(|e| err(e.to_string()))?;
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .and_then(|b| b.build())
-        .map_err(|e| err(e.to_string()))?
-        .map(|b| b.map_err(|e| err(e.to_string())))
-        .collect()
+        message: e.to_string(),
+    })
 }
 
 /// Counts rows, files and reject reasons under an output root.
@@ -287,6 +298,11 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
                     *s.actions.entry(p.value(i).to_string()).or_default() += 1;
                 }
             }
+        }
+    }
+    for path in parquet_files(&root.join("responses")) {
+        for batch in read_batches(&path)? {
+            s.response_rows += batch.num_rows();
         }
     }
     for (table, is_rejected) in [("comments", false), ("rejected", true)] {
@@ -495,6 +511,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
         "\nThemes over time (theme, day, counts, spike flag): {}",
         daily.display()
     );
+    print_action_status(&output_root)?;
     let page = render_report(&output_root, None, None, 10, ReportFormat::Html)?;
     let path = output_root.join("report.html");
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
@@ -505,10 +522,42 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Matches the follow-up events to the queue under the demo pipeline's
+/// `[actions.sla]`, writes `action_status/` and prints where it stands.
+fn print_action_status(root: &Path) -> anyhow::Result<()> {
+    use crate::followup::status::{Sla, Status};
+    let cfg = PipelineConfig::from_toml(DEMO_PIPELINE, Path::new("pipelines/demo.toml"))?;
+    let sla = Sla(cfg
+        .actions
+        .sla
+        .spans()
+        .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?);
+    let report = crate::followup::table::status_of(root, &sla, chrono::Utc::now())?;
+    let path = crate::followup::table::write_status(root, &report)?;
+    let n = |s: Status| report.actions.iter().filter(|a| a.status == s).count();
+    let late = report
+        .actions
+        .iter()
+        .filter(|a| a.first_response_at.is_some() && a.within_sla == Some(false))
+        .count();
+    println!(
+        "\nDid we answer? {} queued comments: {} resolved and {} answered ({} of them after their SLA), {} overdue with no answer, {} open; {} responses to comments never queued: {}",
+        report.actions.len(),
+        n(Status::Resolved),
+        n(Status::Answered),
+        late,
+        n(Status::Overdue),
+        n(Status::Open),
+        report.unmatched,
+        path.display()
+    );
+    Ok(())
+}
+
 fn print_demo(r: &DemoReport) {
     let o = &r.output;
     let root = r.root.display();
-    println!("\nverbatim demo: produced {} messages to topic `feedback` (3 partitions) on the mock cluster", r.produced);
+    println!("\nverbatim demo: produced {} messages to topics `{DEMO_TOPIC}` (3 partitions) and `{DEMO_RESPONSES_TOPIC}` on the mock cluster", r.produced);
     println!("wrote {root}/");
     println!(
         "  comments/  {:>5} rows in {} files",
@@ -522,10 +571,15 @@ fn print_demo(r: &DemoReport) {
         println!("             {n:>5} {reason}");
     }
     println!(
-        "  (every message is in exactly one table: {} + {} = {})",
+        "  responses/ {:>5} rows (follow-up events from topic `{DEMO_RESPONSES_TOPIC}`)",
+        o.response_rows
+    );
+    println!(
+        "  (every message is in exactly one table: {} + {} + {} = {})",
         o.comment_rows,
+        o.response_rows,
         o.rejected_rows,
-        o.comment_rows + o.rejected_rows
+        o.comment_rows + o.response_rows + o.rejected_rows
     );
     if !o.languages.is_empty() {
         let langs: Vec<String> = o

@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{PipelineConfig, Precision};
 
+pub mod actions;
 pub mod check;
 pub mod demo;
 pub mod eval;
@@ -60,6 +61,7 @@ pub enum Command {
     EvalThemes(eval_themes::EvalThemesArgs),
     Report(report::ReportArgs),
     Themes(themes::ThemesArgs),
+    Actions(actions::ActionsArgs),
     Check(check::CheckArgs),
 }
 
@@ -76,6 +78,7 @@ impl Command {
             Command::EvalThemes(a) => eval_themes::execute(a),
             Command::Report(a) => report::execute(a),
             Command::Themes(a) => themes::execute(a),
+            Command::Actions(a) => actions::execute(a),
             Command::Check(a) => check::execute(a),
         }
     }

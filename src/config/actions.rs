@@ -24,6 +24,57 @@ pub struct ActionsConfig {
     /// (`input.fields.customer_id`) make the later one a `repeat_issue`,
     /// e.g. `"30d"`, `"72h"`; `"off"` keeps no history.
     pub repeat_window: String,
+    /// `[actions.sla]`: how soon each priority must be answered.
+    pub sla: SlaConfig,
+    /// How often the stream job recomputes the action statuses (the
+    /// `verbatim_actions_overdue` metric and `action_status/`), e.g. `"5m"`;
+    /// `"off"`: only `verbatim actions status` does.
+    pub status_every: String,
+}
+
+/// `[actions.sla]`: time to a first response, per priority, counted from
+/// when the customer wrote (`event_time`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    /// Priority 1 (`safety_risk`).
+    pub urgent: String,
+    /// Priority 2 (asked to be contacted, again).
+    pub high: String,
+    /// Priority 3.
+    pub normal: String,
+    /// Priority 4 (e.g. `score_solicited`).
+    pub low: String,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        Self {
+            urgent: "4h".into(),
+            high: "24h".into(),
+            normal: "72h".into(),
+            low: "7d".into(),
+        }
+    }
+}
+
+impl SlaConfig {
+    /// The four spans, urgent first, each checked; `Err((key, problem))`.
+    pub fn spans(&self) -> Result<[chrono::Duration; 4], (&'static str, String)> {
+        let one = |key: &'static str, text: &str| {
+            let d = parse_duration(text).map_err(|p| (key, p))?;
+            if d <= chrono::Duration::zero() {
+                return Err((key, format!("is {text:?}, not a positive span")));
+            }
+            Ok(d)
+        };
+        Ok([
+            one("urgent", &self.urgent)?,
+            one("high", &self.high)?,
+            one("normal", &self.normal)?,
+            one("low", &self.low)?,
+        ])
+    }
 }
 
 /// Default `actions.repeat_window`.
@@ -35,6 +86,8 @@ impl Default for ActionsConfig {
             flags: DEFAULT_ACTION_FLAGS.iter().map(|f| f.to_string()).collect(),
             topic: None,
             repeat_window: DEFAULT_REPEAT_WINDOW.to_string(),
+            sla: SlaConfig::default(),
+            status_every: "5m".into(),
         }
     }
 }
@@ -42,15 +95,25 @@ impl Default for ActionsConfig {
 impl ActionsConfig {
     /// `repeat_window` as a duration; `None` when it is `"off"`.
     pub fn repeat_window(&self) -> Result<Option<chrono::Duration>, String> {
-        if self.repeat_window.trim() == "off" {
-            return Ok(None);
-        }
-        let d = parse_duration(&self.repeat_window)?;
-        if d <= chrono::Duration::zero() {
-            return Err(format!("is {:?}, not a positive span", self.repeat_window));
-        }
-        Ok(Some(d))
+        optional_span(&self.repeat_window)
     }
+
+    /// `status_every` as a duration; `None` when it is `"off"`.
+    pub fn status_every(&self) -> Result<Option<chrono::Duration>, String> {
+        optional_span(&self.status_every)
+    }
+}
+
+/// A positive span, or `None` for `"off"`.
+fn optional_span(text: &str) -> Result<Option<chrono::Duration>, String> {
+    if text.trim() == "off" {
+        return Ok(None);
+    }
+    let d = parse_duration(text)?;
+    if d <= chrono::Duration::zero() {
+        return Err(format!("is {text:?}, not a positive span"));
+    }
+    Ok(Some(d))
 }
 
 /// Parses a span such as `"30d"`, `"4h"`, `"90m"`, `"45s"` or `"2w"`: a
@@ -101,5 +164,12 @@ mod tests {
         assert_eq!(w("off"), Ok(None));
         assert_eq!(w("30d"), Ok(Some(chrono::Duration::days(30))));
         assert!(w("0d").is_err());
+        let sla = SlaConfig::default().spans().unwrap();
+        assert_eq!(sla.map(|d| d.num_hours()), [4, 24, 72, 168]);
+        let bad = SlaConfig {
+            high: "soon".into(),
+            ..Default::default()
+        };
+        assert_eq!(bad.spans().unwrap_err().0, "high");
     }
 }

@@ -22,7 +22,7 @@ mod output;
 mod responses;
 mod themes;
 
-pub use actions::{ActionsConfig, DEFAULT_ACTION_FLAGS};
+pub use actions::{parse_duration, ActionsConfig, SlaConfig, DEFAULT_ACTION_FLAGS};
 pub use batch::BatchConfig;
 pub use flags::{check_patterns, compile_pattern, FlagPatternError, FlagPatterns};
 pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
@@ -380,6 +380,20 @@ impl PipelineConfig {
                 "actions.repeat_window",
                 problem,
                 "write a whole number and a unit (s, m, h, d, w), e.g. \"30d\", or \"off\"",
+            ));
+        }
+        if let Err((key, problem)) = self.actions.sla.spans() {
+            return Err(bad(
+                &format!("actions.sla.{key}"),
+                problem,
+                "write a whole number and a unit (s, m, h, d, w), e.g. \"24h\"",
+            ));
+        }
+        if let Err(problem) = self.actions.status_every() {
+            return Err(bad(
+                "actions.status_every",
+                problem,
+                "write a whole number and a unit (s, m, h, d, w), e.g. \"5m\", or \"off\"",
             ));
         }
         self.privacy.validate(&checker)?;

@@ -67,6 +67,16 @@ pub struct OffsetResetLabel {
     pub policy: String,
 }
 
+/// The action priorities as labelled, 1 urgent … 4 low.
+pub const PRIORITY_LABELS: [&str; 4] = ["urgent", "high", "normal", "low"];
+
+/// Label set with one `priority` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PriorityLabel {
+    /// `urgent`, `high`, `normal` or `low`.
+    pub priority: String,
+}
+
 /// Label set of the build-info gauge.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
@@ -131,6 +141,8 @@ pub struct Metrics {
     pub repeat_issues: Counter,
     /// Customers with a complaint inside the repeat window, in memory.
     pub history_customers: Gauge,
+    /// Queued comments not answered within their priority's SLA.
+    pub actions_overdue: Family<PriorityLabel, Gauge>,
     /// The state behind `/livez` and `/readyz`.
     pub health: Health,
 }
@@ -173,6 +185,7 @@ impl Metrics {
             backpressure_pauses: Counter::default(),
             repeat_issues: Counter::default(),
             history_customers: Gauge::default(),
+            actions_overdue: Family::default(),
             health: Health::new(),
         };
         r.register(
@@ -302,6 +315,19 @@ impl Metrics {
             "history_customers",
             "Customers with a complaint inside actions.repeat_window, held in memory",
             m.history_customers.clone(),
+        );
+        // Every priority is exported from the start (0 until a status run).
+        for p in PRIORITY_LABELS {
+            m.actions_overdue
+                .get_or_create(&PriorityLabel {
+                    priority: p.to_string(),
+                })
+                .set(0);
+        }
+        r.register(
+            "actions_overdue",
+            "Queued comments past their [actions.sla] with no answer, as of the last status run",
+            m.actions_overdue.clone(),
         );
         let build: Family<BuildLabel, Gauge> = Family::default();
         build

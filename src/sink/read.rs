@@ -114,9 +114,24 @@ pub fn committed_files(
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
 ) -> Result<Vec<PathBuf>, ReadError> {
-    let dir = root.join("comments");
-    if !dir.is_dir() {
+    if !root.join("comments").is_dir() {
         return Err(ReadError::NoComments(root.to_path_buf()));
+    }
+    committed_files_of(root, "comments", since, until)
+}
+
+/// The committed files of any table (`actions`, `responses`...) whose
+/// `dt=` day is in the window, in name order; none when the table's folder
+/// does not exist yet.
+pub fn committed_files_of(
+    root: &Path,
+    table: &str,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<Vec<PathBuf>, ReadError> {
+    let dir = root.join(table);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -146,6 +161,24 @@ pub fn committed_files(
     }
     files.sort();
     Ok(files)
+}
+
+/// Every record batch of one Parquet file.
+pub fn file_batches(path: &Path) -> Result<Vec<RecordBatch>, ReadError> {
+    let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let f = File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    ParquetRecordBatchReaderBuilder::try_new(f)
+        .map_err(|e| perr(&e))?
+        .build()
+        .map_err(|e| perr(&e))?
+        .map(|b| b.map_err(|e| perr(&e)))
+        .collect()
 }
 
 /// Reads every committed `comments/` file whose `dt=` day is in the window.

@@ -56,4 +56,15 @@ out["_repeat_check"] = con.execute(f"""
      AND a.source_partition = b.source_partition AND a.source_offset < b.source_offset
      AND abs(epoch(b.event_time) - epoch(a.event_time)) <= 30 * 86400
     GROUP BY 1 ORDER BY 1""").fetchall()
+# Did we answer, recomputed from actions/ and responses/ alone: per
+# priority, queued comments with an event that reached the customer.
+a = "read_parquet('out/demo/actions/**/*.parquet', hive_partitioning = true)"
+r = "read_parquet('out/demo/responses/**/*.parquet', hive_partitioning = true)"
+out["_answered_check"] = con.execute(f"""
+    SELECT a.priority, count(DISTINCT a.comment_id),
+           count(DISTINCT a.comment_id) FILTER (WHERE r.comment_id IS NOT NULL)
+    FROM {a} a LEFT JOIN (SELECT DISTINCT comment_id FROM {r}
+                          WHERE outcome IN ('contacted', 'resolved', 'declined')) r
+      ON a.comment_id = r.comment_id
+    GROUP BY 1 ORDER BY 1""").fetchall()
 print(json.dumps(out))

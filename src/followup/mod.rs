@@ -1,0 +1,207 @@
+//! Closing the loop on the action queue: which queued comments were
+//! answered, how fast, and which are overdue.
+//!
+//! - [`status`]: the status rules and the SLA arithmetic, over plain rows;
+//! - [`table`]: reading `actions/` and `responses/` back and writing the
+//!   `action_status/` snapshot;
+//! - [`publish`] and [`spawn_status_task`]: the stream job's periodic run,
+//!   which keeps `verbatim_actions_overdue{priority}` and the snapshot fresh.
+//!
+//! `verbatim actions status` (in `cli/actions.rs`) runs the same on demand.
+
+pub mod status;
+pub mod table;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::metrics::{Metrics, PriorityLabel};
+use status::{Sla, Status, StatusReport};
+
+pub use crate::metrics::PRIORITY_LABELS as PRIORITIES;
+
+/// Sets `verbatim_actions_overdue{priority}` from a report (every priority,
+/// zeros included, so a cleared queue reads 0 rather than a stale value).
+pub fn publish(metrics: &Metrics, report: &StatusReport) {
+    let counts = report.counts();
+    for (i, label) in PRIORITIES.iter().enumerate() {
+        let n = counts
+            .get(&((i + 1) as u8, Status::Overdue))
+            .copied()
+            .unwrap_or(0);
+        metrics
+            .actions_overdue
+            .get_or_create(&PriorityLabel {
+                priority: (*label).to_string(),
+            })
+            .set(n as i64);
+    }
+}
+
+/// Recomputes the statuses under `root` every `every` (on a blocking
+/// thread, apart from the event loop), publishing the metric and writing
+/// the snapshot; a failed run is logged and retried at the next tick.
+pub fn spawn_status_task(
+    root: PathBuf,
+    sla: Sla,
+    every: Duration,
+    metrics: Metrics,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (root, metrics) = (root.clone(), metrics.clone());
+            let run = tokio::task::spawn_blocking(move || {
+                let report = table::status_of(&root, &sla, chrono::Utc::now())?;
+                publish(&metrics, &report);
+                if !report.actions.is_empty() {
+                    table::write_status(&root, &report)?;
+                }
+                Ok::<_, crate::sink::read::ReadError>(report.actions.len())
+            })
+            .await;
+            match run {
+                Ok(Ok(n)) => tracing::debug!(actions = n, "action statuses refreshed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "action statuses: will retry"),
+                Err(e) => tracing::warn!(error = %e, "action statuses: worker failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn the_overdue_gauge_has_every_priority_and_zeroes_cleared_ones() {
+        let m = Metrics::new();
+        let at = Utc.with_ymd_and_hms(2026, 11, 2, 0, 0, 0).unwrap();
+        let a = |id: &str, p: u8| status::ActionRow {
+            comment_id: id.into(),
+            priority: p,
+            event_time: at,
+            ..Default::default()
+        };
+        let sla = Sla([chrono::Duration::hours(1); 4]);
+        let late = at + chrono::Duration::hours(2);
+        let r = status::compute(&[a("x", 1), a("y", 1), a("z", 3)], &[], &sla, late);
+        publish(&m, &r);
+        let text = m.render();
+        assert!(
+            text.contains("verbatim_actions_overdue{priority=\"urgent\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verbatim_actions_overdue{priority=\"normal\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("verbatim_actions_overdue{priority=\"high\"} 0"),
+            "{text}"
+        );
+        publish(&m, &status::compute(&[], &[], &sla, late));
+        assert!(m
+            .render()
+            .contains("verbatim_actions_overdue{priority=\"urgent\"} 0"));
+    }
+
+    /// Writes one committed-looking file of `table` under `root`.
+    fn write(root: &std::path::Path, table: &str, batch: &arrow::record_batch::RecordBatch) {
+        let dir = root.join(table).join("dt=2026-11-02");
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = std::fs::File::create(dir.join("t-p0-o1-1-1of1.parquet")).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(batch).unwrap();
+        w.close().unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_job_task_reads_the_tables_sets_the_gauge_and_writes_the_snapshot() {
+        use crate::comment::{Comment, Evidence, Outcome, Response, SourceCoords};
+        use crate::sink::schema;
+        let dir = tempfile::tempdir().unwrap();
+        let stamp = schema::Stamp {
+            pipeline: "p".into(),
+            pipeline_version: "v".into(),
+            embedding_dim: None,
+        };
+        let coords = |offset| SourceCoords {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            kafka_timestamp: None,
+        };
+        let at = Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap();
+        let comment = |id: &str, flag: &str| {
+            let mut c = Comment::new(coords(1), id.into(), "t".into(), at, at);
+            c.nlp.flags = Some(vec![Evidence {
+                flag: flag.into(),
+                start: 0,
+                end: 1,
+                text: "t".into(),
+            }]);
+            c
+        };
+        let (safety, contact) = (
+            comment("a", "safety_risk"),
+            comment("b", "contact_requested"),
+        );
+        let rules = crate::sink::actions::ActionRules::new(
+            &crate::config::DEFAULT_ACTION_FLAGS.map(String::from),
+        );
+        let rows: Vec<_> = [&safety, &contact]
+            .into_iter()
+            .filter_map(|c| Some((c, rules.action(c)?)))
+            .collect();
+        write(
+            dir.path(),
+            "actions",
+            &schema::actions_batch(&rows, &stamp).unwrap(),
+        );
+        let answer = Response {
+            coords: coords(2),
+            id: "e1".into(),
+            comment_id: "b".into(),
+            at: at + chrono::Duration::hours(1),
+            channel: None,
+            outcome: Outcome::Contacted,
+            agent: None,
+            note: None,
+            ingest_time: at,
+        };
+        write(
+            dir.path(),
+            "responses",
+            &schema::responses_batch(&[&answer], &stamp).unwrap(),
+        );
+        let m = Metrics::new();
+        let sla = Sla([chrono::Duration::hours(4); 4]);
+        let every = Duration::from_millis(50);
+        let task = spawn_status_task(dir.path().to_path_buf(), sla, every, m.clone());
+        let snapshot = table::status_path(dir.path());
+        let start = std::time::Instant::now();
+        while !(snapshot.is_file() && m.render().contains("priority=\"urgent\"} 1")) {
+            assert!(start.elapsed() < Duration::from_secs(20), "{}", m.render());
+            tokio::time::sleep(every).await;
+        }
+        task.abort();
+        // The safety report is long overdue; the contact request was answered.
+        let text = m.render();
+        assert!(
+            text.contains("verbatim_actions_overdue{priority=\"normal\"} 0"),
+            "{text}"
+        );
+        assert_eq!(table::read_actions(dir.path()).unwrap().len(), 2);
+        let r = table::status_of(dir.path(), &sla, at + chrono::Duration::hours(2)).unwrap();
+        let got: Vec<(&str, Status)> = r
+            .actions
+            .iter()
+            .map(|a| (a.action.comment_id.as_str(), a.status))
+            .collect();
+        assert_eq!(got, [("a", Status::Open), ("b", Status::Answered)]);
+    }
+}
