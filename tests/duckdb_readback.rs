@@ -297,6 +297,24 @@ fn report_matches_duckdb(v: &serde_json::Value, dir: &Path) {
         .map(|b| (b[0].as_i64().unwrap().to_string(), b[1].as_i64().unwrap()))
         .collect();
     assert_eq!(hist, sql);
+    // 7. Did we answer?: per priority, queued and answered as the README's
+    // `did-we-answer` query over action_status/ says.
+    for q in v["did-we-answer"].as_array().unwrap() {
+        let p = q[0].as_u64().unwrap() as usize;
+        let row = &r["answered"]["by_priority"][p - 1];
+        assert_eq!(row["actions"], q[1], "priority {p}: {row}");
+        assert_eq!(row["answered"]["k"], q[3], "priority {p}: {row}");
+        assert_eq!(row["overdue"], q[2], "priority {p}: {row}");
+    }
+    let queued: u64 = r["answered"]["queued"].as_u64().unwrap();
+    assert!(queued > 0 && !r["answered"]["overdue"].as_array().unwrap().is_empty());
+    assert!(
+        !r["answered"]["repeat_customers"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the sample's repeat customers are listed"
+    );
     // 2. Themes: counts and complaint shares of the top themes.
     let themes: BTreeMap<i64, &serde_json::Value> = v["report-themes"]
         .as_array()

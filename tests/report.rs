@@ -96,6 +96,15 @@ fn demo_report_renders_in_chromium_with_every_section_and_no_requests() {
         assert!(end > 300, "section {id} is nearly empty: {}", &body[..end]);
     }
     assert!(dom.matches("<svg").count() >= 4, "charts are inline SVG");
+    // "Did we answer?" shows real numbers from the demo's CRM events.
+    for part in [
+        "Time to a first answer, per priority",
+        "Overdue with no answer",
+        "Customers who came back with the same complaint",
+        "Asked, acted",
+    ] {
+        assert!(dom.contains(part), "section 7 lacks {part:?}");
+    }
     assert!(dom.contains("not enough data") || dom.contains("<td>1</td>"));
 
     // Screenshot with a network log: nothing may leave the page.

@@ -511,8 +511,8 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
         "\nThemes over time (theme, day, counts, spike flag): {}",
         daily.display()
     );
-    print_action_status(&output_root)?;
-    let page = render_report(&output_root, None, None, 10, ReportFormat::Html)?;
+    let sla = print_action_status(&output_root)?;
+    let page = render_report(&output_root, None, None, 10, ReportFormat::Html, sla)?;
     let path = output_root.join("report.html");
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!(
@@ -524,7 +524,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
 
 /// Matches the follow-up events to the queue under the demo pipeline's
 /// `[actions.sla]`, writes `action_status/` and prints where it stands.
-fn print_action_status(root: &Path) -> anyhow::Result<()> {
+fn print_action_status(root: &Path) -> anyhow::Result<crate::followup::status::Sla> {
     use crate::followup::status::{Sla, Status};
     let cfg = PipelineConfig::from_toml(DEMO_PIPELINE, Path::new("pipelines/demo.toml"))?;
     let sla = Sla(cfg
@@ -551,7 +551,7 @@ fn print_action_status(root: &Path) -> anyhow::Result<()> {
         report.unmatched,
         path.display()
     );
-    Ok(())
+    Ok(sla)
 }
 
 fn print_demo(r: &DemoReport) {

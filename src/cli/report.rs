@@ -27,6 +27,10 @@ pub struct ReportArgs {
     /// Fewest analysed comments a staff member or location needs to be ranked.
     #[arg(long, default_value_t = 10)]
     pub min_comments: u64,
+    /// Pipeline file whose `[actions.sla]` "Did we answer?" applies.
+    /// Default: the built-in pipelines/feedback.toml (4h, 24h, 72h, 7d).
+    #[arg(long)]
+    pub pipeline: Option<PathBuf>,
 }
 
 /// Builds the report and writes it to `--out` or stdout.
@@ -38,8 +42,16 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         format,
         out,
         min_comments,
+        pipeline,
     } = args;
-    let text = render_report(&output_root, since, until, min_comments, format)?;
+    let cfg = super::load_or_default(pipeline.as_deref(), true)?;
+    let sla = crate::followup::status::Sla(
+        cfg.actions
+            .sla
+            .spans()
+            .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?,
+    );
+    let text = render_report(&output_root, since, until, min_comments, format, sla)?;
     match out {
         Some(p) => {
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
@@ -68,11 +80,13 @@ pub fn render_report(
     until: Option<chrono::NaiveDate>,
     min_comments: u64,
     format: ReportFormat,
+    sla: crate::followup::status::Sla,
 ) -> anyhow::Result<String> {
     let report = crate::report::ReportBuilder::new(root)
         .since(since)
         .until(until)
         .min_comments(min_comments)
+        .sla(sla)
         .build()?;
     Ok(match format {
         ReportFormat::Html => crate::report::render::html(&report),

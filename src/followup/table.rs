@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::status::{compute, ActionRow, ResponseRow, Sla, StatusReport};
 use crate::comment::Outcome;
-use crate::sink::read::{committed_files_of, file_batches, ReadError};
+use crate::sink::read::{committed_files_of, file_batches, string_list, ReadError};
 
 /// Where the snapshot goes under the output root.
 pub fn status_path(root: &Path) -> PathBuf {
@@ -45,9 +45,6 @@ pub fn read_actions(root: &Path) -> Result<Vec<ActionRow>, ReadError> {
             let priority = b
                 .column_by_name("priority")
                 .and_then(|c| c.as_primitive_opt::<Int32Type>().cloned());
-            let flags = b
-                .column_by_name("flags")
-                .and_then(|c| c.as_list_opt::<i32>().cloned());
             for i in 0..b.num_rows() {
                 let (Some(comment_id), Some(event_time)) =
                     (text(&b, "comment_id", i), time(&b, "event_time", i))
@@ -66,15 +63,7 @@ pub fn read_actions(root: &Path) -> Result<Vec<ActionRow>, ReadError> {
                     channel: text(&b, "channel", i),
                     product: text(&b, "product", i),
                     customer_id: text(&b, "customer_id", i),
-                    flags: flags
-                        .as_ref()
-                        .filter(|l| !l.is_null(i))
-                        .and_then(|l| {
-                            let v = l.value(i);
-                            let s = v.as_string_opt::<i32>()?;
-                            Some((0..s.len()).map(|j| s.value(j).to_string()).collect())
-                        })
-                        .unwrap_or_default(),
+                    flags: string_list(&b, "flags", i).unwrap_or_default(),
                 });
             }
         }

@@ -11,6 +11,7 @@
 //! "not enough data" and never ranked. The README lists the DuckDB query
 //! behind each section.
 
+pub mod answered;
 pub mod charts;
 pub mod render;
 
@@ -294,6 +295,8 @@ pub struct Report {
     pub follow_up: Vec<FollowUp>,
     /// 6. Survey fatigue.
     pub fatigue: Fatigue,
+    /// 7. Did we answer? (the queue against `responses/` and the SLA).
+    pub answered: answered::Answered,
 }
 
 /// Builds a [`Report`] from an output root.
@@ -304,6 +307,7 @@ pub struct ReportBuilder {
     until: Option<NaiveDate>,
     min_comments: u64,
     now: DateTime<Utc>,
+    sla: crate::followup::status::Sla,
 }
 
 impl ReportBuilder {
@@ -315,7 +319,19 @@ impl ReportBuilder {
             until: None,
             min_comments: 10,
             now: Utc::now(),
+            sla: crate::followup::status::Sla(
+                crate::config::SlaConfig::default()
+                    .spans()
+                    .unwrap_or_else(|_| unreachable!("the default SLAs parse")),
+            ),
         }
+    }
+
+    /// The SLA per priority that "Did we answer?" applies (default: the
+    /// default `[actions.sla]`).
+    pub fn sla(mut self, sla: crate::followup::status::Sla) -> Self {
+        self.sla = sla;
+        self
     }
 
     /// Only comments written on or after this day (UTC).
@@ -342,15 +358,31 @@ impl ReportBuilder {
         self
     }
 
-    /// Reads the comments and computes every section.
+    /// Reads the comments, the queue and its responses, and computes every
+    /// section.
     pub fn build(&self) -> Result<Report, ReportError> {
         let mut rows = read_comments(&self.root, self.since, self.until)?;
         apply_curation(&self.root, &mut rows);
-        Ok(self.compute(&rows))
+        let status = crate::followup::table::status_of(&self.root, &self.sla, self.now)?;
+        Ok(self.compute_with(&rows, &status))
     }
 
-    /// Computes every section from rows already read.
+    /// Computes every section from rows already read, with no queue.
     pub fn compute(&self, rows: &[Row]) -> Report {
+        let none = crate::followup::status::StatusReport {
+            as_of: self.now,
+            ..Default::default()
+        };
+        self.compute_with(rows, &none)
+    }
+
+    /// Computes every section from rows and the queue's statuses.
+    pub fn compute_with(
+        &self,
+        rows: &[Row],
+        status: &crate::followup::status::StatusReport,
+    ) -> Report {
+        let hours = self.sla.0.map(|d| d.num_minutes() as f64 / 60.0);
         Report {
             generated_at: self.now,
             output_root: self.root.display().to_string(),
@@ -366,6 +398,7 @@ impl ReportBuilder {
             solicitation: solicitation(rows),
             follow_up: follow_up(rows, self.now),
             fatigue: fatigue(rows),
+            answered: answered::answered(status, rows, hours),
         }
     }
 }

@@ -6,13 +6,14 @@ use std::fmt::Write;
 use super::{charts, GroupRate, Rate, Report, ScoreRow, ThemeRow};
 
 /// The sections, in order: `(id, title)`. Tests look for each in the page.
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
     ("overview", "1. Overview"),
     ("themes", "2. Themes"),
     ("scorecard", "3. Fair staff scorecard"),
     ("solicitation", "4. Score solicitation"),
     ("follow-up", "5. Follow-up queue"),
     ("fatigue", "6. Survey fatigue"),
+    ("answered", "7. Did we answer?"),
 ];
 
 /// Rows of the follow-up queue shown in HTML and Markdown (JSON has all).
@@ -326,7 +327,40 @@ pub fn html(r: &Report) -> String {
             escape(&e.text)
         );
     }
-    let _ = write!(h, "</ul></section><footer class=\"muted\">Made by verbatim from the Parquet under {}. Texts were PII-redacted by the job.</footer></body></html>", escape(&r.output_root));
+    let _ = write!(h, "</ul></section>");
+
+    // 7. Did we answer?
+    let (intro, tables, notes) = answered_parts(&r.answered);
+    let _ = write!(
+        h,
+        "<section id=\"answered\"><h2>{}</h2><p>{}</p>",
+        SECTIONS[6].1,
+        escape(&intro)
+    );
+    for n in &notes {
+        let _ = write!(h, "<p class=\"note\">{}</p>", escape(n));
+    }
+    for t in &tables {
+        let _ = write!(h, "<h3>{}</h3>", escape(&t.title));
+        if t.rows.is_empty() {
+            let _ = write!(h, "<p class=\"muted\">None.</p>");
+            continue;
+        }
+        let _ = write!(h, "<div class=\"wrap\"><table><tr>");
+        for c in &t.header {
+            let _ = write!(h, "<th>{}</th>", escape(c));
+        }
+        let _ = write!(h, "</tr>");
+        for row in &t.rows {
+            let _ = write!(h, "<tr>");
+            for c in row {
+                let _ = write!(h, "<td>{}</td>", escape(c));
+            }
+            let _ = write!(h, "</tr>");
+        }
+        let _ = write!(h, "</table></div>");
+    }
+    let _ = write!(h, "</section><footer class=\"muted\">Made by verbatim from the Parquet under {}. Texts were PII-redacted by the job.</footer></body></html>", escape(&r.output_root));
     h
 }
 
@@ -492,7 +526,212 @@ pub fn markdown(r: &Report) -> String {
     for e in &fa.examples {
         let _ = writeln!(m, "- **{}**: {}", md_cell(&e.evidence), md_cell(&e.text));
     }
+    let (intro, tables, notes) = answered_parts(&r.answered);
+    let _ = writeln!(m, "\n## {}\n\n{intro}\n", SECTIONS[6].1);
+    for n in &notes {
+        let _ = writeln!(m, "> {}\n", md_cell(n));
+    }
+    for t in &tables {
+        let _ = writeln!(m, "### {}\n", t.title);
+        if t.rows.is_empty() {
+            let _ = writeln!(m, "None.\n");
+            continue;
+        }
+        let _ = writeln!(m, "| {} |", t.header.join(" | "));
+        let _ = writeln!(m, "|{}", "---|".repeat(t.header.len()));
+        for row in &t.rows {
+            let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
+            let _ = writeln!(m, "| {} |", cells.join(" | "));
+        }
+        let _ = writeln!(m);
+    }
     m
+}
+
+/// One table of section 7, the same in HTML and Markdown.
+struct Table {
+    title: String,
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+fn hours(h: Option<f64>) -> String {
+    h.map_or("—".into(), |h| format!("{h:.1} h"))
+}
+
+/// Section 7 as an introduction, its tables and its warnings.
+fn answered_parts(a: &crate::report::answered::Answered) -> (String, Vec<Table>, Vec<String>) {
+    let intro = format!(
+        "{} comments were queued for a person (as of {}). Customers who asked to be contacted and got an answer: {}. The time to a first answer counts from when the customer wrote; the SLA is [actions.sla].",
+        a.queued,
+        a.as_of.format("%Y-%m-%d %H:%M UTC"),
+        rate(&a.contact_requested)
+    );
+    let mut header: Vec<String> = [
+        "priority",
+        "SLA",
+        "queued",
+        "answered",
+        "within SLA",
+        "overdue",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(p) = a.by_priority.first() {
+        header.extend(p.time_to_answer.iter().map(|(b, _)| b.clone()));
+    }
+    let priorities = Table {
+        title: "Time to a first answer, per priority (a distribution, not a mean)".into(),
+        header,
+        rows: a
+            .by_priority
+            .iter()
+            .filter(|p| p.actions > 0)
+            .map(|p| {
+                let mut row = vec![
+                    p.priority.clone(),
+                    format!("{} h", p.sla_hours),
+                    p.actions.to_string(),
+                    rate(&p.answered),
+                    rate(&p.within_sla),
+                    p.overdue.to_string(),
+                ];
+                row.extend(p.time_to_answer.iter().map(|(_, n)| n.to_string()));
+                row
+            })
+            .collect(),
+    };
+    let group = |title: &str, list: &[crate::report::answered::GroupAnswer]| Table {
+        title: title.into(),
+        header: vec![
+            "".into(),
+            "answered".into(),
+            "median to first answer".into(),
+        ],
+        rows: list
+            .iter()
+            .map(|g| vec![g.key.clone(), rate(&g.answered), hours(g.median_hours)])
+            .collect(),
+    };
+    let overdue = Table {
+        title: format!(
+            "Overdue with no answer ({}{})",
+            a.overdue.len(),
+            if a.overdue.len() > QUEUE_ROWS {
+                format!("; first {QUEUE_ROWS}, the JSON has all")
+            } else {
+                String::new()
+            }
+        ),
+        header: [
+            "priority",
+            "overdue by",
+            "attempts",
+            "flags",
+            "why",
+            "staff",
+            "location",
+            "comment",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: a
+            .overdue
+            .iter()
+            .take(QUEUE_ROWS)
+            .map(|o| {
+                vec![
+                    o.priority.clone(),
+                    age(o.hours_overdue),
+                    o.attempts.to_string(),
+                    o.flags.join(", "),
+                    o.evidence.clone(),
+                    opt(&o.staff_id).to_string(),
+                    opt(&o.location).to_string(),
+                    format!("{} ({})", o.text, o.id),
+                ]
+            })
+            .collect(),
+    };
+    let repeats = Table {
+        title: "Customers who came back with the same complaint".into(),
+        header: [
+            "customer (hashed)",
+            "comments",
+            "repeats",
+            "latest",
+            "anyone answered?",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: a
+            .repeat_customers
+            .iter()
+            .map(|c| {
+                vec![
+                    c.customer_id.chars().take(12).collect::<String>(),
+                    c.comments.to_string(),
+                    c.repeats.to_string(),
+                    c.latest.clone(),
+                    if c.answered { "yes" } else { "no" }.into(),
+                ]
+            })
+            .collect(),
+    };
+    let themes = Table {
+        title: "Asked, acted: per theme, negative comments that got an action and an answer".into(),
+        header: [
+            "theme",
+            "negative",
+            "queued",
+            "answered",
+            "last 7 days",
+            "7 days before",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: a
+            .themes
+            .iter()
+            .map(|t| {
+                vec![
+                    t.label.clone(),
+                    t.negative.to_string(),
+                    rate(&t.acted),
+                    rate(&t.answered),
+                    t.last_7_days.to_string(),
+                    t.previous_7_days.to_string(),
+                ]
+            })
+            .collect(),
+    };
+    let mut notes: Vec<String> = a
+        .themes
+        .iter()
+        .filter_map(|t| {
+            t.warning
+                .as_ref()
+                .map(|w| format!("Theme “{}”: {w}.", t.label))
+        })
+        .collect();
+    if a.unmatched + a.duplicates + a.early > 0 {
+        notes.push(format!(
+            "Responses to comments never queued: {}; sent twice (counted once): {}; dated before their comment (counted as answered at once): {}.",
+            a.unmatched, a.duplicates, a.early
+        ));
+    }
+    (
+        intro,
+        vec![
+            priorities,
+            group("By channel of the comment", &a.by_channel),
+            group("By location", &a.by_location),
+            overdue,
+            repeats,
+            themes,
+        ],
+        notes,
+    )
 }
 
 #[cfg(test)]

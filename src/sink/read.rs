@@ -71,6 +71,11 @@ pub struct Row {
     pub flags: Vec<(String, String)>,
     /// `theme_id`, `theme_label`.
     pub theme: Option<(i32, String)>,
+    /// `customer_id` (hashed unless privacy said otherwise).
+    pub customer_id: Option<String>,
+    /// `repeat_of`: the same customer's earlier complaints about a target
+    /// this one complains about (empty when none or not checked).
+    pub repeat_of: Vec<String>,
 }
 
 impl Row {
@@ -89,7 +94,7 @@ impl Row {
 }
 
 /// The columns [`read_comments`] reads from `comments/`.
-const COLUMNS: [&str; 15] = [
+const COLUMNS: [&str; 17] = [
     "id",
     "event_time",
     "text",
@@ -105,6 +110,8 @@ const COLUMNS: [&str; 15] = [
     "flag_evidence",
     "theme_id",
     "theme_label",
+    "customer_id",
+    "repeat_of",
 ];
 
 /// The committed `comments/` files whose `dt=` day is in the window, in
@@ -179,6 +186,17 @@ pub fn file_batches(path: &Path) -> Result<Vec<RecordBatch>, ReadError> {
         .map_err(|e| perr(&e))?
         .map(|b| b.map_err(|e| perr(&e)))
         .collect()
+}
+
+/// Row `i` of a `list<string>` column (`None`: no such column, or null).
+pub fn string_list(b: &RecordBatch, name: &str, i: usize) -> Option<Vec<String>> {
+    let l = b.column_by_name(name)?.as_list_opt::<i32>()?;
+    if l.is_null(i) {
+        return None;
+    }
+    let v = l.value(i);
+    let s = v.as_string_opt::<i32>()?;
+    Some((0..s.len()).map(|j| s.value(j).to_string()).collect())
 }
 
 /// Reads every committed `comments/` file whose `dt=` day is in the window.
@@ -340,6 +358,8 @@ fn rows_of(b: &RecordBatch) -> Vec<Row> {
                 blames_process,
                 flags,
                 theme,
+                customer_id: text("customer_id", i),
+                repeat_of: string_list(b, "repeat_of", i).unwrap_or_default(),
             }
         })
         .collect()
