@@ -129,11 +129,14 @@ async fn finish_topics(
     );
 }
 
-/// Crash debris (temporary files, partial ranges) of the test topic.
+/// Crash debris (temporary files, partial ranges) of the test topics:
+/// comments on `fb` (3 partitions), follow-up events on `fb-resp` (2).
 fn debris(root: &Path) -> usize {
-    (0..3)
-        .map(|p| {
-            verbatim::sink::files::scan_progress(root, "fb", p)
+    [("fb", 3), ("fb-resp", 2)]
+        .into_iter()
+        .flat_map(|(t, n)| (0..n).map(move |p| (t, p)))
+        .map(|(t, p)| {
+            verbatim::sink::files::scan_progress(root, t, p)
                 .unwrap()
                 .debris
                 .len()
@@ -161,13 +164,19 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
     for point in ["before_rename", "mid_rename", "after_rename"] {
         let mock = MockKafka::start(1).unwrap();
         mock.create_topic("fb", 3).unwrap();
+        mock.create_topic("fb-resp", 2).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("out");
         let log = dir.path().join("job.log");
         let group = format!("crash-{point}");
         let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), &group, &root);
+        // Follow-up events on their own topic go through the same commits.
+        let toml = std::fs::read_to_string(&pipeline).unwrap();
+        std::fs::write(&pipeline, toml + "[responses]\ntopic = \"fb-resp\"\n").unwrap();
         let sent = messages(1500, 3, point);
         let offsets = produce(mock.bootstrap_servers(), "fb", &sent).await;
+        let events = response_messages(300, 2, point);
+        let ev_offsets = produce(mock.bootstrap_servers(), "fb-resp", &events).await;
 
         let mut child = spawn_job(&pipeline, Some(point), &log);
         let status = wait_exit(&mut child, LIMIT).await;
@@ -196,8 +205,19 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
             assert!(debris > 0, "mid_rename: a partial range should be on disk");
         }
 
-        finish(&pipeline, &root, &ends(&sent, &offsets), &log).await;
-        assert_exact(&root, &sent, &offsets);
+        let all_ends = [
+            ("fb", ends(&sent, &offsets)),
+            ("fb-resp", ends(&events, &ev_offsets)),
+        ];
+        finish_topics(&pipeline, &root, &all_ends, &log).await;
+        assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
+        assert_exact_in(
+            &root,
+            Some("fb-resp"),
+            ("responses", "response_id"),
+            &events,
+            &ev_offsets,
+        );
         let debris: usize = debris(&root);
         assert_eq!(debris, 0, "{point}: crash debris left behind");
     }
