@@ -97,19 +97,9 @@ fn sigterm(child: &Child) {
     assert!(ok, "kill -TERM failed");
 }
 
-/// Runs the job until the files cover every produced message, then stops it
-/// with SIGTERM, which must drain and exit 0.
+/// Runs the job until the files cover every produced message of each
+/// topic, then stops it with SIGTERM, which must drain and exit 0.
 async fn finish(
-    pipeline: &Path,
-    root: &Path,
-    ends: &std::collections::BTreeMap<i32, i64>,
-    log: &Path,
-) {
-    finish_topics(pipeline, root, &[("fb", ends.clone())], log).await
-}
-
-/// [`finish`] for several topics: waits until every one is covered.
-async fn finish_topics(
     pipeline: &Path,
     root: &Path,
     ends: &[(&str, std::collections::BTreeMap<i32, i64>)],
@@ -209,7 +199,7 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
             ("fb", ends(&sent, &offsets)),
             ("fb-resp", ends(&events, &ev_offsets)),
         ];
-        finish_topics(&pipeline, &root, &all_ends, &log).await;
+        finish(&pipeline, &root, &all_ends, &log).await;
         assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
         assert_exact_in(
             &root,
@@ -312,7 +302,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         ("fb", ends(&sent, &offsets)),
         ("fb-resp", ends(&resp, &resp_offsets)),
     ];
-    finish_topics(&pipeline, &root, &all_ends, &log).await;
+    finish(&pipeline, &root, &all_ends, &log).await;
     let result = std::panic::catch_unwind(|| {
         assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
         assert_exact_in(
