@@ -53,6 +53,8 @@ pub struct GroupAnswer {
     pub answered: Rate,
     /// Median hours to a first answer, over the answered.
     pub median_hours: Option<f64>,
+    /// 90th percentile of the same (nearest rank): the slow tail.
+    pub p90_hours: Option<f64>,
 }
 
 /// One overdue action.
@@ -161,6 +163,16 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// The 90th percentile, nearest rank.
+fn p90(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((0.9 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[i])
+}
+
 fn groups(list: &[&ActionStatus], key: impl Fn(&ActionStatus) -> Option<&str>) -> Vec<GroupAnswer> {
     let mut m: BTreeMap<&str, Vec<&ActionStatus>> = BTreeMap::new();
     for a in list {
@@ -170,13 +182,17 @@ fn groups(list: &[&ActionStatus], key: impl Fn(&ActionStatus) -> Option<&str>) -
     }
     let mut out: Vec<GroupAnswer> = m
         .into_iter()
-        .map(|(k, v)| GroupAnswer {
-            key: k.to_string(),
-            answered: Rate::new(
-                v.iter().filter(|a| reached(a)).count() as u64,
-                v.len() as u64,
-            ),
-            median_hours: median(v.iter().filter_map(|a| a.hours_to_first_response).collect()),
+        .map(|(k, v)| {
+            let hours: Vec<f64> = v.iter().filter_map(|a| a.hours_to_first_response).collect();
+            GroupAnswer {
+                key: k.to_string(),
+                answered: Rate::new(
+                    v.iter().filter(|a| reached(a)).count() as u64,
+                    v.len() as u64,
+                ),
+                median_hours: median(hours.clone()),
+                p90_hours: p90(hours),
+            }
         })
         .collect();
     out.sort_by(|a, b| b.answered.n.cmp(&a.answered.n).then(a.key.cmp(&b.key)));
@@ -451,6 +467,9 @@ mod tests {
         assert_eq!((s.contact_requested.k, s.contact_requested.n), (1, 3));
         assert_eq!(s.by_location[0].key, "Leeds");
         assert_eq!(s.by_location[0].median_hours, Some(3.0));
+        assert_eq!(s.by_location[0].p90_hours, Some(3.0));
+        let ten: Vec<f64> = (1..=10).rev().map(f64::from).collect();
+        assert_eq!(p90(ten), Some(9.0));
         // Overdue: the urgent one first, with its evidence.
         let ids: Vec<&str> = s.overdue.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["c", "b"]);

@@ -607,10 +607,18 @@ fn answered_parts(a: &crate::report::answered::Answered) -> (String, Vec<Table>,
             "".into(),
             "answered".into(),
             "median to first answer".into(),
+            "90th percentile".into(),
         ],
         rows: list
             .iter()
-            .map(|g| vec![g.key.clone(), rate(&g.answered), hours(g.median_hours)])
+            .map(|g| {
+                vec![
+                    g.key.clone(),
+                    rate(&g.answered),
+                    hours(g.median_hours),
+                    hours(g.p90_hours),
+                ]
+            })
             .collect(),
     };
     let overdue = Table {
