@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::load_or_default;
-use crate::followup::status::{Sla, Status};
+use crate::followup::status::{quantile, Sla, Status};
 use crate::followup::{table, PRIORITIES};
 
 /// Where the follow-up queue stands: answered, resolved, open, overdue.
@@ -40,15 +40,6 @@ pub enum ActionsAction {
     },
 }
 
-/// The `q`-quantile (0..1) of sorted values, nearest rank.
-fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let i = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    Some(sorted[i])
-}
-
 /// Runs the command.
 pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
     let ActionsAction::Status {
@@ -71,13 +62,12 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
     for (i, label) in PRIORITIES.iter().enumerate() {
         let p = (i + 1) as u8;
         let n = |s: Status| counts.get(&(p, s)).copied().unwrap_or(0);
-        let mut hours: Vec<f64> = report
+        let hours: Vec<f64> = report
             .actions
             .iter()
             .filter(|a| a.action.priority == p)
             .filter_map(|a| a.hours_to_first_response)
             .collect();
-        hours.sort_by(f64::total_cmp);
         let total: usize = Status::ALL.iter().map(|s| n(*s)).sum();
         rows.push(serde_json::json!({
             "priority": label,
@@ -142,17 +132,4 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
     }
     println!("wrote {}", path.display());
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quantile;
-
-    #[test]
-    fn quantiles_are_nearest_rank() {
-        let v = [1.0, 2.0, 3.0, 4.0, 10.0];
-        assert_eq!(quantile(&v, 0.5), Some(3.0));
-        assert_eq!(quantile(&v, 0.9), Some(10.0));
-        assert_eq!(quantile(&[], 0.5), None);
-    }
 }

@@ -133,6 +133,18 @@ pub struct ActionStatus {
     pub last_outcome: Option<Outcome>,
 }
 
+/// The `q`-quantile (0..1) of `values`, interpolated between the closest
+/// ranks as DuckDB's `quantile_cont` (and `median`) do, so the command, the
+/// report and the README's SQL agree; `None` when there are none.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    let mut v: Vec<f64> = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let last = v.len().checked_sub(1)?;
+    let pos = q.clamp(0.0, 1.0) * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    Some(v[lo] + (v[hi] - v[lo]) * (pos - lo as f64))
+}
+
 /// Everything [`compute`] found.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct StatusReport {
@@ -378,6 +390,17 @@ mod tests {
         assert_eq!(one(&r, "a").attempts, 1);
         assert_eq!(one(&r, "a").status, Status::Open);
         assert_eq!((r.duplicates, r.unmatched), (1, 1));
+    }
+
+    #[test]
+    fn quantiles_interpolate_as_duckdb_does() {
+        let v = [10.0, 1.0, 3.0, 2.0, 4.0];
+        assert_eq!(quantile(&v, 0.5), Some(3.0));
+        assert_eq!(quantile(&[1.0, 2.0, 3.0, 4.0], 0.5), Some(2.5));
+        let p90 = quantile(&v, 0.9).unwrap();
+        assert!((p90 - 7.6).abs() < 1e-12, "{p90}");
+        assert_eq!(quantile(&[], 0.5), None);
+        assert_eq!(quantile(&[5.0], 0.9), Some(5.0));
     }
 
     #[test]

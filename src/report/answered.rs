@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Rate;
-use crate::followup::status::{ActionStatus, Status, StatusReport};
+use crate::followup::status::{quantile, ActionStatus, Status, StatusReport};
 use crate::followup::PRIORITIES;
 use crate::sink::read::Row;
 
@@ -53,7 +53,7 @@ pub struct GroupAnswer {
     pub answered: Rate,
     /// Median hours to a first answer, over the answered.
     pub median_hours: Option<f64>,
-    /// 90th percentile of the same (nearest rank): the slow tail.
+    /// 90th percentile of the same: the slow tail.
     pub p90_hours: Option<f64>,
 }
 
@@ -150,29 +150,6 @@ fn reached(a: &ActionStatus) -> bool {
     matches!(a.status, Status::Answered | Status::Resolved)
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Some(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    })
-}
-
-/// The 90th percentile, nearest rank.
-fn p90(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(f64::total_cmp);
-    let i = ((0.9 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
-    Some(v[i])
-}
-
 fn groups(list: &[&ActionStatus], key: impl Fn(&ActionStatus) -> Option<&str>) -> Vec<GroupAnswer> {
     let mut m: BTreeMap<&str, Vec<&ActionStatus>> = BTreeMap::new();
     for a in list {
@@ -190,8 +167,8 @@ fn groups(list: &[&ActionStatus], key: impl Fn(&ActionStatus) -> Option<&str>) -
                     v.iter().filter(|a| reached(a)).count() as u64,
                     v.len() as u64,
                 ),
-                median_hours: median(hours.clone()),
-                p90_hours: p90(hours),
+                median_hours: quantile(&hours, 0.5),
+                p90_hours: quantile(&hours, 0.9),
             }
         })
         .collect();
@@ -468,8 +445,6 @@ mod tests {
         assert_eq!(s.by_location[0].key, "Leeds");
         assert_eq!(s.by_location[0].median_hours, Some(3.0));
         assert_eq!(s.by_location[0].p90_hours, Some(3.0));
-        let ten: Vec<f64> = (1..=10).rev().map(f64::from).collect();
-        assert_eq!(p90(ten), Some(9.0));
         // Overdue: the urgent one first, with its evidence.
         let ids: Vec<&str> = s.overdue.iter().map(|o| o.id.as_str()).collect();
         assert_eq!(ids, ["c", "b"]);
