@@ -191,13 +191,7 @@ pub fn write_status(root: &Path, r: &StatusReport) -> Result<PathBuf, ReadError>
         message: e.to_string(),
     };
     let batch = status_batch(r).map_err(|e| perr(&e))?;
-    let mut bytes = Vec::new();
-    {
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
-            .map_err(|e| perr(&e))?;
-        w.write(&batch).map_err(|e| perr(&e))?;
-        w.close().map_err(|e| perr(&e))?;
-    }
+    let bytes = crate::sink::files::parquet_bytes(&batch).map_err(|e| perr(&e))?;
     crate::sink::files::write_atomic(&path, &bytes).map_err(|source| ReadError::Io {
         path: path.clone(),
         source,

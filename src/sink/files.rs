@@ -302,6 +302,18 @@ pub fn fsync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// One record batch as the bytes of a whole Parquet file (default writer
+/// settings), for small snapshot tables written with [`write_atomic`].
+pub fn parquet_bytes(
+    batch: &arrow::record_batch::RecordBatch,
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)?;
+    w.write(batch)?;
+    w.close()?;
+    Ok(bytes)
+}
+
 /// Writes `bytes` to `path` atomically: a temporary file, fsync, rename,
 /// fsync of the folder.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {

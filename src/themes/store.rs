@@ -70,13 +70,7 @@ pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<(), Stor
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let mut bytes = Vec::new();
-    {
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
-            .map_err(|e| perr(&e))?;
-        w.write(batch).map_err(|e| perr(&e))?;
-        w.close().map_err(|e| perr(&e))?;
-    }
+    let bytes = crate::sink::files::parquet_bytes(batch).map_err(|e| perr(&e))?;
     crate::sink::files::write_atomic(path, &bytes).map_err(|source| StoreError::Io {
         path: path.to_path_buf(),
         source,
