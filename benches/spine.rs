@@ -1,5 +1,6 @@
 //! Spine throughput, no models: messages/s from the mock cluster to durable
-//! Parquet, and the job's peak RSS.
+//! Parquet, and the job's peak RSS, writing to a local folder and to an S3
+//! server on loopback (moto, when the test venv has it) in the same run.
 //!
 //! The mock cluster runs in this process; `verbatim run` (release build) runs
 //! as a child, so its RSS is the job's alone. The clock starts when the child
@@ -14,8 +15,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
+#[allow(dead_code)]
+#[path = "../tests/common/s3.rs"]
+mod s3;
 use common::written;
-use verbatim::sink::files::scan_progress;
+use verbatim::sink::store::OutputStore;
 use verbatim::source::kafka_mock::{produce_all, MockKafka};
 
 const PARTITIONS: i32 = 6;
@@ -73,21 +77,76 @@ fn main() {
         *e = (*e).max(o + 1);
     }
 
+    println!(
+        "spine bench: {n} messages ({:.1} MiB of JSON) over {PARTITIONS} partitions",
+        bytes as f64 / 1048576.0
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let local = dir.path().join("out");
+    run_job(
+        "local folder",
+        &mock,
+        &dir.path().join("local"),
+        format!("root = \"{}\"\n", local.display()),
+        OutputStore::local(&local).expect("local store"),
+        n,
+        &ends,
+    );
+    match s3::S3Server::start(dir.path()) {
+        Some(server) => {
+            server.create_bucket("bench");
+            let storage = server.storage_toml();
+            let mut opts = std::collections::BTreeMap::new();
+            for line in storage.lines().skip(1) {
+                if let Some((k, v)) = line.split_once(" = ") {
+                    opts.insert(k.to_string(), v.trim_matches('"').to_string());
+                }
+            }
+            let spool = dir.path().join("spool");
+            let store = OutputStore::remote("s3://bench/out", &opts, &spool).expect("s3 store");
+            run_job(
+                "S3 on loopback (moto)",
+                &mock,
+                &dir.path().join("s3"),
+                format!(
+                    "root = \"s3://bench/out\"\nspool_dir = \"{}\"\n{storage}",
+                    spool.display()
+                ),
+                store,
+                n,
+                &ends,
+            );
+        }
+        None => println!("  (no S3 server: VERBATIM_PYTHON with moto; bash .ci/setup.sh)"),
+    }
+}
+
+/// Runs `verbatim run` over the produced messages with `[output]` lines
+/// `output`, in its own consumer group, until every offset is durable in
+/// `store`; prints the figures.
+fn run_job(
+    label: &str,
+    mock: &MockKafka,
+    dir: &std::path::Path,
+    output: String,
+    store: OutputStore,
+    n: usize,
+    ends: &BTreeMap<i32, i64>,
+) {
+    std::fs::create_dir_all(dir).expect("dir");
     let metrics_addr = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
         l.local_addr().expect("addr")
     };
-    let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("out");
-    let pipeline = dir.path().join("bench.toml");
+    let pipeline = dir.join("bench.toml");
+    let group = label.replace(' ', "-");
     std::fs::write(
         &pipeline,
         format!(
-            "name = \"bench\"\n[kafka]\nbrokers = \"{}\"\ntopics = [\"fb\"]\ngroup_id = \"bench\"\n\
-             [batch]\nmax_records = 1024\nmax_wait_ms = 200\n[output]\nroot = \"{}\"\nmax_file_age_secs = 30\n\
-             [metrics]\nlisten = \"{metrics_addr}\"\n",
+            "name = \"bench\"\n[kafka]\nbrokers = \"{}\"\ntopics = [\"fb\"]\ngroup_id = \"{group}\"\n\
+             [batch]\nmax_records = 1024\nmax_wait_ms = 200\n[metrics]\nlisten = \"{metrics_addr}\"\n\
+             [output]\nmax_file_age_secs = 30\n{output}",
             mock.bootstrap_servers(),
-            root.display()
         ),
     )
     .expect("pipeline file");
@@ -116,33 +175,31 @@ fn main() {
     let status = child.wait().expect("wait");
     let elapsed = start.elapsed();
     assert!(status.success(), "job exited with {status}");
-    for (&p, &end) in &ends {
-        let next = scan_progress(&root, "fb", p)
+    for (&p, &end) in ends {
+        let next = verbatim::sink::recover_partition(&store, "fb", p)
             .ok()
-            .and_then(|x| x.next_offset);
+            .and_then(|x| x.next);
         assert_eq!(next, Some(end), "partition {p} not fully committed");
     }
-    let files = verbatim::cli::demo::parquet_files(&root.join("comments")).len();
-    let on_disk: u64 = verbatim::cli::demo::parquet_files(&root)
+    let listed = store.list("comments").expect("list comments/");
+    let files = listed.len();
+    let stored: u64 = ["comments", "rejected", "mentions", "actions"]
         .iter()
-        .filter_map(|p| std::fs::metadata(p).ok())
-        .map(|m| m.len())
+        .flat_map(|t| store.list(t).unwrap_or_default())
+        .map(|l| l.size)
         .sum();
+    println!("  {label}:");
     println!(
-        "spine bench: {n} messages ({:.1} MiB of JSON) over {PARTITIONS} partitions",
-        bytes as f64 / 1048576.0
-    );
-    println!(
-        "  wall (spawn -> every offset durable in Parquet, job exited): {:.2} s",
+        "    wall (spawn -> every offset durable in Parquet, job exited): {:.2} s",
         elapsed.as_secs_f64()
     );
     println!(
-        "  throughput: {:.0} messages/s",
+        "    throughput: {:.0} messages/s",
         n as f64 / elapsed.as_secs_f64()
     );
-    println!("  peak RSS of the job: {:.1} MiB", hwm as f64 / 1024.0);
+    println!("    peak RSS of the job: {:.1} MiB", hwm as f64 / 1024.0);
     println!(
-        "  output: {files} comment files, {:.1} MiB on disk (zstd)",
-        on_disk as f64 / 1048576.0
+        "    output: {files} comment files, {:.1} MiB stored (zstd)",
+        stored as f64 / 1048576.0
     );
 }

@@ -3,9 +3,10 @@
 //! The environment variable `VERBATIM_FAILPOINT` names a point and what
 //! happens there:
 //! - `NAME` aborts the process at that point, as `kill -9` would at that
-//!   exact moment. Points: `before_rename`, `mid_rename` (after the first of
-//!   a range's renames), `after_rename` (files durable, Kafka offset not yet
-//!   committed).
+//!   exact moment. Points (see [`crate::sink::commit`]): `before_marker`
+//!   (parts staged, no marker), `mid_publish` (marker created, the first of
+//!   a range's files published), `after_publish` (range published, Kafka
+//!   offset not yet committed).
 //! - `NAME:sleep=SECS` sleeps SECS seconds the first time the point is hit
 //!   (a stalled disk). Point: `sink_write` (before a batch is written).
 //!
@@ -66,8 +67,8 @@ mod tests {
     fn specs_parse() {
         assert_eq!(parse(""), None);
         assert_eq!(
-            parse("after_rename"),
-            Some(("after_rename".into(), Action::Abort))
+            parse("after_publish"),
+            Some(("after_publish".into(), Action::Abort))
         );
         assert_eq!(
             parse("sink_write:sleep=2.5"),

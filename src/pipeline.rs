@@ -31,6 +31,7 @@ use crate::nlp::{run_operators, Operator, OperatorError};
 use crate::sink::actions::{ActionRules, ActionTopic};
 use crate::sink::dead_letter::DeadLetter;
 use crate::sink::producer::ProduceError;
+use crate::sink::store::OutputStore;
 use crate::sink::{CommittedRange, ParquetSink, SinkError, TopicPartition};
 use crate::source::backpressure::InFlight;
 use crate::source::file::{self, FileFormat};
@@ -233,6 +234,7 @@ impl PipelineBuilder {
 
     fn build(
         self,
+        store: OutputStore,
         committer: Option<KafkaCommitter>,
         in_flight: Option<Arc<InFlight>>,
         dead_letter: Option<DeadLetter>,
@@ -245,7 +247,7 @@ impl PipelineBuilder {
             embedding_dim,
         } = build_operators(&self.cfg, self.operators)?;
         stamp.embedding_dim = embedding_dim;
-        let mut sink = ParquetSink::new(&self.cfg.output, stamp, self.metrics.clone())?;
+        let mut sink = ParquetSink::new(&self.cfg.output, store, stamp, self.metrics.clone())?;
         if self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty() {
             sink = sink.with_actions(ActionRules::new(&self.cfg.actions.flags));
         }
@@ -318,14 +320,16 @@ impl PipelineBuilder {
             capacity as u64 / 2,
             self.metrics.clone(),
         ));
+        let store = OutputStore::open(&self.cfg.output).map_err(SinkError::from)?;
         let (mut source, committer) = KafkaSource::start(
             &kcfg,
-            self.cfg.output.root.clone(),
+            store.clone(),
             tx,
             Arc::clone(&flow),
             self.metrics.clone(),
         )?;
         let pipeline = match self.build(
+            store,
             Some(committer),
             Some(flow),
             dead_letter,
@@ -380,7 +384,8 @@ impl PipelineBuilder {
         format: FileFormat,
     ) -> Result<RunSummary, PipelineError> {
         let topic = file::topic_for(&path);
-        let start = crate::sink::recover_partition(&self.cfg.output.root, &topic, 0)?
+        let store = OutputStore::open(&self.cfg.output).map_err(SinkError::from)?;
+        let start = crate::sink::recover_partition(&store, &topic, 0)?
             .next
             .unwrap_or(0);
         if start > 0 {
@@ -391,7 +396,7 @@ impl PipelineBuilder {
         } else {
             Vec::new()
         };
-        let pipeline = self.build(None, None, None, None, response_topics)?;
+        let pipeline = self.build(store, None, None, None, None, response_topics)?;
         let (tx, mut rx) = mpsc::channel(4096);
         let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
         let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;

@@ -101,13 +101,14 @@ fn sigterm(child: &Child) {
 /// topic, then stops it with SIGTERM, which must drain and exit 0.
 async fn finish(
     pipeline: &Path,
-    root: &Path,
+    out: &Out,
     ends: &[(&str, std::collections::BTreeMap<i32, i64>)],
     log: &Path,
 ) {
     let mut child = spawn_job(pipeline, None, log);
     wait_for(LIMIT, "the restarted job to catch up", || {
-        ends.iter().all(|(t, e)| files_reach(root, t, e))
+        let root = out.view();
+        ends.iter().all(|(t, e)| files_reach(&root, t, e))
     })
     .await;
     sigterm(&child);
@@ -119,9 +120,85 @@ async fn finish(
     );
 }
 
-/// Crash debris (temporary files, partial ranges) of the test topics:
-/// comments on `fb` (3 partitions), follow-up events on `fb-resp` (2).
+/// Where a job under test writes, and how the test reads it back.
+enum Out {
+    /// A local folder.
+    Local(PathBuf),
+    /// `s3://verbatim/out` on a loopback S3 server, read back through a
+    /// boto3 mirror in a local folder.
+    S3 {
+        server: Arc<s3::S3Server>,
+        prefix: String,
+        mirror: PathBuf,
+    },
+}
+
+impl Out {
+    /// On an S3 server started in `dir`, with its bucket; `None` when the
+    /// server is not set up (and not required).
+    fn s3(dir: &Path) -> Option<Out> {
+        let server = s3::S3Server::start(dir)?;
+        server.create_bucket("verbatim");
+        Some(Out::S3 {
+            server: Arc::new(server),
+            prefix: "out".into(),
+            mirror: dir.join("mirror"),
+        })
+    }
+
+    /// Another prefix of the same bucket, mirrored to `mirror`.
+    fn other_prefix(&self, prefix: &str, mirror: PathBuf) -> Out {
+        match self {
+            Out::S3 { server, .. } => Out::S3 {
+                server: server.clone(),
+                prefix: prefix.into(),
+                mirror,
+            },
+            Out::Local(_) => unreachable!("prefixes are for buckets"),
+        }
+    }
+
+    /// `output.root` as the pipeline names it.
+    fn root(&self) -> PathBuf {
+        match self {
+            Out::Local(p) => p.clone(),
+            Out::S3 { prefix, .. } => PathBuf::from(format!("s3://verbatim/{prefix}")),
+        }
+    }
+
+    /// Lines the pipeline needs after `[output]`.
+    fn output_toml(&self, dir: &Path) -> String {
+        match self {
+            Out::Local(_) => String::new(),
+            Out::S3 { server, .. } => format!(
+                "spool_dir = \"{}\"\n{}",
+                dir.join("spool").display(),
+                server.storage_toml()
+            ),
+        }
+    }
+
+    /// A local folder holding the output as it is now (for S3, a fresh
+    /// mirror of the bucket made with boto3).
+    fn view(&self) -> PathBuf {
+        match self {
+            Out::Local(p) => p.clone(),
+            Out::S3 {
+                server,
+                prefix,
+                mirror,
+            } => {
+                server.mirror("verbatim", prefix, mirror);
+                mirror.clone()
+            }
+        }
+    }
+}
+
+/// Crash debris (staged parts not published, partial ranges) of the test
+/// topics: comments on `fb` (3 partitions), follow-up events on `fb-resp` (2).
 fn debris(root: &Path) -> usize {
+    let store = verbatim::sink::store::OutputStore::local(root).unwrap();
     [("fb", 3), ("fb-resp", 2)]
         .into_iter()
         .flat_map(|(t, n)| (0..n).map(move |p| (t, p)))
@@ -130,6 +207,7 @@ fn debris(root: &Path) -> usize {
                 .unwrap()
                 .debris
                 .len()
+                + verbatim::sink::commit::staged(&store, t, p).unwrap()
         })
         .sum()
 }
@@ -151,7 +229,7 @@ fn dump_log(log: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_each_commit_step_then_restart_is_exact() {
-    for point in ["before_rename", "mid_rename", "after_rename"] {
+    for point in ["before_marker", "mid_publish", "after_publish"] {
         let mock = MockKafka::start(1).unwrap();
         mock.create_topic("fb", 3).unwrap();
         mock.create_topic("fb-resp", 2).unwrap();
@@ -175,7 +253,7 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
             "{point}: the failpoint should have aborted the job"
         );
 
-        if point == "after_rename" {
+        if point == "after_publish" {
             // The scenario under test: a range is durable in files but its
             // offset never reached Kafka (on whichever topic's range
             // committed first).
@@ -190,19 +268,19 @@ async fn crash_at_each_commit_step_then_restart_is_exact() {
             });
             assert!(
                 ahead,
-                "after_rename: files should be ahead of the group's offsets"
+                "after_publish: files should be ahead of the group's offsets"
             );
         }
-        if point == "mid_rename" {
+        if point == "mid_publish" {
             let debris: usize = debris(&root);
-            assert!(debris > 0, "mid_rename: a partial range should be on disk");
+            assert!(debris > 0, "mid_publish: a partial range should be on disk");
         }
 
         let all_ends = [
             ("fb", ends(&sent, &offsets)),
             ("fb-resp", ends(&events, &ev_offsets)),
         ];
-        finish(&pipeline, &root, &all_ends, &log).await;
+        finish(&pipeline, &Out::Local(root.clone()), &all_ends, &log).await;
         assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
         assert_exact_in(
             &root,
@@ -231,6 +309,50 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Out::Local(dir.path().join("out"));
+    kill_trials(&out, dir.path(), 10, "kill9").await;
+}
+
+/// The same on a bucket: every range is committed by a create-if-absent
+/// marker on the S3 server and read back with boto3 and DuckDB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_on_s3_at_random_moments_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(out) = Out::s3(dir.path()) else {
+        return;
+    };
+    kill_trials(&out, dir.path(), 20, "kill9-s3").await;
+    // Nothing is left in staging once the last range from each start is in.
+    let view = out.view();
+    assert_eq!(
+        walk_count(&view.join("_staging")),
+        0,
+        "staging left in the bucket"
+    );
+    assert!(view.join("_commits").is_dir(), "markers are in the bucket");
+}
+
+/// Files below `dir`.
+fn walk_count(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| {
+            if e.path().is_dir() {
+                walk_count(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+/// Kills the job with SIGKILL `trials` times at random moments while
+/// messages keep arriving, then lets it finish: every message must be in
+/// exactly one row.
+async fn kill_trials(out: &Out, dir: &Path, trials: usize, group: &str) {
     let seed = std::env::var("VERBATIM_KILL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -240,44 +362,25 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
                 .unwrap()
                 .as_nanos() as u64
         });
-    eprintln!("kill -9 trials: VERBATIM_KILL_SEED={seed}");
+    eprintln!("kill -9 trials ({group}): VERBATIM_KILL_SEED={seed}");
     let mut rng = Lcg(seed);
 
     let mock = MockKafka::start(1).unwrap();
     mock.create_topic("fb", 3).unwrap();
     mock.create_topic("fb-resp", 2).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("out");
-    let log = dir.path().join("job.log");
-    let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), "kill9", &root);
+    let log = dir.join("job.log");
+    let pipeline = write_pipeline(dir, mock.bootstrap_servers(), group, &out.root());
     // Follow-up events arrive on their own topic, read by the same job.
     let toml = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(&pipeline, toml + "[responses]\ntopic = \"fb-resp\"\n").unwrap();
-
+    std::fs::write(
+        &pipeline,
+        toml + &out.output_toml(dir) + "[responses]\ntopic = \"fb-resp\"\n",
+    )
+    .unwrap();
     // Messages keep arriving while the job is being killed.
-    let bootstrap = mock.bootstrap_servers().to_string();
     let stop = Arc::new(AtomicBool::new(false));
-    let producer = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            let (mut sent, mut offsets) = (Vec::new(), Vec::new());
-            let (mut resp, mut resp_offsets) = (Vec::new(), Vec::new());
-            let mut round = 0;
-            while !stop.load(Ordering::SeqCst) && sent.len() < 30_000 {
-                let batch = messages(300, 3, &format!("k{round}"));
-                offsets.extend(produce(&bootstrap, "fb", &batch).await);
-                sent.extend(batch);
-                let events = response_messages(60, 2, &format!("k{round}"));
-                resp_offsets.extend(produce(&bootstrap, "fb-resp", &events).await);
-                resp.extend(events);
-                round += 1;
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-            (sent, offsets, resp, resp_offsets)
-        })
-    };
+    let producer = keep_producing(mock.bootstrap_servers(), &stop, 300, 60, 150);
 
-    let trials = 10;
     let mut advanced = 0;
     let mut last_files = 0usize;
     for t in 0..trials {
@@ -288,7 +391,7 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         tokio::time::sleep(delay).await;
         child.kill().unwrap(); // SIGKILL
         let _ = child.wait();
-        let files = verbatim::cli::demo::parquet_files(&root).len();
+        let files = verbatim::cli::demo::parquet_files(&out.view()).len();
         eprintln!("trial {t}: killed after {delay:?}; {files} committed files");
         if files > last_files {
             advanced += 1;
@@ -305,7 +408,8 @@ async fn kill_9_at_random_moments_loses_and_duplicates_nothing() {
         ("fb", ends(&sent, &offsets)),
         ("fb-resp", ends(&resp, &resp_offsets)),
     ];
-    finish(&pipeline, &root, &all_ends, &log).await;
+    finish(&pipeline, out, &all_ends, &log).await;
+    let root = out.view();
     let result = std::panic::catch_unwind(|| {
         assert_exact_in(&root, Some("fb"), ("comments", "id"), &sent, &offsets);
         assert_exact_in(
@@ -415,4 +519,162 @@ async fn a_static_member_killed_and_restarted_rejoins_without_waiting_for_its_se
         fixed < session,
         "static rejoin took {fixed:?}, session {session:?}"
     );
+}
+
+/// Produces `comments` messages to `fb` (3 partitions) and `events`
+/// follow-up events to `fb-resp` (2) every `pause_ms` until `stop` (or
+/// 30,000 comments); returns what was sent with its offsets.
+#[allow(clippy::type_complexity)]
+fn keep_producing(
+    bootstrap: &str,
+    stop: &Arc<AtomicBool>,
+    comments: usize,
+    events: usize,
+    pause_ms: u64,
+) -> tokio::task::JoinHandle<(Vec<Sent>, Vec<i64>, Vec<Sent>, Vec<i64>)> {
+    let bootstrap = bootstrap.to_string();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let (mut sent, mut offsets) = (Vec::new(), Vec::new());
+        let (mut resp, mut resp_offsets) = (Vec::new(), Vec::new());
+        let mut round = 0;
+        while !stop.load(Ordering::SeqCst) && sent.len() < 30_000 {
+            let batch = messages(comments, 3, &format!("k{round}"));
+            offsets.extend(produce(&bootstrap, "fb", &batch).await);
+            sent.extend(batch);
+            if events > 0 {
+                let ev = response_messages(events, 2, &format!("k{round}"));
+                resp_offsets.extend(produce(&bootstrap, "fb-resp", &ev).await);
+                resp.extend(ev);
+            }
+            round += 1;
+            tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        }
+        (sent, offsets, resp, resp_offsets)
+    })
+}
+
+/// Sends `sig` (STOP, CONT) to a child.
+fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{sig} failed");
+}
+
+/// A "zombie": one of two members is frozen (SIGSTOP) until the group gives
+/// its partitions to the other, which writes on; then it is thawed
+/// (SIGCONT) holding its stale batch. Its commit loses to the new owner's
+/// marker (it stops with the error), or it meets the revocation first and
+/// drops the batch; either way no row is lost or written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_member_thawed_with_a_stale_batch_writes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(out) = Out::s3(dir.path()) else {
+        return;
+    };
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), "zombie", &out.root());
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, toml + &out.output_toml(dir.path())).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = keep_producing(mock.bootstrap_servers(), &stop, 150, 0, 100);
+    let (log_a, log_b) = (dir.path().join("a.log"), dir.path().join("b.log"));
+    let mut a = spawn_job(&pipeline, None, &log_a);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut b = spawn_job(&pipeline, None, &log_b);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    signal(&a, "STOP");
+    // Past A's 3 s session: B owns every partition and commits on.
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    signal(&a, "CONT");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    stop.store(true, Ordering::SeqCst);
+    let (sent, offsets, _, _) = producer.await.unwrap();
+
+    let a_log = std::fs::read_to_string(&log_a).unwrap_or_default();
+    let fenced = a_log.contains("was already committed by writer");
+    let dropped = a_log.contains("assignment lost");
+    eprintln!("zombie: fenced by a marker: {fenced}; dropped its batch on revocation: {dropped}");
+    assert!(
+        fenced || dropped,
+        "the thawed member neither lost a marker race nor saw its assignment lost; log: {a_log}"
+    );
+    if fenced {
+        let status = wait_exit(&mut a, LIMIT).await;
+        assert!(!status.success(), "a fenced member stops with an error");
+    }
+    for c in [&mut a, &mut b] {
+        if c.try_wait().unwrap().is_none() {
+            sigterm(c);
+            let _ = wait_exit(c, LIMIT).await;
+        }
+    }
+    finish(&pipeline, &out, &[("fb", ends(&sent, &offsets))], &log_b).await;
+    assert_exact_in(&out.view(), Some("fb"), ("comments", "id"), &sent, &offsets);
+}
+
+/// Two instances of one group on two prefixes of one bucket, against one
+/// prefix. A writes, then B, then A again: with one prefix each message is
+/// in exactly one row; with two, A resumes from its own markers and writes
+/// what B wrote in between again (README: one prefix per group).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_prefixes_of_one_bucket_write_a_returning_partition_twice_one_prefix_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(bucket) = Out::s3(dir.path()) else {
+        return;
+    };
+    for shared in [true, false] {
+        let case = if shared { "one" } else { "two" };
+        let mock = MockKafka::start(1).unwrap();
+        mock.create_topic("fb", 3).unwrap();
+        let (pa, pb) = if shared {
+            (format!("{case}-shared"), format!("{case}-shared"))
+        } else {
+            (format!("{case}-a"), format!("{case}-b"))
+        };
+        let a = bucket.other_prefix(&pa, dir.path().join(format!("mirror-{case}-a")));
+        let b = bucket.other_prefix(&pb, dir.path().join(format!("mirror-{case}-b")));
+        let pipeline = |out: &Out, name: &str| {
+            let d = dir.path().join(format!("{case}-{name}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let p = write_pipeline(&d, mock.bootstrap_servers(), case, &out.root());
+            let toml = std::fs::read_to_string(&p).unwrap();
+            std::fs::write(&p, toml + &out.output_toml(&d)).unwrap();
+            p
+        };
+        let (pipe_a, pipe_b) = (pipeline(&a, "a"), pipeline(&b, "b"));
+        let log = dir.path().join(format!("{case}.log"));
+        let (mut sent, mut offsets) = (Vec::new(), Vec::new());
+        // Wave 1 by A, wave 2 by B, wave 3 by A again.
+        let mut wave2 = (Vec::new(), Vec::new());
+        for (i, (who, p)) in [(&a, &pipe_a), (&b, &pipe_b), (&a, &pipe_a)]
+            .into_iter()
+            .enumerate()
+        {
+            let m = messages(300, 3, &format!("{case}{i}"));
+            let o = produce(mock.bootstrap_servers(), "fb", &m).await;
+            if i == 1 {
+                wave2 = (m.clone(), o.clone());
+            }
+            sent.extend(m);
+            offsets.extend(o);
+            finish(p, who, &[("fb", ends(&sent, &offsets))], &log).await;
+        }
+        assert_exact_in(&a.view(), Some("fb"), ("comments", "id"), &sent, &offsets);
+        if !shared {
+            // B's prefix holds wave 2, which A's prefix holds as well.
+            assert_exact_in(
+                &b.view(),
+                Some("fb"),
+                ("comments", "id"),
+                &wave2.0,
+                &wave2.1,
+            );
+        }
+    }
 }

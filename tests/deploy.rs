@@ -134,3 +134,81 @@ fn alert_rules_load_and_use_exported_metrics() {
         assert!(used.contains(m), "no alert uses {m}");
     }
 }
+
+#[test]
+fn kubernetes_manifest_runs_a_valid_pipeline_with_the_jobs_probes() {
+    let Some(py) = python_with("yaml") else {
+        return;
+    };
+    let path = root().join("deploy/kubernetes/verbatim.yaml");
+    let out = run_ok(
+        Command::new(py)
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(list(yaml.safe_load_all(open(sys.argv[1])))))",
+            ])
+            .arg(&path),
+    );
+    let docs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let kind = |k: &str| {
+        docs.iter()
+            .find(|d| d["kind"] == k)
+            .unwrap_or_else(|| panic!("no {k} in the manifest"))
+    };
+    let toml = kind("ConfigMap")["data"]["pipeline.toml"]
+        .as_str()
+        .expect("pipeline.toml in the ConfigMap");
+    let deploy = kind("Deployment");
+    assert!(deploy["spec"]["replicas"].as_u64().unwrap() >= 2);
+    let c = &deploy["spec"]["template"]["spec"]["containers"][0];
+    // The pipeline the pods run is valid, writes a bucket, and serves
+    // metrics on the port the probes and the scrape annotation name.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("pipeline.toml");
+    std::fs::write(&p, toml).unwrap();
+    let check = run_ok(
+        Command::new(env!("CARGO_BIN_EXE_verbatim"))
+            .arg("check")
+            .arg(&p)
+            .current_dir(root()),
+    );
+    let shown = String::from_utf8_lossy(&check.stdout);
+    assert!(shown.contains("root = \"s3://"), "{shown}");
+    let cfg = verbatim::config::PipelineConfig::from_toml(toml, &p).unwrap();
+    let listen = cfg.metrics.listen.expect("metrics.listen");
+    let port: u16 = listen.rsplit(':').next().unwrap().parse().unwrap();
+    assert_eq!(c["ports"][0]["containerPort"].as_u64(), Some(port as u64));
+    let annotations = &deploy["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/port"], port.to_string());
+    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/livez");
+    for probe in ["readinessProbe", "livenessProbe"] {
+        assert_eq!(
+            c[probe]["httpGet"]["port"], c["ports"][0]["name"],
+            "{probe}"
+        );
+    }
+    // The container runs that pipeline, mounted from the ConfigMap.
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(args[..2], ["run", "--pipeline"]);
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "pipeline")
+        .expect("the pipeline volume is mounted");
+    assert!(args[2].starts_with(mount["mountPath"].as_str().unwrap()));
+    // The spool is a volume of its own.
+    let spool = cfg.output.spool_dir.expect("output.spool_dir");
+    assert!(c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| spool.starts_with(m["mountPath"].as_str().unwrap())));
+}

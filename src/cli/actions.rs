@@ -24,7 +24,7 @@ pub enum ActionsAction {
     /// percentile), and write `action_status/action_status.parquet`.
     Status {
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
         /// Pipeline file whose `[actions.sla]` applies. Default: the
         /// built-in pipelines/feedback.toml (4h, 24h, 72h, 7d).

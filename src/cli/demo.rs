@@ -480,6 +480,13 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
         };
         for e in rd.flatten() {
             let p = e.path();
+            // Hidden (`.x`) and underscore (`_staging`) entries are not data.
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') || n.starts_with('_'))
+            {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else if p.extension().is_some_and(|x| x == "parquet") {
@@ -496,7 +503,7 @@ pub fn parquet_files(dir: &Path) -> Vec<PathBuf> {
 #[derive(clap::Args, Debug)]
 pub struct DemoArgs {
     /// Where to write (cleared first if it holds an earlier demo).
-    #[arg(long, default_value = "out/demo", value_parser = crate::config::parse_output_root)]
+    #[arg(long, default_value = "out/demo", value_parser = crate::config::parse_local_root)]
     pub output_root: PathBuf,
 }
 

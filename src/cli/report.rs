@@ -10,7 +10,7 @@ use anyhow::Context;
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
     /// The job's output root (holds comments/).
-    #[arg(long, value_parser = crate::config::parse_output_root)]
+    #[arg(long, value_parser = crate::config::parse_local_root)]
     pub output_root: PathBuf,
     /// First day to include (event date, UTC), e.g. 2026-11-01.
     #[arg(long)]

@@ -21,7 +21,7 @@ pub enum ThemesAction {
     /// List every theme, largest first: id, comments, label.
     List {
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
         /// Print JSON.
         #[arg(long)]
@@ -32,7 +32,7 @@ pub enum ThemesAction {
         /// Theme id (a merged-away id shows the theme that took it in).
         id: u32,
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
     },
     /// Give a theme a label of your own; refits and relabelling keep it.
@@ -42,7 +42,7 @@ pub enum ThemesAction {
         /// The new label.
         label: String,
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
     },
     /// Merge theme B into theme A; B's id then stands for A.
@@ -52,7 +52,7 @@ pub enum ThemesAction {
         /// The theme merged into it.
         b: u32,
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
     },
     /// Re-cluster the stored embeddings as a batch job, keep the ids that
@@ -60,7 +60,7 @@ pub enum ThemesAction {
     /// model version; running jobs take it over at their next commit.
     Refit {
         /// The job's output root (comments/ with embeddings, themes/).
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
         /// Pipeline whose [themes] settings to use when there is no model yet.
         #[arg(long)]
@@ -83,7 +83,7 @@ pub enum ThemesAction {
     /// shares, spike flag) from comments/.
     Daily {
         /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_output_root)]
+        #[arg(long, value_parser = crate::config::parse_local_root)]
         output_root: PathBuf,
     },
 }

@@ -31,7 +31,7 @@ pub use metrics::MetricsConfig;
 pub use nlp::{
     example_threshold, Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples,
 };
-pub use output::{parse_output_root, OutputConfig, RejectedConfig, RootError};
+pub use output::{parse_local_root, parse_output_root, OutputConfig, RejectedConfig, RootError};
 pub use responses::{ResponseFields, ResponsesConfig};
 pub use themes::ThemesConfig;
 
@@ -207,6 +207,39 @@ impl PipelineConfig {
         Ok(cfg)
     }
 
+    /// Refuses, with a bucket root, the parts that still keep state in a
+    /// local folder in this version.
+    fn check_bucket_features(&self, url: &str, bad: &Invalid<'_>) -> Result<(), ConfigError> {
+        let analyze = self.nlp.as_ref().is_some_and(|n| n.analyze);
+        let queue = self.nlp.is_some() && !self.actions.flags.is_empty();
+        let local = "is kept in a local folder in this version, and output.root is the bucket";
+        if self.nlp.is_some() && self.themes.enabled {
+            return Err(bad.err(
+                "themes.enabled",
+                format!("is true: theme state {local} {url:?}"),
+                "set [themes] enabled = false for a bucket root, or write to a folder",
+            ));
+        }
+        if analyze
+            && self.input.fields.customer_id.is_some()
+            && self.actions.repeat_window().ok().flatten().is_some()
+        {
+            return Err(bad.err(
+                "actions.repeat_window",
+                format!("is on: customer history {local} {url:?}"),
+                "set repeat_window = \"off\" for a bucket root, or write to a folder",
+            ));
+        }
+        if queue && self.actions.status_every().ok().flatten().is_some() {
+            return Err(bad.err(
+                "actions.status_every",
+                format!("is on: action_status/ {local} {url:?}"),
+                "set status_every = \"off\" for a bucket root, or write to a folder",
+            ));
+        }
+        Ok(())
+    }
+
     /// Checks every value; `path` names the file in messages.
     pub fn validate(&self, path: &Path) -> Result<(), ConfigError> {
         let checker = Invalid(path);
@@ -243,6 +276,9 @@ impl PipelineConfig {
         self.input.validate(&checker)?;
         self.batch.validate(&checker)?;
         self.output.validate(&checker)?;
+        if let Some(url) = self.output.bucket_url() {
+            self.check_bucket_features(url, &checker)?;
+        }
         self.metrics.validate(&checker)?;
         if let Some(n) = &self.nlp {
             n.validate(&checker)?;
@@ -453,13 +489,23 @@ impl PipelineConfig {
                 }
             }
         }
+        for (key, v) in shown.output.storage.iter_mut() {
+            if crate::sink::store::is_secret_key(key) {
+                *v = "***".into();
+            }
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
     /// `pipeline_version` column value: verbatim's version plus a short hash of
     /// the resolved configuration, so rows record which settings made them.
+    /// Where the files are stored (`[output.storage]`, `spool_dir`) is left
+    /// out: it does not change a row, and it holds credentials.
     pub fn version_tag(&self) -> String {
-        let toml = toml::to_string(self).unwrap_or_default();
+        let mut hashed = self.clone();
+        hashed.output.storage.clear();
+        hashed.output.spool_dir = None;
+        let toml = toml::to_string(&hashed).unwrap_or_default();
         let digest = Sha256::digest(toml.as_bytes());
         let h: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
         format!("verbatim {} cfg:{h}", env!("CARGO_PKG_VERSION"))
@@ -479,31 +525,74 @@ mod tests {
         assert_eq!(ok(r"C:\data\verbatim"), PathBuf::from(r"C:\data\verbatim"));
         assert_eq!(ok("file:///data/verbatim"), PathBuf::from("/data/verbatim"));
         assert_eq!(ok("file://localhost/data"), PathBuf::from("/data"));
-        for (url, scheme) in [
-            ("s3://bucket/out", "s3"),
-            ("gs://bucket", "gs"),
-            ("az://container/x", "az"),
-            ("ABFS://c@acct.dfs.core.windows.net/x", "abfs"),
-            ("http://localhost:9000/b", "http"),
+        // Buckets are kept as written (scheme lower-cased); commands that
+        // read a local folder refuse them with the fix.
+        for (url, kept) in [
+            ("s3://bucket/out", "s3://bucket/out"),
+            ("gs://bucket", "gs://bucket"),
+            ("az://container/x", "az://container/x"),
+            (
+                "ABFS://c@acct.dfs.core.windows.net/x",
+                "abfs://c@acct.dfs.core.windows.net/x",
+            ),
         ] {
+            assert_eq!(ok(url), PathBuf::from(kept));
+            let scheme = kept.split_once("://").unwrap().0;
             assert_eq!(
-                parse_output_root(url),
-                Err(RootError::ObjectStore {
+                parse_local_root(url),
+                Err(RootError::LocalOnly {
                     scheme: scheme.into()
                 })
             );
         }
+        assert_eq!(
+            parse_output_root("http://localhost:9000/b"),
+            Err(RootError::Unsupported {
+                scheme: "http".into()
+            })
+        );
         assert!(matches!(
             parse_output_root("file://nas/share"),
             Err(RootError::FileHost { .. })
         ));
         // In a pipeline file: the key and the fix; a file:// URL becomes its path.
-        let e = PipelineConfig::from_toml("[output]\nroot = 's3://b/out'\n", p())
+        let e = PipelineConfig::from_toml("[output]\nroot = 'ftp://b/out'\n", p())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("`output.root` is \"s3://b/out\""), "{e}");
-        assert!(e.contains("Fix: set a local folder"), "{e}");
+        assert!(e.contains("`output.root` is \"ftp://b/out\""), "{e}");
+        assert!(e.contains("Fix: use a folder"), "{e}");
         assert!(!e.contains(".."), "{e}");
+        let c = PipelineConfig::from_toml(
+            "[output]\nroot = 's3://b/out'\n[output.storage]\naws_region = 'eu-west-1'\n",
+            p(),
+        )
+        .unwrap();
+        assert_eq!(c.output.bucket_url(), Some("s3://b/out"));
+        let mut secret = c.clone();
+        secret
+            .output
+            .storage
+            .insert("aws_secret_access_key".into(), "hunter2".into());
+        let shown = secret.to_display_toml();
+        assert!(shown.contains("aws_secret_access_key = \"***\""), "{shown}");
+        assert!(shown.contains("aws_region = \"eu-west-1\""), "{shown}");
+        assert_eq!(
+            secret.version_tag(),
+            c.version_tag(),
+            "credentials do not change rows"
+        );
+        for (toml, key) in [
+            ("[output]\nroot = 's3:///out'\n", "`output.root`"),
+            (
+                "[output]\nroot = 'out'\n[output.storage]\naws_region = 'x'\n",
+                "`output.storage`",
+            ),
+        ] {
+            let e = PipelineConfig::from_toml(toml, p())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
         let c = PipelineConfig::from_toml("[output]\nroot = 'file:///srv/out'\n", p()).unwrap();
         assert_eq!(c.output.root, PathBuf::from("/srv/out"));
     }

@@ -1,5 +1,6 @@
 //! `[output]` and `[rejected]`: the Parquet tables and the dead-letter topic.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,9 @@ use super::{ConfigError, Invalid};
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct OutputConfig {
-    /// Root folder; `comments/`, `rejected/` live under it.
+    /// Where the tables live: a folder (or `file:///path`), or a bucket:
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`
+    /// (also `abfs://`). `comments/`, `rejected/`... live under it.
     #[serde(default = "default_root")]
     pub root: PathBuf,
     /// A partition's open files are committed once they hold this many bytes.
@@ -30,6 +33,18 @@ pub struct OutputConfig {
     /// zstd level (1–22).
     #[serde(default = "default_zstd_level")]
     pub zstd_level: i32,
+    /// `[output.storage]`: options of a bucket root, with object_store's own
+    /// key names (`aws_region`, `aws_endpoint`, `aws_allow_http`,
+    /// `aws_virtual_hosted_style_request`, `google_service_account`,
+    /// `azure_storage_account_name`, ...). They are applied over the
+    /// standard environment (AWS_*, GOOGLE_*, AZURE_*); secrets are masked by
+    /// `verbatim check`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage: BTreeMap<String, String>,
+    /// Local folder where a bucket root's parts are written before upload
+    /// (default: the system's temporary folder). Unused for a local root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spool_dir: Option<PathBuf>,
 }
 
 fn default_root() -> PathBuf {
@@ -60,6 +75,8 @@ impl Default for OutputConfig {
             max_buffered_bytes: default_max_buffered_bytes(),
             row_group_rows: default_row_group_rows(),
             zstd_level: default_zstd_level(),
+            storage: BTreeMap::new(),
+            spool_dir: None,
         }
     }
 }
@@ -77,14 +94,24 @@ pub struct RejectedConfig {
 /// Why an output root cannot be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RootError {
-    /// An object-store URL (`s3://`, `gs://`, `az://`, `abfs://`, `http://`…).
+    /// A URL scheme no store serves (`http://`, `ftp://`...).
     #[error(
-        "`{scheme}://` is object storage, which this version cannot write: it \
-         commits files by renaming them in a folder. Fix: set a local folder or a \
-         shared POSIX filesystem path (NFS, EFS, Filestore), e.g. /data/verbatim, \
-         and copy committed files to the bucket from there"
+        "`{scheme}://` is not a store verbatim can write. Fix: use a folder, \
+         file:///absolute/path, s3://bucket/prefix, gs://bucket/prefix, \
+         az://container/prefix or abfs://container@account.dfs.core.windows.net/prefix"
     )]
-    ObjectStore {
+    Unsupported {
+        /// The URL's scheme.
+        scheme: String,
+    },
+    /// A bucket URL given to a command that reads a local folder.
+    #[error(
+        "`{scheme}://` is object storage, and this command reads a local folder \
+         in this version (the stream job and `verbatim ingest` write buckets). \
+         Fix: copy the tables to a folder (e.g. `aws s3 sync`) and point \
+         --output-root there"
+    )]
+    LocalOnly {
         /// The URL's scheme.
         scheme: String,
     },
@@ -98,10 +125,14 @@ pub enum RootError {
     },
 }
 
-/// Reads an output root (`output.root`, `--output-root`): a plain path, or a
-/// `file:///absolute/path` URL, which becomes that path. Any other URL is
-/// refused: before this check `s3://bucket/out` quietly became a local
-/// folder named `s3:`.
+/// URL schemes of the buckets `output.root` can name.
+pub const BUCKET_SCHEMES: [&str; 6] = ["s3", "s3a", "gs", "az", "abfs", "abfss"];
+
+/// Reads an output root (`output.root`, `ingest --output-root`): a plain
+/// path, a `file:///absolute/path` URL (which becomes that path), or a
+/// bucket URL (kept as written; see [`OutputConfig::bucket_url`]). Any
+/// other URL is refused: before this check `s3://bucket/out` quietly became
+/// a local folder named `s3:`.
 pub fn parse_output_root(s: &str) -> Result<PathBuf, RootError> {
     let Some((scheme, rest)) = s.split_once("://") else {
         return Ok(PathBuf::from(s));
@@ -116,10 +147,12 @@ pub fn parse_output_root(s: &str) -> Result<PathBuf, RootError> {
     if !is_scheme {
         return Ok(PathBuf::from(s));
     }
-    if !scheme.eq_ignore_ascii_case("file") {
-        return Err(RootError::ObjectStore {
-            scheme: scheme.to_ascii_lowercase(),
-        });
+    let lower = scheme.to_ascii_lowercase();
+    if BUCKET_SCHEMES.contains(&lower.as_str()) {
+        return Ok(PathBuf::from(format!("{lower}://{rest}")));
+    }
+    if lower != "file" {
+        return Err(RootError::Unsupported { scheme: lower });
     }
     match rest.split_once('/') {
         Some(("" | "localhost", path)) => Ok(PathBuf::from(format!("/{path}"))),
@@ -129,6 +162,23 @@ pub fn parse_output_root(s: &str) -> Result<PathBuf, RootError> {
     }
 }
 
+/// Reads the `--output-root` of a command that reads a local folder
+/// (report, themes, actions, demo): like [`parse_output_root`], but a
+/// bucket URL is refused with the fix.
+pub fn parse_local_root(s: &str) -> Result<PathBuf, RootError> {
+    let p = parse_output_root(s)?;
+    match bucket_scheme(&p) {
+        Some(scheme) => Err(RootError::LocalOnly { scheme }),
+        None => Ok(p),
+    }
+}
+
+/// The bucket scheme of a root read by [`parse_output_root`], if it is one.
+fn bucket_scheme(root: &std::path::Path) -> Option<String> {
+    let (scheme, _) = root.to_str()?.split_once("://")?;
+    BUCKET_SCHEMES.contains(&scheme).then(|| scheme.to_string())
+}
+
 impl OutputConfig {
     /// Reads a `file://` root as its path (see [`parse_output_root`]); other
     /// roots are left for [`OutputConfig::validate`] to check.
@@ -136,6 +186,12 @@ impl OutputConfig {
         if let Some(p) = self.root.to_str().and_then(|s| parse_output_root(s).ok()) {
             self.root = p;
         }
+    }
+
+    /// The root as a bucket URL (`s3://bucket/prefix`...), or `None` for a
+    /// local folder.
+    pub fn bucket_url(&self) -> Option<&str> {
+        bucket_scheme(&self.root).and_then(|_| self.root.to_str())
     }
 
     /// Checks every `[output]` value.
@@ -156,6 +212,22 @@ impl OutputConfig {
                 "output.root",
                 "is empty".into(),
                 "set a folder, e.g. root = \"out/feedback\"",
+            ));
+        }
+        if let Some(url) = self.bucket_url() {
+            let rest = url.split_once("://").map_or("", |(_, r)| r);
+            if rest.split('/').next().unwrap_or("").is_empty() {
+                return Err(bad.err(
+                    "output.root",
+                    format!("is {url:?}, which names no bucket"),
+                    "write it as s3://bucket/prefix",
+                ));
+            }
+        } else if !self.storage.is_empty() {
+            return Err(bad.err(
+                "output.storage",
+                "is set, but output.root is a local folder".into(),
+                "remove [output.storage], or set output.root to a bucket URL (s3://bucket/prefix)",
             ));
         }
         if self.max_file_bytes < 1024 {

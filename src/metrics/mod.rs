@@ -98,6 +98,8 @@ pub struct Metrics {
     pub files: Family<TableLabel, Counter>,
     /// Bytes in committed files.
     pub bytes: Counter,
+    /// Commits lost to another writer's marker (this instance was stale).
+    pub commits_fenced: Counter,
     /// Offset commits to Kafka, by result.
     pub offset_commits: Family<ResultLabel, Counter>,
     /// Records produced to the dead-letter topic.
@@ -163,6 +165,7 @@ impl Metrics {
             comments: Counter::default(),
             rejected: Family::default(),
             files: Family::default(),
+            commits_fenced: Counter::default(),
             bytes: Counter::default(),
             offset_commits: Family::default(),
             dead_letters: Counter::default(),
@@ -207,6 +210,11 @@ impl Metrics {
             "files_committed",
             "Parquet files committed, by table",
             m.files.clone(),
+        );
+        r.register(
+            "commits_fenced",
+            "Range commits lost to another writer's marker: this instance held partitions the group had given away",
+            m.commits_fenced.clone(),
         );
         r.register(
             "committed_bytes",

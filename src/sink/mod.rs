@@ -1,12 +1,17 @@
 //! Parquet sink: appends each batch to per-partition open files and commits
-//! them (fsync, rename, fsync the folder) when they are big or old enough, or
-//! when the partition is revoked or the job stops.
+//! them when they are big or old enough, or when the partition is revoked or
+//! the job stops: one create-if-absent marker per range, then the files are
+//! published under their final names ([`commit`]), on a local folder or a
+//! bucket ([`store`]).
 //!
 //! The sink never talks to Kafka. The pipeline commits a partition's offset
 //! only after [`ParquetSink::commit`] has returned the [`CommittedRange`],
 //! so Kafka's committed offsets always trail the files (end-to-end acks).
 //!
-//! - [`files`]: names, temporary files, and progress recovered from names.
+//! - [`store`]: the output root as an object store (folder, S3, GCS, Azure).
+//! - [`commit`]: the commit protocol (markers, publish, recovery, fencing).
+//! - [`files`]: final file names, and progress read from names in folders
+//!   written before markers.
 //! - [`schema`]: the columns of `comments/` and `rejected/`.
 //! - [`dead_letter`]: the optional dead-letter topic for rejected messages.
 //! - [`actions`]: the action queue (`actions/` and the optional action topic).
@@ -14,15 +19,16 @@
 //! - [`read`]: reading committed tables back, for the offline commands.
 
 pub mod actions;
+pub mod commit;
 pub mod dead_letter;
 pub mod files;
 mod part;
 pub mod producer;
 pub mod read;
 pub mod schema;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -70,6 +76,44 @@ pub enum SinkError {
     /// The configured zstd level was refused.
     #[error("zstd level {0}: {1}")]
     Compression(i32, parquet::errors::ParquetError),
+    /// The output store failed (after its own retries with backoff).
+    #[error(transparent)]
+    Store(Box<store::StoreError>),
+    /// A commit marker could not be written or read back.
+    #[error("commit marker {path}: {message}")]
+    Marker {
+        /// The marker.
+        path: String,
+        /// What is wrong, and the fix.
+        message: String,
+    },
+    /// Another writer committed this range first: this instance held a
+    /// partition the group had given to another (it was frozen, or cut off
+    /// from the brokers, past its session). Its uncommitted rows are
+    /// dropped; a restart reads the assignment again and nothing is lost or
+    /// written twice.
+    #[error(
+        "{topic}/{partition}: the range from offset {first} was already committed by \
+         writer {holder}; this instance had lost the partition (a stale member, e.g. \
+         frozen past kafka session.timeout.ms). Its uncommitted rows were dropped. Fix: \
+         none needed; restart it (Kubernetes does) and it rejoins the group"
+    )]
+    Fenced {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Start offset of the range.
+        first: i64,
+        /// The writer that holds the marker.
+        holder: String,
+    },
+}
+
+impl From<store::StoreError> for SinkError {
+    fn from(e: store::StoreError) -> Self {
+        SinkError::Store(Box::new(e))
+    }
 }
 
 const DISK_FULL_FIX: &str = ". Fix: free space on the output volume (or point output.root at a larger one) and restart; uncommitted rows are read again from their source, so nothing is lost or written twice";
@@ -119,8 +163,8 @@ pub struct CommittedRange {
     pub first: i64,
     /// Last offset covered.
     pub last: i64,
-    /// Final paths of the committed files.
-    pub files: Vec<PathBuf>,
+    /// Final paths of the committed files, relative to the output root.
+    pub files: Vec<String>,
     /// Comment rows in the range.
     pub comment_rows: u64,
     /// Rejected rows in the range.
@@ -161,7 +205,9 @@ impl OpenRange {
 
 /// Writes `comments/` and `rejected/` under one output root.
 pub struct ParquetSink {
-    root: PathBuf,
+    store: store::OutputStore,
+    /// This sink's writer id, in its staging names and markers.
+    writer: String,
     max_file_bytes: u64,
     max_age: Duration,
     max_buffered_bytes: usize,
@@ -184,8 +230,13 @@ const MAX_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
 const MAX_OPEN_WRITERS: usize = 48;
 
 impl ParquetSink {
-    /// A sink writing under `cfg.root`.
-    pub fn new(cfg: &OutputConfig, stamp: Stamp, metrics: Metrics) -> Result<Self, SinkError> {
+    /// A sink writing to `store` with the settings of `cfg`.
+    pub fn new(
+        cfg: &OutputConfig,
+        store: store::OutputStore,
+        stamp: Stamp,
+        metrics: Metrics,
+    ) -> Result<Self, SinkError> {
         let level = ZstdLevel::try_new(cfg.zstd_level)
             .map_err(|e| SinkError::Compression(cfg.zstd_level, e))?;
         // Float vectors: no dictionary (it never pays off and costs time),
@@ -211,9 +262,9 @@ impl ParquetSink {
                 ),
             ]))
             .build();
-        files::create_dir_durable(&cfg.root).map_err(io_err("creating", &cfg.root))?;
         Ok(Self {
-            root: cfg.root.clone(),
+            store,
+            writer: commit::writer_id(),
             max_file_bytes: cfg.max_file_bytes,
             max_age: Duration::from_secs(cfg.max_file_age_secs),
             max_buffered_bytes: usize::try_from(cfg.max_buffered_bytes).unwrap_or(usize::MAX),
@@ -227,22 +278,28 @@ impl ParquetSink {
         })
     }
 
+    /// A sink writing to the store `cfg` names (see [`store::OutputStore::open`]).
+    pub fn open(cfg: &OutputConfig, stamp: Stamp, metrics: Metrics) -> Result<Self, SinkError> {
+        let store = store::OutputStore::open(cfg)?;
+        Self::new(cfg, store, stamp, metrics)
+    }
+
     /// Also writes `actions/`: one row per comment these rules queue.
     pub fn with_actions(mut self, rules: ActionRules) -> Self {
         self.actions = Some(rules);
         self
     }
 
-    /// The output root.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// The output store.
+    pub fn store(&self) -> &store::OutputStore {
+        &self.store
     }
 
-    /// Recovers where `(topic, partition)` stands (see [`recover_partition`]),
+    /// Recovers where `(topic, partition)` stands (see [`commit::recover`]),
     /// first dropping anything this sink still has open for it.
     pub fn recover(&mut self, topic: &str, partition: i32) -> Result<Resume, SinkError> {
         self.abort(&(topic.to_string(), partition));
-        recover_partition(&self.root, topic, partition)
+        commit::recover(&self.store, topic, partition)
     }
 
     /// Names the partition's next ranges with this epoch: the one its files
@@ -426,15 +483,12 @@ impl ParquetSink {
         let part = match range.files.entry((table, dt)) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
             std::collections::btree_map::Entry::Vacant(v) => {
-                let dir = files::partition_dir(&self.root, table, dt);
-                files::create_dir_durable(&dir).map_err(io_err("creating", &dir))?;
-                let tmp = dir.join(files::temp_name(
-                    topic,
-                    partition,
-                    range.epoch,
-                    range.first,
-                    table,
-                ));
+                let key = commit::partition_key(topic, partition, range.epoch);
+                let staging = commit::staging_path(&key, range.first, &self.writer, table, dt);
+                let tmp = self.store.write_path(&staging);
+                if let Some(dir) = tmp.parent() {
+                    files::create_dir_durable(dir).map_err(io_err("creating", dir))?;
+                }
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
@@ -442,7 +496,7 @@ impl ParquetSink {
                     Table::Actions => schema::actions_schema(),
                     Table::Responses => schema::responses_schema(),
                 };
-                v.insert(Part::new(tmp, schema))
+                v.insert(Part::new(tmp, staging, schema))
             }
         };
         part.append(rb, &self.props, self.spill_bytes)
@@ -491,29 +545,20 @@ impl ParquetSink {
         v
     }
 
-    /// Commits the open files of one partition: closes each, fsyncs it,
-    /// renames it to its final name and fsyncs its folder. Returns `None` if
-    /// the partition had nothing open.
+    /// Commits the open files of one partition (see [`commit`]): closes
+    /// each, stages it, creates the range's marker if no other writer did,
+    /// then publishes the files under their final names. Returns `None` if
+    /// the partition had nothing open, [`SinkError::Fenced`] if another
+    /// writer committed the range first.
     pub fn commit(&mut self, tp: &TopicPartition) -> Result<Option<CommittedRange>, SinkError> {
         let Some(range) = self.open.remove(tp) else {
             return Ok(None);
         };
         let parts = range.files.len() as u32;
-        let mut done = CommittedRange {
-            topic: tp.0.clone(),
-            partition: tp.1,
-            first: range.first,
-            last: range.last,
-            files: Vec::with_capacity(range.files.len()),
-            comment_rows: 0,
-            rejected_rows: 0,
-            action_rows: 0,
-            response_rows: 0,
-        };
         let mut staged = Vec::with_capacity(range.files.len());
-        for (i, ((table, _), f)) in range.files.into_iter().enumerate() {
+        for (i, ((table, dt), f)) in range.files.into_iter().enumerate() {
             let rows = f.rows;
-            let (tmp, len) = f.finish(&self.props)?;
+            let staging = f.finish(&self.props)?;
             let name = PartName {
                 topic: files::safe_topic(&tp.0),
                 partition: tp.1,
@@ -523,36 +568,65 @@ impl ParquetSink {
                 part: i as u32 + 1,
                 parts,
             };
-            let dir = tmp.parent().map(Path::to_path_buf).unwrap_or_default();
-            staged.push((table, tmp, dir.join(name.file_name()), len, rows));
+            staged.push(commit::Staged {
+                table,
+                staging,
+                path: format!(
+                    "{}/dt={}/{}",
+                    table.dir(),
+                    dt.format("%Y-%m-%d"),
+                    name.file_name()
+                ),
+                rows,
+            });
         }
-        crate::failpoint::hit("before_rename");
-        for (i, (table, tmp, dest, len, rows)) in staged.iter().enumerate() {
-            fs::rename(tmp, dest).map_err(io_err("renaming", tmp))?;
-            if i == 0 {
-                crate::failpoint::hit("mid_rename");
+        let marker = commit::Marker {
+            version: 1,
+            topic: files::safe_topic(&tp.0),
+            partition: tp.1,
+            epoch: range.epoch,
+            first: range.first,
+            last: range.last,
+            writer: self.writer.clone(),
+            committed_at: chrono::Utc::now(),
+            files: Vec::new(),
+        };
+        let marker = match commit::commit_range(&self.store, marker, staged) {
+            Ok(m) => m,
+            Err(e) => {
+                if matches!(e, SinkError::Fenced { .. }) {
+                    self.metrics.commits_fenced.inc();
+                }
+                return Err(e);
             }
+        };
+        let mut done = CommittedRange {
+            topic: tp.0.clone(),
+            partition: tp.1,
+            first: range.first,
+            last: range.last,
+            files: Vec::with_capacity(marker.files.len()),
+            comment_rows: 0,
+            rejected_rows: 0,
+            action_rows: 0,
+            response_rows: 0,
+        };
+        for f in &marker.files {
             self.metrics
                 .files
                 .get_or_create(&TableLabel {
-                    table: table.dir().into(),
+                    table: f.table.clone(),
                 })
                 .inc();
-            self.metrics.bytes.inc_by(*len);
-            match table {
-                Table::Comments => done.comment_rows += rows,
-                Table::Rejected => done.rejected_rows += rows,
-                Table::Actions => done.action_rows += rows,
-                Table::Responses => done.response_rows += rows,
-                Table::Mentions => {}
+            self.metrics.bytes.inc_by(f.bytes);
+            match f.table.as_str() {
+                "comments" => done.comment_rows += f.rows,
+                "rejected" => done.rejected_rows += f.rows,
+                "actions" => done.action_rows += f.rows,
+                "responses" => done.response_rows += f.rows,
+                _ => {}
             }
-            done.files.push(dest.clone());
-        }
-        let mut dirs: Vec<&Path> = staged.iter().filter_map(|s| s.2.parent()).collect();
-        dirs.sort();
-        dirs.dedup();
-        for d in dirs {
-            files::fsync_dir(d).map_err(io_err("fsyncing", d))?;
+            done.files.push(f.path.clone());
         }
         let now = chrono::Utc::now();
         for ms in &range.kafka_ms {
@@ -563,7 +637,7 @@ impl ParquetSink {
         self.metrics
             .sink_buffered_bytes
             .set(self.buffered_bytes() as i64);
-        crate::failpoint::hit("after_rename");
+        crate::failpoint::hit("after_publish");
         Ok(Some(done))
     }
 
@@ -607,22 +681,15 @@ pub struct Resume {
     pub epoch: u32,
 }
 
-/// Recovers where `(topic, partition)` stands from the committed files under
-/// `root`, deleting debris a crash left (temporary files, partial ranges).
-pub fn recover_partition(root: &Path, topic: &str, partition: i32) -> Result<Resume, SinkError> {
-    let p = files::scan_progress(root, topic, partition).map_err(io_err("scanning", root))?;
-    for d in &p.debris {
-        tracing::warn!(file = %d.display(), topic, partition, "removing an uncommitted file left by an earlier crash");
-        match fs::remove_file(d) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("removing", d)(e)),
-        }
-    }
-    Ok(Resume {
-        next: p.next_offset,
-        epoch: p.epoch,
-    })
+/// Recovers where `(topic, partition)` stands from the commit markers (and
+/// the names of files written before markers) in `store`, finishing a
+/// publish a crash cut short and removing debris (see [`commit::recover`]).
+pub fn recover_partition(
+    store: &store::OutputStore,
+    topic: &str,
+    partition: i32,
+) -> Result<Resume, SinkError> {
+    commit::recover(store, topic, partition)
 }
 
 #[cfg(test)]
@@ -677,7 +744,7 @@ mod tests {
             root: root.to_path_buf(),
             ..OutputConfig::default()
         };
-        ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap()
+        ParquetSink::open(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap()
     }
 
     #[test]
@@ -708,7 +775,7 @@ mod tests {
         let r = s.commit(&("fb".into(), 0)).unwrap().unwrap();
         assert_eq!((r.first, r.last, r.files.len()), (10, 12, 3));
         assert_eq!((r.comment_rows, r.rejected_rows), (2, 1));
-        assert!(r.files.iter().all(|f| f.exists()));
+        assert!(r.files.iter().all(|f| dir.path().join(f).exists()));
         assert_eq!(
             files::scan_progress(dir.path(), "fb", 0)
                 .unwrap()
@@ -723,7 +790,7 @@ mod tests {
         );
 
         // A reader sees what was written.
-        let f = File::open(&r.files[0]).unwrap();
+        let f = File::open(dir.path().join(&r.files[0])).unwrap();
         let rd = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
             .unwrap()
             .build()
@@ -733,24 +800,31 @@ mod tests {
     }
 
     #[test]
-    fn recover_removes_uncommitted_and_abort_cleans() {
+    fn staging_of_a_crashed_writer_goes_once_a_range_from_its_start_commits() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = sink(dir.path());
-        s.spill_bytes = 0; // every row goes to its temporary file at once
+        s.spill_bytes = 0; // every row goes to its staging file at once
         let mut b = CommentBatch::default();
         b.comments.push(comment(0, 0, 1));
         s.write(&b).unwrap();
-        let tmp_count = || {
-            walk(dir.path())
-                .into_iter()
-                .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
-                .count()
-        };
-        assert_eq!(tmp_count(), 1);
-        // A second sink (a restarted process) recovers: the temp file is debris.
+        assert_eq!(inprogress(dir.path()), 1);
+        // A second sink (a restarted process) recovers: the staging file
+        // may still belong to a live writer, so it stays...
         let mut s2 = sink(dir.path());
         assert_eq!(s2.recover("fb", 0).unwrap().next, None);
-        assert_eq!(tmp_count(), 0);
+        assert_eq!(inprogress(dir.path()), 1);
+        // ...until a range from its start is committed by someone else.
+        s2.write(&b).unwrap();
+        s2.commit(&("fb".into(), 0)).unwrap().unwrap();
+        assert_eq!(inprogress(dir.path()), 0);
+        // The first writer comes back and loses: nothing of it is published.
+        let e = s.commit(&("fb".into(), 0)).unwrap_err();
+        assert!(matches!(e, SinkError::Fenced { first: 0, .. }), "{e}");
+        assert!(e.to_string().contains("Fix: none needed"), "{e}");
+        assert_eq!(s.metrics.commits_fenced.get(), 1);
+        assert_eq!(s2.recover("fb", 0).unwrap().next, Some(1));
+        let files: Vec<_> = walk(&dir.path().join("comments"));
+        assert_eq!(files.len(), 1, "{files:?}");
         s.abort(&("fb".into(), 0));
         assert!(s.open_partitions().is_empty());
     }
@@ -763,7 +837,8 @@ mod tests {
             max_file_bytes: 1024,
             ..OutputConfig::default()
         };
-        let mut s = ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
+        let mut s =
+            ParquetSink::open(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
         let mut b = CommentBatch::default();
         for o in 0..2000 {
             let mut c = comment(0, o, 1);
@@ -774,11 +849,9 @@ mod tests {
         assert_eq!(s.due(), vec![("fb".to_string(), 0)]);
     }
 
+    /// Staged parts not yet published.
     fn inprogress(dir: &Path) -> usize {
-        walk(dir)
-            .into_iter()
-            .filter(|p| p.to_string_lossy().ends_with(".inprogress"))
-            .count()
+        walk(&dir.join(commit::STAGING)).len()
     }
 
     #[test]
@@ -795,7 +868,7 @@ mod tests {
         assert!(s.buffered_bytes() > 0);
         let r = s.commit(&("fb".into(), 0)).unwrap().unwrap();
         assert_eq!((r.files.len(), r.comment_rows), (28, 28));
-        assert!(r.files.iter().all(|f| f.exists()));
+        assert!(r.files.iter().all(|f| dir.path().join(f).exists()));
         assert_eq!(s.buffered_bytes(), 0);
         assert_eq!(inprogress(dir.path()), 0);
     }
@@ -808,7 +881,8 @@ mod tests {
             max_buffered_bytes: 1024 * 1024,
             ..OutputConfig::default()
         };
-        let mut s = ParquetSink::new(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
+        let mut s =
+            ParquetSink::open(&cfg, stamp_for(&Default::default()), Metrics::new()).unwrap();
         let mut next = 0;
         for _ in 0..20 {
             let mut b = CommentBatch::default();
@@ -832,7 +906,7 @@ mod tests {
         let mut rows = 0;
         let mut groups = 0;
         for f in &r.files {
-            let f = File::open(f).unwrap();
+            let f = File::open(dir.path().join(f)).unwrap();
             let meta = parquet::file::reader::SerializedFileReader::new(f).unwrap();
             use parquet::file::reader::FileReader;
             groups += meta.metadata().num_row_groups();
@@ -863,7 +937,7 @@ mod tests {
 
     fn walk(p: &Path) -> Vec<PathBuf> {
         let mut out = vec![];
-        if let Ok(rd) = fs::read_dir(p) {
+        if let Ok(rd) = std::fs::read_dir(p) {
             for e in rd.flatten() {
                 let path = e.path();
                 if path.is_dir() {

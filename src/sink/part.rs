@@ -24,8 +24,10 @@ use super::{io_err, SinkError};
 
 /// The rows of one table and day in an open range.
 pub(super) struct Part {
-    /// The hidden temporary file (created when the writer opens).
+    /// The local file it is written to (created when the writer opens).
     pub tmp: PathBuf,
+    /// Its staging name in the store (see [`super::commit`]).
+    pub staging: String,
     schema: SchemaRef,
     writer: Option<ArrowWriter<File>>,
     pending: Vec<RecordBatch>,
@@ -38,10 +40,12 @@ impl Part {
     /// Rows held as Arrow batches past this size go to a Parquet writer.
     pub const SPILL_BYTES: usize = 4 * 1024 * 1024;
 
-    /// An empty part that will write to `tmp` (not created yet).
-    pub fn new(tmp: PathBuf, schema: SchemaRef) -> Self {
+    /// An empty part that will write to `tmp` (not created yet), staged
+    /// as `staging`.
+    pub fn new(tmp: PathBuf, staging: String, schema: SchemaRef) -> Self {
         Self {
             tmp,
+            staging,
             schema,
             writer: None,
             pending: Vec::new(),
@@ -133,17 +137,15 @@ impl Part {
         (written + self.buffered_bytes()) as u64
     }
 
-    /// Writes whatever is held, closes the file and fsyncs it; returns it
-    /// with its length.
-    pub fn finish(mut self, props: &WriterProperties) -> Result<(PathBuf, u64), SinkError> {
+    /// Writes whatever is held and closes the file; returns its staging
+    /// name (the store fsyncs or uploads it).
+    pub fn finish(mut self, props: &WriterProperties) -> Result<String, SinkError> {
         let w = self.take_writer(props)?;
-        let file = w.into_inner().map_err(|source| SinkError::Parquet {
+        w.into_inner().map_err(|source| SinkError::Parquet {
             path: self.tmp.clone(),
             source,
         })?;
-        file.sync_all().map_err(io_err("fsyncing", &self.tmp))?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        Ok((self.tmp, len))
+        Ok(self.staging)
     }
 
     /// Drops the rows and removes the temporary file if it was created.

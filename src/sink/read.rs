@@ -377,7 +377,7 @@ mod tests {
             root: dir.path().to_path_buf(),
             ..Default::default()
         };
-        let mut sink = crate::sink::ParquetSink::new(
+        let mut sink = crate::sink::ParquetSink::open(
             &cfg,
             crate::sink::stamp_for(&Default::default()),
             crate::metrics::Metrics::new(),

@@ -12,7 +12,6 @@
 //!   *lost* assignment (session timeout) is aborted instead: another member
 //!   already owns those offsets.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -93,7 +92,7 @@ pub struct SourceContext {
     /// Connection settings, for the probe that confirms an offset reset.
     client: ClientConfig,
     events: mpsc::Sender<SourceEvent>,
-    output_root: PathBuf,
+    store: crate::sink::store::OutputStore,
     metrics: Metrics,
     throttle: Arc<LogThrottle>,
     flow: Arc<InFlight>,
@@ -175,7 +174,7 @@ impl SourceContext {
     fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let mut starts = Vec::new();
         for (topic, partition) in partitions_of(tpl) {
-            match crate::sink::recover_partition(&self.output_root, &topic, partition) {
+            match crate::sink::recover_partition(&self.store, &topic, partition) {
                 Ok(Resume {
                     next: Some(next),
                     epoch,
@@ -529,7 +528,7 @@ impl KafkaSource {
     /// (messages, revocations) arrive on `events` in order.
     pub fn start(
         cfg: &KafkaConfig,
-        output_root: PathBuf,
+        store: crate::sink::store::OutputStore,
         events: mpsc::Sender<SourceEvent>,
         flow: Arc<InFlight>,
         metrics: Metrics,
@@ -557,7 +556,7 @@ impl KafkaSource {
             on_offset_reset: cfg.on_offset_reset,
             client: client_config(cfg),
             events: events.clone(),
-            output_root,
+            store,
             metrics: metrics.clone(),
             throttle: Arc::clone(&throttle),
             flow: Arc::clone(&flow),

@@ -90,6 +90,71 @@ impl S3Server {
         );
     }
 
+    /// Makes `dest` a copy of every object under `s3://bucket/prefix/` with
+    /// boto3, an S3 client independent of verbatim's: new objects are
+    /// fetched, ones gone from the bucket removed; objects that vanish while
+    /// it runs (staging being published) are skipped. Returns the number of
+    /// objects fetched.
+    pub fn mirror(&self, bucket: &str, prefix: &str, dest: &Path) -> usize {
+        const SCRIPT: &str = r#"
+import os, shutil, sys
+import boto3, botocore
+ep, bucket, prefix, dest = sys.argv[1:5]
+s3 = boto3.client("s3", endpoint_url=ep, aws_access_key_id="test",
+                  aws_secret_access_key="test", region_name="us-east-1")
+os.makedirs(dest, exist_ok=True)
+prefix = prefix.strip("/") + "/"
+keys = {}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+    for o in page.get("Contents", []):
+        keys[os.path.join(dest, o["Key"][len(prefix):])] = (o["Key"], o["Size"])
+# Objects are never rewritten in place (unique names, create-if-absent
+# markers): fetch the new ones, drop the ones gone from the bucket.
+for root, _, files in os.walk(dest):
+    for f in files:
+        p = os.path.join(root, f)
+        if p not in keys:
+            os.remove(p)
+n = 0
+for path, (key, size) in keys.items():
+    if os.path.exists(path) and os.path.getsize(path) == size:
+        continue
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        s3.download_file(bucket, key, path + ".part")
+        os.replace(path + ".part", path)
+        n += 1
+    except botocore.exceptions.ClientError:
+        pass
+print(n)
+"#;
+        let Some(py) = python() else {
+            panic!("VERBATIM_PYTHON cannot import moto.server; run `bash .ci/setup.sh`")
+        };
+        let out = Command::new(py)
+            .args(["-c", SCRIPT, &self.endpoint, bucket, prefix])
+            .arg(dest)
+            .output()
+            .expect("run the boto3 mirror");
+        assert!(
+            out.status.success(),
+            "mirroring s3://{bucket}/{prefix}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0)
+    }
+
+    /// `[output.storage]` lines that point verbatim's store here.
+    pub fn storage_toml(&self) -> String {
+        format!(
+            "[output.storage]\naws_endpoint = \"{}\"\naws_allow_http = \"true\"\naws_region = \"us-east-1\"\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
+            self.endpoint
+        )
+    }
+
     /// The environment that points an AWS SDK (or `object_store`) client here.
     pub fn env(&self) -> Vec<(String, String)> {
         [
