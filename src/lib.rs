@@ -14,7 +14,7 @@
 //! | nlp    | [`nlp`]    | operators enrich the batch: [`nlp::redact`] → [`nlp::language`] → [`nlp::flags`] → [`nlp::embed`] → [`nlp::analyze`] |
 //! | themes | [`themes`] | [`themes::online`] assigns each comment a theme with a stable id |
 //! | history | [`history`] | [`history::repeat`] raises `repeat_issue` when a customer complains again about the same target |
-//! | sink   | [`sink`]   | rows are appended to Parquet; files are committed atomically |
+//! | sink   | [`sink`]   | rows are appended to Parquet; each range is committed by one marker, then published (folder or bucket) |
 //! | commit | [`source::kafka::KafkaCommitter`] | Kafka offsets are committed only after the files are durable |
 //!
 //! [`pipeline`] wires the stages together; [`comment`] is the record they

@@ -678,3 +678,87 @@ async fn two_prefixes_of_one_bucket_write_a_returning_partition_twice_one_prefix
         }
     }
 }
+
+/// The S3 server fails a fifth of requests with 500s, delays a tenth by a
+/// second, processes every marker create then "loses its reply" (a 500, so
+/// the create is retried and finds the marker made), and answers 503 to
+/// everything for 8 s, all while messages keep arriving:
+/// the job retries through it without stopping, and nothing is lost or
+/// written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_errors_are_retried_and_lose_or_duplicate_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = s3::S3Server::start_faulty(dir.path()) else {
+        return;
+    };
+    server.create_bucket("verbatim");
+    let out = Out::S3 {
+        server: Arc::new(server),
+        prefix: "out".into(),
+        mirror: dir.path().join("mirror"),
+    };
+    let Out::S3 { server, .. } = &out else {
+        unreachable!()
+    };
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 3).unwrap();
+    let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), "faults", &out.root());
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, toml + &out.output_toml(dir.path())).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let producer = keep_producing(mock.bootstrap_servers(), &stop, 150, 0, 150);
+    let log = dir.path().join("job.log");
+    let mut child = spawn_job(&pipeline, None, &log);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.faults("fail=0.2&delay=0.1&lost=1");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    server.faults("down=1");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    server.faults("down=0");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let counts = server.faults("fail=0&delay=0&lost=0");
+    eprintln!("faults injected: {counts}");
+    stop.store(true, Ordering::SeqCst);
+    let (sent, offsets, _, _) = producer.await.unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the job stopped on errors it should have retried; log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    sigterm(&child);
+    let status = wait_exit(&mut child, LIMIT).await;
+    assert!(status.success(), "SIGTERM after the faults: {status}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        text.contains("found already made by this writer"),
+        "no marker create was retried after a lost reply ({counts}); log: {text}"
+    );
+    finish(&pipeline, &out, &[("fb", ends(&sent, &offsets))], &log).await;
+    assert_exact_in(&out.view(), Some("fb"), ("comments", "id"), &sent, &offsets);
+}
+
+/// A bucket that does not exist stops the job at start, with the bucket
+/// named and the fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_stops_the_job_with_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(out) = Out::s3(dir.path()) else {
+        return;
+    };
+    let mock = MockKafka::start(1).unwrap();
+    mock.create_topic("fb", 1).unwrap();
+    let root = PathBuf::from("s3://no-such-bucket/out");
+    let pipeline = write_pipeline(dir.path(), mock.bootstrap_servers(), "missing", &root);
+    let toml = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, toml + &out.output_toml(dir.path())).unwrap();
+    let log = dir.path().join("job.log");
+    let mut child = spawn_job(&pipeline, None, &log);
+    let status = wait_exit(&mut child, LIMIT).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "{text}");
+    assert!(text.contains("s3://no-such-bucket"), "{text}");
+    assert!(
+        text.contains("Fix: create the bucket s3://no-such-bucket"),
+        "{text}"
+    );
+}

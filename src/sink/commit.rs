@@ -198,7 +198,13 @@ pub(super) fn commit_range(
     })?;
     let path = marker_path(&key, marker.first);
     if !store.put_if_absent(&path, body).map_err(store_err)? {
-        return Err(fenced(store, &marker, &parts, &path));
+        // A create retried after a reply lost on the way back finds its own
+        // marker: the range is ours. Anyone else's marker fences this writer.
+        let own = read_marker(store, &path).is_ok_and(|m| m.writer == marker.writer);
+        if !own {
+            return Err(fenced(store, &marker, &parts, &path));
+        }
+        tracing::warn!(marker = %path, "the marker's create was retried and found already made by this writer");
     }
     store.sync_dirs([path.as_str()]).map_err(store_err)?;
     publish(store, &marker)?;
@@ -521,6 +527,22 @@ mod tests {
             assert_eq!(staged(&store, "fb", 0).unwrap(), 0);
             let r = recover(&store, "fb", 0).unwrap();
             assert_eq!(r.next, Some(180));
+        }
+    }
+
+    #[test]
+    fn a_marker_create_retried_after_a_lost_reply_is_still_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in stores(dir.path()) {
+            let parts = stage(&store, 0, 9, "me");
+            // The first attempt reached the store; its reply did not reach us.
+            let mine = serde_json::to_vec(&marker(0, 9, "me")).unwrap();
+            assert!(store
+                .put_if_absent(&marker_path(&partition_key("fb", 0, 0), 0), mine)
+                .unwrap());
+            let m = commit_range(&store, marker(0, 9, "me"), parts).unwrap();
+            assert_eq!(m.files.len(), 1);
+            assert_eq!(store.list("comments").unwrap().len(), 1, "published");
         }
     }
 

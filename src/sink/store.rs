@@ -81,6 +81,9 @@ impl StoreError {
 /// The fix for a store error a user can act on ("" when there is none).
 fn fix_for_store(e: &object_store::Error, url: &str) -> String {
     let bucket = bucket_of(url);
+    if is_bucket_missing(e) {
+        return format!(". Fix: create the bucket {bucket}, or correct output.root");
+    }
     match e {
         object_store::Error::PermissionDenied { .. } => format!(
             ". Fix: give the job's credentials write access to {bucket} (s3:PutObject, s3:GetObject, s3:DeleteObject, s3:ListBucket)"
@@ -91,9 +94,7 @@ fn fix_for_store(e: &object_store::Error, url: &str) -> String {
         object_store::Error::NotImplemented { .. } => ". Fix: this store does not offer create-if-absent writes, which fence stale writers; for S3-compatible stores set [output.storage] aws_conditional_put = \"etag\" on a store that honours If-None-Match".into(),
         object_store::Error::Generic { source, .. } => {
             let s = source.to_string();
-            if s.contains("NoSuchBucket") || s.contains("bucket does not exist") {
-                format!(". Fix: create the bucket {bucket}, or correct output.root")
-            } else if s.contains("Connection refused") || s.contains("error sending request") || s.contains("dns error") {
+            if s.contains("Connection refused") || s.contains("error sending request") || s.contains("dns error") {
                 format!(". Fix: the store for {bucket} could not be reached; check [output.storage] endpoint and the network; uncommitted rows are read again from Kafka on restart, nothing is lost or written twice")
             } else {
                 String::new()
@@ -101,6 +102,14 @@ fn fix_for_store(e: &object_store::Error, url: &str) -> String {
         }
         _ => String::new(),
     }
+}
+
+/// Whether the store said the bucket itself does not exist.
+fn is_bucket_missing(e: &object_store::Error) -> bool {
+    let s = format!("{e:?}");
+    s.contains("NoSuchBucket")
+        || s.contains("ContainerNotFound")
+        || s.contains("bucket does not exist")
 }
 
 /// `s3://bucket` from `s3://bucket/prefix/obj`.
@@ -166,6 +175,22 @@ impl std::fmt::Debug for OutputStore {
         f.debug_struct("OutputStore")
             .field("url", &self.url)
             .finish()
+    }
+}
+
+/// How long a store request is retried (5xx, 429, timeouts, refused
+/// connections) before the job gives up: up to 5 minutes, backing off from
+/// 0.5 s to 30 s with jitter. object_store's default (10 retries from 0.1 s)
+/// can give up within 2 s, shorter than a store's brief outage.
+fn retry_config() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(500),
+            max_backoff: std::time::Duration::from_secs(30),
+            base: 2.0,
+        },
+        max_retries: 30,
+        retry_timeout: std::time::Duration::from_secs(300),
     }
 }
 
@@ -286,6 +311,7 @@ impl OutputStore {
                 // writers; S3 and most S3-compatible stores honour it.
                 let b = AmazonS3Builder::from_env()
                     .with_url(url)
+                    .with_retry(retry_config())
                     .with_config(AmazonS3ConfigKey::ConditionalPut, "etag");
                 with_options(b, options, AmazonS3Builder::with_config, &bad_key)?
                     .build()
@@ -293,14 +319,14 @@ impl OutputStore {
             }
             "gs" => {
                 use object_store::gcp::GoogleCloudStorageBuilder as B;
-                let b = B::from_env().with_url(url);
+                let b = B::from_env().with_url(url).with_retry(retry_config());
                 with_options(b, options, B::with_config, &bad_key)?
                     .build()
                     .map(|s| Arc::new(s) as _)
             }
             "az" | "abfs" | "abfss" | "azure" => {
                 use object_store::azure::MicrosoftAzureBuilder as B;
-                let b = B::from_env().with_url(url);
+                let b = B::from_env().with_url(url).with_retry(retry_config());
                 with_options(b, options, B::with_config, &bad_key)?
                     .build()
                     .map(|s| Arc::new(s) as _)
@@ -318,13 +344,15 @@ impl OutputStore {
             path: spool.to_path_buf(),
             source,
         })?;
-        Self::with_runtime(
+        let store = Self::with_runtime(
             inner,
             prefix,
             None,
             spool,
             url.trim_end_matches('/').to_string(),
-        )
+        )?;
+        store.probe()?;
+        Ok(store)
     }
 
     /// The store `[output]` names: its folder, or its bucket with
@@ -345,6 +373,33 @@ impl OutputStore {
     /// A store over any `object_store` (tests: the in-memory store).
     pub fn with_store(inner: Arc<dyn ObjectStore>, spool: &Path) -> Result<Self, StoreError> {
         Self::with_runtime(inner, ObjPath::default(), None, spool, "memory://".into())
+    }
+
+    /// Lists the root once, so a bucket that is missing, unreachable or
+    /// refuses the credentials stops the job at start with the fix (after
+    /// the store's own retries), not at its first commit.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let (s, p) = (self.inner.clone(), self.prefix.clone());
+        match self.block(async move { s.list_with_delimiter(Some(&p)).await }) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let fix = fix_for_store(&e, &self.url);
+                let fix = fix.strip_prefix(". Fix: ").map_or_else(
+                    || {
+                        format!(
+                            "check that {} exists and that output.root and [output.storage] (or the AWS_*/GOOGLE_*/AZURE_* environment) point at it",
+                            bucket_of(&self.url)
+                        )
+                    },
+                    str::to_string,
+                );
+                Err(StoreError::Open {
+                    url: self.url.clone(),
+                    message: e.to_string(),
+                    fix,
+                })
+            }
+        }
     }
 
     /// The root as given.

@@ -32,10 +32,82 @@ fn python() -> Option<PathBuf> {
     ok.then_some(p)
 }
 
+/// moto's server behind a WSGI middleware that injects faults, set at run
+/// time with `GET /__faults?fail=P&lost=P&delay=P&down=0|1`:
+/// - `fail`: share of requests answered 500 InternalError unprocessed;
+/// - `lost`: share of conditional PUTs (`If-None-Match`) processed, then
+///   answered 500, as when a reply is lost on the way back;
+/// - `delay`: share of requests held 1 s first;
+/// - `down`: every request answered 503 SlowDown.
+const FAULTY: &str = r#"
+import random, sys, time
+from urllib.parse import parse_qs
+from werkzeug.serving import run_simple
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+app = DomainDispatcherApplication(create_backend_app)
+state = {"fail": 0.0, "lost": 0.0, "delay": 0.0, "down": 0.0}
+counts = {"fail": 0, "lost": 0, "delay": 0, "down": 0}
+def error(start_response, status, code):
+    start_response(status, [("Content-Type", "application/xml")])
+    return [f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()]
+def faulty(environ, start_response):
+    if environ.get("PATH_INFO") == "/__faults":
+        for k, v in parse_qs(environ.get("QUERY_STRING", "")).items():
+            state[k] = float(v[0])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [repr(counts).encode()]
+    if state["down"]:
+        counts["down"] += 1
+        return error(start_response, "503 Service Unavailable", "SlowDown")
+    if random.random() < state["fail"]:
+        counts["fail"] += 1
+        return error(start_response, "500 Internal Server Error", "InternalError")
+    if random.random() < state["delay"]:
+        counts["delay"] += 1
+        time.sleep(1.0)
+    if (environ["REQUEST_METHOD"] == "PUT" and environ.get("HTTP_IF_NONE_MATCH")
+            and random.random() < state["lost"]):
+        body = b"".join(app(environ, lambda *a, **k: None))
+        counts["lost"] += 1
+        return error(start_response, "500 Internal Server Error", "InternalError")
+    return app(environ, start_response)
+run_simple("127.0.0.1", int(sys.argv[1]), faulty, threaded=True)
+"#;
+
 impl S3Server {
     /// Starts the server on a free port, logging to `dir/s3.log`; `None`
     /// (the test is skipped) when the test venv is not set up and not required.
     pub fn start(dir: &Path) -> Option<S3Server> {
+        Self::start_with(dir, false)
+    }
+
+    /// The same server behind a fault injector (see [`S3Server::faults`]).
+    pub fn start_faulty(dir: &Path) -> Option<S3Server> {
+        Self::start_with(dir, true)
+    }
+
+    /// Sets the injected faults (`fail=0.2&down=1`...); returns the counts
+    /// of faults injected so far.
+    pub fn faults(&self, query: &str) -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(self.addr).unwrap();
+        write!(
+            s,
+            "GET /__faults?{query} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut reply = String::new();
+        let _ = s.read_to_string(&mut reply);
+        assert!(reply.starts_with("HTTP/1.1 200"), "setting faults: {reply}");
+        // The body (chunked): the counts' dict.
+        match (reply.find('{'), reply.rfind('}')) {
+            (Some(a), Some(b)) if a < b => reply[a..=b].to_string(),
+            _ => String::new(),
+        }
+    }
+
+    fn start_with(dir: &Path, faulty: bool) -> Option<S3Server> {
         let Some(py) = python() else {
             let required = std::env::var("VERBATIM_REQUIRE_SETUP").is_ok_and(|v| v == "1");
             assert!(
@@ -50,8 +122,13 @@ impl S3Server {
             .local_addr()
             .unwrap();
         let log = std::fs::File::create(dir.join("s3.log")).unwrap();
-        let child = Command::new(py)
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+        let mut cmd = Command::new(py);
+        if faulty {
+            cmd.args(["-c", FAULTY]);
+        } else {
+            cmd.args(["-m", "moto.server", "-H", "127.0.0.1", "-p"]);
+        }
+        let child = cmd
             .arg(addr.port().to_string())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
