@@ -666,6 +666,48 @@ async fn two_prefixes_of_one_bucket_write_a_returning_partition_twice_one_prefix
             finish(p, who, &[("fb", ends(&sent, &offsets))], &log).await;
         }
         assert_exact_in(&a.view(), Some("fb"), ("comments", "id"), &sent, &offsets);
+        if shared {
+            // `report` reads the bucket as it reads a folder: the same
+            // report as over the boto3 copy.
+            let report = |root: &Path, extra: &[&std::ffi::OsStr]| -> serde_json::Value {
+                let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+                    .args(["report", "--format", "json", "--output-root"])
+                    .arg(root)
+                    .args(extra)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                // The clock's reading, not the data's.
+                v["generated_at"] = serde_json::Value::Null;
+                v["answered"]["as_of"] = serde_json::Value::Null;
+                v
+            };
+            let cache = dir.path().join("cache");
+            let mut from_bucket = report(
+                &a.root(),
+                &[
+                    "--pipeline".as_ref(),
+                    pipe_a.as_os_str(),
+                    "--cache-dir".as_ref(),
+                    cache.as_os_str(),
+                ],
+            );
+            let mut from_copy = report(&a.view(), &[]);
+            assert_eq!(from_bucket["output_root"], a.root().display().to_string());
+            assert_eq!(
+                from_bucket["overview"]["comments"].as_u64(),
+                Some(sent.iter().filter(|m| m.reject.is_none()).count() as u64),
+                "{from_bucket}"
+            );
+            from_bucket["output_root"] = serde_json::Value::Null;
+            from_copy["output_root"] = serde_json::Value::Null;
+            assert_eq!(from_bucket, from_copy);
+        }
         if !shared {
             // B's prefix holds wave 2, which A's prefix holds as well.
             assert_exact_in(

@@ -519,7 +519,7 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
         daily.display()
     );
     let sla = print_action_status(&output_root)?;
-    let page = render_report(&output_root, None, None, 10, ReportFormat::Html, sla)?;
+    let page = render_report(&output_root, None, None, None, 10, ReportFormat::Html, sla)?;
     let path = output_root.join("report.html");
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!(

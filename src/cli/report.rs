@@ -9,9 +9,16 @@ use anyhow::Context;
 /// solicitation, follow-up queue, survey fatigue. HTML is one offline page.
 #[derive(clap::Args, Debug)]
 pub struct ReportArgs {
-    /// The job's output root (holds comments/).
-    #[arg(long, value_parser = crate::config::parse_local_root)]
+    /// The job's output root (holds comments/): a folder, or a bucket
+    /// (`s3://bucket/prefix`...) read with the `[output.storage]` of
+    /// `--pipeline` (else the standard AWS_*/GOOGLE_*/AZURE_* environment).
+    #[arg(long, value_parser = crate::config::parse_output_root)]
     pub output_root: PathBuf,
+    /// Where a bucket's tables are copied before the report is built
+    /// (kept, so the next report fetches only new files). Default: the
+    /// system temp folder.
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// First day to include (event date, UTC), e.g. 2026-11-01.
     #[arg(long)]
     pub since: Option<chrono::NaiveDate>,
@@ -43,6 +50,7 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         out,
         min_comments,
         pipeline,
+        cache_dir,
     } = args;
     let cfg = super::load_or_default(pipeline.as_deref(), true)?;
     let sla = crate::followup::status::Sla(
@@ -51,7 +59,37 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
             .spans()
             .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?,
     );
-    let text = render_report(&output_root, since, until, min_comments, format, sla)?;
+    let bucket = crate::config::OutputConfig {
+        root: output_root.clone(),
+        ..Default::default()
+    };
+    let (root, shown) = match bucket.bucket_url() {
+        Some(url) => {
+            let cache = cache_dir.unwrap_or_else(|| {
+                std::env::temp_dir()
+                    .join("verbatim-cache")
+                    .join(crate::sink::files::safe_topic(url))
+            });
+            let store = crate::sink::store::OutputStore::remote(
+                url,
+                &cfg.output.storage,
+                &cache.join(".spool"),
+            )?;
+            let n = store.sync_down(&cache, REPORT_FOLDERS)?;
+            eprintln!("fetched {n} new files from {url} into {}", cache.display());
+            (cache, Some(url.to_string()))
+        }
+        None => (output_root, None),
+    };
+    let text = render_report(
+        &root,
+        shown.as_deref(),
+        since,
+        until,
+        min_comments,
+        format,
+        sla,
+    )?;
     match out {
         Some(p) => {
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
@@ -61,6 +99,9 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// What a report reads under an output root.
+const REPORT_FOLDERS: &[&str] = &["comments", "mentions", "actions", "responses", "themes"];
 
 /// `report --format` values.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -73,21 +114,26 @@ pub enum ReportFormat {
     Json,
 }
 
-/// Builds the report and renders it in `format`.
+/// Builds the report and renders it in `format`; `shown` names the root
+/// in the report when it was read from a copy (a bucket's).
 pub fn render_report(
     root: &Path,
+    shown: Option<&str>,
     since: Option<chrono::NaiveDate>,
     until: Option<chrono::NaiveDate>,
     min_comments: u64,
     format: ReportFormat,
     sla: crate::followup::status::Sla,
 ) -> anyhow::Result<String> {
-    let report = crate::report::ReportBuilder::new(root)
+    let mut report = crate::report::ReportBuilder::new(root)
         .since(since)
         .until(until)
         .min_comments(min_comments)
         .sla(sla)
         .build()?;
+    if let Some(s) = shown {
+        report.output_root = s.to_string();
+    }
     Ok(match format {
         ReportFormat::Html => crate::report::render::html(&report),
         ReportFormat::Md => crate::report::render::markdown(&report),

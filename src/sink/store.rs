@@ -626,6 +626,47 @@ impl OutputStore {
         Ok(out)
     }
 
+    /// Makes `dest/<folder>` a copy of each of `folders`: objects not there
+    /// (or of another size) are fetched, local files gone from the store
+    /// removed. Committed files never change under their names, so a second
+    /// sync fetches only what is new. Returns the number fetched.
+    pub fn sync_down(&self, dest: &Path, folders: &[&str]) -> Result<usize, StoreError> {
+        let io = |op: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Io { op, path, source }
+        };
+        let mut fetched = 0;
+        for folder in folders {
+            let listed = self.list(folder)?;
+            let want: std::collections::HashSet<PathBuf> =
+                listed.iter().map(|l| dest.join(&l.path)).collect();
+            for l in &listed {
+                let local = dest.join(&l.path);
+                if std::fs::metadata(&local).is_ok_and(|m| m.len() == l.size) {
+                    continue;
+                }
+                let bytes = self.get(&l.path)?;
+                super::files::write_atomic(&local, &bytes).map_err(io("writing", &local))?;
+                fetched += 1;
+            }
+            let mut stack = vec![dest.join(folder)];
+            while let Some(d) = stack.pop() {
+                let Ok(rd) = std::fs::read_dir(&d) else {
+                    continue;
+                };
+                for e in rd.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if !want.contains(&p) {
+                        std::fs::remove_file(&p).map_err(io("removing", &p))?;
+                    }
+                }
+            }
+        }
+        Ok(fetched)
+    }
+
     /// The names of the folders directly under `rel`.
     pub fn folders(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         let (s, p) = (self.inner.clone(), self.full(rel));
