@@ -803,4 +803,16 @@ async fn a_missing_bucket_stops_the_job_with_the_fix() {
         text.contains("Fix: create the bucket s3://no-such-bucket"),
         "{text}"
     );
+    // `check --connect` finds it before a start.
+    let out = Command::new(env!("CARGO_BIN_EXE_verbatim"))
+        .args(["check", "--connect"])
+        .arg(&pipeline)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("`output.root`") && err.contains("Fix: create the bucket s3://no-such-bucket"),
+        "{err}"
+    );
 }

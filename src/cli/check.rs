@@ -86,6 +86,26 @@ fn connect(cfg: &PipelineConfig, timeout: Duration) -> Vec<(String, String, Stri
             }
         }
     }
+    if let Some(url) = cfg.output.bucket_url() {
+        let t = Instant::now();
+        match crate::sink::store::OutputStore::open(&cfg.output) {
+            Ok(_) => println!(
+                "ok   output.root: {url} answered a listing in {} ms",
+                t.elapsed().as_millis()
+            ),
+            Err(e) => {
+                let text = e.to_string();
+                let (problem, fix) = text
+                    .split_once(" Fix: ")
+                    .map_or((text.as_str(), ""), |(p, f)| (p.trim_end_matches('.'), f));
+                problems.push((
+                    "output.root".to_string(),
+                    problem.to_string(),
+                    fix.to_string(),
+                ));
+            }
+        }
+    }
     match &cfg.nlp {
         None => println!("ok   nlp: no [nlp] section (the spine alone)"),
         Some(n) => {

@@ -194,6 +194,27 @@ fn retry_config() -> object_store::RetryConfig {
     }
 }
 
+/// Spool files live for one range (minutes); one a day old was left by a
+/// process that was killed, and is removed (its rows are read again).
+fn remove_stale_spool(spool: &Path) {
+    let Ok(rd) = std::fs::read_dir(spool) else {
+        return;
+    };
+    let day = std::time::Duration::from_secs(24 * 3600);
+    for e in rd.flatten() {
+        let stale = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > day);
+        if stale && e.path().is_file() {
+            tracing::info!(file = %e.path().display(), "removing a day-old spool file a killed run left");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Applies `[output.storage]` to a store builder; an unknown key is an
 /// error naming it.
 fn with_options<B, K>(
@@ -344,6 +365,7 @@ impl OutputStore {
             path: spool.to_path_buf(),
             source,
         })?;
+        remove_stale_spool(spool);
         let store = Self::with_runtime(
             inner,
             prefix,
