@@ -70,19 +70,28 @@ fn main() {
         secs * 1e9 / comments as f64
     );
     let dir = std::env::temp_dir().join(format!("verbatim-history-bench-{}", std::process::id()));
-    let path = dir.join("history/fb-p0.parquet");
+    let store = match verbatim::sink::store::OutputStore::local(&dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("opening {}: {e}", dir.display());
+            std::process::exit(1);
+        }
+    };
+    let path = "history/fb-p0.parquet";
     let t = Instant::now();
     h.prune(window);
     let pruned = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    if let Err(e) = h.save(&path) {
+    if let Err(e) = h.save(&store, path) {
         eprintln!("save failed: {e}");
         std::process::exit(1);
     }
     let saved = t.elapsed().as_secs_f64();
-    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let size = std::fs::metadata(dir.join(path))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let t = Instant::now();
-    let back = match PartitionHistory::load(&path) {
+    let back = match PartitionHistory::load(&store, path) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("load failed: {e}");

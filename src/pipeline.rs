@@ -160,7 +160,7 @@ pub fn build_operators(
                 &stages.model_languages,
             )?));
         }
-        if let Some(op) = repeat_operator(cfg) {
+        if let Some(op) = repeat_operator(cfg)? {
             operators.push(Box::new(op));
         }
     }
@@ -172,11 +172,20 @@ pub fn build_operators(
 
 /// The `history` operator, when comments carry a customer id, aspects are
 /// read (`nlp.analyze`) and `actions.repeat_window` is not `"off"`.
-fn repeat_operator(cfg: &PipelineConfig) -> Option<crate::history::repeat::RepeatOperator> {
+fn repeat_operator(
+    cfg: &PipelineConfig,
+) -> Result<Option<crate::history::repeat::RepeatOperator>, PipelineError> {
     let analyze = cfg.nlp.as_ref().is_some_and(|n| n.analyze);
-    let window = cfg.actions.repeat_window().ok().flatten()?;
-    (analyze && cfg.input.fields.customer_id.is_some())
-        .then(|| crate::history::repeat::RepeatOperator::new(&cfg.output.root, window))
+    let Some(window) = cfg.actions.repeat_window().ok().flatten() else {
+        return Ok(None);
+    };
+    if !(analyze && cfg.input.fields.customer_id.is_some()) {
+        return Ok(None);
+    }
+    let store = OutputStore::open(&cfg.output).map_err(SinkError::from)?;
+    Ok(Some(crate::history::repeat::RepeatOperator::new(
+        store, window,
+    )))
 }
 
 /// The enrichment operators of a pipeline, as [`build_operators`] made them.

@@ -210,7 +210,6 @@ impl PipelineConfig {
     /// Refuses, with a bucket root, the parts that still keep state in a
     /// local folder in this version.
     fn check_bucket_features(&self, url: &str, bad: &Invalid<'_>) -> Result<(), ConfigError> {
-        let analyze = self.nlp.as_ref().is_some_and(|n| n.analyze);
         let queue = self.nlp.is_some() && !self.actions.flags.is_empty();
         let local = "is kept in a local folder in this version, and output.root is the bucket";
         if self.nlp.is_some() && self.themes.enabled {
@@ -218,16 +217,6 @@ impl PipelineConfig {
                 "themes.enabled",
                 format!("is true: theme state {local} {url:?}"),
                 "set [themes] enabled = false for a bucket root, or write to a folder",
-            ));
-        }
-        if analyze
-            && self.input.fields.customer_id.is_some()
-            && self.actions.repeat_window().ok().flatten().is_some()
-        {
-            return Err(bad.err(
-                "actions.repeat_window",
-                format!("is on: customer history {local} {url:?}"),
-                "set repeat_window = \"off\" for a bucket root, or write to a folder",
             ));
         }
         if queue && self.actions.status_every().ok().flatten().is_some() {

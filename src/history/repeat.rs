@@ -11,8 +11,8 @@
 //! (the usual Kafka practice) so that one customer's comments share a
 //! partition; a customer spread over partitions is only matched within each.
 
+use crate::sink::store::OutputStore;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use super::store::{customer_key, history_path, HistoryError, PartitionHistory};
 use crate::batch::CommentBatch;
@@ -30,17 +30,18 @@ struct Slot {
 
 /// Finds repeat complaints from each customer's history.
 pub struct RepeatOperator {
-    root: PathBuf,
+    store: OutputStore,
     window_us: i64,
     slots: HashMap<(String, i32), Slot>,
     metrics: Option<crate::metrics::Metrics>,
 }
 
 impl RepeatOperator {
-    /// An operator keeping history under `root/history/` for `window`.
-    pub fn new(root: &Path, window: chrono::Duration) -> Self {
+    /// An operator keeping history under `history/` in the output store,
+    /// for `window`.
+    pub fn new(store: OutputStore, window: chrono::Duration) -> Self {
         Self {
-            root: root.to_path_buf(),
+            store,
             window_us: window.num_microseconds().unwrap_or(i64::MAX),
             slots: HashMap::new(),
             metrics: None,
@@ -64,22 +65,22 @@ impl RepeatOperator {
         offset: i64,
     ) -> Result<&mut Slot, OperatorError> {
         let key = (topic.to_string(), partition);
-        let path = history_path(&self.root, topic, partition);
+        let path = history_path(topic, partition);
         let reload = match self.slots.get(&key) {
             None => true,
-            Some(s) if offset > s.next => PartitionHistory::through_on_disk(&path)
+            Some(s) if offset > s.next => PartitionHistory::through_on_disk(&self.store, &path)
                 .map_err(Self::failed)?
                 .is_some_and(|t| s.history.through().is_none_or(|m| t > m)),
             Some(_) => false,
         };
         if reload {
-            let history = PartitionHistory::load(&path).map_err(Self::failed)?;
+            let history = PartitionHistory::load(&self.store, &path).map_err(Self::failed)?;
             tracing::info!(
                 topic,
                 partition,
                 customers = history.customers(),
                 "history: loaded {}",
-                path.display()
+                path
             );
             self.slots.insert(
                 key.clone(),
@@ -171,7 +172,7 @@ impl Operator for RepeatOperator {
         for ((topic, partition), slot) in self.slots.iter_mut().filter(|(_, s)| s.dirty) {
             slot.history.prune(window);
             slot.history
-                .save(&history_path(&self.root, topic, *partition))
+                .save(&self.store, &history_path(topic, *partition))
                 .map_err(Self::failed)?;
             slot.dirty = false;
         }
@@ -267,7 +268,8 @@ mod tests {
     #[test]
     fn the_second_and_third_complaint_are_repeats_with_the_earlier_ids() {
         let dir = tempfile::tempdir().unwrap();
-        let mut op = RepeatOperator::new(dir.path(), Duration::days(30));
+        let mut op =
+            RepeatOperator::new(OutputStore::local(dir.path()).unwrap(), Duration::days(30));
         let out = run(&mut op, stream());
         let got: Vec<Option<Vec<&str>>> = out.iter().map(repeat_of).collect();
         assert_eq!(
@@ -300,7 +302,8 @@ mod tests {
     #[test]
     fn a_window_shorter_than_the_gap_finds_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut op = RepeatOperator::new(dir.path(), Duration::days(3));
+        let mut op =
+            RepeatOperator::new(OutputStore::local(dir.path()).unwrap(), Duration::days(3));
         let out = run(&mut op, stream());
         assert!(out.iter().all(|c| !raised(c)));
         assert_eq!(
@@ -315,12 +318,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let all = stream();
         let whole = run(
-            &mut RepeatOperator::new(dir.path(), Duration::days(30)),
+            &mut RepeatOperator::new(OutputStore::local(dir.path()).unwrap(), Duration::days(30)),
             all.clone(),
         );
         let dir = tempfile::tempdir().unwrap();
         // First instance reads offsets 0..=4 and saves (a commit) ...
-        let mut first = RepeatOperator::new(dir.path(), Duration::days(30));
+        let mut first =
+            RepeatOperator::new(OutputStore::local(dir.path()).unwrap(), Duration::days(30));
         let a = run(&mut first, all[..5].to_vec());
         first.before_commit().unwrap();
         // ... then reads 5..=6 and saves, but dies before their files are
@@ -329,7 +333,8 @@ mod tests {
         first.before_commit().unwrap();
         drop(first);
         // A new instance resumes after offset 4: same rows as one pass.
-        let mut second = RepeatOperator::new(dir.path(), Duration::days(30));
+        let mut second =
+            RepeatOperator::new(OutputStore::local(dir.path()).unwrap(), Duration::days(30));
         let b = run(&mut second, all[5..].to_vec());
         let again: Vec<_> = a.iter().chain(&b).map(repeat_of).collect();
         assert_eq!(again, whole.iter().map(repeat_of).collect::<Vec<_>>());
@@ -343,17 +348,26 @@ mod tests {
 
     #[test]
     fn a_partition_read_elsewhere_in_between_is_reloaded_from_its_file() {
+        // On a folder, and on an object store (the in-memory one stands in
+        // for a bucket) shared by the two instances.
         let dir = tempfile::tempdir().unwrap();
-        let all = stream();
-        let mut here = RepeatOperator::new(dir.path(), Duration::days(30));
-        run(&mut here, all[..2].to_vec());
-        here.before_commit().unwrap();
-        // Another instance owns the partition for offsets 2..=5.
-        let mut there = RepeatOperator::new(dir.path(), Duration::days(30));
-        run(&mut there, all[2..6].to_vec());
-        there.before_commit().unwrap();
-        // It comes back here at offset 6: ann's complaint at 2 is known.
-        let out = run(&mut here, all[6..].to_vec());
-        assert_eq!(repeat_of(&out[0]), Some(vec!["c0", "c2"]));
+        let bucket = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let stores: [Box<dyn Fn() -> OutputStore>; 2] = [
+            Box::new(|| OutputStore::local(dir.path()).unwrap()),
+            Box::new(|| OutputStore::with_store(bucket.clone(), dir.path()).unwrap()),
+        ];
+        for store in stores {
+            let all = stream();
+            let mut here = RepeatOperator::new(store(), Duration::days(30));
+            run(&mut here, all[..2].to_vec());
+            here.before_commit().unwrap();
+            // Another instance owns the partition for offsets 2..=5.
+            let mut there = RepeatOperator::new(store(), Duration::days(30));
+            run(&mut there, all[2..6].to_vec());
+            there.before_commit().unwrap();
+            // It comes back here at offset 6: ann's complaint at 2 is known.
+            let out = run(&mut here, all[6..].to_vec());
+            assert_eq!(repeat_of(&out[0]), Some(vec!["c0", "c2"]));
+        }
     }
 }

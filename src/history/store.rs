@@ -13,9 +13,10 @@
 //! may be ahead (a crash between the two), which lookups make harmless by
 //! reading only entries at offsets below the comment being checked.
 
+use bytes::Bytes;
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
+
+use crate::sink::store::OutputStore;
 use std::sync::Arc;
 
 use arrow::array::{Array, AsArray, Int64Array, StringArray, UInt64Array};
@@ -29,19 +30,19 @@ use parquet::file::properties::WriterProperties;
 /// Errors reading or writing a history file.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// The file could not be read or written.
+    /// The file could not be read or written in the output store.
     #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
+    Store {
+        /// The file, relative to the output root.
+        path: String,
+        /// The store's error.
+        source: Box<crate::sink::store::StoreError>,
     },
     /// The file is not a history file this version can read.
     #[error("{path}: {message}. Fix: move the file away; the history restarts empty (repeats within the window are missed once)")]
     Format {
-        /// The file.
-        path: PathBuf,
+        /// The file, relative to the output root.
+        path: String,
         /// What was wrong.
         message: String,
     },
@@ -57,12 +58,12 @@ pub fn customer_key(customer_id: &str) -> u64 {
     u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
-/// Where a partition's history lives.
-pub fn history_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
-    root.join("history").join(format!(
-        "{}-p{partition}.parquet",
+/// Where a partition's history lives, relative to the output root.
+pub fn history_path(topic: &str, partition: i32) -> String {
+    format!(
+        "history/{}-p{partition}.parquet",
         crate::sink::files::safe_topic(topic)
-    ))
+    )
 }
 
 /// One recorded negative mention.
@@ -214,11 +215,12 @@ impl PartitionHistory {
         ]))
     }
 
-    /// Writes the history to `path` atomically (a temporary file, then a
-    /// rename), sorted by customer so the file compresses and diffs well.
-    pub fn save(&self, path: &Path) -> Result<(), HistoryError> {
+    /// Writes the history to `path` in `store` whole (a local root writes a
+    /// temporary file, fsyncs and renames it), sorted by customer so the
+    /// file compresses and diffs well.
+    pub fn save(&self, store: &OutputStore, path: &str) -> Result<(), HistoryError> {
         let fmt = |e: &dyn std::fmt::Display| HistoryError::Format {
-            path: path.to_path_buf(),
+            path: path.to_string(),
             message: e.to_string(),
         };
         let mut keys: Vec<u64> = self.customers.keys().copied().collect();
@@ -265,41 +267,46 @@ impl PartitionHistory {
             w.write(&batch).map_err(|e| fmt(&e))?;
             w.close().map_err(|e| fmt(&e))?;
         }
-        crate::sink::files::write_atomic(path, &bytes).map_err(|source| HistoryError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
+        store
+            .put(path, bytes)
+            .map_err(|source| HistoryError::Store {
+                path: path.to_string(),
+                source: Box::new(source),
+            })
     }
 
     /// The highest offset a saved file records, from its footer alone;
     /// `None` when there is no file (or it records nothing).
-    pub fn through_on_disk(path: &Path) -> Result<Option<i64>, HistoryError> {
-        let Some(b) = Self::open(path)? else {
+    pub fn through_on_disk(store: &OutputStore, path: &str) -> Result<Option<i64>, HistoryError> {
+        let Some(b) = Self::open(store, path)? else {
             return Ok(None);
         };
         Ok(Self::through_of(&b))
     }
 
-    fn open(path: &Path) -> Result<Option<ParquetRecordBatchReaderBuilder<File>>, HistoryError> {
-        let f = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+    fn open(
+        store: &OutputStore,
+        path: &str,
+    ) -> Result<Option<ParquetRecordBatchReaderBuilder<Bytes>>, HistoryError> {
+        let bytes = match store.get(path) {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
             Err(source) => {
-                return Err(HistoryError::Io {
-                    path: path.to_path_buf(),
-                    source,
+                return Err(HistoryError::Store {
+                    path: path.to_string(),
+                    source: Box::new(source),
                 })
             }
         };
-        ParquetRecordBatchReaderBuilder::try_new(f)
+        ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
             .map(Some)
             .map_err(|e| HistoryError::Format {
-                path: path.to_path_buf(),
+                path: path.to_string(),
                 message: e.to_string(),
             })
     }
 
-    fn through_of(b: &ParquetRecordBatchReaderBuilder<File>) -> Option<i64> {
+    fn through_of(b: &ParquetRecordBatchReaderBuilder<Bytes>) -> Option<i64> {
         b.metadata()
             .file_metadata()
             .key_value_metadata()?
@@ -312,13 +319,13 @@ impl PartitionHistory {
     }
 
     /// Reads a saved history; an empty one when there is no file.
-    pub fn load(path: &Path) -> Result<Self, HistoryError> {
+    pub fn load(store: &OutputStore, path: &str) -> Result<Self, HistoryError> {
         let mut h = Self::new();
-        let Some(b) = Self::open(path)? else {
+        let Some(b) = Self::open(store, path)? else {
             return Ok(h);
         };
         let fmt = |message: String| HistoryError::Format {
-            path: path.to_path_buf(),
+            path: path.to_string(),
             message,
         };
         h.through = Self::through_of(&b);
@@ -426,23 +433,32 @@ mod tests {
     #[test]
     fn a_saved_history_reads_back_the_same() {
         let dir = tempfile::tempdir().unwrap();
-        let path = history_path(dir.path(), "file:feedback.jsonl", 3);
-        assert!(path.ends_with("history/file_feedback.jsonl-p3.parquet"));
-        assert_eq!(PartitionHistory::through_on_disk(&path).unwrap(), None);
-        assert_eq!(PartitionHistory::load(&path).unwrap().entries(), 0);
+        let store = OutputStore::local(dir.path()).unwrap();
+        let path = history_path("file:feedback.jsonl", 3);
+        assert_eq!(path, "history/file_feedback.jsonl-p3.parquet");
+        assert_eq!(
+            PartitionHistory::through_on_disk(&store, &path).unwrap(),
+            None
+        );
+        assert_eq!(PartitionHistory::load(&store, &path).unwrap().entries(), 0);
         let mut h = PartitionHistory::new();
         let ann = customer_key("ann");
         h.record(ann, &["product", "delivery"], DAY, 7, "a1");
         h.record(customer_key("bob"), &["staff"], 2 * DAY, 9, "b1");
-        h.save(&path).unwrap();
-        assert_eq!(PartitionHistory::through_on_disk(&path).unwrap(), Some(9));
-        let back = PartitionHistory::load(&path).unwrap();
+        h.save(&store, &path).unwrap();
+        assert_eq!(
+            PartitionHistory::through_on_disk(&store, &path).unwrap(),
+            Some(9)
+        );
+        let back = PartitionHistory::load(&store, &path).unwrap();
         assert_eq!((back.customers(), back.entries()), (2, 3));
         assert_eq!(back.through(), Some(9));
         assert_eq!(ids(back.earlier(ann, "delivery", DAY, 8, DAY)), ["a1"]);
         // A file that is not a history says how to recover.
-        std::fs::write(&path, b"not parquet").unwrap();
-        let e = PartitionHistory::load(&path).unwrap_err().to_string();
+        std::fs::write(dir.path().join(&path), b"not parquet").unwrap();
+        let e = PartitionHistory::load(&store, &path)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("move the file away"), "{e}");
     }
 }
