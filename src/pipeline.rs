@@ -301,7 +301,6 @@ impl PipelineBuilder {
             self.cfg.actions.sla.spans(),
         );
         let queue = self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty();
-        let self_root = self.cfg.output.root.clone();
         // Follow-up events come in on their own topic, read by the same
         // consumer (and the same exactly-once commit).
         let response_topics: Vec<String> = self.cfg.responses.topic.iter().cloned().collect();
@@ -337,6 +336,7 @@ impl PipelineBuilder {
             Arc::clone(&flow),
             self.metrics.clone(),
         )?;
+        let status_store = store.clone();
         let pipeline = match self.build(
             store,
             Some(committer),
@@ -360,7 +360,7 @@ impl PipelineBuilder {
         // from the event loop; they only read committed files.
         let status_task = match (statuses.0, statuses.1) {
             (Some(every), Ok(sla)) if queue => Some(crate::followup::spawn_status_task(
-                self_root,
+                status_store,
                 crate::followup::status::Sla(sla),
                 every,
                 pipeline.metrics.clone(),

@@ -23,8 +23,10 @@ pub enum ActionsAction {
     /// counts per priority with the time to a first answer (median and 90th
     /// percentile), and write `action_status/action_status.parquet`.
     Status {
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
+        /// The job's output root: a folder, or a bucket (`s3://bucket/prefix`...)
+        /// read with the `[output.storage]` of `--pipeline` (else the
+        /// standard AWS_*/GOOGLE_*/AZURE_* environment).
+        #[arg(long, value_parser = crate::config::parse_output_root)]
         output_root: PathBuf,
         /// Pipeline file whose `[actions.sla]` applies. Default: the
         /// built-in pipelines/feedback.toml (4h, 24h, 72h, 7d).
@@ -55,8 +57,17 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
         .spans()
         .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?);
     let as_of = as_of.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
-    let report = table::status_of(&output_root, &sla, as_of)?;
-    let path = table::write_status(&output_root, &report)?;
+    let store = crate::sink::store::OutputStore::open(&crate::config::OutputConfig {
+        root: output_root.clone(),
+        storage: cfg.output.storage.clone(),
+        spool_dir: Some(std::env::temp_dir().join("verbatim-cache").join(
+            crate::sink::files::safe_topic(&output_root.to_string_lossy()),
+        )),
+        ..Default::default()
+    })?;
+    let root = store.readable(&table::STATUS_INPUTS)?;
+    let report = table::status_of(&root, &sla, as_of)?;
+    let path = format!("{}/{}", store.url(), table::write_status(&store, &report)?);
     let counts = report.counts();
     let mut rows = Vec::new();
     for (i, label) in PRIORITIES.iter().enumerate() {
@@ -91,7 +102,7 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
                 "duplicate_responses": report.duplicates,
                 "early_responses": report.early,
                 "later_responses": report.later,
-                "table": path.display().to_string(),
+                "table": path,
             }))?
         );
         return Ok(());
@@ -130,6 +141,6 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
             report.unmatched, report.duplicates, report.early
         );
     }
-    println!("wrote {}", path.display());
+    println!("wrote {path}");
     Ok(())
 }

@@ -540,7 +540,8 @@ fn print_action_status(root: &Path) -> anyhow::Result<crate::followup::status::S
         .spans()
         .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?);
     let report = crate::followup::table::status_of(root, &sla, chrono::Utc::now())?;
-    let path = crate::followup::table::write_status(root, &report)?;
+    let store = crate::sink::store::OutputStore::local(root)?;
+    let path = root.join(crate::followup::table::write_status(&store, &report)?);
     let n = |s: Status| report.actions.iter().filter(|a| a.status == s).count();
     let late = report
         .actions

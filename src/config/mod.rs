@@ -210,20 +210,12 @@ impl PipelineConfig {
     /// Refuses, with a bucket root, the parts that still keep state in a
     /// local folder in this version.
     fn check_bucket_features(&self, url: &str, bad: &Invalid<'_>) -> Result<(), ConfigError> {
-        let queue = self.nlp.is_some() && !self.actions.flags.is_empty();
         let local = "is kept in a local folder in this version, and output.root is the bucket";
         if self.nlp.is_some() && self.themes.enabled {
             return Err(bad.err(
                 "themes.enabled",
                 format!("is true: theme state {local} {url:?}"),
                 "set [themes] enabled = false for a bucket root, or write to a folder",
-            ));
-        }
-        if queue && self.actions.status_every().ok().flatten().is_some() {
-            return Err(bad.err(
-                "actions.status_every",
-                format!("is on: action_status/ {local} {url:?}"),
-                "set status_every = \"off\" for a bucket root, or write to a folder",
             ));
         }
         Ok(())

@@ -12,10 +12,10 @@
 pub mod status;
 pub mod table;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::metrics::{Metrics, PriorityLabel};
+use crate::sink::store::OutputStore;
 use status::{Sla, Status, StatusReport};
 
 pub use crate::metrics::PRIORITY_LABELS as PRIORITIES;
@@ -38,11 +38,13 @@ pub fn publish(metrics: &Metrics, report: &StatusReport) {
     }
 }
 
-/// Recomputes the statuses under `root` every `every` (on a blocking
+/// Recomputes the statuses in `store` every `every` (on a blocking
 /// thread, apart from the event loop), publishing the metric and writing
-/// the snapshot; a failed run is logged and retried at the next tick.
+/// the snapshot; a failed run is logged and retried at the next tick. A
+/// bucket's `actions/` and `responses/` are read from a local copy that
+/// each run brings up to date (new files only).
 pub fn spawn_status_task(
-    root: PathBuf,
+    store: OutputStore,
     sla: Sla,
     every: Duration,
     metrics: Metrics,
@@ -52,12 +54,13 @@ pub fn spawn_status_task(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let (root, metrics) = (root.clone(), metrics.clone());
+            let (store, metrics) = (store.clone(), metrics.clone());
             let run = tokio::task::spawn_blocking(move || {
+                let root = store.readable(&table::STATUS_INPUTS)?;
                 let report = table::status_of(&root, &sla, chrono::Utc::now())?;
                 publish(&metrics, &report);
                 if !report.actions.is_empty() {
-                    table::write_status(&root, &report)?;
+                    table::write_status(&store, &report)?;
                 }
                 Ok::<_, crate::sink::read::ReadError>(report.actions.len())
             })
@@ -109,21 +112,36 @@ mod tests {
             .contains("verbatim_actions_overdue{priority=\"urgent\"} 0"));
     }
 
-    /// Writes one committed-looking file of `table` under `root`.
-    fn write(root: &std::path::Path, table: &str, batch: &arrow::record_batch::RecordBatch) {
-        let dir = root.join(table).join("dt=2026-11-02");
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = std::fs::File::create(dir.join("t-p0-o1-1-1of1.parquet")).unwrap();
-        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
-        w.write(batch).unwrap();
-        w.close().unwrap();
+    /// Writes one committed-looking file of `table` in `store`.
+    fn write(store: &OutputStore, table: &str, batch: &arrow::record_batch::RecordBatch) {
+        let bytes = crate::sink::files::parquet_bytes(batch).unwrap();
+        store
+            .put(
+                &format!("{table}/dt=2026-11-02/t-p0-o1-1-1of1.parquet"),
+                bytes,
+            )
+            .unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_job_task_reads_the_tables_sets_the_gauge_and_writes_the_snapshot() {
+        // On a folder, and on an object store (the in-memory one stands in
+        // for a bucket).
+        let dir = tempfile::tempdir().unwrap();
+        let folder = OutputStore::local(&dir.path().join("out")).unwrap();
+        let bucket = OutputStore::with_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            dir.path(),
+        )
+        .unwrap();
+        for store in [folder, bucket] {
+            status_task_round(store).await;
+        }
+    }
+
+    async fn status_task_round(store: OutputStore) {
         use crate::comment::{Comment, Evidence, Outcome, Response, SourceCoords};
         use crate::sink::schema;
-        let dir = tempfile::tempdir().unwrap();
         let stamp = schema::Stamp {
             pipeline: "p".into(),
             pipeline_version: "v".into(),
@@ -158,7 +176,7 @@ mod tests {
             .filter_map(|c| Some((c, rules.action(c)?)))
             .collect();
         write(
-            dir.path(),
+            &store,
             "actions",
             &schema::actions_batch(&rows, &stamp).unwrap(),
         );
@@ -174,17 +192,18 @@ mod tests {
             ingest_time: at,
         };
         write(
-            dir.path(),
+            &store,
             "responses",
             &schema::responses_batch(&[&answer], &stamp).unwrap(),
         );
         let m = Metrics::new();
         let sla = Sla([chrono::Duration::hours(4); 4]);
         let every = Duration::from_millis(50);
-        let task = spawn_status_task(dir.path().to_path_buf(), sla, every, m.clone());
-        let snapshot = table::status_path(dir.path());
+        let task = spawn_status_task(store.clone(), sla, every, m.clone());
         let start = std::time::Instant::now();
-        while !(snapshot.is_file() && m.render().contains("priority=\"urgent\"} 1")) {
+        while !(store.exists(table::STATUS_FILE).unwrap()
+            && m.render().contains("priority=\"urgent\"} 1"))
+        {
             assert!(start.elapsed() < Duration::from_secs(20), "{}", m.render());
             tokio::time::sleep(every).await;
         }
@@ -195,8 +214,9 @@ mod tests {
             text.contains("verbatim_actions_overdue{priority=\"normal\"} 0"),
             "{text}"
         );
-        assert_eq!(table::read_actions(dir.path()).unwrap().len(), 2);
-        let r = table::status_of(dir.path(), &sla, at + chrono::Duration::hours(2)).unwrap();
+        let root = store.readable(&table::STATUS_INPUTS).unwrap();
+        assert_eq!(table::read_actions(&root).unwrap().len(), 2);
+        let r = table::status_of(&root, &sla, at + chrono::Duration::hours(2)).unwrap();
         let got: Vec<(&str, Status)> = r
             .actions
             .iter()

@@ -16,10 +16,17 @@ use chrono::{DateTime, Utc};
 use super::status::{compute, ActionRow, ResponseRow, Sla, StatusReport};
 use crate::comment::Outcome;
 use crate::sink::read::{committed_files_of, file_batches, string_list, ReadError};
+use crate::sink::store::OutputStore;
 
-/// Where the snapshot goes under the output root.
+/// The snapshot, relative to the output root.
+pub const STATUS_FILE: &str = "action_status/action_status.parquet";
+
+/// The tables the statuses are computed from.
+pub const STATUS_INPUTS: [&str; 2] = ["actions", "responses"];
+
+/// Where the snapshot is under a local output root.
 pub fn status_path(root: &Path) -> PathBuf {
-    root.join("action_status").join("action_status.parquet")
+    root.join(STATUS_FILE)
 }
 
 /// A string column's value (`None` when absent or null).
@@ -183,18 +190,16 @@ pub fn status_batch(r: &StatusReport) -> Result<RecordBatch, arrow::error::Arrow
     RecordBatch::try_new(schema, cols)
 }
 
-/// Writes the snapshot atomically under `root`.
-pub fn write_status(root: &Path, r: &StatusReport) -> Result<PathBuf, ReadError> {
-    let path = status_path(root);
+/// Writes the snapshot whole to [`STATUS_FILE`] in `store` (a local root
+/// writes a temporary file, fsyncs and renames it); returns its path
+/// relative to the root.
+pub fn write_status(store: &OutputStore, r: &StatusReport) -> Result<&'static str, ReadError> {
     let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
-        path: path.clone(),
+        path: STATUS_FILE.into(),
         message: e.to_string(),
     };
     let batch = status_batch(r).map_err(|e| perr(&e))?;
     let bytes = crate::sink::files::parquet_bytes(&batch).map_err(|e| perr(&e))?;
-    crate::sink::files::write_atomic(&path, &bytes).map_err(|source| ReadError::Io {
-        path: path.clone(),
-        source,
-    })?;
-    Ok(path)
+    store.put(STATUS_FILE, bytes)?;
+    Ok(STATUS_FILE)
 }

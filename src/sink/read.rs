@@ -38,6 +38,15 @@ pub enum ReadError {
         /// The reader's error.
         message: String,
     },
+    /// The output store failed.
+    #[error(transparent)]
+    Store(Box<crate::sink::store::StoreError>),
+}
+
+impl From<crate::sink::store::StoreError> for ReadError {
+    fn from(e: crate::sink::store::StoreError) -> Self {
+        ReadError::Store(Box::new(e))
+    }
 }
 
 /// One comment as the report and the theme tables read it from `comments/`.

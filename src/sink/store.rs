@@ -689,6 +689,19 @@ impl OutputStore {
         Ok(fetched)
     }
 
+    /// A local folder holding `folders` as they are now, for code that
+    /// reads Parquet files by path: the root itself when it is local; for a
+    /// bucket, a copy under the spool folder brought up to date with
+    /// [`OutputStore::sync_down`] (new files only).
+    pub fn readable(&self, folders: &[&str]) -> Result<PathBuf, StoreError> {
+        if let Some(root) = &self.local {
+            return Ok(root.clone());
+        }
+        let cache = self.spool.join(".read-cache");
+        self.sync_down(&cache, folders)?;
+        Ok(cache)
+    }
+
     /// The names of the folders directly under `rel`.
     pub fn folders(&self, rel: &str) -> Result<Vec<String>, StoreError> {
         let (s, p) = (self.inner.clone(), self.full(rel));
