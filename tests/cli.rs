@@ -27,28 +27,55 @@ fn check_prints_resolved_settings_with_secrets_masked() {
 /// An object-store URL as the output root is refused with the fix, in the
 /// pipeline file and on the command line, and no folder named `s3:` appears.
 #[test]
-fn object_store_roots_are_refused_with_the_fix() {
+fn unsupported_roots_and_folder_only_commands_name_the_fix() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("s3.toml");
-    std::fs::write(&p, "[output]\nroot = 's3://bucket/out'\n").unwrap();
+    // A scheme no store serves.
+    let p = dir.path().join("http.toml");
+    std::fs::write(&p, "[output]\nroot = 'http://host/out'\n").unwrap();
     let out = verbatim().arg("check").arg(&p).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("s3.toml")
+        stderr.contains("http.toml")
             && stderr.contains("output.root")
-            && stderr.contains("object storage")
-            && stderr.contains("Fix:"),
+            && stderr.contains("`http://` is not a store")
+            && stderr.contains("Fix: use a folder"),
         "{stderr}"
     );
+    // A bucket is a valid root; with themes on, the part that still needs
+    // a folder is named.
+    let p = dir.path().join("s3.toml");
+    std::fs::write(&p, "[output]\nroot = 's3://bucket/out'\n").unwrap();
+    let out = verbatim().arg("check").arg(&p).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(
+        &p,
+        "[output]\nroot = 's3://bucket/out'\n[nlp]\nmodel = 'all-MiniLM-L6-v2'\n[themes]\nenabled = true\n",
+    )
+    .unwrap();
+    let out = verbatim().arg("check").arg(&p).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("themes.enabled") && stderr.contains("Fix: set [themes] enabled = false"),
+        "{stderr}"
+    );
+    // Commands that read a folder refuse a bucket, and write no `gs:` folder.
     let out = verbatim()
         .current_dir(dir.path())
-        .args(["report", "--output-root", "gs://bucket/out"])
+        .args(["themes", "list", "--output-root", "gs://bucket/out"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("`gs://` is object storage"), "{stderr}");
+    assert!(
+        stderr.contains("`gs://` is object storage, and this command reads a local folder"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("gs:").exists());
 }
 
