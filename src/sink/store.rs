@@ -574,6 +574,22 @@ impl OutputStore {
     /// Moves `from` to `to` (a rename on a local root; copy then delete on
     /// a bucket).
     pub fn rename(&self, from: &str, to: &str) -> Result<(), StoreError> {
+        if let Some(root) = &self.local {
+            // On this machine's disk: the rename itself, on this thread.
+            let (f, t) = (root.join(from), root.join(to));
+            if let Some(dir) = t.parent() {
+                super::files::create_dir_durable(dir).map_err(|source| StoreError::Io {
+                    op: "creating",
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            return std::fs::rename(&f, &t).map_err(|source| StoreError::Io {
+                op: "publishing",
+                path: f,
+                source,
+            });
+        }
         let (s, f, t) = (self.inner.clone(), self.full(from), self.full(to));
         self.block(async move { s.rename(&f, &t).await })
             .map_err(self.err("publishing", from))
@@ -602,6 +618,17 @@ impl OutputStore {
 
     /// Removes `rel`; absent is fine.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
+        if let Some(root) = &self.local {
+            let p = root.join(rel);
+            return match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StoreError::Io {
+                    op: "removing",
+                    path: p,
+                    source: e,
+                }),
+                _ => Ok(()),
+            };
+        }
         let (s, p) = (self.inner.clone(), self.full(rel));
         match self.block(async move { s.delete(&p).await }) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
