@@ -471,7 +471,7 @@ impl PipelineConfig {
             }
         }
         for (key, v) in shown.output.storage.iter_mut() {
-            if crate::sink::store::is_secret_key(key) {
+            if output::is_secret_key(key) {
                 *v = "***".into();
             }
         }

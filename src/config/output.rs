@@ -91,6 +91,27 @@ pub struct RejectedConfig {
     pub dead_letter_topic: Option<String>,
 }
 
+/// Keys of `[output.storage]` whose values are secrets (masked by
+/// `verbatim check`).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "secret",
+        "password",
+        "token",
+        "access_key",
+        "account_key",
+        "sas",
+        "credential",
+        "service_account_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+        && !k.ends_with("_id")
+        && !k.contains("path")
+        && !k.contains("file")
+}
+
 /// Why an output root cannot be written.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RootError {
@@ -266,5 +287,32 @@ impl OutputConfig {
             ));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_recognised() {
+        for k in [
+            "aws_secret_access_key",
+            "aws_session_token",
+            "azure_storage_account_key",
+            "google_service_account_key",
+            "azure_storage_sas_key",
+        ] {
+            assert!(is_secret_key(k), "{k}");
+        }
+        for k in [
+            "aws_access_key_id",
+            "aws_region",
+            "aws_endpoint",
+            "google_service_account_path",
+            "aws_allow_http",
+        ] {
+            assert!(!is_secret_key(k), "{k}");
+        }
     }
 }

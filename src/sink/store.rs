@@ -122,27 +122,6 @@ fn bucket_of(url: &str) -> String {
     }
 }
 
-/// Keys of `[output.storage]` whose values are secrets (masked by
-/// `verbatim check`).
-pub fn is_secret_key(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    [
-        "secret",
-        "password",
-        "token",
-        "access_key",
-        "account_key",
-        "sas",
-        "credential",
-        "service_account_key",
-    ]
-    .iter()
-    .any(|s| k.contains(s))
-        && !k.ends_with("_id")
-        && !k.contains("path")
-        && !k.contains("file")
-}
-
 /// An object in the store, as listed.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -811,28 +790,6 @@ mod tests {
         assert_eq!(l[0].path, "comments/dt=2026-01-01/a.parquet");
         assert!(!mem.exists(rel).unwrap());
         mem.delete(rel).unwrap();
-    }
-
-    #[test]
-    fn secrets_are_recognised() {
-        for k in [
-            "aws_secret_access_key",
-            "aws_session_token",
-            "azure_storage_account_key",
-            "google_service_account_key",
-            "azure_storage_sas_key",
-        ] {
-            assert!(is_secret_key(k), "{k}");
-        }
-        for k in [
-            "aws_access_key_id",
-            "aws_region",
-            "aws_endpoint",
-            "google_service_account_path",
-            "aws_allow_http",
-        ] {
-            assert!(!is_secret_key(k), "{k}");
-        }
     }
 
     #[test]
