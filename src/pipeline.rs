@@ -153,9 +153,10 @@ pub fn build_operators(
         operators.extend(stages.operators);
         embedding_dim = stages.embedding_dim;
         if cfg.themes.enabled {
+            let store = OutputStore::open(&cfg.output).map_err(SinkError::from)?;
             operators.push(Box::new(crate::themes::online::ThemeOperator::open(
                 &cfg.themes.calibrated(&stages.calibration),
-                &cfg.output.root,
+                crate::themes::store::ThemeStore::new(store),
                 stages.dim,
                 &stages.model_languages,
             )?));

@@ -724,3 +724,244 @@ fn eval_themes_sweeps_thresholds_over_shuffled_orders() {
     let e = String::from_utf8_lossy(&bad.stderr);
     assert!(e.contains("themes.join_similarity"), "{e}");
 }
+
+#[allow(dead_code)]
+#[path = "common/s3.rs"]
+mod s3;
+
+/// Issue 14: themes on a bucket are the themes on a folder. The same
+/// comments go through the job into a folder and into an S3 bucket (moto on
+/// loopback); then the same refit, rename, merge, `daily`, report and a
+/// second job run on each. Every answer is the same, and the bucket's files,
+/// read back with boto3 (not verbatim's client), hold the same rows, the
+/// same theme state and the same snapshot.
+#[test]
+fn themes_on_a_bucket_are_the_themes_on_a_folder() {
+    let Some(data) = ready() else { return };
+    let rows = jsonl(&data);
+    let dir = tempfile::tempdir().unwrap();
+    let Some(server) = s3::S3Server::start(dir.path()) else {
+        return;
+    };
+    // A bucket of this run's own: offline commands cache a bucket's tables
+    // in a temp folder named after its URL.
+    let bucket = format!("themes{}", std::process::id());
+    server.create_bucket(&bucket);
+    let url = format!("s3://{bucket}/lake");
+    let folder = dir.path().join("folder");
+    let folder_s = folder.to_str().unwrap().to_string();
+    let pipe = dir.path().join("demo-s3.toml");
+    std::fs::write(
+        &pipe,
+        format!(
+            "{}\n{}",
+            std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap(),
+            server.storage_toml()
+        ),
+    )
+    .unwrap();
+    // The folder's pipeline and the bucket's (with its [output.storage]).
+    let demo = root().join("pipelines/demo.toml");
+    let pipes = [demo.to_str().unwrap(), pipe.to_str().unwrap()];
+    // 640 comments from across the intents (10 batches of 64) over ten
+    // days, then 320 of them again under new ids (event times fixed, so
+    // the two runs' reports can be compared).
+    let at = |i: usize| format!("2026-11-{:02}T09:{:02}:00Z", 10 + i % 10, i % 60);
+    let first: Vec<String> = rows
+        .iter()
+        .step_by(11)
+        .take(640)
+        .enumerate()
+        .map(|(i, r)| {
+            serde_json::json!({"id": r["id"], "text": r["text"], "created_at": at(i)}).to_string()
+        })
+        .collect();
+    let again: Vec<String> = rows
+        .iter()
+        .step_by(22)
+        .take(320)
+        .enumerate()
+        .map(|(i, r)| serde_json::json!({"id": format!("again-{}", r["id"].as_str().unwrap()), "text": r["text"], "created_at": at(i)}).to_string())
+        .collect();
+    let (a, b) = (dir.path().join("a.jsonl"), dir.path().join("b.jsonl"));
+    std::fs::write(&a, first.join("\n")).unwrap();
+    std::fs::write(&b, again.join("\n")).unwrap();
+    let roots = [folder_s.as_str(), url.as_str()];
+    let on_both = |args: &[&str]| -> Vec<std::process::Output> {
+        roots
+            .iter()
+            .zip(pipes)
+            .map(|(r, p)| {
+                let mut v = args.to_vec();
+                v.extend(["--pipeline", p, "--output-root", r]);
+                verbatim(&v)
+            })
+            .collect()
+    };
+    // The bucket as boto3 sees it, in a fresh folder each time (the theme
+    // files are rewritten under their names).
+    let mirrors = std::cell::Cell::new(0);
+    let mirror = || {
+        mirrors.set(mirrors.get() + 1);
+        let m = dir.path().join(format!("mirror{}", mirrors.get()));
+        assert!(server.mirror(&bucket, "lake", &m) > 0);
+        m
+    };
+    let sorted_rows = |d: &Path| {
+        let mut v = theme_rows(d);
+        v.sort();
+        v
+    };
+    let same_files = |m: &Path, rels: &[&str]| {
+        for rel in rels {
+            let (x, y) = (
+                std::fs::read(folder.join(rel)).unwrap(),
+                std::fs::read(m.join(rel)).unwrap(),
+            );
+            if rel.ends_with(".json") {
+                // Term counts are a hash map: compare the values, not the order.
+                let v = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+                assert_eq!(
+                    v(&x),
+                    v(&y),
+                    "{rel} differs between the folder and the bucket"
+                );
+            } else {
+                assert_eq!(x, y, "{rel} differs between the folder and the bucket");
+            }
+        }
+    };
+
+    for out in on_both(&["ingest", a.to_str().unwrap()]) {
+        assert!(out.status.success());
+    }
+    let m = mirror();
+    let rows_folder = sorted_rows(&folder);
+    assert_eq!(rows_folder.len(), 640);
+    assert!(rows_folder.iter().filter(|r| r.1.is_some()).count() > 500);
+    assert_eq!(
+        rows_folder,
+        sorted_rows(&m),
+        "theme ids written to the bucket"
+    );
+    same_files(&m, &["themes/state.json", "themes/themes.parquet"]);
+
+    let listed: Vec<_> = on_both(&["themes", "list", "--json"])
+        .into_iter()
+        .map(json_of)
+        .collect();
+    assert_eq!(listed[0], listed[1]);
+    let refits: Vec<serde_json::Value> = on_both(&["themes", "refit", "--json"])
+        .into_iter()
+        .map(|o| {
+            let mut v = json_of(o);
+            v["path"] = serde_json::Value::Null;
+            v
+        })
+        .collect();
+    assert_eq!(refits[0], refits[1]);
+    assert_eq!(refits[0]["version"], 1);
+    let (ta, tb) = (
+        listed[0][0]["id"].as_u64().unwrap().to_string(),
+        listed[0][1]["id"].as_u64().unwrap().to_string(),
+    );
+    on_both(&["themes", "rename", &ta, "Card questions (curated)"]);
+    let shown: Vec<_> = on_both(&["themes", "merge", &ta, &tb])
+        .into_iter()
+        .map(|o| String::from_utf8(o.stdout).unwrap())
+        .collect();
+    assert_eq!(shown[0], shown[1]);
+    assert!(
+        shown[0].starts_with(&format!("theme {ta}: Card questions (curated)")),
+        "{}",
+        shown[0]
+    );
+    let daily: Vec<_> = on_both(&["themes", "daily"])
+        .into_iter()
+        .map(|o| String::from_utf8(o.stdout).unwrap())
+        .collect();
+    assert_eq!(daily[1], daily[0].replace(&folder_s, &url));
+    assert!(daily[0].starts_with("wrote "), "{}", daily[0]);
+    let reports: Vec<serde_json::Value> = on_both(&["report", "--format", "json"])
+        .into_iter()
+        .map(|o| {
+            let mut v = json_of(o);
+            for k in ["generated_at", "output_root"] {
+                v[k] = serde_json::Value::Null;
+            }
+            v["answered"]["as_of"] = serde_json::Value::Null;
+            v
+        })
+        .collect();
+    let diffs = json_diffs(&reports[0], &reports[1]);
+    assert!(diffs.is_empty(), "the reports differ: {diffs:?}");
+    let top = reports[0]["themes"]["top"].as_array().unwrap();
+    assert!(
+        top.iter()
+            .any(|t| t["id"] == listed[0][0]["id"] && t["label"] == "Card questions (curated)"),
+        "the report shows the curation: {top:?}"
+    );
+
+    // A second job takes version 1 and the curation over on each.
+    for out in on_both(&["ingest", b.to_str().unwrap()]) {
+        assert!(out.status.success());
+    }
+    let m = mirror();
+    let rows_folder = sorted_rows(&folder);
+    assert_eq!(rows_folder.len(), 960);
+    assert_eq!(rows_folder, sorted_rows(&m));
+    assert!(
+        rows_folder.iter().any(
+            |r| r.0.starts_with("again-") && r.2.as_deref() == Some("Card questions (curated)")
+        ),
+        "the second job wrote the curated label"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(m.join("themes/state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["version"], 1,
+        "the job on the bucket took version 1 over"
+    );
+    same_files(
+        &m,
+        &[
+            "themes/state.json",
+            "themes/themes.parquet",
+            "themes/curation.json",
+            "themes/versions/v000001.json",
+            "themes/assignments/v000001.parquet",
+            "theme_daily/theme_daily.parquet",
+        ],
+    );
+}
+
+/// The paths where two JSON values differ (the first 10), with both sides.
+fn json_diffs(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
+    fn walk(a: &serde_json::Value, b: &serde_json::Value, at: String, out: &mut Vec<String>) {
+        use serde_json::Value::{Array, Object};
+        match (a, b) {
+            _ if out.len() >= 10 => {}
+            (Object(x), Object(y)) => {
+                for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
+                    let n = serde_json::Value::Null;
+                    walk(
+                        x.get(k).unwrap_or(&n),
+                        y.get(k).unwrap_or(&n),
+                        format!("{at}.{k}"),
+                        out,
+                    );
+                }
+            }
+            (Array(x), Array(y)) if x.len() == y.len() => {
+                for (i, (p, q)) in x.iter().zip(y).enumerate() {
+                    walk(p, q, format!("{at}[{i}]"), out);
+                }
+            }
+            _ if a != b => out.push(format!("{at}: {a} vs {b}")),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(a, b, String::new(), &mut out);
+    out
+}

@@ -50,21 +50,14 @@ pub fn execute(args: ActionsArgs) -> anyhow::Result<()> {
         as_of,
         json,
     } = args.action;
-    let cfg = load_or_default(pipeline.as_deref(), true)?;
+    let cfg = load_or_default(pipeline.as_deref(), true, super::if_bucket(&output_root))?;
     let sla = Sla(cfg
         .actions
         .sla
         .spans()
         .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?);
     let as_of = as_of.map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
-    let store = crate::sink::store::OutputStore::open(&crate::config::OutputConfig {
-        root: output_root.clone(),
-        storage: cfg.output.storage.clone(),
-        spool_dir: Some(std::env::temp_dir().join("verbatim-cache").join(
-            crate::sink::files::safe_topic(&output_root.to_string_lossy()),
-        )),
-        ..Default::default()
-    })?;
+    let store = super::open_output(&output_root, &cfg, None)?;
     let root = store.readable(&table::STATUS_INPUTS)?;
     let report = table::status_of(&root, &sla, as_of)?;
     let path = format!("{}/{}", store.url(), table::write_status(&store, &report)?);

@@ -513,11 +513,11 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
     eprintln!("verbatim demo: starting an in-process Kafka mock cluster and producing the bundled sample...");
     let r = run(&output_root).await.context("demo failed")?;
     print_demo(&r);
-    let (daily, _) = crate::themes::daily::write_daily(&output_root)?;
-    println!(
-        "\nThemes over time (theme, day, counts, spike flag): {}",
-        daily.display()
-    );
+    let themes = crate::themes::store::ThemeStore::new(crate::sink::store::OutputStore::local(
+        &output_root,
+    )?);
+    let (daily, _) = crate::themes::daily::write_daily(&themes)?;
+    println!("\nThemes over time (theme, day, counts, spike flag): {daily}");
     let sla = print_action_status(&output_root)?;
     let page = render_report(&output_root, None, None, None, 10, ReportFormat::Html, sla)?;
     let path = output_root.join("report.html");

@@ -54,10 +54,11 @@ pub async fn execute(args: IngestArgs) -> anyhow::Result<()> {
     } = args;
     let responses = table == IngestTable::Responses;
     // Events need no models.
-    let mut cfg = load_or_default(pipeline.as_deref(), no_nlp || responses)?;
-    if let Some(root) = output_root {
-        cfg.output.root = root;
-    }
+    let cfg = load_or_default(
+        pipeline.as_deref(),
+        no_nlp || responses,
+        output_root.as_deref(),
+    )?;
     crate::source::file::check_input(&file)?;
     let root = cfg.output.root.clone();
     let nlp = cfg.nlp.clone();

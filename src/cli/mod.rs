@@ -118,20 +118,77 @@ fn load_nlp(path: &Path, model: Option<String>) -> anyhow::Result<crate::config:
     Ok(nlp)
 }
 
+/// The output root of an offline command as a store: a folder as it is; a
+/// bucket with `cfg`'s `[output.storage]` (else the standard environment),
+/// the tables it reads copied under `cache` (default: a folder per root in
+/// the system temp folder; kept, so the next run fetches only new files).
+fn open_output(
+    root: &Path,
+    cfg: &PipelineConfig,
+    cache: Option<std::path::PathBuf>,
+) -> anyhow::Result<crate::sink::store::OutputStore> {
+    let out = crate::config::OutputConfig {
+        root: root.to_path_buf(),
+        ..Default::default()
+    };
+    if out.bucket_url().is_none() && !root.is_dir() {
+        anyhow::bail!(
+            "--output-root {}: no such folder. Fix: give the job's output.root (a folder, or s3://bucket/prefix with --pipeline for its [output.storage])",
+            root.display()
+        );
+    }
+    let cache = cache.unwrap_or_else(|| {
+        std::env::temp_dir()
+            .join("verbatim-cache")
+            .join(crate::sink::files::safe_topic(&root.to_string_lossy()))
+    });
+    Ok(crate::sink::store::OutputStore::open(
+        &crate::config::OutputConfig {
+            storage: cfg.output.storage.clone(),
+            spool_dir: Some(cache),
+            ..out
+        },
+    )?)
+}
+
 /// The shipped `pipelines/feedback.toml`, used when no `--pipeline` is given.
 pub const DEFAULT_PIPELINE: &str = include_str!("../../pipelines/feedback.toml");
 
-/// The pipeline a command runs: the file given, else the built-in
-/// `pipelines/feedback.toml` (the full analysis); `no_nlp` drops `[nlp]`
-/// (the spine alone). Says which in its first log line.
-fn load_or_default(path: Option<&Path>, no_nlp: bool) -> anyhow::Result<PipelineConfig> {
-    let mut cfg = match path {
-        Some(p) => load(p)?,
-        None => PipelineConfig::from_toml(
+/// `root` when it is a bucket: what a command that only reads passes to
+/// [`load_or_default`] (a folder, often a local copy of a bucket, keeps the
+/// pipeline's own root, so a bucket pipeline's `[output.storage]` stays valid).
+fn if_bucket(root: &Path) -> Option<&Path> {
+    crate::config::OutputConfig {
+        root: root.to_path_buf(),
+        ..Default::default()
+    }
+    .bucket_url()
+    .map(|_| root)
+}
+
+/// The pipeline file given, else the built-in `pipelines/feedback.toml`,
+/// with `root` (a command's `--output-root`) as its `output.root`.
+fn pipeline_at(path: Option<&Path>, root: Option<&Path>) -> anyhow::Result<PipelineConfig> {
+    Ok(match path {
+        Some(p) => PipelineConfig::load_at(p, root)?,
+        None => PipelineConfig::from_toml_at(
             DEFAULT_PIPELINE,
             Path::new("pipelines/feedback.toml (built in)"),
+            root,
         )?,
-    };
+    })
+}
+
+/// The pipeline a command runs: the file given, else the built-in
+/// `pipelines/feedback.toml` (the full analysis), with `root` (the
+/// command's `--output-root`, if any) as its `output.root`; `no_nlp` drops
+/// `[nlp]` (the spine alone). Says which in its first log line.
+fn load_or_default(
+    path: Option<&Path>,
+    no_nlp: bool,
+    root: Option<&Path>,
+) -> anyhow::Result<PipelineConfig> {
+    let mut cfg = pipeline_at(path, root)?;
     if no_nlp {
         cfg.nlp = None;
     }

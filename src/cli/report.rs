@@ -14,9 +14,9 @@ pub struct ReportArgs {
     /// `--pipeline` (else the standard AWS_*/GOOGLE_*/AZURE_* environment).
     #[arg(long, value_parser = crate::config::parse_output_root)]
     pub output_root: PathBuf,
-    /// Where a bucket's tables are copied before the report is built
-    /// (kept, so the next report fetches only new files). Default: the
-    /// system temp folder.
+    /// Where a bucket's tables are copied (under `.read-cache/`) before the
+    /// report is built; kept, so the next report fetches only new and
+    /// rewritten files. Default: a folder per root in the system temp folder.
     #[arg(long)]
     pub cache_dir: Option<PathBuf>,
     /// First day to include (event date, UTC), e.g. 2026-11-01.
@@ -52,34 +52,25 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         pipeline,
         cache_dir,
     } = args;
-    let cfg = super::load_or_default(pipeline.as_deref(), true)?;
+    let cfg = super::load_or_default(pipeline.as_deref(), true, super::if_bucket(&output_root))?;
     let sla = crate::followup::status::Sla(
         cfg.actions
             .sla
             .spans()
             .map_err(|(k, p)| anyhow::anyhow!("actions.sla.{k} {p}"))?,
     );
-    let bucket = crate::config::OutputConfig {
-        root: output_root.clone(),
-        ..Default::default()
-    };
-    let (root, shown) = match bucket.bucket_url() {
-        Some(url) => {
-            let cache = cache_dir.unwrap_or_else(|| {
-                std::env::temp_dir()
-                    .join("verbatim-cache")
-                    .join(crate::sink::files::safe_topic(url))
-            });
-            let store = crate::sink::store::OutputStore::remote(
-                url,
-                &cfg.output.storage,
-                &cache.join(".spool"),
-            )?;
-            let n = store.sync_down(&cache, REPORT_FOLDERS)?;
-            eprintln!("fetched {n} new files from {url} into {}", cache.display());
-            (cache, Some(url.to_string()))
+    let store = super::open_output(&output_root, &cfg, cache_dir)?;
+    let root = store.readable(REPORT_FOLDERS)?;
+    let shown = match store.local_root() {
+        Some(_) => None,
+        None => {
+            eprintln!(
+                "read {} through a local copy in {}",
+                store.url(),
+                root.display()
+            );
+            Some(store.url().to_string())
         }
-        None => (output_root, None),
     };
     let text = render_report(
         &root,

@@ -24,7 +24,7 @@ pub struct RunArgs {
 
 /// Runs the job until a shutdown signal, then drains and commits.
 pub async fn execute(args: RunArgs) -> anyhow::Result<()> {
-    let cfg = load_or_default(args.pipeline.as_deref(), args.no_nlp)?;
+    let cfg = load_or_default(args.pipeline.as_deref(), args.no_nlp, None)?;
     let pipeline = args
         .pipeline
         .unwrap_or_else(|| PathBuf::from("pipelines/feedback.toml (built in)"));

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::load;
+use crate::config::PipelineConfig;
 use crate::themes::curation;
+use crate::themes::store::ThemeStore;
 
 /// Curate and refit the themes under an output root.
 #[derive(clap::Args, Debug)]
@@ -15,14 +16,42 @@ pub struct ThemesArgs {
     pub action: ThemesAction,
 }
 
+/// The output root a `themes` action works on.
+#[derive(clap::Args, Debug)]
+pub struct Root {
+    /// The job's output root (comments/ with embeddings, themes/): a
+    /// folder, or a bucket (`s3://bucket/prefix`...) opened with the
+    /// `[output.storage]` of `--pipeline` (else the standard
+    /// AWS_*/GOOGLE_*/AZURE_* environment); a bucket's comments/ are read
+    /// from a local copy in the system temp folder (new files only).
+    #[arg(long, value_parser = crate::config::parse_output_root)]
+    output_root: PathBuf,
+    /// Pipeline file: its `[output.storage]` opens a bucket, and `refit`
+    /// takes its `[themes]` settings when there is no model yet.
+    #[arg(long)]
+    pipeline: Option<PathBuf>,
+}
+
+impl Root {
+    /// The pipeline (or the built-in one) and the theme files under the root.
+    fn open(&self) -> anyhow::Result<(PipelineConfig, ThemeStore)> {
+        let cfg = super::pipeline_at(
+            self.pipeline.as_deref(),
+            super::if_bucket(&self.output_root),
+        )?;
+        let store = super::open_output(&self.output_root, &cfg, None)?;
+        Ok((cfg, ThemeStore::new(store)))
+    }
+}
+
 /// `verbatim themes` actions.
 #[derive(Subcommand, Debug)]
 pub enum ThemesAction {
     /// List every theme, largest first: id, comments, label.
     List {
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -31,9 +60,9 @@ pub enum ThemesAction {
     Show {
         /// Theme id (a merged-away id shows the theme that took it in).
         id: u32,
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
     },
     /// Give a theme a label of your own; refits and relabelling keep it.
     Rename {
@@ -41,9 +70,9 @@ pub enum ThemesAction {
         id: u32,
         /// The new label.
         label: String,
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
     },
     /// Merge theme B into theme A; B's id then stands for A.
     Merge {
@@ -51,20 +80,17 @@ pub enum ThemesAction {
         a: u32,
         /// The theme merged into it.
         b: u32,
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
     },
     /// Re-cluster the stored embeddings as a batch job, keep the ids that
     /// survive, mint new ones, record merges and splits, and write a new
     /// model version; running jobs take it over at their next commit.
     Refit {
-        /// The job's output root (comments/ with embeddings, themes/).
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
-        /// Pipeline whose [themes] settings to use when there is no model yet.
-        #[arg(long)]
-        pipeline: Option<PathBuf>,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
         /// Cluster everything afresh (average linkage over all stored
         /// embeddings, in a fixed order) and match the clusters to the old
         /// ids, instead of starting from the current centroids: the result
@@ -82,9 +108,9 @@ pub enum ThemesAction {
     /// Rebuild theme_daily/ (theme, day, counts, sentiment mix, complaint
     /// shares, spike flag) from comments/.
     Daily {
-        /// The job's output root.
-        #[arg(long, value_parser = crate::config::parse_local_root)]
-        output_root: PathBuf,
+        /// The output root.
+        #[command(flatten)]
+        root: Root,
     },
 }
 
@@ -113,8 +139,8 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
         }
     };
     match action {
-        ThemesAction::List { output_root, json } => {
-            let all = curation::list(&output_root)?;
+        ThemesAction::List { root, json } => {
+            let all = curation::list(&root.open()?.1)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
@@ -130,39 +156,30 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        ThemesAction::Show { id, output_root } => print(&curation::show(&output_root, id)?),
-        ThemesAction::Rename {
-            id,
-            label,
-            output_root,
-        } => {
-            print(&curation::rename(&output_root, id, &label)?);
+        ThemesAction::Show { id, root } => print(&curation::show(&root.open()?.1, id)?),
+        ThemesAction::Rename { id, label, root } => {
+            print(&curation::rename(&root.open()?.1, id, &label)?);
         }
-        ThemesAction::Merge { a, b, output_root } => print(&curation::merge(&output_root, a, b)?),
+        ThemesAction::Merge { a, b, root } => print(&curation::merge(&root.open()?.1, a, b)?),
         ThemesAction::Refit {
-            output_root,
-            pipeline,
+            root,
             from_scratch,
             rounds,
             json,
         } => {
+            let (c, store) = root.open()?;
             // Used only when there is no model yet (a stored model keeps
             // the thresholds it was made with).
-            let cfg = match &pipeline {
-                Some(p) => {
-                    let c = load(p)?;
-                    match &c.nlp {
-                        Some(nlp) => c.themes.calibrated(
-                            &crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)?
-                                .calibration,
-                        ),
-                        None => c.themes,
-                    }
-                }
-                None => crate::config::ThemesConfig::default(),
+            let cfg = match (&root.pipeline, &c.nlp) {
+                (Some(_), Some(nlp)) => c.themes.calibrated(
+                    &crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)?
+                        .calibration,
+                ),
+                (Some(_), None) => c.themes,
+                (None, _) => crate::config::ThemesConfig::default(),
             };
             let s = crate::themes::refit::refit(
-                &output_root,
+                &store,
                 &cfg,
                 crate::themes::refit::RefitOptions {
                     from_scratch,
@@ -175,13 +192,13 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
                 println!(
                     "refit: {} comments, {} themes -> {} (kept {}, new {}, retired {}, merges {}, splits {}); {:.1}% of comments kept their theme id; outliers {:.1}%; wrote {}",
                     s.comments, s.themes_before, s.themes_after, s.kept, s.new.len(), s.retired.len(), s.merges.len(), s.splits.len(),
-                    s.retention * 100.0, s.outlier_share * 100.0, s.path.display()
+                    s.retention * 100.0, s.outlier_share * 100.0, s.path
                 );
             }
         }
-        ThemesAction::Daily { output_root } => {
-            let (path, rows) = crate::themes::daily::write_daily(&output_root)?;
-            println!("wrote {} ({rows} rows)", path.display());
+        ThemesAction::Daily { root } => {
+            let (path, rows) = crate::themes::daily::write_daily(&root.open()?.1)?;
+            println!("wrote {path} ({rows} rows)");
         }
     }
     Ok(())

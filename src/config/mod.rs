@@ -189,36 +189,38 @@ fn plain_words(message: &str) -> String {
 impl PipelineConfig {
     /// Reads, parses and validates a pipeline file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_at(path, None)
+    }
+
+    /// Loads a pipeline file with `output.root` replaced by `root` (a
+    /// command's `--output-root`) before the checks.
+    pub fn load_at(path: &Path, root: Option<&Path>) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text, path)
+        Self::from_toml_at(&text, path, root)
     }
 
     /// Parses and validates TOML text; `path` is only used in messages.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        Self::from_toml_at(text, path, None)
+    }
+
+    /// Like [`PipelineConfig::from_toml`], with `output.root` replaced by
+    /// `root` (a command's `--output-root`) before the checks, so the
+    /// checks see the root the command will write.
+    pub fn from_toml_at(text: &str, path: &Path, root: Option<&Path>) -> Result<Self, ConfigError> {
         let mut cfg: PipelineConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: plain_words(e.to_string().trim_end()),
         })?;
+        if let Some(r) = root {
+            cfg.output.root = r.to_path_buf();
+        }
         cfg.output.normalize();
         cfg.validate(path)?;
         Ok(cfg)
-    }
-
-    /// Refuses, with a bucket root, the parts that still keep state in a
-    /// local folder in this version.
-    fn check_bucket_features(&self, url: &str, bad: &Invalid<'_>) -> Result<(), ConfigError> {
-        let local = "is kept in a local folder in this version, and output.root is the bucket";
-        if self.nlp.is_some() && self.themes.enabled {
-            return Err(bad.err(
-                "themes.enabled",
-                format!("is true: theme state {local} {url:?}"),
-                "set [themes] enabled = false for a bucket root, or write to a folder",
-            ));
-        }
-        Ok(())
     }
 
     /// Checks every value; `path` names the file in messages.
@@ -257,9 +259,6 @@ impl PipelineConfig {
         self.input.validate(&checker)?;
         self.batch.validate(&checker)?;
         self.output.validate(&checker)?;
-        if let Some(url) = self.output.bucket_url() {
-            self.check_bucket_features(url, &checker)?;
-        }
         self.metrics.validate(&checker)?;
         if let Some(n) = &self.nlp {
             n.validate(&checker)?;

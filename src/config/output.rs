@@ -125,12 +125,11 @@ pub enum RootError {
         /// The URL's scheme.
         scheme: String,
     },
-    /// A bucket URL given to a command that reads a local folder.
+    /// A bucket URL given to the demo, which writes a local folder.
     #[error(
-        "`{scheme}://` is object storage, and this command reads a local folder \
-         in this version (the stream job and `verbatim ingest` write buckets). \
-         Fix: copy the tables to a folder (e.g. `aws s3 sync`) and point \
-         --output-root there"
+        "`{scheme}://` is object storage, and the demo writes a local folder \
+         (the stream job, `ingest`, `report`, `themes` and `actions` take \
+         buckets). Fix: give the demo a folder, e.g. --output-root out/demo"
     )]
     LocalOnly {
         /// The URL's scheme.
@@ -183,9 +182,8 @@ pub fn parse_output_root(s: &str) -> Result<PathBuf, RootError> {
     }
 }
 
-/// Reads the `--output-root` of a command that reads a local folder
-/// (report, themes, actions, demo): like [`parse_output_root`], but a
-/// bucket URL is refused with the fix.
+/// Reads the `--output-root` of the demo, which writes a local folder:
+/// like [`parse_output_root`], but a bucket URL is refused with the fix.
 pub fn parse_local_root(s: &str) -> Result<PathBuf, RootError> {
     let p = parse_output_root(s)?;
     match bucket_scheme(&p) {

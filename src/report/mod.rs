@@ -362,7 +362,8 @@ impl ReportBuilder {
     /// section.
     pub fn build(&self) -> Result<Report, ReportError> {
         let mut rows = read_comments(&self.root, self.since, self.until)?;
-        apply_curation(&self.root, &mut rows);
+        let snapshot = std::fs::read(self.root.join(crate::themes::store::SNAPSHOT)).ok();
+        apply_curation(snapshot.as_deref(), &mut rows);
         let status = crate::followup::table::status_of(&self.root, &self.sla, self.now)?;
         Ok(self.compute_with(&rows, &status))
     }

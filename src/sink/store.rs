@@ -131,6 +131,8 @@ pub struct Listed {
     pub modified: chrono::DateTime<chrono::Utc>,
     /// Its size in bytes.
     pub size: u64,
+    /// The store's entity tag, when it gives one (changes with the content).
+    pub e_tag: Option<String>,
 }
 
 /// The output root as a store: every read and write of the committed
@@ -576,10 +578,20 @@ impl OutputStore {
 
     /// Whether `rel` exists.
     pub fn exists(&self, rel: &str) -> Result<bool, StoreError> {
+        Ok(self.head(rel)?.is_some())
+    }
+
+    /// What the store says of `rel` without reading it (`None`: absent).
+    pub fn head(&self, rel: &str) -> Result<Option<Listed>, StoreError> {
         let (s, p) = (self.inner.clone(), self.full(rel));
         match self.block(async move { s.head(&p).await }) {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Ok(m) => Ok(Some(Listed {
+                path: rel.to_string(),
+                modified: m.last_modified,
+                size: m.size,
+                e_tag: m.e_tag,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("checking", rel)(e)),
         }
     }
@@ -647,6 +659,7 @@ impl OutputStore {
                     path,
                     modified: m.last_modified,
                     size: m.size,
+                    e_tag: m.e_tag,
                 })
             })
             .collect::<Vec<_>>();
@@ -654,10 +667,12 @@ impl OutputStore {
         Ok(out)
     }
 
-    /// Makes `dest/<folder>` a copy of each of `folders`: objects not there
-    /// (or of another size) are fetched, local files gone from the store
-    /// removed. Committed files never change under their names, so a second
-    /// sync fetches only what is new. Returns the number fetched.
+    /// Makes `dest/<folder>` a copy of each of `folders`: objects not there,
+    /// or whose size or time differs from the copy's, are fetched (the copy
+    /// takes the object's time), local files gone from the store removed.
+    /// Committed files never change under their names, so a second sync
+    /// fetches only what is new and what was rewritten (the theme
+    /// snapshot, `action_status/`). Returns the number fetched.
     pub fn sync_down(&self, dest: &Path, folders: &[&str]) -> Result<usize, StoreError> {
         let io = |op: &'static str, path: &Path| {
             let path = path.to_path_buf();
@@ -670,11 +685,19 @@ impl OutputStore {
                 listed.iter().map(|l| dest.join(&l.path)).collect();
             for l in &listed {
                 let local = dest.join(&l.path);
-                if std::fs::metadata(&local).is_ok_and(|m| m.len() == l.size) {
+                let at = std::time::SystemTime::from(l.modified);
+                if std::fs::metadata(&local)
+                    .is_ok_and(|m| m.len() == l.size && m.modified().is_ok_and(|t| t == at))
+                {
                     continue;
                 }
                 let bytes = self.get(&l.path)?;
                 super::files::write_atomic(&local, &bytes).map_err(io("writing", &local))?;
+                std::fs::File::options()
+                    .write(true)
+                    .open(&local)
+                    .and_then(|f| f.set_modified(at))
+                    .map_err(io("dating", &local))?;
                 fetched += 1;
             }
             let mut stack = vec![dest.join(folder)];

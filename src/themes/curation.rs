@@ -5,8 +5,6 @@
 //! (they are keyed by theme id, and merged ids resolve to the theme that took
 //! them in), and `themes/themes.parquet` is rewritten at once.
 
-use std::path::{Path, PathBuf};
-
 use serde::Serialize;
 
 use crate::config::ThemesConfig;
@@ -21,7 +19,7 @@ pub enum AdminError {
     Store(#[from] StoreError),
     /// The output root has no theme model yet.
     #[error("{0}: no themes/ model yet. Fix: run the job (with [nlp] and themes.enabled) or `verbatim themes refit` first")]
-    NoModel(PathBuf),
+    NoModel(String),
     /// No theme with that id.
     #[error("no theme {id} under {root}. Fix: pick an id from `verbatim themes list --output-root {root}`")]
     NoTheme {
@@ -54,13 +52,18 @@ pub struct ThemeInfo {
     pub top_terms: Vec<(String, u32)>,
 }
 
-fn model(root: &Path) -> Result<(ThemeStore, ThemeModel), AdminError> {
-    let store = ThemeStore::new(root);
-    if !store.state_path().is_file() && store.latest_version()?.is_none() {
-        return Err(AdminError::NoModel(root.to_path_buf()));
+fn model(store: &ThemeStore) -> Result<ThemeModel, AdminError> {
+    if !store.has_model()? {
+        return Err(AdminError::NoModel(store.output().url().to_string()));
     }
-    let m = store.load_model(&ThemesConfig::default(), 0)?;
-    Ok((store, m))
+    Ok(store.load_model(&ThemesConfig::default(), 0)?)
+}
+
+fn no_theme(store: &ThemeStore, id: u32) -> AdminError {
+    AdminError::NoTheme {
+        id,
+        root: store.output().url().to_string(),
+    }
 }
 
 fn info(m: &ThemeModel, id: u32) -> Option<ThemeInfo> {
@@ -90,30 +93,24 @@ fn info(m: &ThemeModel, id: u32) -> Option<ThemeInfo> {
 }
 
 /// Every theme, largest first.
-pub fn list(root: &Path) -> Result<Vec<ThemeInfo>, AdminError> {
-    let (_, m) = model(root)?;
+pub fn list(store: &ThemeStore) -> Result<Vec<ThemeInfo>, AdminError> {
+    let m = model(store)?;
     let mut v: Vec<ThemeInfo> = m.themes().iter().filter_map(|t| info(&m, t.id)).collect();
     v.sort_by(|a, b| b.comments.cmp(&a.comments).then(a.id.cmp(&b.id)));
     Ok(v)
 }
 
 /// One theme (a merged-away id shows the theme that took it in).
-pub fn show(root: &Path, id: u32) -> Result<ThemeInfo, AdminError> {
-    let (_, m) = model(root)?;
-    info(&m, id).ok_or_else(|| AdminError::NoTheme {
-        id,
-        root: root.display().to_string(),
-    })
+pub fn show(store: &ThemeStore, id: u32) -> Result<ThemeInfo, AdminError> {
+    let m = model(store)?;
+    info(&m, id).ok_or_else(|| no_theme(store, id))
 }
 
 /// Gives theme `id` a label that refits and relabelling keep.
-pub fn rename(root: &Path, id: u32, label: &str) -> Result<ThemeInfo, AdminError> {
-    let (store, mut m) = model(root)?;
+pub fn rename(store: &ThemeStore, id: u32, label: &str) -> Result<ThemeInfo, AdminError> {
+    let mut m = model(store)?;
     let Some(t) = m.theme(id) else {
-        return Err(AdminError::NoTheme {
-            id,
-            root: root.display().to_string(),
-        });
+        return Err(no_theme(store, id));
     };
     let id = t.id;
     let mut c = store.curation()?;
@@ -121,21 +118,15 @@ pub fn rename(root: &Path, id: u32, label: &str) -> Result<ThemeInfo, AdminError
     store.save_curation(&c)?;
     m.apply(&c);
     store.write_snapshot(&m)?;
-    info(&m, id).ok_or(AdminError::NoTheme {
-        id,
-        root: root.display().to_string(),
-    })
+    info(&m, id).ok_or_else(|| no_theme(store, id))
 }
 
 /// Merges theme `b` into theme `a`: `b`'s comments count as `a` from now on.
-pub fn merge(root: &Path, a: u32, b: u32) -> Result<ThemeInfo, AdminError> {
-    let (store, mut m) = model(root)?;
+pub fn merge(store: &ThemeStore, a: u32, b: u32) -> Result<ThemeInfo, AdminError> {
+    let mut m = model(store)?;
     for id in [a, b] {
         if m.theme(id).is_none() {
-            return Err(AdminError::NoTheme {
-                id,
-                root: root.display().to_string(),
-            });
+            return Err(no_theme(store, id));
         }
     }
     let (ra, rb) = (m.resolve(a), m.resolve(b));
@@ -147,10 +138,7 @@ pub fn merge(root: &Path, a: u32, b: u32) -> Result<ThemeInfo, AdminError> {
     store.save_curation(&c)?;
     m.apply(&c);
     store.write_snapshot(&m)?;
-    info(&m, ra).ok_or(AdminError::NoTheme {
-        id: ra,
-        root: root.display().to_string(),
-    })
+    info(&m, ra).ok_or_else(|| no_theme(store, ra))
 }
 
 #[cfg(test)]
@@ -184,17 +172,20 @@ mod tests {
             );
         }
         assert_eq!(m.themes().len(), 2);
-        let store = ThemeStore::new(dir.path());
+        let out = crate::sink::store::OutputStore::local(dir.path()).unwrap();
+        let store = ThemeStore::new(out);
+        assert!(matches!(list(&store), Err(AdminError::NoModel(_))));
         store.save_state(&m).unwrap();
-        let state_before = std::fs::read(store.state_path()).unwrap();
-        let ids: Vec<u32> = list(dir.path()).unwrap().iter().map(|t| t.id).collect();
-        let r = rename(dir.path(), ids[0], "Card delivery").unwrap();
+        let state_path = dir.path().join(crate::themes::store::STATE);
+        let state_before = std::fs::read(&state_path).unwrap();
+        let ids: Vec<u32> = list(&store).unwrap().iter().map(|t| t.id).collect();
+        let r = rename(&store, ids[0], "Card delivery").unwrap();
         assert!(r.curated && r.label == "Card delivery");
-        let merged = merge(dir.path(), ids[0], ids[1]).unwrap();
+        let merged = merge(&store, ids[0], ids[1]).unwrap();
         assert_eq!(merged.merged, vec![ids[1]]);
         assert_eq!(merged.comments, 6);
         assert_eq!(
-            std::fs::read(store.state_path()).unwrap(),
+            std::fs::read(&state_path).unwrap(),
             state_before,
             "the job's state is not touched"
         );
@@ -203,13 +194,10 @@ mod tests {
         assert_eq!(back.themes().len(), 1);
         assert_eq!(back.label(ids[1]), Some("Card delivery"));
         assert!(matches!(
-            merge(dir.path(), ids[0], ids[1]),
+            merge(&store, ids[0], ids[1]),
             Err(AdminError::SameTheme(..))
         ));
-        assert!(matches!(
-            show(dir.path(), 999),
-            Err(AdminError::NoTheme { .. })
-        ));
-        assert!(store.snapshot_path().is_file());
+        assert!(matches!(show(&store, 999), Err(AdminError::NoTheme { .. })));
+        assert!(dir.path().join(crate::themes::store::SNAPSHOT).is_file());
     }
 }

@@ -8,7 +8,6 @@
 //! `theme_daily/theme_daily.parquet`, replaced atomically on every run.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
@@ -19,7 +18,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{Duration, NaiveDate};
 
 use crate::sink::read::{read_comments, ReadError, Row};
-use crate::themes::store::apply_curation;
+use crate::themes::store::{apply_curation, ThemeStore};
 
 /// Errors of `verbatim themes daily`.
 #[derive(Debug, thiserror::Error)]
@@ -27,15 +26,21 @@ pub enum DailyError {
     /// The comments could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// The table could not be written.
-    #[error("writing {path}: {message}")]
+    /// The store could not be read or the table written.
+    #[error(transparent)]
+    Store(#[from] crate::themes::store::StoreError),
+    /// The table could not be built.
+    #[error("building {path}: {message}")]
     Write {
-        /// The file.
-        path: PathBuf,
+        /// The file, under the output root.
+        path: String,
         /// What failed.
         message: String,
     },
 }
+
+/// Where the table is written, under the output root.
+pub const DAILY: &str = "theme_daily/theme_daily.parquet";
 
 /// `(name, type, meaning)` of every `theme_daily` column.
 pub fn columns() -> Vec<(&'static str, DataType, &'static str)> {
@@ -222,20 +227,26 @@ fn batch(rows: &[DailyRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
     RecordBatch::try_new(schema, cols)
 }
 
-/// Rebuilds `<root>/theme_daily/theme_daily.parquet` from `comments/`;
-/// returns its path and the number of rows.
-pub fn write_daily(root: &Path) -> Result<(PathBuf, usize), DailyError> {
-    let mut comments = read_comments(root, None, None)?;
-    apply_curation(root, &mut comments);
+/// Rebuilds `theme_daily/theme_daily.parquet` from `comments/` (a
+/// bucket's read from a local copy brought up to date first); returns its
+/// path (the output root and the path under it) and the number of rows.
+pub fn write_daily(store: &ThemeStore) -> Result<(String, usize), DailyError> {
+    let out = store.output();
+    let root = out
+        .readable(&["comments"])
+        .map_err(crate::themes::store::StoreError::from)?;
+    let mut comments = read_comments(&root, None, None)?;
+    apply_curation(store.snapshot().as_deref(), &mut comments);
     let rows = daily_rows(&comments);
-    let path = root.join("theme_daily").join("theme_daily.parquet");
-    let werr = |e: &dyn std::fmt::Display| DailyError::Write {
-        path: path.clone(),
+    let b = batch(&rows).map_err(|e| DailyError::Write {
+        path: DAILY.to_string(),
         message: e.to_string(),
-    };
-    let b = batch(&rows).map_err(|e| werr(&e))?;
-    crate::themes::store::write_parquet_atomic(&path, &b).map_err(|e| werr(&e))?;
-    Ok((path, rows.len()))
+    })?;
+    crate::themes::store::write_parquet(out, DAILY, &b)?;
+    Ok((
+        format!("{}/{DAILY}", out.url().trim_end_matches('/')),
+        rows.len(),
+    ))
 }
 
 /// Days whose count is at least 5 and at least three times the mean of the

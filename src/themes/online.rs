@@ -20,7 +20,6 @@
 //! so a restart keeps every id.
 
 use std::collections::VecDeque;
-use std::path::Path;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -395,16 +394,14 @@ impl ThemeModel {
         self.theme(id).map(Theme::shown_label)
     }
 
-    /// Saves the state to `path` atomically (temp file, fsync, rename).
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
-        crate::sink::files::write_atomic(path, &bytes)
+    /// The state as JSON (what `themes/state.json` holds).
+    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(self)
     }
 
-    /// Loads a saved state.
-    pub fn load(path: &Path) -> std::io::Result<Self> {
-        let bytes = std::fs::read(path)?;
-        let mut m: Self = serde_json::from_slice(&bytes).map_err(std::io::Error::other)?;
+    /// A state saved with [`ThemeModel::to_json`].
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let mut m: Self = serde_json::from_slice(bytes)?;
         m.rebuild_centroids();
         Ok(m)
     }
@@ -455,22 +452,21 @@ pub fn clusters_below(items: &[&[f32]], cut: f32) -> Vec<Vec<usize>> {
 pub struct ThemeOperator {
     model: ThemeModel,
     store: ThemeStore,
-    curation_at: Option<std::time::SystemTime>,
+    curation_at: Option<String>,
     languages: Vec<String>,
     labels: std::collections::HashMap<u32, Arc<str>>,
 }
 
 impl ThemeOperator {
-    /// A stage whose state lives under `<root>/themes/` (see
+    /// A stage whose state lives under `themes/` of the output store (see
     /// [`ThemeStore`]): loaded when present, so ids survive restarts.
     pub fn open(
         cfg: &ThemesConfig,
-        root: &Path,
+        store: ThemeStore,
         dim: usize,
         languages: &[String],
     ) -> Result<Self, OperatorError> {
-        let store = ThemeStore::new(root);
-        let curation_at = store.curation_changed_at();
+        let curation_at = store.curation_stamp().map_err(store_failed)?;
         let model = store.load_model(cfg, dim).map_err(store_failed)?;
         Ok(Self {
             model,
@@ -516,7 +512,7 @@ impl Operator for ThemeOperator {
 
     fn before_commit(&mut self) -> Result<(), OperatorError> {
         // A refit or an analyst's rename/merge since the last commit?
-        let curation_at = self.store.curation_changed_at();
+        let curation_at = self.store.curation_stamp().map_err(store_failed)?;
         let newer = self
             .store
             .latest_version()
@@ -602,25 +598,28 @@ mod tests {
         }
         let id = m.assign(&a, "refund missing").theme;
         assert!(id.is_some());
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("themes/state.json");
-        m.save(&p).unwrap();
-        let mut back = ThemeModel::load(&p).unwrap();
+        let mut back = ThemeModel::from_json(&m.to_json().unwrap()).unwrap();
         assert_eq!(back.assign(&a, "refund missing").theme, id);
     }
 
     #[test]
     fn a_running_stage_takes_a_new_version_and_curation_over_at_commit() {
         let dim = 8;
-        let dir = tempfile::tempdir().unwrap();
-        let mut op = ThemeOperator::open(&cfg(), dir.path(), dim, &["en".into()]).unwrap();
+        // The in-memory object store: what runs on a folder runs on a bucket.
+        let spool = tempfile::tempdir().unwrap();
+        let out = crate::sink::store::OutputStore::with_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            spool.path(),
+        )
+        .unwrap();
+        let store = ThemeStore::new(out.clone());
+        let mut op = ThemeOperator::open(&cfg(), store.clone(), dim, &["en".into()]).unwrap();
         op.before_commit().unwrap();
         assert_eq!(op.model().version(), 0);
         // A refit elsewhere writes version 1 with one theme; an analyst renames it.
         let mut t = Theme::empty(7, dim);
         t.sum[0] = 1.0;
         t.count = 1;
-        let store = ThemeStore::new(dir.path());
         let v1 = ThemeModel::from_refit(cfg(), dim, vec![t], 8, 1, Default::default());
         store.write_version(&v1).unwrap();
         let mut c = Curation::default();
@@ -629,9 +628,14 @@ mod tests {
         op.before_commit().unwrap();
         assert_eq!(op.model().version(), 1);
         assert_eq!(op.model().label(7), Some("Late cards"));
-        let saved = ThemeModel::load(&store.state_path()).unwrap();
+        let saved = ThemeModel::from_json(&out.get(super::super::store::STATE).unwrap()).unwrap();
         assert_eq!(saved.version(), 1, "the state carries the version on");
-        assert!(store.snapshot_path().is_file());
+        assert!(out.exists(super::super::store::SNAPSHOT).unwrap());
+        // A second rename reaches the running stage at its next commit.
+        c.renames.insert(7, "Cards arriving late".into());
+        store.save_curation(&c).unwrap();
+        op.before_commit().unwrap();
+        assert_eq!(op.model().label(7), Some("Cards arriving late"));
     }
 
     #[test]

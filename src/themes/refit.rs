@@ -39,7 +39,7 @@ use crate::themes::store::{StoreError, ThemeStore};
 pub enum RefitError {
     /// No stored embeddings to re-cluster.
     #[error("{0}: no comments with an embedding column. Fix: run the job with nlp.store_embeddings = true (the default)")]
-    NoEmbeddings(PathBuf),
+    NoEmbeddings(String),
     /// A comments file could not be read.
     #[error("reading {path}: {message}")]
     Read {
@@ -58,8 +58,8 @@ pub enum RefitError {
 pub struct RefitSummary {
     /// The version written.
     pub version: u64,
-    /// Its file.
-    pub path: PathBuf,
+    /// Its file (the output root and the path under it).
+    pub path: String,
     /// Comments re-clustered.
     pub comments: usize,
     /// Themes before and after.
@@ -208,21 +208,26 @@ fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<u
         .collect()
 }
 
-/// Re-clusters the comments under `root` and writes a new model version.
+/// Re-clusters the comments of `store`'s output root and writes a new
+/// model version. A bucket's `comments/` are read from a local copy
+/// brought up to date first (new files only).
 pub fn refit(
-    root: &Path,
+    store: &ThemeStore,
     cfg: &ThemesConfig,
     opts: RefitOptions,
 ) -> Result<RefitSummary, RefitError> {
     let from_scratch = opts.from_scratch;
-    let store = ThemeStore::new(root);
     // The model as the stream has it, brought up to date.
     let mut model = store.load_model(cfg, 0)?;
-    let mut items = read_items(root, &model)?;
+    let root = store
+        .output()
+        .readable(&["comments"])
+        .map_err(StoreError::from)?;
+    let mut items = read_items(&root, &model)?;
     // One order whatever order the stream had: by comment id.
     items.sort_by(|a, b| a.id.cmp(&b.id).then(a.text.cmp(&b.text)));
     let Some(dim) = items.first().map(|i| i.v.len()) else {
-        return Err(RefitError::NoEmbeddings(root.to_path_buf()));
+        return Err(RefitError::NoEmbeddings(store.output().url().to_string()));
     };
     if model.dim() != dim {
         model = ThemeModel::from_refit(
@@ -483,10 +488,10 @@ pub fn refit(
         .count();
     let mut fresh = ThemeModel::from_refit(cfg, dim, themes, next_id, version, aliases);
     fresh.relabel();
-    let path = store.write_version(&fresh)?;
+    let rel = store.write_version(&fresh)?;
     let summary = RefitSummary {
         version,
-        path: path.clone(),
+        path: format!("{}/{rel}", store.output().url().trim_end_matches('/')),
         comments: items.len(),
         themes_before,
         themes_after: fresh.themes().len(),
@@ -508,14 +513,10 @@ pub fn refit(
         outlier_share: assign.iter().filter(|a| a.is_none()).count() as f64
             / items.len().max(1) as f64,
     };
-    let report = path.with_extension("refit.json");
-    let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    crate::sink::files::write_atomic(&report, &bytes).map_err(|source| StoreError::Io {
-        path: report.clone(),
-        source,
-    })?;
+    store.write_summary(version, &summary)?;
     write_assignments(
-        &store.assignments_path(version),
+        store,
+        version,
         &items,
         &assign.iter().map(|a| a.map(|k| ids[k])).collect::<Vec<_>>(),
     )?;
@@ -530,10 +531,16 @@ pub fn refit(
 /// `themes/assignments/v<N>.parquet`: every re-clustered comment's theme
 /// under version N (`comment_id`, `theme_id`, null for an outlier), so
 /// history can be read with the refitted themes.
-fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result<(), StoreError> {
+fn write_assignments(
+    store: &ThemeStore,
+    version: u64,
+    items: &[Item],
+    ids: &[Option<u32>],
+) -> Result<(), StoreError> {
     use std::sync::Arc;
+    let path = ThemeStore::assignments_path(version);
     let err = |e: &dyn std::fmt::Display| StoreError::Parquet {
-        path: path.to_path_buf(),
+        path: path.clone(),
         message: e.to_string(),
     };
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
@@ -552,5 +559,5 @@ fn write_assignments(path: &Path, items: &[Item], ids: &[Option<u32>]) -> Result
         ],
     )
     .map_err(|e| err(&e))?;
-    crate::themes::store::write_parquet_atomic(path, &batch)
+    crate::themes::store::write_parquet(store.output(), &path, &batch)
 }

@@ -12,10 +12,7 @@
 //! a rename reaches a running job without a restart.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray,
@@ -28,107 +25,88 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use super::online::{Curation, ThemeModel};
 use crate::config::ThemesConfig;
 use crate::sink::read::Row;
+use crate::sink::store::OutputStore;
+
+/// `themes/state.json`: the stream job's model.
+pub const STATE: &str = "themes/state.json";
+/// `themes/curation.json`: analysts' renames and merges.
+pub const CURATION: &str = "themes/curation.json";
+/// `themes/themes.parquet`: the snapshot for SQL.
+pub const SNAPSHOT: &str = "themes/themes.parquet";
+/// `themes/versions/`: model versions written by refits.
+const VERSIONS: &str = "themes/versions";
 
 /// Errors reading or writing the theme files.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// The output store failed (its message names the object and the fix).
+    #[error(transparent)]
+    Store(#[from] crate::sink::store::StoreError),
     /// A JSON file did not parse.
     #[error("{path}: {message}. Fix: restore it from a backup, or move it away")]
     Json {
-        /// The file.
-        path: PathBuf,
+        /// The file, under the output root.
+        path: String,
         /// What was wrong.
         message: String,
     },
-    /// The snapshot could not be written.
+    /// A Parquet file could not be encoded.
     #[error("writing {path}: {message}")]
     Parquet {
-        /// The file.
-        path: PathBuf,
+        /// The file, under the output root.
+        path: String,
         /// The writer's error.
         message: String,
     },
 }
 
-/// The theme files of one output root.
+/// The theme files of one output root (a folder or a bucket).
 #[derive(Debug, Clone)]
 pub struct ThemeStore {
-    dir: PathBuf,
+    store: OutputStore,
 }
 
-/// Writes one record batch as a Parquet file at `path`, atomically.
-pub fn write_parquet_atomic(path: &Path, batch: &RecordBatch) -> Result<(), StoreError> {
-    let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
-        path: path.to_path_buf(),
+/// Writes one record batch as the Parquet object `rel`, whole (a reader
+/// sees the old file or the new one, never half of one).
+pub fn write_parquet(
+    store: &OutputStore,
+    rel: &str,
+    batch: &RecordBatch,
+) -> Result<(), StoreError> {
+    let bytes = crate::sink::files::parquet_bytes(batch).map_err(|e| StoreError::Parquet {
+        path: rel.to_string(),
         message: e.to_string(),
-    };
-    let bytes = crate::sink::files::parquet_bytes(batch).map_err(|e| perr(&e))?;
-    crate::sink::files::write_atomic(path, &bytes).map_err(|source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    })?;
+    store.put(rel, bytes)?;
+    Ok(())
 }
 
 impl ThemeStore {
-    /// The files under `<root>/themes/`.
-    pub fn new(root: &Path) -> Self {
-        Self {
-            dir: root.join("themes"),
-        }
+    /// The files under `themes/` of `store`.
+    pub fn new(store: OutputStore) -> Self {
+        Self { store }
     }
 
-    /// `themes/state.json`.
-    pub fn state_path(&self) -> PathBuf {
-        self.dir.join("state.json")
-    }
-
-    /// `themes/curation.json`.
-    pub fn curation_path(&self) -> PathBuf {
-        self.dir.join("curation.json")
-    }
-
-    /// `themes/themes.parquet`.
-    pub fn snapshot_path(&self) -> PathBuf {
-        self.dir.join("themes.parquet")
+    /// The output store.
+    pub fn output(&self) -> &OutputStore {
+        &self.store
     }
 
     /// `themes/assignments/v<N>.parquet`: each comment's theme under version N.
-    pub fn assignments_path(&self, v: u64) -> PathBuf {
-        self.dir
-            .join("assignments")
-            .join(format!("v{v:06}.parquet"))
+    pub fn assignments_path(v: u64) -> String {
+        format!("themes/assignments/v{v:06}.parquet")
     }
 
     /// `themes/versions/v<N>.json`.
-    pub fn version_path(&self, v: u64) -> PathBuf {
-        self.dir.join("versions").join(format!("v{v:06}.json"))
-    }
-
-    fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-        move |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    pub fn version_path(v: u64) -> String {
+        format!("{VERSIONS}/v{v:06}.json")
     }
 
     /// The newest model version written by a refit.
     pub fn latest_version(&self) -> Result<Option<u64>, StoreError> {
-        let dir = self.dir.join("versions");
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            return Ok(None);
-        };
         let mut best = None;
-        for e in rd {
-            let e = e.map_err(Self::io(&dir))?;
-            let name = e.file_name().to_string_lossy().into_owned();
+        for l in self.store.list(VERSIONS)? {
+            let name = l.path.rsplit('/').next().unwrap_or_default();
             if let Some(v) = name
                 .strip_prefix('v')
                 .and_then(|n| n.strip_suffix(".json"))
@@ -140,21 +118,38 @@ impl ThemeStore {
         Ok(best)
     }
 
-    fn read_model(path: &Path) -> Result<ThemeModel, StoreError> {
-        ThemeModel::load(path).map_err(|e| StoreError::Json {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+    /// The bytes of `rel`, `None` when it does not exist.
+    fn get_opt(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.store.get(rel) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn read_model(&self, rel: &str) -> Result<Option<ThemeModel>, StoreError> {
+        let Some(bytes) = self.get_opt(rel)? else {
+            return Ok(None);
+        };
+        ThemeModel::from_json(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Json {
+                path: rel.to_string(),
+                message: e.to_string(),
+            })
+    }
+
+    /// Whether the root holds a model: a job's state or a refit's version.
+    pub fn has_model(&self) -> Result<bool, StoreError> {
+        Ok(self.store.exists(STATE)? || self.latest_version()?.is_some())
     }
 
     /// The model a job or a command should use: `state.json` (else a fresh
     /// one), brought up to the newest version, with the curation applied.
     pub fn load_model(&self, cfg: &ThemesConfig, dim: usize) -> Result<ThemeModel, StoreError> {
-        let state = self.state_path();
-        let mut m = if state.is_file() {
-            Self::read_model(&state)?
-        } else {
-            ThemeModel::new(cfg.clone(), dim)
+        let mut m = match self.read_model(STATE)? {
+            Some(m) => m,
+            None => ThemeModel::new(cfg.clone(), dim),
         };
         self.refresh(&mut m)?;
         Ok(m)
@@ -166,69 +161,107 @@ impl ThemeStore {
         let mut adopted = false;
         if let Some(v) = self.latest_version()? {
             if v > m.version() {
-                let newer = Self::read_model(&self.version_path(v))?;
-                m.adopt(newer);
-                adopted = true;
-                tracing::info!(version = v, "themes: took over a refitted model version");
+                if let Some(newer) = self.read_model(&Self::version_path(v))? {
+                    m.adopt(newer);
+                    adopted = true;
+                    tracing::info!(version = v, "themes: took over a refitted model version");
+                }
             }
         }
         m.apply(&self.curation()?);
         Ok(adopted)
     }
 
-    /// When the curation file last changed (`None`: there is none).
-    pub fn curation_changed_at(&self) -> Option<SystemTime> {
-        std::fs::metadata(self.curation_path())
-            .and_then(|m| m.modified())
-            .ok()
+    /// What identifies the curation file's current content without reading
+    /// it (its entity tag, time and size; `None`: there is none), so a job
+    /// rereads it only when it changed.
+    pub fn curation_stamp(&self) -> Result<Option<String>, StoreError> {
+        Ok(self.store.head(CURATION)?.map(|l| {
+            format!(
+                "{} {} {}",
+                l.e_tag.unwrap_or_default(),
+                l.modified.timestamp_nanos_opt().unwrap_or_default(),
+                l.size
+            )
+        }))
     }
 
     /// Analysts' renames and merges (empty when there are none).
     pub fn curation(&self) -> Result<Curation, StoreError> {
-        let path = self.curation_path();
-        match std::fs::read(&path) {
-            Ok(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Json {
-                path: path.clone(),
+        match self.get_opt(CURATION)? {
+            Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Json {
+                path: CURATION.to_string(),
                 message: e.to_string(),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Curation::default()),
-            Err(e) => Err(Self::io(&path)(e)),
+            None => Ok(Curation::default()),
         }
     }
 
-    /// Saves the curation atomically.
-    pub fn save_curation(&self, c: &Curation) -> Result<(), StoreError> {
-        let path = self.curation_path();
-        let bytes = serde_json::to_vec_pretty(c).map_err(|e| StoreError::Json {
-            path: path.clone(),
+    fn put_json(&self, rel: &str, value: &impl serde::Serialize) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| StoreError::Json {
+            path: rel.to_string(),
             message: e.to_string(),
         })?;
-        crate::sink::files::write_atomic(&path, &bytes).map_err(Self::io(&path))
+        self.store.put(rel, bytes)?;
+        Ok(())
     }
 
-    /// Saves the job's state.
+    /// Saves the curation, whole.
+    pub fn save_curation(&self, c: &Curation) -> Result<(), StoreError> {
+        self.put_json(CURATION, c)
+    }
+
+    fn put_model(&self, rel: &str, m: &ThemeModel) -> Result<(), StoreError> {
+        let bytes = m.to_json().map_err(|e| StoreError::Json {
+            path: rel.to_string(),
+            message: e.to_string(),
+        })?;
+        self.store.put(rel, bytes)?;
+        Ok(())
+    }
+
+    /// Saves the job's state, whole.
     pub fn save_state(&self, m: &ThemeModel) -> Result<(), StoreError> {
-        let path = self.state_path();
-        m.save(&path).map_err(Self::io(&path))
+        self.put_model(STATE, m)
     }
 
-    /// Writes a new model version (a refit's result); returns its path.
-    pub fn write_version(&self, m: &ThemeModel) -> Result<PathBuf, StoreError> {
-        let path = self.version_path(m.version());
-        m.save(&path).map_err(Self::io(&path))?;
-        Ok(path)
+    /// Writes a new model version (a refit's result); returns its path under
+    /// the root.
+    pub fn write_version(&self, m: &ThemeModel) -> Result<String, StoreError> {
+        let rel = Self::version_path(m.version());
+        self.put_model(&rel, m)?;
+        Ok(rel)
+    }
+
+    /// Writes a refit's summary beside its version.
+    pub fn write_summary(
+        &self,
+        version: u64,
+        summary: &impl serde::Serialize,
+    ) -> Result<(), StoreError> {
+        self.put_json(&format!("{VERSIONS}/v{version:06}.refit.json"), summary)
     }
 
     /// Writes `themes/themes.parquet`: one row per theme, and one per
     /// merged-away id pointing at the theme that took it in.
     pub fn write_snapshot(&self, m: &ThemeModel) -> Result<(), StoreError> {
-        let path = self.snapshot_path();
-        let perr = |e: &dyn std::fmt::Display| StoreError::Parquet {
-            path: path.clone(),
+        let batch = snapshot_batch(m).map_err(|e| StoreError::Parquet {
+            path: SNAPSHOT.to_string(),
             message: e.to_string(),
-        };
-        let batch = snapshot_batch(m).map_err(|e| perr(&e))?;
-        write_parquet_atomic(&path, &batch)
+        })?;
+        write_parquet(&self.store, SNAPSHOT, &batch)
+    }
+
+    /// The snapshot's bytes (`None` when there is none or it cannot be
+    /// read: readers then show the labels the rows were written with).
+    pub fn snapshot(&self) -> Option<Vec<u8>> {
+        match self.get_opt(SNAPSHOT) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "unreadable theme snapshot; using the labels in comments/");
+                None
+            }
+        }
     }
 }
 
@@ -315,17 +348,16 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
     RecordBatch::try_new(schema, cols)
 }
 
-/// `theme id -> (id it now stands for, label)` from `themes/themes.parquet`
-/// (empty when there is none or it cannot be read: the report then shows
-/// the labels the rows were written with).
-fn curated_labels(root: &Path) -> HashMap<i32, (i32, String)> {
+/// `theme id -> (id it now stands for, label)` from the bytes of
+/// `themes/themes.parquet`.
+fn curated_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     let mut out = HashMap::new();
-    let path = ThemeStore::new(root).snapshot_path();
-    let Ok(f) = File::open(&path) else {
-        return out;
-    };
-    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()) else {
-        tracing::warn!(file = %path.display(), "unreadable theme snapshot; using the labels in comments/");
+    let bytes = bytes::Bytes::copy_from_slice(snapshot);
+    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else {
+        tracing::warn!(
+            file = SNAPSHOT,
+            "unreadable theme snapshot; using the labels in comments/"
+        );
         return out;
     };
     for b in reader.flatten() {
@@ -352,11 +384,15 @@ fn curated_labels(root: &Path) -> HashMap<i32, (i32, String)> {
     out
 }
 
-/// Applies analysts' curation, as the themes/ snapshot has it, to rows read
-/// from `comments/`: merged ids count as the theme that took them in,
-/// renamed themes show their new label.
-pub fn apply_curation(root: &Path, rows: &mut [Row]) {
-    let curated = curated_labels(root);
+/// Applies analysts' curation, as the themes/ snapshot (`snapshot`, its
+/// bytes; `None`: there is none) has it, to rows read from `comments/`:
+/// merged ids count as the theme that took them in, renamed themes show
+/// their new label.
+pub fn apply_curation(snapshot: Option<&[u8]>, rows: &mut [Row]) {
+    let Some(snapshot) = snapshot else {
+        return;
+    };
+    let curated = curated_labels(snapshot);
     for r in rows {
         if let Some((id, l)) = &mut r.theme {
             if let Some((into, label)) = curated.get(id) {
