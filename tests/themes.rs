@@ -725,6 +725,54 @@ fn eval_themes_sweeps_thresholds_over_shuffled_orders() {
     assert!(e.contains("themes.join_similarity"), "{e}");
 }
 
+/// Issue 15's measurement: M-ABSA's laptop dev set, English and its
+/// Russian translation, scored at the clause level (rows with one aspect,
+/// labelled by their category; the rest skipped) with the share of
+/// translation pairs that land in one theme, as streamed and settled.
+#[test]
+fn eval_themes_scores_one_aspect_rows_and_translation_pairs() {
+    let Some(_) = ready() else { return };
+    let labelled = root().join("../shared/data/labelled");
+    let (en, ru) = (
+        labelled.join("mabsa_laptop_en_dev.jsonl"),
+        labelled.join("mabsa_laptop_ru_dev.jsonl"),
+    );
+    let one_aspect = |p: &Path| {
+        jsonl(p)
+            .iter()
+            .filter(|r| r["aspects"].as_array().is_some_and(|a| a.len() == 1))
+            .count()
+    };
+    let (n_en, n_ru) = (one_aspect(&en), one_aspect(&ru));
+    let v = json_of(verbatim(&[
+        "eval-themes",
+        "--json",
+        "--input",
+        en.to_str().unwrap(),
+        "--translations",
+        ru.to_str().unwrap(),
+    ]));
+    eprintln!("{v}");
+    assert_eq!(v["n"].as_u64().unwrap() as usize, n_en + n_ru);
+    assert_eq!(
+        v["skipped"].as_u64().unwrap() as usize,
+        jsonl(&en).len() + jsonl(&ru).len() - n_en - n_ru
+    );
+    let pairs = v["pairs"].as_u64().unwrap() as usize;
+    assert!(pairs > 250 && pairs <= n_en.min(n_ru), "{pairs} pairs");
+    let share = |k: &str| v[k].as_f64().unwrap();
+    for k in ["pairs_same_theme", "settled_pairs_same_theme"] {
+        assert!((0.0..=1.0).contains(&share(k)), "{k}");
+    }
+    // The encoder puts a sentence and its translation close enough that,
+    // once the themes exist, most pairs share one (0.73 measured).
+    assert!(
+        share("settled_pairs_same_theme") >= 0.5,
+        "cross-language alignment fell: {v}"
+    );
+    assert!(v["settled"]["nmi"].as_f64().unwrap() > 0.3);
+}
+
 #[allow(dead_code)]
 #[path = "common/s3.rs"]
 mod s3;

@@ -9,12 +9,20 @@ use crate::config::Precision;
 
 /// Score the online themes on JSONL rows with `text` and a ground-truth
 /// `label`: one pass in input order, NMI and ARI against the labels, beside
-/// k-means with k = number of labels on the same embeddings.
+/// k-means with k = number of labels on the same embeddings. Rows in the
+/// aspect format need no `label`: one with exactly one aspect is labelled
+/// by its `source_category`, the others are skipped and counted.
 #[derive(clap::Args, Debug)]
 pub struct EvalThemesArgs {
     /// Labelled rows, e.g. ../shared/data/labelled/banking77_train.jsonl.
     #[arg(long)]
     pub input: PathBuf,
+    /// Translations of the input, line n of this file translating line n
+    /// of `--input` (e.g. ../shared/data/labelled/mabsa_laptop_ru_dev.jsonl
+    /// for mabsa_laptop_en_dev.jsonl): both go through one model, and the
+    /// share of pairs that land in one theme is printed.
+    #[arg(long)]
+    pub translations: Option<PathBuf>,
     /// Pipeline whose `[nlp]` and `[themes]` to use.
     #[arg(long, default_value = "pipelines/demo.toml")]
     pub pipeline: PathBuf,
@@ -54,6 +62,7 @@ pub struct EvalThemesArgs {
 pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
     let EvalThemesArgs {
         input,
+        translations,
         pipeline,
         precision,
         compare_precision,
@@ -72,9 +81,11 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
     })?;
     if compare_precision {
         nlp.precision = Precision::Int8;
-        let int8 = crate::themes::eval::evaluate(&input, &nlp, &cfg.themes)?;
+        let int8 =
+            crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
         nlp.precision = Precision::Fp32;
-        let fp32 = crate::themes::eval::evaluate(&input, &nlp, &cfg.themes)?;
+        let fp32 =
+            crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
         let drop = (fp32.nmi - int8.nmi).max(fp32.ari - int8.ari);
         let ok = drop <= 0.01;
         if json {
@@ -114,9 +125,16 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
             cuts: cluster_distance,
             refits: refit_distance,
         };
-        return sweep(&input, &nlp, &cfg.themes, &grid, json);
+        return sweep(
+            &input,
+            translations.as_deref(),
+            &nlp,
+            &cfg.themes,
+            &grid,
+            json,
+        );
     }
-    let r = crate::themes::eval::evaluate(&input, &nlp, &cfg.themes)?;
+    let r = crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -133,6 +151,21 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
                     r.batch_baseline.nmi,
                     r.batch_baseline.ari
                 );
+        println!(
+            "  settled (each row's nearest theme at the end): NMI {:.3}, ARI {:.3}",
+            r.settled.nmi, r.settled.ari
+        );
+        if r.skipped > 0 {
+            println!("  {} rows skipped (no label, not one aspect)", r.skipped);
+        }
+        if let (Some(share), Some(settled)) = (r.pairs_same_theme, r.settled_pairs_same_theme) {
+            println!(
+                "  translations: {:.1}% of {} pairs in one theme ({:.1}% settled)",
+                100.0 * share,
+                r.pairs,
+                100.0 * settled
+            );
+        }
     }
     Ok(())
 }
@@ -143,6 +176,7 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
 /// the mean and the worst order.
 fn sweep(
     input: &std::path::Path,
+    translations: Option<&std::path::Path>,
     nlp: &crate::config::NlpConfig,
     themes: &crate::config::ThemesConfig,
     grid: &Grid,
@@ -180,7 +214,7 @@ fn sweep(
             ..Default::default()
         })?;
     }
-    let data = crate::themes::eval::Embedded::load(input, nlp)?;
+    let data = crate::themes::eval::Embedded::load(input, translations, nlp)?;
     let baseline = data.baseline()?;
     let themes = &data.calibrate(themes);
     let orders: Vec<Option<u64>> = if shuffle.is_empty() {
@@ -213,18 +247,33 @@ fn sweep(
                 these.iter().map(f).sum::<f64>() / k
             };
             let min_nmi = these.iter().map(|r| r.nmi).fold(f64::INFINITY, f64::min);
+            let pairs = (data.pairs() > 0).then(|| {
+                (
+                    mean(|r| r.pairs_same_theme.unwrap_or(0.0)),
+                    mean(|r| r.settled_pairs_same_theme.unwrap_or(0.0)),
+                )
+            });
             let s = serde_json::json!({
                 "join_similarity": j, "cluster_distance": c, "orders": these.len(),
                 "nmi": mean(|r| r.nmi), "min_nmi": min_nmi, "ari": mean(|r| r.ari),
                 "themes": mean(|r| r.themes as f64), "outlier_share": mean(|r| r.outlier_share),
+                "settled_nmi": mean(|r| r.settled.nmi),
+                "pairs_same_theme": pairs.map(|p| p.0),
+                "settled_pairs_same_theme": pairs.map(|p| p.1),
             });
             if !json {
                 println!(
-                    "join {j:.3} cluster {c:.3}: NMI {:.3} (worst order {min_nmi:.3}), ARI {:.3}, {:.0} themes, outliers {:.1}% over {} order(s)",
+                    "join {j:.3} cluster {c:.3}: NMI {:.3} (worst order {min_nmi:.3}; settled {:.3}), ARI {:.3}, {:.0} themes, outliers {:.1}%{} over {} order(s)",
                     s["nmi"].as_f64().unwrap_or(0.0),
+                    s["settled_nmi"].as_f64().unwrap_or(0.0),
                     s["ari"].as_f64().unwrap_or(0.0),
                     s["themes"].as_f64().unwrap_or(0.0),
                     100.0 * s["outlier_share"].as_f64().unwrap_or(0.0),
+                    pairs.map_or(String::new(), |(p, q)| format!(
+                        ", translation pairs in one theme {:.1}% (settled {:.1}%)",
+                        100.0 * p,
+                        100.0 * q
+                    )),
                     these.len()
                 );
             }
@@ -255,6 +304,7 @@ fn sweep(
     if json {
         let obj = serde_json::json!({
             "n": data.len(), "labels": data.labels(), "batch_baseline": baseline,
+            "skipped": data.skipped, "pairs": data.pairs(),
             "settings": settings, "runs": runs, "refit": refit,
         });
         println!("{obj}");

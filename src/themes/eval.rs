@@ -2,6 +2,14 @@
 //! `label`) through the online theme model in one pass, in input order, and
 //! scores the assignment against the labels (NMI, ARI), beside k-means with
 //! k = number of labels on the same embeddings in the same run (linfa).
+//!
+//! Rows in the project's aspect format (`aspects` with `source_category`)
+//! need no `label`: a row with exactly one aspect is a one-clause comment
+//! whose category (e.g. `BATTERY#OPERATION_PERFORMANCE`) is its label; the
+//! others are skipped and counted. With a file of translations (line n
+//! translates line n of the input, as M-ABSA's `ru` files do the `en`
+//! ones) both sides go through one model, and the share of pairs that land
+//! in one theme is scored as well.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -13,6 +21,7 @@ use ndarray::Array2;
 use serde::Serialize;
 
 use crate::config::{NlpConfig, ThemesConfig};
+use crate::nlp::encoder::normalize;
 use crate::themes::online::ThemeModel;
 
 /// Errors of `verbatim eval-themes`.
@@ -73,6 +82,18 @@ pub struct ThemesReport {
     pub batch_baseline: Agreement,
     /// Distinct labels.
     pub labels: usize,
+    /// Rows left out: no `label`, and not exactly one aspect with a
+    /// `source_category`.
+    pub skipped: usize,
+    /// Translation pairs streamed (`--translations`), 0 without.
+    pub pairs: usize,
+    /// Share of those pairs whose two sides got one theme.
+    pub pairs_same_theme: Option<f64>,
+    /// Rows given their nearest theme of the final model (see
+    /// [`StreamRun::settled`]).
+    pub settled: Agreement,
+    /// `pairs_same_theme` of the settled assignment.
+    pub settled_pairs_same_theme: Option<f64>,
 }
 
 /// NMI and ARI between two labelings (any hashable ids).
@@ -111,14 +132,36 @@ pub fn agreement(a: &[i64], b: &[i64]) -> Agreement {
     Agreement { nmi, ari }
 }
 
-/// Reads `text` and `label` of every row.
-fn read(path: &Path) -> Result<(Vec<String>, Vec<String>), EvalThemesError> {
+/// The labelled rows of one file.
+#[derive(Debug, Default)]
+struct Rows {
+    texts: Vec<String>,
+    labels: Vec<String>,
+    /// Each row's 0-based line in the file.
+    lines: Vec<usize>,
+    skipped: usize,
+}
+
+/// A row's ground truth: its `label`, else the `source_category` of its
+/// only aspect (a one-clause comment); `None` for any other row.
+fn label_of(v: &serde_json::Value) -> Option<&str> {
+    if let Some(l) = v["label"].as_str() {
+        return Some(l);
+    }
+    match v["aspects"].as_array().map(Vec::as_slice) {
+        Some([one]) => one["source_category"].as_str(),
+        _ => None,
+    }
+}
+
+/// Reads `text` and the label (see [`label_of`]) of every row.
+fn read(path: &Path) -> Result<Rows, EvalThemesError> {
     let p = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| EvalThemesError::Read {
         path: p.clone(),
         source,
     })?;
-    let (mut texts, mut labels) = (Vec::new(), Vec::new());
+    let mut rows = Rows::default();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -130,23 +173,36 @@ fn read(path: &Path) -> Result<(Vec<String>, Vec<String>), EvalThemesError> {
         };
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| row_err(e.to_string()))?;
-        let (Some(t), Some(l)) = (v["text"].as_str(), v["label"].as_str()) else {
-            return Err(row_err("needs `text` and `label` strings".into()));
+        let Some(t) = v["text"].as_str() else {
+            return Err(row_err("needs a `text` string".into()));
         };
-        texts.push(t.to_string());
-        labels.push(l.to_string());
+        let Some(l) = label_of(&v) else {
+            rows.skipped += 1;
+            continue;
+        };
+        rows.texts.push(t.to_string());
+        rows.labels.push(l.to_string());
+        rows.lines.push(i);
     }
-    Ok((texts, labels))
+    if rows.texts.is_empty() {
+        return Err(EvalThemesError::Row {
+            path: p,
+            line: 0,
+            message: "no labelled row: each needs a `label` string, or exactly one aspect with a `source_category`".into(),
+        });
+    }
+    Ok(rows)
 }
 
 /// Embeds the rows, streams them through a [`ThemeModel`] in order, and
 /// scores it and the k-means baseline.
 pub fn evaluate(
     path: &Path,
+    translations: Option<&Path>,
     nlp: &NlpConfig,
     themes: &ThemesConfig,
 ) -> Result<ThemesReport, EvalThemesError> {
-    let data = Embedded::load(path, nlp)?;
+    let data = Embedded::load(path, translations, nlp)?;
     let run = data.stream(&data.calibrate(themes), None);
     Ok(ThemesReport {
         n: data.texts.len(),
@@ -156,6 +212,11 @@ pub fn evaluate(
         ari: run.ari,
         batch_baseline: data.baseline()?,
         labels: data.labels(),
+        skipped: data.skipped,
+        pairs: data.pairs.len(),
+        pairs_same_theme: run.pairs_same_theme,
+        settled: run.settled,
+        settled_pairs_same_theme: run.settled_pairs_same_theme,
     })
 }
 
@@ -167,6 +228,10 @@ pub struct Embedded {
     vecs: Vec<Vec<f32>>,
     dim: usize,
     calibration: crate::config::Calibration,
+    /// Rows read but left out (see [`ThemesReport::skipped`]).
+    pub skipped: usize,
+    /// `(row, its translation)` indices.
+    pairs: Vec<(usize, usize)>,
 }
 
 /// One stream of the rows through a [`ThemeModel`] (see [`Embedded::stream`]).
@@ -186,12 +251,51 @@ pub struct StreamRun {
     pub nmi: f64,
     /// See `nmi`.
     pub ari: f64,
+    /// Share of translation pairs whose two sides got one theme.
+    pub pairs_same_theme: Option<f64>,
+    /// Every row given its nearest theme of the model the stream ended
+    /// with, against the labels: the themes without the cost of arrival
+    /// order (a row that arrived before its theme formed was written with
+    /// the nearest theme at the time).
+    pub settled: Agreement,
+    /// `pairs_same_theme` of the settled assignment.
+    pub settled_pairs_same_theme: Option<f64>,
 }
 
 impl Embedded {
-    /// Reads the rows of `path` and embeds them with `nlp`'s model.
-    pub fn load(path: &Path, nlp: &NlpConfig) -> Result<Self, EvalThemesError> {
-        let (texts, labels) = read(path)?;
+    /// Reads the rows of `path` (and of `translations`, whose line n
+    /// translates line n of `path`) and embeds them with `nlp`'s model.
+    pub fn load(
+        path: &Path,
+        translations: Option<&Path>,
+        nlp: &NlpConfig,
+    ) -> Result<Self, EvalThemesError> {
+        let mut rows = read(path)?;
+        let mut pairs = Vec::new();
+        if let Some(t) = translations {
+            let other = read(t)?;
+            let at: HashMap<usize, usize> = rows
+                .lines
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (l, i))
+                .collect();
+            let base = rows.texts.len();
+            for (k, l) in other.lines.iter().enumerate() {
+                if let Some(&i) = at.get(l) {
+                    pairs.push((i, base + k));
+                }
+            }
+            rows.texts.extend(other.texts);
+            rows.labels.extend(other.labels);
+            rows.skipped += other.skipped;
+        }
+        let Rows {
+            texts,
+            labels,
+            skipped,
+            ..
+        } = rows;
         let manifest = crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)
             .map_err(crate::nlp::NlpError::from)?;
         let mut embed = crate::nlp::embed_operator(nlp)?;
@@ -215,7 +319,14 @@ impl Embedded {
             vecs,
             dim: embed.embedding_dim(),
             calibration: manifest.calibration,
+            skipped,
+            pairs,
         })
+    }
+
+    /// Translation pairs.
+    pub fn pairs(&self) -> usize {
+        self.pairs.len()
     }
 
     /// `themes` with what it leaves unset taken from the model's
@@ -257,6 +368,39 @@ impl Embedded {
         }
         let outliers = online.iter().filter(|&&x| x < 0).count();
         let on = agreement(&self.truth, &online);
+        let together = self
+            .pairs
+            .iter()
+            .filter(|&&(a, b)| online[a] >= 0 && online[a] == online[b])
+            .count();
+        // Each row's nearest theme in the model the stream ended with: what
+        // a row's theme would be had its theme existed when it arrived.
+        let cents: Vec<(i64, Vec<f32>)> = model
+            .themes()
+            .iter()
+            .map(|t| {
+                let mut c = t.sum.clone();
+                normalize(&mut c);
+                (i64::from(t.id), c)
+            })
+            .collect();
+        let settled: Vec<i64> = self
+            .vecs
+            .iter()
+            .map(|v| {
+                cents
+                    .iter()
+                    .map(|(id, c)| (crate::nlp::encoder::dot(c, v), *id))
+                    .fold((f32::MIN, -1), |x, y| if y.0 > x.0 { y } else { x })
+                    .1
+            })
+            .collect();
+        let settled_together = self
+            .pairs
+            .iter()
+            .filter(|&&(a, b)| settled[a] >= 0 && settled[a] == settled[b])
+            .count();
+        let share = |k: usize| (!self.pairs.is_empty()).then(|| k as f64 / self.pairs.len() as f64);
         StreamRun {
             join_similarity: cfg.join_similarity(),
             cluster_distance: cfg.cluster_distance(),
@@ -265,6 +409,9 @@ impl Embedded {
             outlier_share: outliers as f64 / self.texts.len().max(1) as f64,
             nmi: on.nmi,
             ari: on.ari,
+            pairs_same_theme: share(together),
+            settled: agreement(&self.truth, &settled),
+            settled_pairs_same_theme: share(settled_together),
         }
     }
 
@@ -332,6 +479,43 @@ use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_one_aspect_row_is_labelled_by_its_category_and_translations_pair_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let en = dir.path().join("en.jsonl");
+        let ru = dir.path().join("ru.jsonl");
+        let one = |t: &str, c: &str| {
+            serde_json::json!({"text": t, "aspects": [{"target": "product", "source_category": c}]})
+                .to_string()
+        };
+        let two = serde_json::json!({"text": "x and y", "aspects": [
+            {"target": "product", "source_category": "A"}, {"target": "price", "source_category": "B"}]});
+        std::fs::write(
+            &en,
+            [
+                one("battery dies", "BATTERY#OPERATION_PERFORMANCE"),
+                two.to_string(),
+                serde_json::json!({"text": "where is my card", "label": "card_arrival"})
+                    .to_string(),
+                one("screen is dim", "DISPLAY#QUALITY"),
+            ]
+            .join("\n"),
+        )
+        .unwrap();
+        let r = read(&en).unwrap();
+        assert_eq!(
+            r.labels,
+            [
+                "BATTERY#OPERATION_PERFORMANCE",
+                "card_arrival",
+                "DISPLAY#QUALITY"
+            ]
+        );
+        assert_eq!((r.lines, r.skipped), (vec![0, 2, 3], 1));
+        std::fs::write(&ru, [two.to_string(), two.to_string()].join("\n")).unwrap();
+        assert!(matches!(read(&ru), Err(EvalThemesError::Row { .. })));
+    }
 
     #[test]
     fn identical_and_independent_labelings() {
