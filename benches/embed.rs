@@ -168,6 +168,8 @@ fn top10(vecs: &[Vec<f32>], i: usize) -> Vec<usize> {
 }
 
 fn main() {
+    // As the `verbatim` binary does, before any thread starts.
+    verbatim::metrics::memory::limit_heap_arenas();
     let args: Vec<String> = std::env::args().collect();
     if let Ok(engine) = std::env::var("VERBATIM_BENCH_WORKER") {
         let model = std::env::var("VERBATIM_BENCH_MODEL").unwrap_or_else(|_| MODELS[0].into());

@@ -22,6 +22,8 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
+    // As the `verbatim` binary does, before any thread starts.
+    verbatim::metrics::memory::limit_heap_arenas();
     let benching = std::env::args().any(|a| a == "--bench");
     let customers: i64 = if benching { 1_000_000 } else { 20_000 };
     const DAY: i64 = 86_400_000_000;

@@ -115,6 +115,8 @@ fn slope(points: &[(f64, f64)]) -> f64 {
 }
 
 fn main() {
+    // As the `verbatim` binary does, before any thread starts.
+    verbatim::metrics::memory::limit_heap_arenas();
     let benching = std::env::args().any(|a| a == "--bench");
     let n: usize = std::env::args()
         .skip(1)

@@ -49,6 +49,8 @@ fn vm_hwm_kib(pid: u32) -> Option<u64> {
 }
 
 fn main() {
+    // As the `verbatim` binary does, before any thread starts.
+    verbatim::metrics::memory::limit_heap_arenas();
     // `cargo bench` passes --bench; `cargo test --benches` does not, and then
     // this runs once as a quick smoke test.
     let benching = std::env::args().any(|a| a == "--bench");

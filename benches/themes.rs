@@ -34,6 +34,8 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
+    // As the `verbatim` binary does, before any thread starts.
+    verbatim::metrics::memory::limit_heap_arenas();
     let benching = std::env::args().any(|a| a == "--bench");
     let (first, total) = if benching {
         (20_000, 100_000)

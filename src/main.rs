@@ -4,9 +4,13 @@
 use clap::Parser;
 use verbatim::cli::{init_logging, Cli};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before any thread starts (the runtime's included).
+    verbatim::metrics::memory::limit_heap_arenas();
     let cli = Cli::parse();
     init_logging(&cli.log);
-    cli.command.execute().await
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(cli.command.execute())
 }

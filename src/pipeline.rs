@@ -115,6 +115,11 @@ pub struct Pipeline {
     in_flight: Option<(Arc<InFlight>, u64, u64)>,
     metrics: Metrics,
     summary: RunSummary,
+    /// Whether a batch is also cut when its oldest message waited
+    /// `batch.max_wait_ms` (a stream), or only when full (a file: its rows
+    /// are all there, and batches cut by the clock would differ from run
+    /// to run, and with them int8 vectors and themes).
+    cut_on_time: bool,
 }
 
 /// Every operator the pipeline builds, in the order it runs them: its
@@ -281,6 +286,7 @@ impl PipelineBuilder {
             in_flight: in_flight.map(|f| (f, 0, 0)),
             metrics: self.metrics,
             summary: RunSummary::default(),
+            cut_on_time: true,
         })
     }
 
@@ -406,7 +412,8 @@ impl PipelineBuilder {
         } else {
             Vec::new()
         };
-        let pipeline = self.build(store, None, None, None, None, response_topics)?;
+        let mut pipeline = self.build(store, None, None, None, None, response_topics)?;
+        pipeline.cut_on_time = false;
         let (tx, mut rx) = mpsc::channel(4096);
         let reader = tokio::task::spawn_blocking(move || file::read_file(&path, format, start, tx));
         let result = pipeline.run(&mut rx, std::future::pending(), || {}).await;
@@ -434,7 +441,7 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.metrics.health.beat();
-            let deadline = self.batcher.deadline();
+            let deadline = self.batcher.deadline().filter(|_| self.cut_on_time);
             tokio::select! {
                 biased;
                 _ = &mut shutdown, if !stopping => {

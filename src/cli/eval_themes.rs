@@ -8,7 +8,8 @@ use super::{load, PrecisionArg};
 use crate::config::Precision;
 
 /// Score the online themes on JSONL rows with `text` and a ground-truth
-/// `label`: one pass in input order, NMI and ARI against the labels, beside
+/// `label`: one pass in input order, in batches of the pipeline's
+/// `batch.max_records` as the job runs, NMI and ARI against the labels, beside
 /// k-means with k = number of labels on the same embeddings. Rows in the
 /// aspect format need no `label`: one with exactly one aspect is labelled
 /// by its `source_category`, the others are skipped and counted.
@@ -79,13 +80,21 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
             pipeline.display()
         )
     })?;
+    // One run over the input with `nlp` (as the job batches it).
+    let evaluate = |nlp: &crate::config::NlpConfig| {
+        crate::themes::eval::evaluate(
+            &input,
+            translations.as_deref(),
+            nlp,
+            &cfg.themes,
+            cfg.batch.max_records,
+        )
+    };
     if compare_precision {
         nlp.precision = Precision::Int8;
-        let int8 =
-            crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
+        let int8 = evaluate(&nlp)?;
         nlp.precision = Precision::Fp32;
-        let fp32 =
-            crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
+        let fp32 = evaluate(&nlp)?;
         let drop = (fp32.nmi - int8.nmi).max(fp32.ari - int8.ari);
         let ok = drop <= 0.01;
         if json {
@@ -130,11 +139,12 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
             translations.as_deref(),
             &nlp,
             &cfg.themes,
+            cfg.batch.max_records,
             &grid,
             json,
         );
     }
-    let r = crate::themes::eval::evaluate(&input, translations.as_deref(), &nlp, &cfg.themes)?;
+    let r = evaluate(&nlp)?;
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
@@ -179,6 +189,7 @@ fn sweep(
     translations: Option<&std::path::Path>,
     nlp: &crate::config::NlpConfig,
     themes: &crate::config::ThemesConfig,
+    batch: usize,
     grid: &Grid,
     json: bool,
 ) -> anyhow::Result<()> {
@@ -214,7 +225,7 @@ fn sweep(
             ..Default::default()
         })?;
     }
-    let data = crate::themes::eval::Embedded::load(input, translations, nlp)?;
+    let data = crate::themes::eval::Embedded::load(input, translations, nlp)?.with_batch(batch);
     let baseline = data.baseline()?;
     let themes = &data.calibrate(themes);
     let orders: Vec<Option<u64>> = if shuffle.is_empty() {

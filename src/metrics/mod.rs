@@ -2,10 +2,12 @@
 //!
 //! - this file: [`Metrics`], every metric the job exports (README lists them);
 //! - [`health`]: the state behind `/livez` and `/readyz`;
-//! - [`http`]: the axum endpoint serving both.
+//! - [`http`]: the axum endpoint serving both;
+//! - [`memory`]: the heap's arenas (set first thing in `main`).
 
 pub mod health;
 pub mod http;
+pub mod memory;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;

@@ -122,6 +122,58 @@ fn bucket_of(url: &str) -> String {
     }
 }
 
+/// A local file as [`Listed`].
+fn local_listed(path: String, m: &std::fs::Metadata) -> Listed {
+    Listed {
+        path,
+        modified: m
+            .modified()
+            .map_or_else(|_| chrono::DateTime::<chrono::Utc>::UNIX_EPOCH, Into::into),
+        size: m.len(),
+        e_tag: None,
+    }
+}
+
+/// The files under `root/rel`, recursively, sorted, as [`OutputStore::list`]
+/// gives them (object_store's `LocalFileSystem` lists the same files, but
+/// on the runtime's blocking threads). Files being written (`.tmp`, and
+/// `LocalFileSystem`'s `#` staging names) are left out.
+fn list_local(root: &Path, rel: &str) -> Result<Vec<Listed>, StoreError> {
+    let mut out = Vec::new();
+    let mut stack = vec![rel.trim_matches('/').to_string()];
+    while let Some(dir) = stack.pop() {
+        let path = root.join(&dir);
+        let rd = match std::fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "listing",
+                    path,
+                    source,
+                })
+            }
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(child),
+                Ok(m) if m.is_file() && !name.contains('#') && !name.ends_with(".tmp") => {
+                    out.push(local_listed(child, &m));
+                }
+                _ => {}
+            }
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
 /// An object in the store, as listed.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -475,8 +527,19 @@ impl OutputStore {
         }
     }
 
-    /// Writes `rel` whole, replacing what was there.
+    /// Writes `rel` whole, replacing what was there (a reader sees the old
+    /// object or the new one).
     pub fn put(&self, rel: &str, bytes: Vec<u8>) -> Result<(), StoreError> {
+        if let Some(root) = &self.local {
+            // On the calling thread, as rename and delete: each thread of
+            // the store runtime's blocking pool grows its own heap arena.
+            let path = root.join(rel);
+            return super::files::write_atomic(&path, &bytes).map_err(|source| StoreError::Io {
+                op: "writing",
+                path,
+                source,
+            });
+        }
         let (s, p) = (self.inner.clone(), self.full(rel));
         self.block(async move { s.put(&p, PutPayload::from(bytes)).await })
             .map(|_| ())
@@ -583,6 +646,19 @@ impl OutputStore {
 
     /// What the store says of `rel` without reading it (`None`: absent).
     pub fn head(&self, rel: &str) -> Result<Option<Listed>, StoreError> {
+        if let Some(root) = &self.local {
+            let path = root.join(rel);
+            return match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => Ok(Some(local_listed(rel.to_string(), &m))),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(StoreError::Io {
+                    op: "checking",
+                    path,
+                    source,
+                }),
+            };
+        }
         let (s, p) = (self.inner.clone(), self.full(rel));
         match self.block(async move { s.head(&p).await }) {
             Ok(m) => Ok(Some(Listed {
@@ -598,6 +674,14 @@ impl OutputStore {
 
     /// The bytes of `rel`.
     pub fn get(&self, rel: &str) -> Result<Vec<u8>, StoreError> {
+        if let Some(root) = &self.local {
+            let path = root.join(rel);
+            return std::fs::read(&path).map_err(|source| StoreError::Io {
+                op: "reading",
+                path,
+                source,
+            });
+        }
         let (s, p) = (self.inner.clone(), self.full(rel));
         self.block(async move {
             let r = s.get(&p).await?;
@@ -629,6 +713,9 @@ impl OutputStore {
 
     /// Every object under the folder `rel` (recursively), sorted by path.
     pub fn list(&self, rel: &str) -> Result<Vec<Listed>, StoreError> {
+        if let Some(root) = &self.local {
+            return list_local(root, rel);
+        }
         let (s, p) = (self.inner.clone(), self.full(rel));
         let base = self.prefix.clone();
         let mut out = self
@@ -791,6 +878,51 @@ mod tests {
                 .unwrap();
         assert!(mem.put_if_absent("x", b"1".to_vec()).unwrap());
         assert!(!mem.put_if_absent("x", b"2".to_vec()).unwrap());
+    }
+
+    /// A local root reads and writes on the calling thread; what it lists,
+    /// heads and gets is what object_store's own view of the folder is.
+    #[test]
+    fn a_local_root_sees_what_local_file_system_sees() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = OutputStore::local(dir.path()).unwrap();
+        s.put("themes/state.json", b"{}".to_vec()).unwrap();
+        s.put("themes/versions/v000001.json", b"[1]".to_vec())
+            .unwrap();
+        s.put("themes/state.json", b"{\"v\":2}".to_vec()).unwrap();
+        std::fs::write(dir.path().join("themes/versions/v2.json.tmp"), b"half").unwrap();
+        let ours: Vec<(String, u64)> = s
+            .list("themes")
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.path, l.size))
+            .collect();
+        assert_eq!(
+            ours,
+            [
+                ("themes/state.json".to_string(), 7),
+                ("themes/versions/v000001.json".to_string(), 3)
+            ]
+        );
+        let fs = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let mut theirs: Vec<String> = s
+            .block(async move {
+                fs.list(Some(&ObjPath::from("themes")))
+                    .collect::<Vec<_>>()
+                    .await
+            })
+            .into_iter()
+            .map(|m| m.unwrap().location.to_string())
+            .filter(|p| !p.ends_with(".tmp"))
+            .collect();
+        theirs.sort();
+        assert_eq!(ours.iter().map(|o| o.0.clone()).collect::<Vec<_>>(), theirs);
+        assert_eq!(s.get("themes/state.json").unwrap(), b"{\"v\":2}");
+        assert_eq!(s.head("themes/state.json").unwrap().unwrap().size, 7);
+        assert!(s.head("themes/curation.json").unwrap().is_none());
+        assert!(s.head("themes").unwrap().is_none(), "a folder is no object");
+        assert!(s.get("themes/curation.json").unwrap_err().is_not_found());
+        assert!(s.list("nothing/here").unwrap().is_empty());
     }
 
     #[test]

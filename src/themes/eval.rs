@@ -201,8 +201,9 @@ pub fn evaluate(
     translations: Option<&Path>,
     nlp: &NlpConfig,
     themes: &ThemesConfig,
+    batch: usize,
 ) -> Result<ThemesReport, EvalThemesError> {
-    let data = Embedded::load(path, translations, nlp)?;
+    let data = Embedded::load(path, translations, nlp)?.with_batch(batch);
     let run = data.stream(&data.calibrate(themes), None);
     Ok(ThemesReport {
         n: data.texts.len(),
@@ -232,6 +233,9 @@ pub struct Embedded {
     pub skipped: usize,
     /// `(row, its translation)` indices.
     pairs: Vec<(usize, usize)>,
+    /// Rows the stream hands the model at once (the pipeline's
+    /// `batch.max_records`).
+    batch: usize,
 }
 
 /// One stream of the rows through a [`ThemeModel`] (see [`Embedded::stream`]).
@@ -321,7 +325,15 @@ impl Embedded {
             calibration: manifest.calibration,
             skipped,
             pairs,
+            batch: 1,
         })
+    }
+
+    /// Streams the rows in batches of `n`, as a job with
+    /// `batch.max_records = n` hands them to the theme stage.
+    pub fn with_batch(mut self, n: usize) -> Self {
+        self.batch = n.max(1);
+        self
     }
 
     /// Translation pairs.
@@ -354,17 +366,21 @@ impl Embedded {
     }
 
     /// Streams every row once through a fresh model with `cfg`, in input
-    /// order or in the order a shuffle with `seed` gives, and scores the
-    /// assignment against the labels.
+    /// order or in the order a shuffle with `seed` gives, in batches (see
+    /// [`Embedded::with_batch`]), and scores the assignment against the
+    /// labels.
     pub fn stream(&self, cfg: &ThemesConfig, shuffle: Option<u64>) -> StreamRun {
         let order = self.order(shuffle);
         let mut model = ThemeModel::new(cfg.clone(), self.dim);
         let mut online = vec![-1i64; self.texts.len()];
-        for &i in &order {
-            online[i] = model
-                .assign(&self.vecs[i], &self.texts[i])
-                .theme
-                .map_or(-1, i64::from);
+        for chunk in order.chunks(self.batch.max(1)) {
+            let items: Vec<(&[f32], &str)> = chunk
+                .iter()
+                .map(|&i| (self.vecs[i].as_slice(), self.texts[i].as_str()))
+                .collect();
+            for (&i, a) in chunk.iter().zip(model.assign_batch(&items)) {
+                online[i] = a.theme.map_or(-1, i64::from);
+            }
         }
         let outliers = online.iter().filter(|&&x| x < 0).count();
         let on = agreement(&self.truth, &online);

@@ -330,6 +330,30 @@ impl ThemeModel {
         }
     }
 
+    /// Assigns a batch of comments in order, then gives each that did not
+    /// join a theme its nearest theme after the whole batch: a theme the
+    /// novelty buffer formed from this batch's comments is then already
+    /// theirs, instead of the nearest theme at the moment each arrived.
+    /// Comments that joined keep the theme they joined.
+    pub fn assign_batch(&mut self, items: &[(&[f32], &str)]) -> Vec<Assignment> {
+        let first: Vec<Assignment> = items.iter().map(|(v, t)| self.assign(v, t)).collect();
+        if self.centroids.len() != self.themes.len() * self.dim {
+            self.rebuild_centroids();
+        }
+        first
+            .into_iter()
+            .zip(items)
+            .map(|(a, (v, _))| match self.nearest(v) {
+                Some((k, sim)) if !a.joined => Assignment {
+                    theme: Some(self.themes[k].id),
+                    similarity: sim,
+                    joined: false,
+                },
+                _ => a,
+            })
+            .collect()
+    }
+
     /// Clusters the novelty buffer into new themes (or into existing ones
     /// they turn out to be close to); what does not form a cluster stays.
     pub fn cluster_buffer(&mut self) {
@@ -489,15 +513,32 @@ impl Operator for ThemeOperator {
     }
 
     fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
-        for c in &mut batch.comments {
-            let readable = c
-                .nlp
-                .language
-                .is_some_and(|l| self.languages.iter().any(|x| x == l));
-            let Some(v) = c.nlp.embedding.as_deref().filter(|_| readable) else {
-                continue;
-            };
-            let a = self.model.assign(v, &c.text);
+        // Labels as of the end of the previous batch: what a row is written
+        // with then depends on the rows before it, not on when files were
+        // committed.
+        self.model.relabel();
+        self.labels.clear();
+        // The batch's comments in a language the model reads, assigned
+        // together (see `ThemeModel::assign_batch`).
+        let themed: Vec<usize> = (0..batch.comments.len())
+            .filter(|&i| {
+                let c = &batch.comments[i];
+                c.nlp.embedding.is_some()
+                    && c.nlp
+                        .language
+                        .is_some_and(|l| self.languages.iter().any(|x| x == l))
+            })
+            .collect();
+        let items: Vec<(&[f32], &str)> = themed
+            .iter()
+            .filter_map(|&i| {
+                let c = &batch.comments[i];
+                Some((c.nlp.embedding.as_deref()?, c.text.as_str()))
+            })
+            .collect();
+        let assigned = self.model.assign_batch(&items);
+        for (&i, a) in themed.iter().zip(assigned) {
+            let c = &mut batch.comments[i];
             c.nlp.theme = a.theme.map(|id| {
                 let label = self
                     .labels
@@ -521,9 +562,9 @@ impl Operator for ThemeOperator {
         if newer || curation_at != self.curation_at {
             self.store.refresh(&mut self.model).map_err(store_failed)?;
             self.curation_at = curation_at;
+            self.model.relabel();
+            self.labels.clear();
         }
-        self.model.relabel();
-        self.labels.clear();
         self.store.save_state(&self.model).map_err(store_failed)?;
         self.store.write_snapshot(&self.model).map_err(store_failed)
     }
@@ -636,6 +677,50 @@ mod tests {
         store.save_curation(&c).unwrap();
         op.before_commit().unwrap();
         assert_eq!(op.model().label(7), Some("Cards arriving late"));
+    }
+
+    #[test]
+    fn a_batch_gets_the_theme_its_own_comments_formed() {
+        let dim = 32;
+        let basis = |k: usize| {
+            let mut v = vec![0f32; dim];
+            v[k] = 1.0;
+            v
+        };
+        // One theme exists (about basis 0); a batch brings eight comments
+        // of a new subject (basis 1), which form a theme once the buffer is
+        // clustered, after the first of them arrived.
+        let (a, b) = (basis(0), basis(1));
+        let seed: Vec<Vec<f32>> = (0..8).map(|i| near(&a, 100 + i, 0.1)).collect();
+        let batch: Vec<Vec<f32>> = (0..8).map(|i| near(&b, 200 + i, 0.1)).collect();
+        let items = |vs: &[Vec<f32>], t: &'static str| -> Vec<(Vec<f32>, &'static str)> {
+            vs.iter().map(|v| (v.clone(), t)).collect()
+        };
+        let run = |batched: bool| {
+            let mut m = ThemeModel::new(cfg(), dim);
+            for (v, t) in items(&seed, "card not arrived") {
+                m.assign(&v, t);
+            }
+            let new = items(&batch, "payment declined");
+            let got: Vec<Assignment> = if batched {
+                let refs: Vec<(&[f32], &str)> =
+                    new.iter().map(|(v, t)| (v.as_slice(), *t)).collect();
+                m.assign_batch(&refs)
+            } else {
+                new.iter().map(|(v, t)| m.assign(v, t)).collect()
+            };
+            (m, got)
+        };
+        let (one_by_one, early) = run(false);
+        let (batched, late) = run(true);
+        assert_eq!(one_by_one, batched, "the model is the same either way");
+        assert_eq!(batched.themes().len(), 2);
+        let new_id = batched.themes()[1].id;
+        // One by one, the first comments were written with the only theme
+        // there was; in a batch, every comment gets the theme it formed.
+        assert!(early.iter().any(|x| x.theme != Some(new_id)));
+        assert!(late.iter().all(|x| x.theme == Some(new_id)), "{late:?}");
+        assert!(late.iter().all(|x| x.similarity > 0.9));
     }
 
     #[test]
