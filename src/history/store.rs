@@ -288,9 +288,9 @@ impl PartitionHistory {
         store: &OutputStore,
         path: &str,
     ) -> Result<Option<ParquetRecordBatchReaderBuilder<Bytes>>, HistoryError> {
-        let bytes = match store.get(path) {
-            Ok(b) => b,
-            Err(e) if e.is_not_found() => return Ok(None),
+        let bytes = match store.get_opt(path) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(None),
             Err(source) => {
                 return Err(HistoryError::Store {
                     path: path.to_string(),

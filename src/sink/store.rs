@@ -691,6 +691,15 @@ impl OutputStore {
         .map_err(self.err("reading", rel))
     }
 
+    /// The bytes of `rel`, `None` when it does not exist.
+    pub fn get_opt(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get(rel) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes `rel`; absent is fine.
     pub fn delete(&self, rel: &str) -> Result<(), StoreError> {
         if let Some(root) = &self.local {

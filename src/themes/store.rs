@@ -118,17 +118,8 @@ impl ThemeStore {
         Ok(best)
     }
 
-    /// The bytes of `rel`, `None` when it does not exist.
-    fn get_opt(&self, rel: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.store.get(rel) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     fn read_model(&self, rel: &str) -> Result<Option<ThemeModel>, StoreError> {
-        let Some(bytes) = self.get_opt(rel)? else {
+        let Some(bytes) = self.store.get_opt(rel)? else {
             return Ok(None);
         };
         ThemeModel::from_json(&bytes)
@@ -188,7 +179,7 @@ impl ThemeStore {
 
     /// Analysts' renames and merges (empty when there are none).
     pub fn curation(&self) -> Result<Curation, StoreError> {
-        match self.get_opt(CURATION)? {
+        match self.store.get_opt(CURATION)? {
             Some(b) => serde_json::from_slice(&b).map_err(|e| StoreError::Json {
                 path: CURATION.to_string(),
                 message: e.to_string(),
@@ -255,7 +246,7 @@ impl ThemeStore {
     /// The snapshot's bytes (`None` when there is none or it cannot be
     /// read: readers then show the labels the rows were written with).
     pub fn snapshot(&self) -> Option<Vec<u8>> {
-        match self.get_opt(SNAPSHOT) {
+        match self.store.get_opt(SNAPSHOT) {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "unreadable theme snapshot; using the labels in comments/");
