@@ -917,9 +917,16 @@ fn themes_on_a_bucket_are_the_themes_on_a_folder() {
         .collect();
     assert_eq!(refits[0], refits[1]);
     assert_eq!(refits[0]["version"], 1);
+    // The two largest themes after the refit (which may have merged two
+    // of the themes listed before it).
+    let refitted: Vec<_> = on_both(&["themes", "list", "--json"])
+        .into_iter()
+        .map(json_of)
+        .collect();
+    assert_eq!(refitted[0], refitted[1]);
     let (ta, tb) = (
-        listed[0][0]["id"].as_u64().unwrap().to_string(),
-        listed[0][1]["id"].as_u64().unwrap().to_string(),
+        refitted[0][0]["id"].as_u64().unwrap().to_string(),
+        refitted[0][1]["id"].as_u64().unwrap().to_string(),
     );
     on_both(&["themes", "rename", &ta, "Card questions (curated)"]);
     let shown: Vec<_> = on_both(&["themes", "merge", &ta, &tb])
@@ -954,7 +961,7 @@ fn themes_on_a_bucket_are_the_themes_on_a_folder() {
     let top = reports[0]["themes"]["top"].as_array().unwrap();
     assert!(
         top.iter()
-            .any(|t| t["id"] == listed[0][0]["id"] && t["label"] == "Card questions (curated)"),
+            .any(|t| t["id"] == refitted[0][0]["id"] && t["label"] == "Card questions (curated)"),
         "the report shows the curation: {top:?}"
     );
 
@@ -1020,4 +1027,173 @@ fn json_diffs(a: &serde_json::Value, b: &serde_json::Value) -> Vec<String> {
     let mut out = Vec::new();
     walk(a, b, String::new(), &mut out);
     out
+}
+
+/// Issue 15, themes per clause within a target: with `themes.unit =
+/// "mention"`, each mention is themed among its target's themes, so the
+/// praised engineer and the crashing app of one comment land in two themes,
+/// in English and Russian. Read back with DuckDB, not verbatim's reader:
+/// every theme id holds one target across `mentions/`; `comments.theme_ids`
+/// lists the comment's mention themes; `comments.theme_id` is the strongest
+/// complaint's; `themes.parquet` carries the target; a refit keeps it.
+#[test]
+fn mention_themes_keep_praise_and_complaint_apart() {
+    if ready().is_none() {
+        return;
+    }
+    let Some(python) = support::python_with("duckdb") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(root().join("pipelines/demo.toml")).unwrap();
+    let pipeline = dir.path().join("mention.toml");
+    std::fs::write(&pipeline, format!("{demo}\n[themes]\nunit = \"mention\"\n")).unwrap();
+    let praise_en = [
+        "The engineer was great",
+        "The engineer was really helpful",
+        "Our engineer was polite and quick",
+        "The engineer who came was lovely",
+    ];
+    let crash_en = [
+        "the app keeps crashing",
+        "the app crashes every time I open it",
+        "your app freezes and crashes",
+        "the app crashed again today",
+    ];
+    let praise_ru = [
+        "Мастер был замечательный",
+        "Мастер очень помог",
+        "Мастер был вежлив и быстр",
+    ];
+    let crash_ru = [
+        "приложение постоянно вылетает",
+        "приложение падает каждый раз при запуске",
+        "ваше приложение зависает и вылетает",
+    ];
+    let mut lines = Vec::new();
+    for (i, p) in praise_en.iter().enumerate() {
+        for c in crash_en {
+            lines.push(format!("{p}, but {c}."));
+        }
+        lines.push(format!("{}.", crash_en[i]).replacen('t', "T", 1));
+    }
+    for p in praise_ru {
+        for c in crash_ru {
+            lines.push(format!("{p}, но {c}."));
+        }
+    }
+    let file = dir.path().join("mixed.jsonl");
+    std::fs::write(
+        &file,
+        lines
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"id": format!("c{i:02}"), "text": t}).to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    ingest_with(&file, &out, &pipeline);
+    verbatim(&["themes", "refit", "--output-root", out.to_str().unwrap()]);
+    let script = r#"
+import json, sys, duckdb
+root = sys.argv[1]
+def rows(sql):
+    r = duckdb.sql(sql)
+    return [dict(zip(r.columns, x)) for x in r.fetchall()]
+m = rows(f"select comment_id, target, polarity, confidence, span_start, theme_id, len(embedding) as dim from read_parquet('{root}/mentions/**/*.parquet')")
+c = rows(f"select id, language, theme_id, theme_ids from read_parquet('{root}/comments/**/*.parquet')")
+t = rows(f"select theme_id, target, comments from read_parquet('{root}/themes/themes.parquet')")
+print(json.dumps({"mentions": m, "comments": c, "themes": t}))
+"#;
+    let got = run_ok(
+        std::process::Command::new(&python)
+            .args(["-c", script])
+            .arg(&out),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&got.stdout).unwrap();
+    let mentions = v["mentions"].as_array().unwrap();
+    let comments = v["comments"].as_array().unwrap();
+    assert_eq!(comments.len(), lines.len());
+    // Every mention has its clause vector; a theme holds one target.
+    let mut target_of: HashMap<i64, String> = HashMap::new();
+    for m in mentions {
+        assert_eq!(m["dim"], 384, "{m}");
+        if let Some(id) = m["theme_id"].as_i64() {
+            let t = m["target"].as_str().unwrap().to_string();
+            let old = target_of.insert(id, t.clone());
+            assert!(
+                old.is_none() || old.as_ref() == Some(&t),
+                "theme {id}: {old:?} and {t}"
+            );
+        }
+    }
+    // The snapshot, after the refit, says the same targets.
+    for t in v["themes"].as_array().unwrap() {
+        if let (Some(id), Some(target)) = (t["theme_id"].as_i64(), t["target"].as_str()) {
+            if let Some(seen) = target_of.get(&id) {
+                assert_eq!(seen, target, "theme {id}");
+            }
+        }
+    }
+    // Comments: theme_ids are their mentions' themes; theme_id the strongest
+    // complaint's (else the strongest mention's).
+    let mut apart = HashMap::<&str, usize>::new();
+    for c in comments {
+        let id = c["id"].as_str().unwrap();
+        let mut own: Vec<&serde_json::Value> = mentions
+            .iter()
+            .filter(|m| m["comment_id"] == c["id"] && m["theme_id"].is_i64())
+            .collect();
+        own.sort_by_key(|m| {
+            (
+                m["span_start"].as_i64(),
+                m["target"].as_str().map(String::from),
+            )
+        });
+        let listed: Vec<i64> = c["theme_ids"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_i64().unwrap()).collect())
+            .unwrap_or_default();
+        let mut expect: Vec<i64> = own
+            .iter()
+            .map(|m| m["theme_id"].as_i64().unwrap())
+            .collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        expect.sort();
+        assert_eq!(sorted, expect, "{id}");
+        if own.is_empty() {
+            continue;
+        }
+        let primary = own
+            .iter()
+            .max_by(|a, b| {
+                let neg = |m: &serde_json::Value| m["polarity"] == "negative";
+                neg(a).cmp(&neg(b)).then(
+                    a["confidence"]
+                        .as_f64()
+                        .unwrap()
+                        .total_cmp(&b["confidence"].as_f64().unwrap()),
+                )
+            })
+            .unwrap();
+        assert_eq!(c["theme_id"], primary["theme_id"], "{id}: primary theme");
+        let staff = own.iter().find(|m| m["target"] == "staff");
+        let product = own
+            .iter()
+            .find(|m| m["target"] == "product" && m["polarity"] == "negative");
+        if let (Some(s), Some(p)) = (staff, product) {
+            assert_ne!(s["theme_id"], p["theme_id"], "{id}");
+            assert_eq!(
+                c["theme_id"], p["theme_id"],
+                "{id}: the complaint is primary"
+            );
+            *apart.entry(c["language"].as_str().unwrap()).or_default() += 1;
+        }
+    }
+    eprintln!("comments with staff and product complaint themed apart: {apart:?}");
+    assert!(apart.get("en").copied().unwrap_or(0) >= 8, "{apart:?}");
+    assert!(apart.get("ru").copied().unwrap_or(0) >= 4, "{apart:?}");
 }

@@ -53,9 +53,23 @@ pub struct EvalThemesArgs {
     /// --from-scratch`), cut there.
     #[arg(long, value_delimiter = ',', conflicts_with = "compare_precision")]
     pub refit_distance: Vec<f32>,
+    /// Override the pipeline's `themes.unit`: `mention` (each clause the
+    /// analysis reads is an item of its target, and a row's theme is its
+    /// primary one, as `comments.theme_id`) or `comment` (whole comments).
+    #[arg(long, value_enum)]
+    pub unit: Option<UnitArg>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--unit` values.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum UnitArg {
+    /// Each mention, among its target's themes.
+    Mention,
+    /// Whole comments.
+    Comment,
 }
 
 /// Scores the themes and prints NMI and ARI (exit 3 when
@@ -71,9 +85,16 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
         join_similarity,
         cluster_distance,
         refit_distance,
+        unit,
         json,
     } = args;
-    let cfg = load(&pipeline)?;
+    let mut cfg = load(&pipeline)?;
+    if let Some(u) = unit {
+        cfg.themes.unit = match u {
+            UnitArg::Mention => crate::config::ThemeUnit::Mention,
+            UnitArg::Comment => crate::config::ThemeUnit::Comment,
+        };
+    }
     let mut nlp = cfg.nlp.clone().with_context(|| {
         format!(
             "{}: no [nlp] section. Fix: pass a pipeline with one, e.g. pipelines/demo.toml",
@@ -225,7 +246,8 @@ fn sweep(
             ..Default::default()
         })?;
     }
-    let data = crate::themes::eval::Embedded::load(input, translations, nlp)?.with_batch(batch);
+    let data = crate::themes::eval::Embedded::load(input, translations, nlp, themes.unit)?
+        .with_batch(batch);
     let baseline = data.baseline()?;
     let themes = &data.calibrate(themes);
     let orders: Vec<Option<u64>> = if shuffle.is_empty() {

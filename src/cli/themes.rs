@@ -119,10 +119,14 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
     let action = args.action;
     let print = |t: &curation::ThemeInfo| {
         println!(
-            "theme {}: {} ({} comments){}",
+            "theme {}: {} ({} {}){}",
             t.id,
             t.label,
             t.comments,
+            match &t.target {
+                Some(target) => format!("{target} mentions"),
+                None => "comments".into(),
+            },
             if t.curated { ", renamed" } else { "" }
         );
         if !t.merged.is_empty() {
@@ -144,12 +148,13 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:>6}  {:>8}  label", "id", "comments");
+                println!("{:>6}  {:>8}  {:<11}  label", "id", "items", "target");
                 for t in &all {
                     println!(
-                        "{:>6}  {:>8}  {}{}",
+                        "{:>6}  {:>8}  {:<11}  {}{}",
                         t.id,
                         t.comments,
+                        t.target.as_deref().unwrap_or("(comment)"),
                         t.label,
                         if t.curated { " (renamed)" } else { "" }
                     );

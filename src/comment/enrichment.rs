@@ -33,7 +33,9 @@ pub struct Enrichment {
     pub aspects: Option<Vec<Aspect>>,
     /// Why the comment was not analysed (language the model cannot read).
     pub analysis_skipped: Option<&'static str>,
-    /// `(theme id, theme label, cosine with the theme's centroid)`.
+    /// `(theme id, theme label, cosine with the theme's centroid)`: the
+    /// comment's own theme, or with themes per mention its primary theme
+    /// (its strongest negative mention's, else its strongest mention's).
     pub theme: Option<(u32, Arc<str>, f32)>,
     /// Ids of the same customer's comments, read before this one, that make
     /// it a repeat (`None`: no history was checked: no customer id, or the
@@ -160,6 +162,13 @@ pub struct Aspect {
     pub end: u32,
     /// The clause's text.
     pub text: String,
+    /// The clause's L2-normalised vector in the space of the comment's
+    /// `embedding` (the whole comment's vector when the clause is the whole
+    /// comment); themes read it. `None` when the analysis made none.
+    pub vector: Option<Vec<f32>>,
+    /// `(theme id, theme label, cosine with the theme's centroid)`: the
+    /// theme of this mention among the themes of its target.
+    pub theme: Option<(u32, Arc<str>, f32)>,
 }
 
 /// Why a comment was not analysed.
@@ -204,6 +213,8 @@ mod tests {
             start: 0,
             end: 1,
             text: String::new(),
+            vector: None,
+            theme: None,
         }
     }
 

@@ -33,7 +33,7 @@ pub use nlp::{
 };
 pub use output::{parse_local_root, parse_output_root, OutputConfig, RejectedConfig, RootError};
 pub use responses::{ResponseFields, ResponsesConfig};
-pub use themes::ThemesConfig;
+pub use themes::{ThemeUnit, ThemesConfig};
 
 /// Errors from loading or validating a pipeline file.
 #[derive(Debug, thiserror::Error)]

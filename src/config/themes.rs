@@ -29,6 +29,24 @@ pub struct ThemesConfig {
     /// manifest's `[calibration]`, else 0.45.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refit_distance: Option<f32>,
+    /// What a theme groups: `mention` (each clause the analysis reads,
+    /// among the themes of its target; a comment gets its mentions' themes
+    /// and a primary one) or `comment` (whole comments).
+    pub unit: ThemeUnit,
+}
+
+/// `themes.unit`: what a theme groups.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ThemeUnit {
+    /// Each mention (a clause with its target and polarity) gets a theme
+    /// among its target's themes; comments without a mention (analysis off,
+    /// or nothing read) get a theme of whole comments.
+    Mention,
+    /// Whole comments, one theme each (the default: README, "Themes per
+    /// mention", has the numbers that keep it so for now).
+    #[default]
+    Comment,
 }
 
 /// Built-in thresholds, chosen on banking77 with all-MiniLM-L6-v2
@@ -48,6 +66,7 @@ impl Default for ThemesConfig {
             min_theme_size: 3,
             buffer: 256,
             refit_distance: None,
+            unit: ThemeUnit::Comment,
         }
     }
 }

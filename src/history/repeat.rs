@@ -217,6 +217,8 @@ mod tests {
                     start: 0,
                     end: 4,
                     text: "text".into(),
+                    vector: None,
+                    theme: None,
                 })
                 .collect(),
         );

@@ -46,6 +46,9 @@ pub struct AnalyzeOperator {
     example_flags: Vec<ExampleTarget>,
     /// Learned flags over the comment's vector, beside the patterns.
     flag_heads: Option<super::flag_heads::FlagHeads>,
+    /// The model's theme projection: a mention's clause vector goes
+    /// through it, as the comment's `embedding` does.
+    projection: Option<super::projection::Projection>,
 }
 
 /// A target (or flag) an analyst defined by example phrases.
@@ -90,7 +93,35 @@ impl AnalyzeOperator {
             examples: Vec::new(),
             example_flags: Vec::new(),
             flag_heads: None,
+            projection: None,
         }
+    }
+
+    /// Puts the model's theme projection between a mention's clause vector
+    /// and [`Aspect::vector`], as the embed stage does for the comment.
+    pub fn with_projection(mut self, projection: Option<super::projection::Projection>) -> Self {
+        self.projection = projection;
+        self
+    }
+
+    /// The vector of the clause `seg` reads, in the space of the comments'
+    /// `embedding`: the comment's own when the segment is the whole
+    /// comment, else its tokens' mean through the theme projection.
+    fn clause_vector(&self, seg: &Segment, comment: &crate::comment::Comment) -> Option<Vec<f32>> {
+        let st = comment.nlp.tokens.as_ref()?;
+        let dim = self.heads.dim;
+        if seg.own.is_none() && seg.tokens.len() == st.offsets.len() {
+            return comment.nlp.embedding.clone();
+        }
+        let source = match seg.own {
+            Some(k) => &st.clauses.get(k)?.vectors,
+            None => &st.vectors,
+        };
+        let v = pooled(source, dim, seg.tokens.iter().copied());
+        Some(match &self.projection {
+            Some(p) => p.apply(&v),
+            None => v,
+        })
     }
 
     /// A flag defined by example phrases (`[flags.<name>] examples`): a
@@ -441,6 +472,7 @@ impl Operator for AnalyzeOperator {
                     continue;
                 }
                 let span = clause.map_or(seg.span, |(_, c)| c.span);
+                let read_from = clause.map_or(seg, |(_, c)| c);
                 let (cls, conf) =
                     (1..4)
                         .map(|j| (j, p[j]))
@@ -453,6 +485,8 @@ impl Operator for AnalyzeOperator {
                     start: span.start,
                     end: span.end,
                     text: clauses::slice(text, span),
+                    vector: self.clause_vector(read_from, &batch.comments[seg.comment]),
+                    theme: None,
                 });
             }
         }
@@ -518,6 +552,8 @@ impl Operator for AnalyzeOperator {
                         start: span.start,
                         end: span.end,
                         text: clauses::slice(text, span),
+                        vector: self.clause_vector(&segs[c], &batch.comments[seg.comment]),
+                        theme: None,
                     });
                 }
             }

@@ -120,6 +120,11 @@ impl EmbedOperator {
         self
     }
 
+    /// The model's theme projection, if it has one.
+    pub fn projection(&self) -> Option<&super::projection::Projection> {
+        self.projection.as_ref()
+    }
+
     /// Size of the model's vectors (sentence and token).
     pub fn dim(&self) -> usize {
         self.encoder.dim()

@@ -144,6 +144,7 @@ pub fn operators_for(
         None
     };
     let mut embed = embed_operator_over(cfg, &files)?;
+    let analysis = analysis.map(|a| a.with_projection(embed.projection().cloned()));
     // Example phrases of the `[targets]` and `[flags]` tables, embedded
     // once at start.
     let analysis = match analysis {

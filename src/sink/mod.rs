@@ -492,7 +492,7 @@ impl ParquetSink {
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
-                    Table::Mentions => schema::mentions_schema(),
+                    Table::Mentions => schema::mentions_schema(self.stamp.embedding_dim),
                     Table::Actions => schema::actions_schema(),
                     Table::Responses => schema::responses_schema(),
                 };

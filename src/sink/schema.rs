@@ -17,7 +17,7 @@ use arrow::record_batch::RecordBatch;
 use crate::comment::{Comment, Rejection, SourceCoords};
 
 /// Version of the table layout; bumped whenever a column changes meaning or type.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Values the writer stamps on every row, and the optional columns it writes.
 #[derive(Debug, Clone)]
@@ -46,6 +46,10 @@ fn attributes_type() -> DataType {
         )),
         false,
     )
+}
+
+fn theme_ids_type() -> DataType {
+    DataType::List(Arc::new(Field::new("item", DataType::Int32, false)))
 }
 
 fn flags_type() -> DataType {
@@ -249,7 +253,33 @@ fn analysis_columns(rows: &[&Comment]) -> Result<Vec<ArrayRef>, ArrowError> {
                 .map(|r| r.nlp.theme.as_ref().map(|t| t.2))
                 .collect::<Float32Array>(),
         ),
+        Arc::new(theme_ids(rows)?),
     ])
+}
+
+/// `comments.theme_ids`: the mentions' themes, null when none has one.
+fn theme_ids(rows: &[&Comment]) -> Result<ListArray, ArrowError> {
+    let mut offsets = vec![0i32];
+    let mut items = Vec::new();
+    let mut valid = Vec::with_capacity(rows.len());
+    for r in rows {
+        let before = items.len();
+        items.extend(
+            r.nlp
+                .aspects
+                .iter()
+                .flatten()
+                .filter_map(|a| a.theme.as_ref().map(|t| t.0 as i32)),
+        );
+        valid.push(items.len() > before);
+        offsets.push(items.len() as i32);
+    }
+    ListArray::try_new(
+        Arc::new(Field::new("item", DataType::Int32, false)),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(Int32Array::from(items)),
+        Some(valid.into()),
+    )
 }
 
 fn embedding_type(dim: usize) -> DataType {
@@ -299,9 +329,10 @@ pub fn comments_columns(
         ("blames_staff", DataType::Boolean, true, "A negative staff aspect (null when not analysed)"),
         ("blames_product", DataType::Boolean, true, "A negative product aspect (null when not analysed)"),
         ("analysis_skipped", DataType::Utf8, true, "Why sentiment and aspects are null: `language_not_supported` (the model reads only the languages its manifest lists), `language_unknown`"),
-        ("theme_id", DataType::Int32, true, "Theme (stable id; `themes/state.json` holds the model): the theme the comment joined, or its nearest theme when it did not (see `theme_similarity`); null for languages the model does not read and before the first theme forms"),
+        ("theme_id", DataType::Int32, true, "Theme (stable id; `themes/state.json` holds the model): the comment's primary theme (see `theme_ids`), or with whole-comment themes the theme the comment joined, or its nearest theme when it did not (see `theme_similarity`); null for languages the model does not read and before the first theme forms"),
         ("theme_label", DataType::Utf8, true, "The theme's c-TF-IDF label when the row was written (labels are refreshed as themes grow; ids are not)"),
-        ("theme_similarity", DataType::Float32, true, "Cosine of the comment and the theme's centroid; below `themes.join_similarity` the comment did not join and waited in the novelty buffer"),
+        ("theme_similarity", DataType::Float32, true, "Cosine of the comment (its primary mention, with themes per mention) and the theme's centroid; below `themes.join_similarity` it did not join and waited in the novelty buffer"),
+        ("theme_ids", theme_ids_type(), true, "With `themes.unit = \"mention\"`: the themes of the comment's mentions, in mention order (`mentions.theme_id`); `theme_id` is then the primary one: the strongest negative mention's, else the strongest mention's. Null when the comment's theme is its own (whole-comment themes, or no mention read)"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),
         ("truncated", DataType::Boolean, true, "The text was longer than the model reads (`max_seq_len`) and was cut"),
         ("embedding_model", DataType::Utf8, true, "Model, backend and precision that made the embedding, and the projection if any, e.g. `multilingual-e5-small onnx int8 + theme projection de77e8e9` or `all-MiniLM-L6-v2 onnx int8`"),
@@ -340,9 +371,12 @@ pub fn rejected_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
     ]
 }
 
-/// `(name, type, nullable, meaning)` of every `mentions` column, in order.
-pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
-    vec![
+/// `(name, type, nullable, meaning)` of every `mentions` column, in order;
+/// `embedding` only when `embedding_dim` is set.
+pub fn mentions_columns(
+    embedding_dim: Option<usize>,
+) -> Vec<(&'static str, DataType, bool, &'static str)> {
+    let mut cols = vec![
         (
             "source_topic",
             DataType::Utf8,
@@ -414,6 +448,24 @@ pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
             false,
             "The clause (PII already redacted)",
         ),
+        (
+            "theme_id",
+            DataType::Int32,
+            true,
+            "With `themes.unit = \"mention\"`: the mention's theme among its target's themes (stable id; joins `themes/themes.parquet`), the one it joined or its nearest; null with whole-comment themes or before its target has a theme",
+        ),
+        (
+            "theme_label",
+            DataType::Utf8,
+            true,
+            "The theme's label when the row was written",
+        ),
+        (
+            "theme_similarity",
+            DataType::Float32,
+            true,
+            "Cosine of the clause's vector and the theme's centroid",
+        ),
         ("pipeline", DataType::Utf8, false, "Pipeline name"),
         (
             "pipeline_version",
@@ -427,7 +479,16 @@ pub fn mentions_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
             false,
             "Version of this table layout",
         ),
-    ]
+    ];
+    if let Some(d) = embedding_dim {
+        cols.push((
+            "embedding",
+            embedding_type(d),
+            true,
+            "L2-normalised vector of the clause (`nlp.store_embeddings`), in the space of `comments.embedding`, the one mention themes read: the comment's own vector when the clause is the whole comment, else the mean of the clause's token vectors through the model's theme projection",
+        ));
+    }
+    cols
 }
 
 /// `(name, type, nullable, meaning)` of every `actions` column, in order.
@@ -572,8 +633,8 @@ fn string_lists(rows: &[Option<Vec<&str>>]) -> Result<ListArray, ArrowError> {
 }
 
 /// Arrow schema of `mentions/`.
-pub fn mentions_schema() -> SchemaRef {
-    to_schema(mentions_columns())
+pub fn mentions_schema(embedding_dim: Option<usize>) -> SchemaRef {
+    to_schema(mentions_columns(embedding_dim))
 }
 
 /// Builds a `mentions` record batch: one row per aspect of `rows`.
@@ -611,10 +672,27 @@ pub fn mentions_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
                 .collect::<Int32Array>(),
         ),
         opt_str(flat.iter().map(|(_, a)| Some(a.text.as_str()))),
+        Arc::new(
+            flat.iter()
+                .map(|(_, a)| a.theme.as_ref().map(|t| t.0 as i32))
+                .collect::<Int32Array>(),
+        ),
+        opt_str(flat.iter().map(|(_, a)| a.theme.as_ref().map(|t| &*t.1))),
+        Arc::new(
+            flat.iter()
+                .map(|(_, a)| a.theme.as_ref().map(|t| t.2))
+                .collect::<Float32Array>(),
+        ),
     ];
     columns.extend(body);
     columns.extend(stamp_columns(stamp, n));
-    RecordBatch::try_new(mentions_schema(), columns)
+    if let Some(dim) = stamp.embedding_dim {
+        columns.push(vectors_array(
+            flat.iter().map(|(_, a)| a.vector.as_deref()),
+            dim,
+        )?);
+    }
+    RecordBatch::try_new(mentions_schema(stamp.embedding_dim), columns)
 }
 
 fn to_schema(cols: Vec<(&'static str, DataType, bool, &'static str)>) -> SchemaRef {
@@ -761,10 +839,18 @@ pub fn comments_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
 }
 
 fn embedding_array(rows: &[&Comment], dim: usize) -> Result<ArrayRef, ArrowError> {
+    vectors_array(rows.iter().map(|r| r.nlp.embedding.as_deref()), dim)
+}
+
+/// A `fixed_size_list<float32, dim>` column, null where a row has no vector.
+fn vectors_array<'a>(
+    rows: impl ExactSizeIterator<Item = Option<&'a [f32]>>,
+    dim: usize,
+) -> Result<ArrayRef, ArrowError> {
     let mut values = Vec::with_capacity(rows.len() * dim);
     let mut valid = Vec::with_capacity(rows.len());
     for r in rows {
-        match &r.nlp.embedding {
+        match r {
             Some(v) if v.len() == dim => {
                 values.extend_from_slice(v);
                 valid.push(true);
@@ -947,7 +1033,7 @@ mod tests {
         let missing: Vec<String> = [
             columns_markdown(&comments_columns(Some(384))),
             columns_markdown(&rejected_columns()),
-            columns_markdown(&mentions_columns()),
+            columns_markdown(&mentions_columns(Some(384))),
             columns_markdown(&actions_columns()),
             columns_markdown(&responses_columns()),
         ]

@@ -50,6 +50,8 @@ pub struct ThemeInfo {
     pub exemplars: Vec<String>,
     /// Most frequent terms with their counts.
     pub top_terms: Vec<(String, u32)>,
+    /// The target its mentions are about; `None`: whole comments.
+    pub target: Option<String>,
 }
 
 fn model(store: &ThemeStore) -> Result<ThemeModel, AdminError> {
@@ -89,6 +91,7 @@ fn info(m: &ThemeModel, id: u32) -> Option<ThemeInfo> {
             .collect(),
         exemplars: t.exemplars.iter().map(|(_, x)| x.clone()).collect(),
         top_terms: terms,
+        target: t.target.clone(),
     })
 }
 

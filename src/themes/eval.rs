@@ -20,9 +20,9 @@ use linfa_clustering::KMeans;
 use ndarray::Array2;
 use serde::Serialize;
 
-use crate::config::{NlpConfig, ThemesConfig};
+use crate::config::{NlpConfig, ThemeUnit, ThemesConfig};
 use crate::nlp::encoder::normalize;
-use crate::themes::online::ThemeModel;
+use crate::themes::online::{ThemeInput, ThemeModel};
 
 /// Errors of `verbatim eval-themes`.
 #[derive(Debug, thiserror::Error)]
@@ -203,7 +203,7 @@ pub fn evaluate(
     themes: &ThemesConfig,
     batch: usize,
 ) -> Result<ThemesReport, EvalThemesError> {
-    let data = Embedded::load(path, translations, nlp)?.with_batch(batch);
+    let data = Embedded::load(path, translations, nlp, themes.unit)?.with_batch(batch);
     let run = data.stream(&data.calibrate(themes), None);
     Ok(ThemesReport {
         n: data.texts.len(),
@@ -221,12 +221,25 @@ pub fn evaluate(
     })
 }
 
+/// What a row hands the theme model: the whole comment, or with themes
+/// per mention each mention the analysis read.
+struct RowItem {
+    target: Option<String>,
+    v: Vec<f32>,
+    text: String,
+    /// For the primary theme: a negative mention wins, then confidence.
+    rank: (bool, f32),
+}
+
 /// Labelled rows and their embeddings, computed once so that many theme
 /// settings and stream orders can be scored on the same vectors.
 pub struct Embedded {
     texts: Vec<String>,
     truth: Vec<i64>,
+    /// Whole-comment vectors (the k-means baseline and `batch` read them).
     vecs: Vec<Vec<f32>>,
+    /// What each row hands the model (see [`RowItem`]).
+    items: Vec<Vec<RowItem>>,
     dim: usize,
     calibration: crate::config::Calibration,
     /// Rows read but left out (see [`ThemesReport::skipped`]).
@@ -268,11 +281,14 @@ pub struct StreamRun {
 
 impl Embedded {
     /// Reads the rows of `path` (and of `translations`, whose line n
-    /// translates line n of `path`) and embeds them with `nlp`'s model.
+    /// translates line n of `path`) and embeds them with `nlp`'s model;
+    /// with themes per mention (`unit`) and `nlp.analyze`, analyses them as
+    /// the job does, and each mention is an item of its target.
     pub fn load(
         path: &Path,
         translations: Option<&Path>,
         nlp: &NlpConfig,
+        unit: ThemeUnit,
     ) -> Result<Self, EvalThemesError> {
         let mut rows = read(path)?;
         let mut pairs = Vec::new();
@@ -302,15 +318,32 @@ impl Embedded {
         } = rows;
         let manifest = crate::nlp::model::ModelManifest::load(&nlp.models_dir, &nlp.model)
             .map_err(crate::nlp::NlpError::from)?;
-        let mut embed = crate::nlp::embed_operator(nlp)?;
-        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        let pb = indicatif::ProgressBar::new(texts.len() as u64);
-        let mut vecs = Vec::with_capacity(texts.len());
-        for chunk in refs.chunks(512) {
-            vecs.extend(embed.comment_vectors(chunk)?);
-            pb.inc(chunk.len() as u64);
-        }
-        pb.finish_and_clear();
+        let (vecs, items, dim) = if unit == ThemeUnit::Mention && nlp.analyze {
+            analysed(&texts, nlp)?
+        } else {
+            let mut embed = crate::nlp::embed_operator(nlp)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let pb = indicatif::ProgressBar::new(texts.len() as u64);
+            let mut vecs = Vec::with_capacity(texts.len());
+            for chunk in refs.chunks(512) {
+                vecs.extend(embed.comment_vectors(chunk)?);
+                pb.inc(chunk.len() as u64);
+            }
+            pb.finish_and_clear();
+            let items = vecs
+                .iter()
+                .zip(&texts)
+                .map(|(v, t)| {
+                    vec![RowItem {
+                        target: None,
+                        v: v.clone(),
+                        text: t.clone(),
+                        rank: (false, 0.0),
+                    }]
+                })
+                .collect();
+            (vecs, items, embed.embedding_dim())
+        };
         let mut ids: BTreeMap<&str, i64> = BTreeMap::new();
         for l in &labels {
             let next = ids.len() as i64;
@@ -321,7 +354,8 @@ impl Embedded {
             texts,
             truth,
             vecs,
-            dim: embed.embedding_dim(),
+            items,
+            dim,
             calibration: manifest.calibration,
             skipped,
             pairs,
@@ -374,13 +408,27 @@ impl Embedded {
         let mut model = ThemeModel::new(cfg.clone(), self.dim);
         let mut online = vec![-1i64; self.texts.len()];
         for chunk in order.chunks(self.batch.max(1)) {
-            let items: Vec<(&[f32], &str)> = chunk
+            let (rows, items): (Vec<usize>, Vec<ThemeInput<'_>>) = chunk
                 .iter()
-                .map(|&i| (self.vecs[i].as_slice(), self.texts[i].as_str()))
+                .flat_map(|&i| {
+                    self.items[i].iter().map(move |x| {
+                        (
+                            i,
+                            ThemeInput {
+                                target: x.target.as_deref(),
+                                vector: &x.v,
+                                text: &x.text,
+                            },
+                        )
+                    })
+                })
+                .unzip();
+            let got: Vec<Option<u32>> = model
+                .assign_batch(&items)
+                .into_iter()
+                .map(|a| a.theme)
                 .collect();
-            for (&i, a) in chunk.iter().zip(model.assign_batch(&items)) {
-                online[i] = a.theme.map_or(-1, i64::from);
-            }
+            self.primaries(&rows, &got, &mut online);
         }
         let outliers = online.iter().filter(|&&x| x < 0).count();
         let on = agreement(&self.truth, &online);
@@ -391,26 +439,31 @@ impl Embedded {
             .count();
         // Each row's nearest theme in the model the stream ended with: what
         // a row's theme would be had its theme existed when it arrived.
-        let cents: Vec<(i64, Vec<f32>)> = model
+        let cents: Vec<(u32, Option<&str>, Vec<f32>)> = model
             .themes()
             .iter()
             .map(|t| {
                 let mut c = t.sum.clone();
                 normalize(&mut c);
-                (i64::from(t.id), c)
+                (t.id, t.target.as_deref(), c)
             })
             .collect();
-        let settled: Vec<i64> = self
-            .vecs
-            .iter()
-            .map(|v| {
-                cents
-                    .iter()
-                    .map(|(id, c)| (crate::nlp::encoder::dot(c, v), *id))
-                    .fold((f32::MIN, -1), |x, y| if y.0 > x.0 { y } else { x })
-                    .1
+        let (rows, near): (Vec<usize>, Vec<Option<u32>>) = (0..self.items.len())
+            .flat_map(|i| {
+                let cents = &cents;
+                self.items[i].iter().map(move |x| {
+                    let best = cents
+                        .iter()
+                        .filter(|(_, t, _)| *t == x.target.as_deref())
+                        .map(|(id, _, c)| (crate::nlp::encoder::dot(c, &x.v), *id))
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|b| b.1);
+                    (i, best)
+                })
             })
-            .collect();
+            .unzip();
+        let mut settled = vec![-1i64; self.texts.len()];
+        self.primaries(&rows, &near, &mut settled);
         let settled_together = self
             .pairs
             .iter()
@@ -454,6 +507,23 @@ impl Embedded {
         (groups, agreement(&truth, &got))
     }
 
+    /// Each row's primary theme from its items' themes (`rows[k]` is the
+    /// row of item k, items of one row in order): the negative item with
+    /// the highest confidence, else the most confident one, as the job
+    /// picks a comment's `theme_id`.
+    fn primaries(&self, rows: &[usize], themes: &[Option<u32>], out: &mut [i64]) {
+        let mut k = 0;
+        while k < rows.len() {
+            let row = rows[k];
+            let n = self.items[row].len();
+            out[row] = (0..n)
+                .filter_map(|j| themes[k + j].map(|t| (self.items[row][j].rank, t)))
+                .max_by(|a, b| a.0 .0.cmp(&b.0 .0).then(a.0 .1.total_cmp(&b.0 .1)))
+                .map_or(-1, |(_, t)| i64::from(t));
+            k += n;
+        }
+    }
+
     /// Row indices in input order, or shuffled with `seed`.
     fn order(&self, shuffle: Option<u64>) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.texts.len()).collect();
@@ -488,6 +558,73 @@ impl Embedded {
         let base: Vec<i64> = pred.iter().map(|&c| c as i64).collect();
         Ok(agreement(&self.truth, &base))
     }
+}
+
+/// Analyses the rows as the job does (pipeline-sized batches of 256):
+/// whole-comment vectors, and each row's items, its mentions with a vector
+/// or else the whole comment.
+#[allow(clippy::type_complexity)]
+fn analysed(
+    texts: &[String],
+    nlp: &NlpConfig,
+) -> Result<(Vec<Vec<f32>>, Vec<Vec<RowItem>>, usize), EvalThemesError> {
+    let mut stages = crate::nlp::operators_for(nlp, &BTreeMap::new(), &BTreeMap::new())?;
+    let metrics = crate::metrics::Metrics::new();
+    let now = chrono::Utc::now();
+    let pb = indicatif::ProgressBar::new(texts.len() as u64);
+    let (mut vecs, mut items) = (Vec::with_capacity(texts.len()), Vec::new());
+    for chunk in texts.chunks(256) {
+        let mut batch = crate::batch::CommentBatch::default();
+        for (i, t) in chunk.iter().enumerate() {
+            let coords = crate::comment::SourceCoords {
+                topic: "eval-themes".into(),
+                partition: 0,
+                offset: i as i64,
+                kafka_timestamp: None,
+            };
+            batch.comments.push(crate::comment::Comment::new(
+                coords,
+                i.to_string(),
+                t.clone(),
+                now,
+                now,
+            ));
+        }
+        crate::nlp::run_operators(&mut stages.operators, &mut batch, &metrics)?;
+        for c in batch.comments {
+            let v = c.nlp.embedding.unwrap_or_else(|| vec![0.0; stages.dim]);
+            let mut own: Vec<RowItem> = c
+                .nlp
+                .aspects
+                .into_iter()
+                .flatten()
+                .filter_map(|a| {
+                    Some(RowItem {
+                        target: Some(a.target.to_string()),
+                        rank: (
+                            a.polarity == crate::comment::Polarity::Negative,
+                            a.confidence,
+                        ),
+                        v: a.vector?,
+                        text: a.text,
+                    })
+                })
+                .collect();
+            if own.is_empty() {
+                own.push(RowItem {
+                    target: None,
+                    v: v.clone(),
+                    text: c.text,
+                    rank: (false, 0.0),
+                });
+            }
+            vecs.push(v);
+            items.push(own);
+        }
+        pb.inc(chunk.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok((vecs, items, stages.dim))
 }
 
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};

@@ -49,6 +49,11 @@ pub struct Theme {
     /// A label an analyst gave it (`verbatim themes rename`); wins over `label`.
     #[serde(default)]
     pub curated_label: Option<String>,
+    /// The target its mentions are about (`staff`, `product`…): a theme
+    /// holds mentions of one target only. `None`: a theme of whole
+    /// comments (`themes.unit = "comment"`, or comments with no mention).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl Theme {
@@ -62,6 +67,15 @@ impl Theme {
             terms: TermCounts::default(),
             exemplars: Vec::new(),
             curated_label: None,
+            target: None,
+        }
+    }
+
+    /// An empty theme with this id for mentions of `target`.
+    pub fn empty_for(id: u32, dim: usize, target: Option<&str>) -> Self {
+        Self {
+            target: target.map(str::to_string),
+            ..Self::empty(id, dim)
         }
     }
 
@@ -112,6 +126,55 @@ pub struct Assignment {
     pub joined: bool,
 }
 
+/// One comment or mention to assign: its L2-normalised vector, its text
+/// (the clause, for a mention) and its target (`None`: a whole comment).
+#[derive(Debug, Clone, Copy)]
+pub struct ThemeInput<'a> {
+    /// What it is about; themes of another target are never its theme.
+    pub target: Option<&'a str>,
+    /// Its vector in the comments' embedding space.
+    pub vector: &'a [f32],
+    /// Its text, for labels and exemplars.
+    pub text: &'a str,
+}
+
+/// A comment or mention waiting in the novelty buffer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(from = "PendingRepr")]
+struct Pending {
+    v: Vec<f32>,
+    text: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+}
+
+/// What `themes/state.json` holds for a buffered item: states saved before
+/// themes had targets wrote `[vector, text]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PendingRepr {
+    Pair(Vec<f32>, String),
+    Full {
+        v: Vec<f32>,
+        text: String,
+        #[serde(default)]
+        target: Option<String>,
+    },
+}
+
+impl From<PendingRepr> for Pending {
+    fn from(r: PendingRepr) -> Self {
+        match r {
+            PendingRepr::Pair(v, text) => Self {
+                v,
+                text,
+                target: None,
+            },
+            PendingRepr::Full { v, text, target } => Self { v, text, target },
+        }
+    }
+}
+
 /// The online theme model.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ThemeModel {
@@ -120,7 +183,7 @@ pub struct ThemeModel {
     /// Normalised centroids, row-major, one row per theme (derived; rebuilt on load).
     #[serde(skip)]
     centroids: Vec<f32>,
-    buffer: VecDeque<(Vec<f32>, String)>,
+    buffer: VecDeque<Pending>,
     since_cluster: usize,
     next_id: u32,
     dim: usize,
@@ -223,12 +286,20 @@ impl ThemeModel {
         }
         let fi = self.themes.iter().position(|t| t.id == from);
         let ii = self.themes.iter().position(|t| t.id == into);
-        let (Some(fi), Some(_)) = (fi, ii) else {
+        let (Some(fi), Some(ii)) = (fi, ii) else {
             return Err(format!(
                 "no theme {} in the model",
                 if fi.is_none() { from } else { into }
             ));
         };
+        if self.themes[fi].target != self.themes[ii].target {
+            let name = |t: &Option<String>| t.clone().unwrap_or_else(|| "whole comments".into());
+            return Err(format!(
+                "theme {from} is about {} and theme {into} about {}: a theme holds one target",
+                name(&self.themes[fi].target),
+                name(&self.themes[ii].target)
+            ));
+        }
         let gone = self.themes.remove(fi);
         if let Some(t) = self.themes.iter_mut().find(|t| t.id == into) {
             t.absorb(gone);
@@ -271,11 +342,14 @@ impl ThemeModel {
         }
     }
 
-    fn nearest(&self, v: &[f32]) -> Option<(usize, f32)> {
+    /// The nearest theme of `target` and its cosine.
+    fn nearest(&self, v: &[f32], target: Option<&str>) -> Option<(usize, f32)> {
         self.centroids
             .chunks(self.dim)
-            .map(|c| dot(c, v))
+            .zip(&self.themes)
             .enumerate()
+            .filter(|(_, (_, t))| t.target.as_deref() == target)
+            .map(|(k, (c, _))| (k, dot(c, v)))
             .max_by(|a, b| a.1.total_cmp(&b.1))
     }
 
@@ -299,15 +373,24 @@ impl ThemeModel {
         self.centroids[k * self.dim..(k + 1) * self.dim].copy_from_slice(&c);
     }
 
-    /// Assigns one comment (its L2-normalised embedding and text).
+    /// Assigns one whole comment (its L2-normalised embedding and text).
     pub fn assign(&mut self, v: &[f32], text: &str) -> Assignment {
+        self.assign_one(ThemeInput {
+            target: None,
+            vector: v,
+            text,
+        })
+    }
+
+    /// Assigns one comment or mention to a theme of its target.
+    pub fn assign_one(&mut self, x: ThemeInput<'_>) -> Assignment {
         if self.centroids.len() != self.themes.len() * self.dim {
             self.rebuild_centroids();
         }
-        let near = self.nearest(v);
+        let near = self.nearest(x.vector, x.target);
         if let Some((k, sim)) = near {
             if sim >= self.cfg.join_similarity() {
-                self.join(k, v, text, sim);
+                self.join(k, x.vector, x.text, sim);
                 return Assignment {
                     theme: Some(self.themes[k].id),
                     similarity: sim,
@@ -315,7 +398,11 @@ impl ThemeModel {
                 };
             }
         }
-        self.buffer.push_back((v.to_vec(), text.to_string()));
+        self.buffer.push_back(Pending {
+            v: x.vector.to_vec(),
+            text: x.text.to_string(),
+            target: x.target.map(str::to_string),
+        });
         while self.buffer.len() > self.cfg.buffer {
             self.buffer.pop_front();
         }
@@ -330,20 +417,20 @@ impl ThemeModel {
         }
     }
 
-    /// Assigns a batch of comments in order, then gives each that did not
-    /// join a theme its nearest theme after the whole batch: a theme the
-    /// novelty buffer formed from this batch's comments is then already
+    /// Assigns a batch in order, then gives each item that did not join a
+    /// theme its nearest theme (of its target) after the whole batch: a
+    /// theme the novelty buffer formed from this batch is then already
     /// theirs, instead of the nearest theme at the moment each arrived.
-    /// Comments that joined keep the theme they joined.
-    pub fn assign_batch(&mut self, items: &[(&[f32], &str)]) -> Vec<Assignment> {
-        let first: Vec<Assignment> = items.iter().map(|(v, t)| self.assign(v, t)).collect();
+    /// Items that joined keep the theme they joined.
+    pub fn assign_batch(&mut self, items: &[ThemeInput<'_>]) -> Vec<Assignment> {
+        let first: Vec<Assignment> = items.iter().map(|x| self.assign_one(*x)).collect();
         if self.centroids.len() != self.themes.len() * self.dim {
             self.rebuild_centroids();
         }
         first
             .into_iter()
             .zip(items)
-            .map(|(a, (v, _))| match self.nearest(v) {
+            .map(|(a, x)| match self.nearest(x.vector, x.target) {
                 Some((k, sim)) if !a.joined => Assignment {
                     theme: Some(self.themes[k].id),
                     similarity: sim,
@@ -355,43 +442,59 @@ impl ThemeModel {
     }
 
     /// Clusters the novelty buffer into new themes (or into existing ones
-    /// they turn out to be close to); what does not form a cluster stays.
+    /// they turn out to be close to), each target's items apart; what does
+    /// not form a cluster stays.
     pub fn cluster_buffer(&mut self) {
         self.since_cluster = 0;
         let n = self.buffer.len();
         if n < self.cfg.min_theme_size.max(2) {
             return;
         }
-        let items: Vec<&[f32]> = self.buffer.iter().map(|(v, _)| v.as_slice()).collect();
-        let groups = clusters_below(&items, self.cfg.cluster_distance());
+        let mut by_target: std::collections::BTreeMap<Option<String>, Vec<usize>> =
+            Default::default();
+        for (i, p) in self.buffer.iter().enumerate() {
+            by_target.entry(p.target.clone()).or_default().push(i);
+        }
         let mut taken = vec![false; n];
         let mut changed = false;
         let min_size = self.cfg.min_theme_size;
-        for members in groups.iter().filter(|m| m.len() >= min_size) {
-            let mut sum = vec![0f32; self.dim];
-            for &i in members {
-                sum.iter_mut()
-                    .zip(&self.buffer[i].0)
-                    .for_each(|(s, x)| *s += x);
+        for (target, idx) in by_target {
+            if idx.len() < min_size.max(2) {
+                continue;
             }
-            let mut c = sum.clone();
-            normalize(&mut c);
-            let k = match self.nearest(&c) {
-                Some((k, sim)) if sim >= self.cfg.join_similarity() => k,
-                _ => {
-                    self.themes.push(Theme::empty(self.next_id, self.dim));
-                    self.next_id += 1;
-                    self.centroids.extend(&c);
-                    self.themes.len() - 1
+            let items: Vec<&[f32]> = idx.iter().map(|&i| self.buffer[i].v.as_slice()).collect();
+            let groups = clusters_below(&items, self.cfg.cluster_distance());
+            for members in groups.iter().filter(|m| m.len() >= min_size) {
+                let members: Vec<usize> = members.iter().map(|&k| idx[k]).collect();
+                let mut sum = vec![0f32; self.dim];
+                for &i in &members {
+                    sum.iter_mut()
+                        .zip(&self.buffer[i].v)
+                        .for_each(|(s, x)| *s += x);
                 }
-            };
-            for &i in members {
-                let (v, text) = self.buffer[i].clone();
-                let sim = dot(&v, &c);
-                self.join(k, &v, &text, sim);
-                taken[i] = true;
+                let mut c = sum.clone();
+                normalize(&mut c);
+                let k = match self.nearest(&c, target.as_deref()) {
+                    Some((k, sim)) if sim >= self.cfg.join_similarity() => k,
+                    _ => {
+                        self.themes.push(Theme::empty_for(
+                            self.next_id,
+                            self.dim,
+                            target.as_deref(),
+                        ));
+                        self.next_id += 1;
+                        self.centroids.extend(&c);
+                        self.themes.len() - 1
+                    }
+                };
+                for &i in &members {
+                    let p = self.buffer[i].clone();
+                    let sim = dot(&p.v, &c);
+                    self.join(k, &p.v, &p.text, sim);
+                    taken[i] = true;
+                }
+                changed = true;
             }
-            changed = true;
         }
         let mut i = 0;
         self.buffer.retain(|_| {
@@ -519,27 +622,59 @@ impl Operator for ThemeOperator {
         self.model.relabel();
         self.labels.clear();
         // The batch's comments in a language the model reads, assigned
-        // together (see `ThemeModel::assign_batch`).
-        let themed: Vec<usize> = (0..batch.comments.len())
-            .filter(|&i| {
-                let c = &batch.comments[i];
-                c.nlp.embedding.is_some()
-                    && c.nlp
-                        .language
-                        .is_some_and(|l| self.languages.iter().any(|x| x == l))
-            })
-            .collect();
-        let items: Vec<(&[f32], &str)> = themed
+        // together (see `ThemeModel::assign_batch`): with themes per
+        // mention each mention that has a vector is an item of its target,
+        // else the whole comment is one.
+        let per_mention = self.model.config().unit == crate::config::ThemeUnit::Mention;
+        // (comment, mention index or None for the whole comment)
+        let mut slots: Vec<(usize, Option<usize>)> = Vec::new();
+        for (i, c) in batch.comments.iter().enumerate() {
+            let read = c.nlp.embedding.is_some()
+                && c.nlp
+                    .language
+                    .is_some_and(|l| self.languages.iter().any(|x| x == l));
+            if !read {
+                continue;
+            }
+            let mentions: Vec<usize> = c
+                .nlp
+                .aspects
+                .iter()
+                .flatten()
+                .enumerate()
+                .filter(|(_, a)| per_mention && a.vector.is_some())
+                .map(|(k, _)| k)
+                .collect();
+            if mentions.is_empty() {
+                slots.push((i, None));
+            } else {
+                slots.extend(mentions.into_iter().map(|k| (i, Some(k))));
+            }
+        }
+        let items: Vec<ThemeInput<'_>> = slots
             .iter()
-            .filter_map(|&i| {
+            .filter_map(|&(i, k)| {
                 let c = &batch.comments[i];
-                Some((c.nlp.embedding.as_deref()?, c.text.as_str()))
+                Some(match k {
+                    None => ThemeInput {
+                        target: None,
+                        vector: c.nlp.embedding.as_deref()?,
+                        text: c.text.as_str(),
+                    },
+                    Some(k) => {
+                        let a = c.nlp.aspects.as_ref()?.get(k)?;
+                        ThemeInput {
+                            target: Some(&*a.target),
+                            vector: a.vector.as_deref()?,
+                            text: a.text.as_str(),
+                        }
+                    }
+                })
             })
             .collect();
         let assigned = self.model.assign_batch(&items);
-        for (&i, a) in themed.iter().zip(assigned) {
-            let c = &mut batch.comments[i];
-            c.nlp.theme = a.theme.map(|id| {
+        for (&(i, k), a) in slots.iter().zip(assigned) {
+            let theme = a.theme.map(|id| {
                 let label = self
                     .labels
                     .entry(id)
@@ -547,6 +682,21 @@ impl Operator for ThemeOperator {
                     .clone();
                 (id, label, a.similarity)
             });
+            let n = &mut batch.comments[i].nlp;
+            match k {
+                None => n.theme = theme,
+                Some(k) => {
+                    if let Some(m) = n.aspects.as_mut().and_then(|x| x.get_mut(k)) {
+                        m.theme = theme;
+                    }
+                }
+            }
+        }
+        for &(i, k) in &slots {
+            if k.is_some() {
+                let n = &mut batch.comments[i].nlp;
+                n.theme = primary_theme(n.aspects.as_deref().unwrap_or_default());
+            }
         }
         Ok(())
     }
@@ -568,6 +718,22 @@ impl Operator for ThemeOperator {
         self.store.save_state(&self.model).map_err(store_failed)?;
         self.store.write_snapshot(&self.model).map_err(store_failed)
     }
+}
+
+/// A comment's primary theme: its strongest negative mention's (highest
+/// confidence), else its strongest mention's, among mentions with a theme.
+pub fn primary_theme(mentions: &[crate::comment::Aspect]) -> Option<(u32, Arc<str>, f32)> {
+    use crate::comment::Polarity;
+    mentions
+        .iter()
+        .filter(|m| m.theme.is_some())
+        .max_by(|a, b| {
+            (a.polarity == Polarity::Negative)
+                .cmp(&(b.polarity == Polarity::Negative))
+                .then(a.confidence.total_cmp(&b.confidence))
+                .then(b.start.cmp(&a.start))
+        })
+        .and_then(|m| m.theme.clone())
 }
 
 fn store_failed(e: super::store::StoreError) -> OperatorError {
@@ -703,8 +869,14 @@ mod tests {
             }
             let new = items(&batch, "payment declined");
             let got: Vec<Assignment> = if batched {
-                let refs: Vec<(&[f32], &str)> =
-                    new.iter().map(|(v, t)| (v.as_slice(), *t)).collect();
+                let refs: Vec<ThemeInput<'_>> = new
+                    .iter()
+                    .map(|(v, t)| ThemeInput {
+                        target: None,
+                        vector: v,
+                        text: t,
+                    })
+                    .collect();
                 m.assign_batch(&refs)
             } else {
                 new.iter().map(|(v, t)| m.assign(v, t)).collect()
@@ -721,6 +893,78 @@ mod tests {
         assert!(early.iter().any(|x| x.theme != Some(new_id)));
         assert!(late.iter().all(|x| x.theme == Some(new_id)), "{late:?}");
         assert!(late.iter().all(|x| x.similarity > 0.9));
+    }
+
+    #[test]
+    fn mentions_of_different_targets_never_share_a_theme() {
+        let dim = 32;
+        let mut a = vec![0f32; dim];
+        a[0] = 1.0;
+        // The same subject, said of staff and of product: two themes.
+        let mut m = ThemeModel::new(cfg(), dim);
+        let vs: Vec<Vec<f32>> = (0..16).map(|i| near(&a, 400 + i, 0.1)).collect();
+        let items: Vec<ThemeInput<'_>> = vs
+            .iter()
+            .enumerate()
+            .map(|(i, v)| ThemeInput {
+                target: Some(if i % 2 == 0 { "staff" } else { "product" }),
+                vector: v,
+                text: "slow to answer",
+            })
+            .collect();
+        let got = m.assign_batch(&items);
+        assert_eq!(m.themes().len(), 2, "{:?}", m.themes());
+        let target_of = |id: Option<u32>| m.theme(id.unwrap()).unwrap().target.clone();
+        for (x, a) in items.iter().zip(&got) {
+            assert_eq!(target_of(a.theme).as_deref(), x.target);
+        }
+        // A whole comment about it finds no theme of its own yet.
+        assert_eq!(m.assign(&near(&a, 999, 0.1), "slow").theme, None);
+        // An analyst cannot merge across targets.
+        let (s, p) = (m.themes()[0].id, m.themes()[1].id);
+        let e = m.merge(s, p).unwrap_err();
+        assert!(e.contains("one target"), "{e}");
+        // The state keeps the targets.
+        let back = ThemeModel::from_json(&m.to_json().unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn a_state_saved_before_targets_still_loads() {
+        let dim = 4;
+        let mut m = ThemeModel::new(cfg(), dim);
+        m.assign(&unit(1, dim), "first words");
+        let mut json: serde_json::Value = serde_json::from_slice(&m.to_json().unwrap()).unwrap();
+        // Buffered items were `[vector, text]` pairs.
+        let v = json["buffer"][0]["v"].clone();
+        json["buffer"][0] = serde_json::json!([v, "first words"]);
+        let back = ThemeModel::from_json(&serde_json::to_vec(&json).unwrap()).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn the_primary_theme_is_the_strongest_complaint() {
+        use crate::comment::{Aspect, Polarity};
+        let mention = |p: Polarity, confidence: f32, id: u32| Aspect {
+            target: "staff".into(),
+            polarity: p,
+            confidence,
+            start: id,
+            end: id + 1,
+            text: String::new(),
+            vector: None,
+            theme: Some((id, Arc::from("t"), 0.9)),
+        };
+        let praise = mention(Polarity::Positive, 0.99, 1);
+        let weak = mention(Polarity::Negative, 0.6, 2);
+        let strong = mention(Polarity::Negative, 0.8, 3);
+        let id = |ms: &[Aspect]| primary_theme(ms).map(|t| t.0);
+        assert_eq!(id(&[praise.clone(), weak.clone(), strong]), Some(3));
+        assert_eq!(id(&[praise.clone(), weak]), Some(2));
+        assert_eq!(id(std::slice::from_ref(&praise)), Some(1));
+        let mut none = praise;
+        none.theme = None;
+        assert_eq!(id(&[none]), None);
     }
 
     #[test]

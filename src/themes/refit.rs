@@ -1,7 +1,10 @@
 //! `verbatim themes refit`: re-cluster the stored embeddings as a batch job
 //! and write a new theme-model version that keeps every id that survives.
 //!
-//! 1. Read `comments/` (embedding, text, theme id) and the current model.
+//! 1. Read what the stream themed (embedding, text, theme id): whole
+//!    comments from `comments/`, mentions from `mentions/`; and the current
+//!    model. Each target's items are refitted apart, against that target's
+//!    themes (steps 2-4), so a theme keeps holding one target.
 //! 2. Warm-started k-means: start from the current centroids; each comment
 //!    goes to its nearest centroid when within `themes.cluster_distance`
 //!    (cosine distance), centroids move to their members' mean (`--rounds`,
@@ -112,66 +115,119 @@ impl Default for RefitOptions {
 pub(crate) const SCRATCH_BLOCK: usize = 6000;
 
 struct Item {
+    /// The comment's id.
     id: String,
+    /// For a mention: its target and first character (with `id`, which
+    /// mention); `None`: a whole comment.
+    mention: Option<(String, i32)>,
     v: Vec<f32>,
     text: String,
     /// The theme id it was written with (after merges).
     old: u32,
 }
 
+impl Item {
+    fn target(&self) -> Option<&str> {
+        self.mention.as_ref().map(|m| m.0.as_str())
+    }
+}
+
+/// What the stream themed: whole comments (`comments` rows with a theme
+/// and no `theme_ids`: their theme is their own) and mentions (`mentions`
+/// rows with a theme), each with its stored vector.
 fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
+    let read_err = |path: PathBuf| {
+        move |e: &dyn std::fmt::Display| RefitError::Read {
+            path: path.clone(),
+            message: e.to_string(),
+        }
+    };
     let files =
         crate::sink::read::committed_files(root, None, None).map_err(|e| RefitError::Read {
             path: root.join("comments"),
             message: e.to_string(),
         })?;
+    let mentions =
+        crate::sink::read::committed_files_of(root, "mentions", None, None).map_err(|e| {
+            RefitError::Read {
+                path: root.join("mentions"),
+                message: e.to_string(),
+            }
+        })?;
     let mut out = Vec::new();
-    for path in files {
-        let err = |e: &dyn std::fmt::Display| RefitError::Read {
-            path: path.clone(),
-            message: e.to_string(),
-        };
+    for (table, path) in files
+        .into_iter()
+        .map(|p| ("comments", p))
+        .chain(mentions.into_iter().map(|p| ("mentions", p)))
+    {
+        let err = read_err(path.clone());
         let f = File::open(&path).map_err(|e| err(&e))?;
         let b = ParquetRecordBatchReaderBuilder::try_new(f).map_err(|e| err(&e))?;
         let fields = b.parquet_schema().root_schema().get_fields();
+        let wanted: &[&str] = if table == "comments" {
+            &["id", "embedding", "text", "theme_id", "theme_ids"]
+        } else {
+            &[
+                "comment_id",
+                "embedding",
+                "span_text",
+                "theme_id",
+                "target",
+                "span_start",
+            ]
+        };
         let keep: Vec<usize> = (0..fields.len())
-            .filter(|&i| ["id", "embedding", "text", "theme_id"].contains(&fields[i].name()))
+            .filter(|&i| wanted.contains(&fields[i].name()))
             .collect();
         let mask = ProjectionMask::roots(b.parquet_schema(), keep);
         for batch in b.with_projection(mask).build().map_err(|e| err(&e))? {
             let batch = batch.map_err(|e| err(&e))?;
+            let col = |name: &str| batch.column_by_name(name);
             let (Some(emb), Some(text)) = (
-                batch
-                    .column_by_name("embedding")
-                    .and_then(|c| c.as_fixed_size_list_opt()),
-                batch
-                    .column_by_name("text")
-                    .and_then(|c| c.as_string_opt::<i32>()),
+                col("embedding").and_then(|c| c.as_fixed_size_list_opt()),
+                col(if table == "comments" {
+                    "text"
+                } else {
+                    "span_text"
+                })
+                .and_then(|c| c.as_string_opt::<i32>()),
             ) else {
                 continue;
             };
-            let cids = batch
-                .column_by_name("id")
-                .and_then(|c| c.as_string_opt::<i32>());
-            let ids = batch
-                .column_by_name("theme_id")
-                .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            let cids = col(if table == "comments" {
+                "id"
+            } else {
+                "comment_id"
+            })
+            .and_then(|c| c.as_string_opt::<i32>());
+            let ids = col("theme_id").and_then(|c| c.as_primitive_opt::<Int32Type>());
+            // A comment whose mentions carry the themes is not an item itself.
+            let per_mention = col("theme_ids").and_then(|c| c.as_list_opt::<i32>());
+            let targets = col("target").and_then(|c| c.as_string_opt::<i32>());
+            let starts = col("span_start").and_then(|c| c.as_primitive_opt::<Int32Type>());
             for i in 0..batch.num_rows() {
-                if emb.is_null(i) {
+                if emb.is_null(i) || per_mention.is_some_and(|l| !l.is_null(i)) {
                     continue;
                 }
                 let row = emb.value(i);
                 let Some(vals) = row.as_primitive_opt::<Float32Type>() else {
                     continue;
                 };
-                // Comments the themes stage did not read (other languages)
-                // carry no theme id; without one they are not re-clustered
-                // either, so the refit sees what the stream saw.
+                // Rows the themes stage did not read (other languages, or
+                // whole-comment themes for mentions) carry no theme id;
+                // without one they are not re-clustered either, so the
+                // refit sees what the stream saw.
                 let Some(old) = ids.filter(|a| !a.is_null(i)).map(|a| a.value(i) as u32) else {
                     continue;
                 };
+                let mention = match (table, targets, starts) {
+                    ("mentions", Some(t), Some(s)) => Some((t.value(i).to_string(), s.value(i))),
+                    ("mentions", ..) => continue,
+                    _ => None,
+                };
                 out.push(Item {
                     id: cids.map(|c| c.value(i).to_string()).unwrap_or_default(),
+                    mention,
                     v: vals.values().to_vec(),
                     text: text.value(i).to_string(),
                     old: m.resolve(old),
@@ -208,40 +264,40 @@ fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<u
         .collect()
 }
 
-/// Re-clusters the comments of `store`'s output root and writes a new
-/// model version. A bucket's `comments/` are read from a local copy
-/// brought up to date first (new files only).
-pub fn refit(
-    store: &ThemeStore,
+/// What fitting the groups changed, over all targets.
+#[derive(Default)]
+struct Changes {
+    merges: Vec<[u32; 2]>,
+    retired: Vec<u32>,
+    new: Vec<u32>,
+}
+
+/// One target's fit (see [`fit_group`]).
+struct GroupFit {
+    /// Theme ids after the fit, one per centroid.
+    ids: Vec<u32>,
+    cents: Vec<Vec<f32>>,
+    /// Each item's centroid, `None` for an outlier.
+    assign: Vec<Option<usize>>,
+    /// Each item's theme under the model before the refit.
+    before: Vec<Option<u32>>,
+}
+
+/// Re-clusters the items of one target against the old themes of that
+/// target (steps 2-4 of the module's list); ids come from `next`.
+#[allow(clippy::too_many_arguments)]
+fn fit_group(
+    items: &[Item],
+    old: &[&Theme],
+    curated: &[u32],
     cfg: &ThemesConfig,
     opts: RefitOptions,
-) -> Result<RefitSummary, RefitError> {
+    dim: usize,
+    next: &mut u32,
+    changes: &mut Changes,
+) -> GroupFit {
     let from_scratch = opts.from_scratch;
-    // The model as the stream has it, brought up to date.
-    let mut model = store.load_model(cfg, 0)?;
-    let root = store
-        .output()
-        .readable(&["comments"])
-        .map_err(StoreError::from)?;
-    let mut items = read_items(&root, &model)?;
-    // One order whatever order the stream had: by comment id.
-    items.sort_by(|a, b| a.id.cmp(&b.id).then(a.text.cmp(&b.text)));
-    let Some(dim) = items.first().map(|i| i.v.len()) else {
-        return Err(RefitError::NoEmbeddings(store.output().url().to_string()));
-    };
-    if model.dim() != dim {
-        model = ThemeModel::from_refit(
-            model.config().clone(),
-            dim,
-            Vec::new(),
-            model.next_id(),
-            model.version(),
-            model.aliases().clone(),
-        );
-    }
-    let cfg = model.config().clone();
     let near = 1.0 - cfg.cluster_distance();
-    let old: Vec<&Theme> = model.themes().iter().collect();
     let mut ids: Vec<u32> = old.iter().map(|t| t.id).collect();
     let mut cents: Vec<Vec<f32>> = old
         .iter()
@@ -251,22 +307,18 @@ pub fn refit(
             c
         })
         .collect();
-    // Where the model before the refit puts each comment.
+    // Where the model before the refit puts each item.
     let before: Vec<Option<u32>> = items
         .iter()
         .map(|it| nearest(&cents, &it.v, near).map(|k| ids[k]))
         .collect();
-    let curated: Vec<u32> = model
-        .themes()
-        .iter()
-        .filter(|t| t.curated_label.is_some())
-        .map(|t| t.id)
-        .collect();
     let mut assign: Vec<Option<usize>> = vec![None; items.len()];
-    let mut merges: Vec<[u32; 2]> = Vec::new();
-    let mut retired = Vec::new();
-    let mut next_id = model.next_id();
-    let mut new = Vec::new();
+    let Changes {
+        merges,
+        retired,
+        new,
+    } = changes;
+    let mut next_id = *next;
     if from_scratch {
         // Batch clusters of everything (cut at `refit_distance`), matched
         // one-to-one to the old centroids (most similar pairs first, within
@@ -275,7 +327,7 @@ pub fn refit(
         let mut fresh = Vec::new();
         let cut = cfg.refit_distance();
         for block in all.chunks(SCRATCH_BLOCK) {
-            for g in agglomerate(&items, block, cut, cfg.min_theme_size) {
+            for g in agglomerate(items, block, cut, cfg.min_theme_size) {
                 let mut c = vec![0f32; dim];
                 for &i in &g {
                     c.iter_mut().zip(&items[i].v).for_each(|(s, x)| *s += x);
@@ -410,7 +462,7 @@ pub fn refit(
     // What no theme holds: new themes, as the stream would make them.
     let left: Vec<usize> = (0..items.len()).filter(|&i| assign[i].is_none()).collect();
     for block in left.chunks(2000) {
-        for g in agglomerate(&items, block, cfg.cluster_distance(), cfg.min_theme_size) {
+        for g in agglomerate(items, block, cfg.cluster_distance(), cfg.min_theme_size) {
             let k = cents.len();
             let mut c = vec![0f32; dim];
             for &i in &g {
@@ -424,13 +476,118 @@ pub fn refit(
             next_id += 1;
         }
     }
+    *next = next_id;
+    GroupFit {
+        ids,
+        cents,
+        assign,
+        before,
+    }
+}
+
+/// Re-clusters the comments of `store`'s output root and writes a new
+/// model version. A bucket's `comments/` are read from a local copy
+/// brought up to date first (new files only).
+pub fn refit(
+    store: &ThemeStore,
+    cfg: &ThemesConfig,
+    opts: RefitOptions,
+) -> Result<RefitSummary, RefitError> {
+    // The model as the stream has it, brought up to date.
+    let mut model = store.load_model(cfg, 0)?;
+    let root = store
+        .output()
+        .readable(&["comments"])
+        .map_err(StoreError::from)?;
+    let mut items = read_items(&root, &model)?;
+    // One order whatever order the stream had: by target, then comment
+    // id (a target's items are then contiguous).
+    items.sort_by(|a, b| {
+        (a.target(), &a.id, a.mention.as_ref().map(|m| m.1), &a.text).cmp(&(
+            b.target(),
+            &b.id,
+            b.mention.as_ref().map(|m| m.1),
+            &b.text,
+        ))
+    });
+    let Some(dim) = items.first().map(|i| i.v.len()) else {
+        return Err(RefitError::NoEmbeddings(store.output().url().to_string()));
+    };
+    if model.dim() != dim {
+        model = ThemeModel::from_refit(
+            model.config().clone(),
+            dim,
+            Vec::new(),
+            model.next_id(),
+            model.version(),
+            model.aliases().clone(),
+        );
+    }
+    let cfg = model.config().clone();
+    let curated: Vec<u32> = model
+        .themes()
+        .iter()
+        .filter(|t| t.curated_label.is_some())
+        .map(|t| t.id)
+        .collect();
+    // Each target apart: its items against its old themes.
+    let mut targets: Vec<Option<String>> = items
+        .iter()
+        .map(|i| i.target().map(str::to_string))
+        .chain(model.themes().iter().map(|t| t.target.clone()))
+        .collect();
+    targets.sort();
+    targets.dedup();
+    let mut changes = Changes::default();
+    let mut next_id = model.next_id();
+    let (mut ids, mut cents, mut assign, mut before) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut theme_targets: Vec<Option<String>> = Vec::new();
+    let mut at = 0;
+    for target in targets {
+        let n = items[at..]
+            .iter()
+            .take_while(|i| i.target() == target.as_deref())
+            .count();
+        let old: Vec<&Theme> = model
+            .themes()
+            .iter()
+            .filter(|t| t.target == target)
+            .collect();
+        let g = fit_group(
+            &items[at..at + n],
+            &old,
+            &curated,
+            &cfg,
+            opts,
+            dim,
+            &mut next_id,
+            &mut changes,
+        );
+        let off = cents.len();
+        theme_targets.extend(std::iter::repeat_n(target, g.ids.len()));
+        ids.extend(g.ids);
+        cents.extend(g.cents);
+        assign.extend(g.assign.into_iter().map(|k| k.map(|k| k + off)));
+        before.extend(g.before);
+        at += n;
+    }
+    let Changes {
+        merges,
+        retired,
+        new,
+    } = changes;
     // Build the themes.
     let old_curated: HashMap<u32, Option<String>> = model
         .themes()
         .iter()
         .map(|t| (t.id, t.curated_label.clone()))
         .collect();
-    let mut themes: Vec<Theme> = ids.iter().map(|&id| Theme::empty(id, dim)).collect();
+    let mut themes: Vec<Theme> = ids
+        .iter()
+        .zip(&theme_targets)
+        .map(|(&id, t)| Theme::empty_for(id, dim, t.as_deref()))
+        .collect();
     for (t, id) in themes.iter_mut().zip(&ids) {
         t.curated_label = old_curated.get(id).cloned().flatten();
     }
@@ -528,9 +685,10 @@ pub fn refit(
     Ok(summary)
 }
 
-/// `themes/assignments/v<N>.parquet`: every re-clustered comment's theme
-/// under version N (`comment_id`, `theme_id`, null for an outlier), so
-/// history can be read with the refitted themes.
+/// `themes/assignments/v<N>.parquet`: every re-clustered item's theme
+/// under version N (`comment_id`, `theme_id`, null for an outlier; for a
+/// mention also its `target` and `span_start`, null for a whole comment),
+/// so history can be read with the refitted themes.
 fn write_assignments(
     store: &ThemeStore,
     version: u64,
@@ -546,6 +704,8 @@ fn write_assignments(
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         arrow::datatypes::Field::new("comment_id", arrow::datatypes::DataType::Utf8, false),
         arrow::datatypes::Field::new("theme_id", arrow::datatypes::DataType::Int32, true),
+        arrow::datatypes::Field::new("target", arrow::datatypes::DataType::Utf8, true),
+        arrow::datatypes::Field::new("span_start", arrow::datatypes::DataType::Int32, true),
     ]));
     let batch = arrow::record_batch::RecordBatch::try_new(
         schema,
@@ -555,6 +715,15 @@ fn write_assignments(
             )),
             Arc::new(arrow::array::Int32Array::from(
                 ids.iter().map(|t| t.map(|t| t as i32)).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow::array::StringArray::from(
+                items.iter().map(Item::target).collect::<Vec<_>>(),
+            )),
+            Arc::new(arrow::array::Int32Array::from(
+                items
+                    .iter()
+                    .map(|i| i.mention.as_ref().map(|m| m.1))
+                    .collect::<Vec<_>>(),
             )),
         ],
     )

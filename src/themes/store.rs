@@ -286,6 +286,11 @@ pub fn snapshot_columns() -> Vec<(&'static str, DataType, &'static str)> {
             "Up to three representative comments",
         ),
         (
+            "target",
+            DataType::Utf8,
+            "With `themes.unit = \"mention\"`: the target its mentions are about (join `mentions` on `theme_id`); null for a theme of whole comments",
+        ),
+        (
             "model_version",
             DataType::Int64,
             "Model version (`verbatim themes refit` makes new ones)",
@@ -299,9 +304,11 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
     let mut curated = Vec::new();
     let mut counts = Vec::new();
     let mut merged = Vec::new();
+    let mut targets: Vec<Option<String>> = Vec::new();
     let mut ex = ListBuilder::new(StringBuilder::new());
     for t in m.themes() {
         ids.push(t.id as i32);
+        targets.push(t.target.clone());
         labels.push(t.shown_label().to_string());
         curated.push(t.curated_label.is_some());
         counts.push(t.count as i64);
@@ -318,13 +325,14 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
         curated.push(false);
         counts.push(0);
         merged.push(Some(into as i32));
+        targets.push(m.theme(into).and_then(|t| t.target.clone()));
         ex.append(true);
     }
     let n = ids.len();
     let schema = Arc::new(Schema::new(
         snapshot_columns()
             .into_iter()
-            .map(|(name, t, _)| Field::new(name, t, name == "merged_into"))
+            .map(|(name, t, _)| Field::new(name, t, matches!(name, "merged_into" | "target")))
             .collect::<Vec<_>>(),
     ));
     let cols: Vec<ArrayRef> = vec![
@@ -334,6 +342,7 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
         Arc::new(Int64Array::from(counts)),
         Arc::new(Int32Array::from(merged)),
         Arc::new(ex.finish()),
+        Arc::new(StringArray::from(targets)),
         Arc::new(Int64Array::from(vec![m.version() as i64; n])),
     ];
     RecordBatch::try_new(schema, cols)
