@@ -262,6 +262,9 @@ impl PipelineBuilder {
             embedding_dim,
         } = build_operators(&self.cfg, self.operators)?;
         stamp.embedding_dim = embedding_dim;
+        let per_mention =
+            self.cfg.themes.enabled && self.cfg.themes.unit == crate::config::ThemeUnit::Mention;
+        stamp.mention_embedding_dim = embedding_dim.filter(|_| per_mention);
         let mut sink = ParquetSink::new(&self.cfg.output, store, stamp, self.metrics.clone())?;
         if self.cfg.nlp.is_some() && !self.cfg.actions.flags.is_empty() {
             sink = sink.with_actions(ActionRules::new(&self.cfg.actions.flags));

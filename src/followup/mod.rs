@@ -146,6 +146,7 @@ mod tests {
             pipeline: "p".into(),
             pipeline_version: "v".into(),
             embedding_dim: None,
+            mention_embedding_dim: None,
         };
         let coords = |offset| SourceCoords {
             topic: "t".into(),

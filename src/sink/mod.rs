@@ -492,7 +492,7 @@ impl ParquetSink {
                 let schema = match table {
                     Table::Comments => schema::comments_schema(self.stamp.embedding_dim),
                     Table::Rejected => schema::rejected_schema(),
-                    Table::Mentions => schema::mentions_schema(self.stamp.embedding_dim),
+                    Table::Mentions => schema::mentions_schema(self.stamp.mention_embedding_dim),
                     Table::Actions => schema::actions_schema(),
                     Table::Responses => schema::responses_schema(),
                 };
@@ -669,6 +669,7 @@ pub fn stamp_for(cfg: &crate::config::PipelineConfig) -> Stamp {
         pipeline: cfg.name.clone(),
         pipeline_version: cfg.version_tag(),
         embedding_dim: None,
+        mention_embedding_dim: None,
     }
 }
 

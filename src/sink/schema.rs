@@ -28,6 +28,9 @@ pub struct Stamp {
     pub pipeline_version: String,
     /// Size of the `embedding` column's vectors; `None`: no such column.
     pub embedding_dim: Option<usize>,
+    /// Size of `mentions.embedding` (stored embeddings with themes per
+    /// mention, which refits read); `None`: no such column.
+    pub mention_embedding_dim: Option<usize>,
 }
 
 fn ts(unit: TimeUnit) -> DataType {
@@ -372,7 +375,8 @@ pub fn rejected_columns() -> Vec<(&'static str, DataType, bool, &'static str)> {
 }
 
 /// `(name, type, nullable, meaning)` of every `mentions` column, in order;
-/// `embedding` only when `embedding_dim` is set.
+/// `embedding` only when `embedding_dim` is set (see
+/// [`Stamp::mention_embedding_dim`]).
 pub fn mentions_columns(
     embedding_dim: Option<usize>,
 ) -> Vec<(&'static str, DataType, bool, &'static str)> {
@@ -485,7 +489,7 @@ pub fn mentions_columns(
             "embedding",
             embedding_type(d),
             true,
-            "L2-normalised vector of the clause (`nlp.store_embeddings`), in the space of `comments.embedding`, the one mention themes read: the comment's own vector when the clause is the whole comment, else the mean of the clause's token vectors through the model's theme projection",
+            "L2-normalised vector of the clause (`nlp.store_embeddings` with `themes.unit = \"mention\"`), in the space of `comments.embedding`, the one mention themes read: the comment's own vector when the clause is the whole comment, else the mean of the clause's token vectors through the model's theme projection",
         ));
     }
     cols
@@ -686,13 +690,13 @@ pub fn mentions_batch(rows: &[&Comment], stamp: &Stamp) -> Result<RecordBatch, A
     ];
     columns.extend(body);
     columns.extend(stamp_columns(stamp, n));
-    if let Some(dim) = stamp.embedding_dim {
+    if let Some(dim) = stamp.mention_embedding_dim {
         columns.push(vectors_array(
             flat.iter().map(|(_, a)| a.vector.as_deref()),
             dim,
         )?);
     }
-    RecordBatch::try_new(mentions_schema(stamp.embedding_dim), columns)
+    RecordBatch::try_new(mentions_schema(stamp.mention_embedding_dim), columns)
 }
 
 fn to_schema(cols: Vec<(&'static str, DataType, bool, &'static str)>) -> SchemaRef {
@@ -957,6 +961,7 @@ mod tests {
             pipeline: "p".into(),
             pipeline_version: "v".into(),
             embedding_dim: Some(3),
+            mention_embedding_dim: Some(3),
         }
     }
 
@@ -967,6 +972,59 @@ mod tests {
             offset: 5,
             kafka_timestamp: None,
         }
+    }
+
+    #[test]
+    fn mention_themes_go_to_mentions_and_the_comment_lists_them() {
+        use crate::comment::{Aspect, Polarity};
+        use arrow::array::{Array, AsArray};
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let mut c = Comment::new(coords(), "a".into(), "x, y".into(), t, t);
+        let mention = |target: &str, theme: Option<u32>, start: u32| Aspect {
+            target: target.into(),
+            polarity: Polarity::Negative,
+            confidence: 0.9,
+            start,
+            end: start + 1,
+            text: "x".into(),
+            vector: Some(vec![0.6, 0.8, 0.0]),
+            theme: theme.map(|id| (id, Arc::from("label"), 0.7)),
+        };
+        c.nlp.aspects = Some(vec![
+            mention("staff", Some(4), 0),
+            mention("product", None, 3),
+        ]);
+        let plain = Comment::new(coords(), "b".into(), "z".into(), t, t);
+        let b = comments_batch(&[&c, &plain], &stamp()).unwrap();
+        let ids = b.column_by_name("theme_ids").unwrap().as_list::<i32>();
+        assert_eq!(
+            ids.value(0)
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .values(),
+            &[4]
+        );
+        assert!(ids.is_null(1), "no mention theme: null, not an empty list");
+        let m = mentions_batch(&[&c], &stamp()).unwrap();
+        assert_eq!(m.num_columns(), mentions_columns(Some(3)).len());
+        let th = m
+            .column_by_name("theme_id")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::Int32Type>();
+        assert_eq!((th.value(0), th.is_null(1)), (4, true));
+        let e = m.column_by_name("embedding").unwrap().as_fixed_size_list();
+        assert_eq!(
+            e.value(1)
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .values(),
+            &[0.6, 0.8, 0.0]
+        );
+        // Without themes per mention the vectors are not written.
+        let whole = Stamp {
+            mention_embedding_dim: None,
+            ..stamp()
+        };
+        let m = mentions_batch(&[&c], &whole).unwrap();
+        assert!(m.column_by_name("embedding").is_none());
     }
 
     #[test]
