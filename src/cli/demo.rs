@@ -235,6 +235,9 @@ fn prepare_root(root: &Path) -> Result<(), DemoError> {
         let e = e.map_err(|e| err(e.to_string()))?;
         let name = e.file_name();
         let known = [
+            // The commit protocol's markers and staged parts.
+            "_commits",
+            "_staging",
             "comments",
             "rejected",
             "mentions",
@@ -709,6 +712,23 @@ mod tests {
             .filter_map(|v| v["product"].as_str())
             .collect();
         assert!(domains.len() >= 6, "{domains:?}");
+    }
+
+    #[test]
+    fn clears_what_an_earlier_demo_wrote() {
+        // A second `verbatim demo` used to stop here: the commit protocol's
+        // `_commits` and `_staging` were not on the list.
+        let dir = tempfile::tempdir().unwrap();
+        for d in [
+            "_commits/feedback-p0",
+            "_staging/feedback-p0",
+            "comments",
+            "themes",
+        ] {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        prepare_root(dir.path()).unwrap();
+        assert!(!dir.path().exists());
     }
 
     #[test]

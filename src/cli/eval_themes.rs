@@ -191,6 +191,11 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
             "  settled (each row's nearest theme at the end): NMI {:.3}, ARI {:.3}",
             r.settled.nmi, r.settled.ari
         );
+        println!(
+            "  {} over texts written with the theme; {} over the texts that joined it",
+            coverage_line(&r.label_coverage),
+            coverage_line(&r.member_label_coverage)
+        );
         if r.skipped > 0 {
             println!("  {} rows skipped (no label, not one aspect)", r.skipped);
         }
@@ -204,6 +209,50 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Over the runs that scored any theme: the mean share of themes at the
+/// coverage bar (`at_bar`), else the mean median coverage; `None` when no
+/// run had a theme with enough texts.
+fn coverage_mean(
+    runs: &[crate::themes::eval::StreamRun],
+    of: fn(&crate::themes::eval::StreamRun) -> &crate::themes::eval::LabelCoverage,
+    at_bar: bool,
+) -> Option<f64> {
+    let v: Vec<f64> = runs
+        .iter()
+        .map(of)
+        .filter(|c| c.themes > 0)
+        .map(|c| {
+            if at_bar {
+                c.at_bar as f64 / c.themes as f64
+            } else {
+                c.median
+            }
+        })
+        .collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// A share as a percentage, or `n/a`.
+fn pct(v: &serde_json::Value) -> String {
+    v.as_f64()
+        .map_or("n/a".into(), |x| format!("{:.1}%", 100.0 * x))
+}
+
+/// One line on how often labels occur in their themes' texts.
+fn coverage_line(c: &crate::themes::eval::LabelCoverage) -> String {
+    format!(
+        "labels: {} of {} themes with {}+ texts have a label {:.0}%+ of the texts hold (stemmed), median {:.1}%{}",
+        c.at_bar,
+        c.themes,
+        crate::themes::eval::LabelCoverage::MIN_TEXTS,
+        100.0 * crate::themes::labels::LABEL_COVERAGE,
+        100.0 * c.median,
+        c.worst
+            .as_ref()
+            .map_or(String::new(), |(s, l)| format!(", lowest {:.1}% (\"{l}\")", 100.0 * s))
+    )
 }
 
 /// `--shuffle` / `--join-similarity` / `--cluster-distance` /
@@ -298,10 +347,14 @@ fn sweep(
                 "settled_nmi": mean(|r| r.settled.nmi),
                 "pairs_same_theme": pairs.map(|p| p.0),
                 "settled_pairs_same_theme": pairs.map(|p| p.1),
+                "labels_at_bar": coverage_mean(&these, |r| &r.label_coverage, true),
+                "label_coverage_median": coverage_mean(&these, |r| &r.label_coverage, false),
+                "member_labels_at_bar": coverage_mean(&these, |r| &r.member_label_coverage, true),
+                "member_label_coverage_median": coverage_mean(&these, |r| &r.member_label_coverage, false),
             });
             if !json {
                 println!(
-                    "join {j:.3} cluster {c:.3}: NMI {:.3} (worst order {min_nmi:.3}; settled {:.3}), ARI {:.3}, {:.0} themes, outliers {:.1}%{} over {} order(s)",
+                    "join {j:.3} cluster {c:.3}: NMI {:.3} (worst order {min_nmi:.3}; settled {:.3}), ARI {:.3}, {:.0} themes, outliers {:.1}%{}, labels held by {} of the texts written with their theme (median; {} of themes at {:.0}%+), by {} of those that joined ({} of themes) over {} order(s)",
                     s["nmi"].as_f64().unwrap_or(0.0),
                     s["settled_nmi"].as_f64().unwrap_or(0.0),
                     s["ari"].as_f64().unwrap_or(0.0),
@@ -312,6 +365,11 @@ fn sweep(
                         100.0 * p,
                         100.0 * q
                     )),
+                    pct(&s["label_coverage_median"]),
+                    pct(&s["labels_at_bar"]),
+                    100.0 * crate::themes::labels::LABEL_COVERAGE,
+                    pct(&s["member_label_coverage_median"]),
+                    pct(&s["member_labels_at_bar"]),
                     these.len()
                 );
             }

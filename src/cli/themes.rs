@@ -56,7 +56,7 @@ pub enum ThemesAction {
         #[arg(long)]
         json: bool,
     },
-    /// Show one theme: label, comments, merged ids, top terms, exemplars.
+    /// Show one theme: label (and per language), keywords, comments, merged ids, top phrases, exemplars.
     Show {
         /// Theme id (a merged-away id shows the theme that took it in).
         id: u32,
@@ -129,6 +129,12 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
             },
             if t.curated { ", renamed" } else { "" }
         );
+        if !t.keywords.is_empty() {
+            println!("  keywords: {}", t.keywords.join(", "));
+        }
+        for (lang, l) in &t.label_by_language {
+            println!("  label ({lang}): {l}");
+        }
         if !t.merged.is_empty() {
             println!("  merged in: {:?}", t.merged);
         }
@@ -137,7 +143,7 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
             .iter()
             .map(|(k, n)| format!("{k} ({n})"))
             .collect();
-        println!("  top terms: {}", terms.join(", "));
+        println!("  top phrases: {}", terms.join(", "));
         for e in &t.exemplars {
             println!("  - {e}");
         }

@@ -333,7 +333,7 @@ pub fn comments_columns(
         ("blames_product", DataType::Boolean, true, "A negative product aspect (null when not analysed)"),
         ("analysis_skipped", DataType::Utf8, true, "Why sentiment and aspects are null: `language_not_supported` (the model reads only the languages its manifest lists), `language_unknown`"),
         ("theme_id", DataType::Int32, true, "Theme (stable id; `themes/state.json` holds the model): the comment's primary theme (see `theme_ids`), or with whole-comment themes the theme the comment joined, or its nearest theme when it did not (see `theme_similarity`); null for languages the model does not read and before the first theme forms"),
-        ("theme_label", DataType::Utf8, true, "The theme's c-TF-IDF label when the row was written (labels are refreshed as themes grow; ids are not)"),
+        ("theme_label", DataType::Utf8, true, "The theme's label phrase when the row was written (labels are refreshed as themes grow; ids are not)"),
         ("theme_similarity", DataType::Float32, true, "Cosine of the comment (its primary mention, with themes per mention) and the theme's centroid; below `themes.join_similarity` it did not join and waited in the novelty buffer"),
         ("theme_ids", theme_ids_type(), true, "With `themes.unit = \"mention\"`: the themes of the comment's mentions, in mention order (`mentions.theme_id`); `theme_id` is then the primary one: the strongest negative mention's, else the strongest mention's. Null when the comment's theme is its own (whole-comment themes, or no mention read)"),
         ("token_count", DataType::Int32, true, "Tokens the model read, special tokens included (null without `[nlp]`)"),

@@ -40,6 +40,10 @@ pub struct ThemeInfo {
     pub id: u32,
     /// The label shown (the analyst's when renamed).
     pub label: String,
+    /// Keywords beside the label.
+    pub keywords: Vec<String>,
+    /// The label in each language of the theme's texts, when more than one.
+    pub label_by_language: std::collections::BTreeMap<String, String>,
     /// Renamed by an analyst.
     pub curated: bool,
     /// Comments that joined it.
@@ -48,7 +52,7 @@ pub struct ThemeInfo {
     pub merged: Vec<u32>,
     /// Representative comments.
     pub exemplars: Vec<String>,
-    /// Most frequent terms with their counts.
+    /// Phrases the most of its texts hold, with how many.
     pub top_terms: Vec<(String, u32)>,
     /// The target its mentions are about; `None`: whole comments.
     pub target: Option<String>,
@@ -81,6 +85,8 @@ fn info(m: &ThemeModel, id: u32) -> Option<ThemeInfo> {
     Some(ThemeInfo {
         id: t.id,
         label: t.shown_label().to_string(),
+        keywords: t.keywords.clone(),
+        label_by_language: t.label_by_language.clone(),
         curated: t.curated_label.is_some(),
         comments: t.count,
         merged: m

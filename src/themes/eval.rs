@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::config::{NlpConfig, ThemeUnit, ThemesConfig};
 use crate::nlp::encoder::normalize;
+use crate::themes::labels;
 use crate::themes::online::{ThemeInput, ThemeModel};
 
 /// Errors of `verbatim eval-themes`.
@@ -94,6 +95,10 @@ pub struct ThemesReport {
     pub settled: Agreement,
     /// `pairs_same_theme` of the settled assignment.
     pub settled_pairs_same_theme: Option<f64>,
+    /// How often labels occur in their themes' texts.
+    pub label_coverage: LabelCoverage,
+    /// The same over the texts that joined their theme.
+    pub member_label_coverage: LabelCoverage,
 }
 
 /// NMI and ARI between two labelings (any hashable ids).
@@ -218,6 +223,8 @@ pub fn evaluate(
         pairs_same_theme: run.pairs_same_theme,
         settled: run.settled,
         settled_pairs_same_theme: run.settled_pairs_same_theme,
+        label_coverage: run.label_coverage,
+        member_label_coverage: run.member_label_coverage,
     })
 }
 
@@ -277,6 +284,72 @@ pub struct StreamRun {
     pub settled: Agreement,
     /// `pairs_same_theme` of the settled assignment.
     pub settled_pairs_same_theme: Option<f64>,
+    /// How often each theme's label occurs in the texts written with it.
+    pub label_coverage: LabelCoverage,
+    /// The same over the texts that joined their theme when written (their
+    /// similarity passed `join_similarity`): the firm members an analyst
+    /// keeps with `theme_similarity`.
+    pub member_label_coverage: LabelCoverage,
+}
+
+/// How well labels read against the texts written with their theme: the
+/// share of a theme's texts (clauses, with themes per mention) that hold
+/// its label phrase after stemming ([`labels::occurs`]; a text is held to
+/// the label in its own language when the theme has one per language),
+/// over themes with at least [`LabelCoverage::MIN_TEXTS`] texts.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LabelCoverage {
+    /// Themes scored.
+    pub themes: usize,
+    /// Of those, themes whose label at least [`labels::LABEL_COVERAGE`] of
+    /// their texts hold.
+    pub at_bar: usize,
+    /// Median share over the themes scored.
+    pub median: f64,
+    /// Lowest share, and that theme's label.
+    pub worst: Option<(f64, String)>,
+}
+
+impl LabelCoverage {
+    /// Fewest texts a theme needs to be scored.
+    pub const MIN_TEXTS: usize = 5;
+
+    /// Scores `model`'s labels against `(theme, text, joined)` as written;
+    /// with `joined_only`, against the texts that joined.
+    pub fn of(model: &ThemeModel, written: &[(u32, &str, bool)], joined_only: bool) -> Self {
+        let mut by: HashMap<u32, Vec<&str>> = HashMap::new();
+        for &(t, text, joined) in written {
+            if joined || !joined_only {
+                by.entry(model.resolve(t)).or_default().push(text);
+            }
+        }
+        let mut shares: Vec<(f64, String)> = by
+            .into_iter()
+            .filter(|(_, texts)| texts.len() >= Self::MIN_TEXTS)
+            .filter_map(|(t, texts)| {
+                let held = texts
+                    .iter()
+                    .filter(|x| {
+                        model
+                            .label_in(t, labels::script_language(x))
+                            .is_some_and(|l| labels::occurs(l, &labels::stemmed(x)))
+                    })
+                    .count();
+                let label = model.label(t)?;
+                Some((held as f64 / texts.len() as f64, label.to_string()))
+            })
+            .collect();
+        shares.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        Self {
+            themes: shares.len(),
+            at_bar: shares
+                .iter()
+                .filter(|s| s.0 >= labels::LABEL_COVERAGE)
+                .count(),
+            median: shares.get(shares.len() / 2).map_or(0.0, |s| s.0),
+            worst: shares.first().cloned(),
+        }
+    }
 }
 
 impl Embedded {
@@ -407,6 +480,7 @@ impl Embedded {
         let order = self.order(shuffle);
         let mut model = ThemeModel::new(cfg.clone(), self.dim);
         let mut online = vec![-1i64; self.texts.len()];
+        let mut written: Vec<(u32, &str, bool)> = Vec::new();
         for chunk in order.chunks(self.batch.max(1)) {
             let (rows, items): (Vec<usize>, Vec<ThemeInput<'_>>) = chunk
                 .iter()
@@ -423,11 +497,14 @@ impl Embedded {
                     })
                 })
                 .unzip();
-            let got: Vec<Option<u32>> = model
-                .assign_batch(&items)
-                .into_iter()
-                .map(|a| a.theme)
-                .collect();
+            let assigned = model.assign_batch(&items);
+            written.extend(
+                assigned
+                    .iter()
+                    .zip(&items)
+                    .filter_map(|(a, x)| a.theme.map(|t| (t, x.text, a.joined))),
+            );
+            let got: Vec<Option<u32>> = assigned.into_iter().map(|a| a.theme).collect();
             self.primaries(&rows, &got, &mut online);
         }
         let outliers = online.iter().filter(|&&x| x < 0).count();
@@ -481,6 +558,8 @@ impl Embedded {
             pairs_same_theme: share(together),
             settled: agreement(&self.truth, &settled),
             settled_pairs_same_theme: share(settled_together),
+            label_coverage: LabelCoverage::of(&model, &written, false),
+            member_label_coverage: LabelCoverage::of(&model, &written, true),
         }
     }
 

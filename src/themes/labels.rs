@@ -1,12 +1,36 @@
-//! Readable theme labels: class-based TF-IDF over each theme's words and
-//! bigrams, English and Russian stop-words removed.
+//! Readable theme labels: a phrase from the theme's own texts, keywords
+//! beside it, in each language the theme's texts use.
 //!
-//! A theme keeps bounded term counts ([`TermCounts`]); a label is the theme's
-//! top terms by `tf(t, theme) / words(theme) * ln(1 + mean_words / tf(t, all))`
-//! (BERTopic's c-TF-IDF), so words every theme uses ("card", "app" in a
-//! banking stream) rank below the words that set a theme apart.
+//! Representation steps, as BERTopic chains them:
+//! 1. **Candidates** ([`candidates`]): 1-4 consecutive words of one stretch
+//!    of text between punctuation marks, neither end a stop-word (English
+//!    and Russian; a negation may open one: "no hot water", "не работает").
+//!    A theme keeps bounded counts of the texts holding each
+//!    ([`TermCounts`]).
+//! 2. **Stems**: candidates are grouped by their words' Snowball stems
+//!    (English, Russian), so "card arrived" and "cards arriving" count as
+//!    one; the form shown is the one written most.
+//! 3. **c-TF-IDF**: `coverage(p) * ln(1 + mean texts per theme / texts
+//!    holding p in all themes)`, where coverage is the share of the theme's
+//!    texts that hold `p`; a phrase only one text holds counts only when no
+//!    phrase is shared.
+//!    A phrase that the theme's texts nearest its centroid (its exemplars)
+//!    hold counts up to twice: BERTopic's KeyBERT-inspired step ranks words
+//!    by closeness to a topic's representative texts.
+//! 4. **The label** is the best phrase that at least 30% of the theme's
+//!    texts hold (the best phrase when none does), lengthened to a longer
+//!    phrase around it that most of those texts hold too.
+//! 5. **Keywords**: three runner-ups by maximal marginal relevance, score
+//!    against word overlap with what is already chosen, so they add to the
+//!    label instead of repeating it.
+//!
+//! Per language: a theme whose texts are partly English and partly Russian
+//! gets a label in each (texts sorted by script: Cyrillic is `ru`, Latin
+//! `en`), each scored on that language's texts only.
 
 use std::collections::{BTreeMap, HashMap};
+
+use rust_stemmers::{Algorithm, Stemmer};
 
 /// English and Russian function words, never part of a label.
 const STOP_WORDS: &[&str] = &[
@@ -328,45 +352,162 @@ const STOP_WORDS: &[&str] = &[
     "очень",
 ];
 
-/// Lower-cased words of a text (letters and digits, at least 2 characters),
-/// stop-words removed, plus the bigrams of adjacent kept words.
-pub fn terms(text: &str) -> Vec<String> {
-    let words: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .map(|w| w.trim_matches('\'').to_lowercase().replace('\'', ""))
-        .filter(|w| w.chars().count() >= 2 && !w.chars().all(|c| c.is_ascii_digit()))
-        .collect();
-    let kept: Vec<Option<&String>> = words
-        .iter()
-        .map(|w| (!STOP_WORDS.contains(&w.as_str())).then_some(w))
-        .collect();
-    let mut out: Vec<String> = kept.iter().flatten().map(|w| (*w).clone()).collect();
-    for pair in kept.windows(2) {
-        if let (Some(a), Some(b)) = (pair[0], pair[1]) {
-            out.push(format!("{a} {b}"));
+/// Stop-words that may open a phrase: the negation is the complaint.
+const NEGATIONS: &[&str] = &["no", "not", "never", "не", "нет", "без"];
+
+/// Share of a theme's texts its label should occur in (issue 15's bar).
+pub const LABEL_COVERAGE: f64 = 0.3;
+
+/// Longest candidate phrase, in words.
+const MAX_PHRASE: usize = 4;
+
+fn is_stop(w: &str) -> bool {
+    STOP_WORDS.contains(&w)
+}
+
+/// The stretches of a text between punctuation marks, each as its
+/// lower-cased words (letters, digits, inner apostrophes and hyphens; an
+/// apostrophe is dropped: "don't" is "dont").
+fn stretches(text: &str) -> Vec<Vec<String>> {
+    let mut out: Vec<Vec<String>> = vec![Vec::new()];
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut Vec<Vec<String>>| {
+        let w = word.trim_matches(|c| c == '-' || c == '\'');
+        let w: String = w
+            .chars()
+            .filter(|&c| c != '\'')
+            .collect::<String>()
+            .to_lowercase();
+        let w = w.replace('ё', "е");
+        if w.chars().count() >= 2 && !w.chars().all(|c| c.is_ascii_digit()) {
+            if let Some(last) = out.last_mut() {
+                last.push(w);
+            }
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_alphanumeric() || c == '\'' || c == '’' || c == '-' {
+            word.push(if c == '’' { '\'' } else { c });
+        } else {
+            flush(&mut word, &mut out);
+            if !c.is_whitespace() && out.last().is_some_and(|s| !s.is_empty()) {
+                out.push(Vec::new());
+            }
+        }
+    }
+    flush(&mut word, &mut out);
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// Candidate phrases of a text, each once: 1-4 consecutive words of one
+/// stretch between punctuation marks, whose first and last words are not
+/// stop-words (a negation may open one).
+pub fn candidates(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in stretches(text) {
+        for i in 0..s.len() {
+            if is_stop(&s[i]) && !NEGATIONS.contains(&s[i].as_str()) {
+                continue;
+            }
+            for j in i..(i + MAX_PHRASE).min(s.len()) {
+                if is_stop(&s[j]) {
+                    continue;
+                }
+                let p = s[i..=j].join(" ");
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
         }
     }
     out
 }
 
-/// Term counts of one theme, bounded: past `cap` terms the rarest half is
-/// dropped (a theme's label comes from its frequent terms, so memory stays
-/// flat however long the stream).
+/// Whether a word is written in Cyrillic (then it is stemmed as Russian).
+fn cyrillic(w: &str) -> bool {
+    w.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c))
+}
+
+/// A word's Snowball stem (Russian for Cyrillic words, else English).
+pub fn stem(word: &str) -> String {
+    let alg = if cyrillic(word) {
+        Algorithm::Russian
+    } else {
+        Algorithm::English
+    };
+    Stemmer::create(alg).stem(word).into_owned()
+}
+
+/// A text's words as stems, stretch by stretch (what [`occurs`] matches).
+pub fn stemmed(text: &str) -> Vec<Vec<String>> {
+    stretches(text)
+        .into_iter()
+        .map(|s| s.iter().map(|w| stem(w)).collect())
+        .collect()
+}
+
+/// Whether `phrase` occurs in a text, after stemming both: its stems in a
+/// row within one stretch of the text (`text` as [`stemmed`] gives it).
+pub fn occurs(phrase: &str, text: &[Vec<String>]) -> bool {
+    let p: Vec<String> = phrase.split_whitespace().map(stem).collect();
+    occurs_stems(&p.join(" "), text)
+}
+
+/// [`occurs`] for a phrase already stemmed (stems space-joined).
+fn occurs_stems(key: &str, text: &[Vec<String>]) -> bool {
+    let p: Vec<&str> = key.split(' ').filter(|w| !w.is_empty()).collect();
+    !p.is_empty()
+        && text.iter().any(|s| {
+            s.windows(p.len())
+                .any(|w| w.iter().zip(&p).all(|(a, b)| a == b))
+        })
+}
+
+/// The language a text is labelled in: `ru` when most of its letters are
+/// Cyrillic, else `en`.
+pub fn script_language(text: &str) -> &'static str {
+    let (mut cyr, mut other) = (0usize, 0usize);
+    for c in text.chars().filter(|c| c.is_alphabetic()) {
+        if cyrillic(c.encode_utf8(&mut [0; 4])) {
+            cyr += 1;
+        } else {
+            other += 1;
+        }
+    }
+    if cyr > other {
+        "ru"
+    } else {
+        "en"
+    }
+}
+
+/// Counts of one theme's candidate phrases, bounded: past `cap` phrases the
+/// rarest half is dropped (a label comes from phrases many of the theme's
+/// texts hold, so memory stays flat however long the stream).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TermCounts {
-    /// Count per term.
+    /// Texts holding each candidate phrase.
     pub counts: HashMap<String, u32>,
-    /// Words seen (unigrams), for the tf denominator.
+    /// Words seen.
     pub words: u64,
+    /// Texts counted, per language ([`script_language`]).
+    #[serde(default)]
+    pub docs: BTreeMap<String, u64>,
 }
 
 impl TermCounts {
-    /// Most terms kept per theme.
+    /// Most phrases kept per theme.
     pub const CAP: usize = 400;
 
-    /// Counts a text's terms.
+    /// Counts a text's candidate phrases.
     pub fn add(&mut self, text: &str) {
-        for t in terms(text) {
+        *self
+            .docs
+            .entry(script_language(text).to_string())
+            .or_default() += 1;
+        for t in candidates(text) {
             if !t.contains(' ') {
                 self.words += 1;
             }
@@ -379,64 +520,255 @@ impl TermCounts {
             self.counts.retain(|_, c| *c > floor);
         }
     }
-}
 
-/// Labels for every theme: its `top` terms by c-TF-IDF, comma-joined.
-/// A bigram whose words are both already in the label is skipped, and so is
-/// a word already inside a chosen bigram.
-pub fn labels(themes: &[&TermCounts], top: usize) -> Vec<String> {
-    let mut total: HashMap<&str, u64> = HashMap::new();
-    for t in themes {
-        for (term, c) in &t.counts {
-            *total.entry(term.as_str()).or_default() += u64::from(*c);
+    /// Adds another theme's counts (a merge).
+    pub fn absorb(&mut self, other: TermCounts) {
+        for (term, c) in other.counts {
+            *self.counts.entry(term).or_default() += c;
+        }
+        self.words += other.words;
+        for (l, n) in other.docs {
+            *self.docs.entry(l).or_default() += n;
         }
     }
+
+    /// Texts counted (in every language).
+    pub fn texts(&self) -> u64 {
+        self.docs.values().sum()
+    }
+}
+
+/// A theme's label: a phrase from its texts, and keywords beside it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Label {
+    /// The phrase shown (in the theme's main language).
+    pub phrase: String,
+    /// Up to three runner-ups that add to the phrase.
+    pub keywords: Vec<String>,
+    /// The phrase in each language the theme's texts use, when more than
+    /// one does (`en`, `ru`).
+    pub by_language: BTreeMap<String, String>,
+}
+
+/// A text's stems, stretch by stretch ([`stemmed`]).
+type StemmedText = Vec<Vec<String>>;
+
+/// One stemmed candidate of a theme.
+struct Stemmed<'a> {
+    /// Stems, space-joined: the key candidates are grouped by.
+    key: String,
+    /// The form written most.
+    shown: &'a str,
+    /// Texts holding it.
+    df: u64,
+}
+
+/// A theme's candidates grouped by stems.
+fn stemmed_candidates(t: &TermCounts) -> Vec<Stemmed<'_>> {
+    let mut by: HashMap<String, (u64, &str, u32)> = HashMap::new();
+    for (term, &c) in &t.counts {
+        let key: Vec<String> = term.split(' ').map(stem).collect();
+        let e = by.entry(key.join(" ")).or_insert((0, term, 0));
+        e.0 += u64::from(c);
+        if c > e.2 || (c == e.2 && term.as_str() < e.1) {
+            e.1 = term;
+            e.2 = c;
+        }
+    }
+    by.into_iter()
+        .map(|(key, (df, shown, _))| Stemmed { key, shown, df })
+        .collect()
+}
+
+fn words_of(key: &str) -> Vec<&str> {
+    key.split(' ').collect()
+}
+
+/// Whether `inner`'s stems occur in a row inside `outer`'s.
+fn inside(inner: &str, outer: &str) -> bool {
+    let (i, o) = (words_of(inner), words_of(outer));
+    o.len() >= i.len() && o.windows(i.len()).any(|w| w == i.as_slice())
+}
+
+/// Word overlap of two stemmed phrases (Jaccard).
+fn overlap(a: &str, b: &str) -> f64 {
+    let (a, b) = (words_of(a), words_of(b));
+    let common = a.iter().filter(|w| b.contains(w)).count() as f64;
+    common / ((a.len() + b.len()) as f64 - common).max(1.0)
+}
+
+/// The label of one language's texts of a theme (`docs` of them), from its
+/// stemmed candidates of that language and how many texts hold each stem
+/// key across every theme.
+fn label_one(
+    cands: &[&Stemmed<'_>],
+    docs: u64,
+    all: &HashMap<String, u64>,
+    mean_docs: f64,
+    central: &[StemmedText],
+    keywords: usize,
+) -> (String, Vec<String>) {
+    let docs = docs.max(1) as f64;
+    // A phrase one text holds says little about the theme: only when no
+    // phrase is shared does one stand.
+    let shared = cands.iter().any(|c| c.df >= 2);
+    let mut scored: Vec<(&Stemmed<'_>, f64, f64)> = cands
+        .iter()
+        .filter(|c| c.df >= 2 || !shared)
+        .map(|c| {
+            let cov = (c.df as f64 / docs).min(1.0);
+            let idf = (1.0 + mean_docs / all[&c.key].max(1) as f64).ln();
+            // The texts nearest the centroid vouch for a phrase.
+            let near = if central.is_empty() {
+                0.0
+            } else {
+                central.iter().filter(|t| occurs_stems(&c.key, t)).count() as f64
+                    / central.len() as f64
+            };
+            (*c, cov, cov * idf * (1.0 + near))
+        })
+        .collect();
+    scored.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.key.cmp(&b.0.key)));
+    let Some(best) = scored
+        .iter()
+        .find(|s| s.1 >= LABEL_COVERAGE)
+        .or(scored.first())
+    else {
+        return (String::new(), Vec::new());
+    };
+    // A longer phrase around it that most of its texts hold reads better.
+    let floor = (0.6 * best.0.df as f64).max(if best.1 >= LABEL_COVERAGE {
+        LABEL_COVERAGE * docs
+    } else {
+        0.0
+    });
+    let label = scored
+        .iter()
+        .filter(|s| inside(&best.0.key, &s.0.key) && s.0.df as f64 >= floor)
+        .max_by(|a, b| {
+            words_of(&a.0.key)
+                .len()
+                .cmp(&words_of(&b.0.key).len())
+                .then(a.0.df.cmp(&b.0.df))
+                .then(b.0.key.cmp(&a.0.key))
+        })
+        .unwrap_or(best);
+    let mut chosen: Vec<&str> = vec![&label.0.key];
+    let mut kws: Vec<String> = Vec::new();
+    let top = scored.first().map_or(1.0, |s| s.2).max(1e-9);
+    while kws.len() < keywords {
+        let next = scored
+            .iter()
+            .filter(|s| {
+                // Nothing whose every word is already shown.
+                !words_of(&s.0.key)
+                    .iter()
+                    .all(|w| chosen.iter().any(|c| words_of(c).contains(w)))
+            })
+            .map(|s| {
+                let sim = chosen
+                    .iter()
+                    .map(|c| overlap(c, &s.0.key))
+                    .fold(0.0, f64::max);
+                (s, 0.7 * s.2 / top - 0.3 * sim)
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0 .0.key.cmp(&a.0 .0.key)));
+        let Some((s, _)) = next else { break };
+        chosen.push(&s.0.key);
+        kws.push(s.0.shown.to_string());
+    }
+    (label.0.shown.to_string(), kws)
+}
+
+/// Labels for every theme, with up to `keywords` keywords each.
+/// `central[i]` are theme i's texts nearest its centroid (its exemplars, or
+/// none): a phrase they hold ranks higher, as BERTopic's KeyBERT-inspired
+/// step ranks words by their closeness to a topic's representative texts.
+pub fn labels(themes: &[&TermCounts], central: &[Vec<&str>], keywords: usize) -> Vec<Label> {
+    let central: Vec<Vec<(&str, StemmedText)>> = (0..themes.len())
+        .map(|i| {
+            central
+                .get(i)
+                .map(|texts| {
+                    texts
+                        .iter()
+                        .map(|t| (script_language(t), stemmed(t)))
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let per: Vec<Vec<Stemmed<'_>>> = themes.iter().map(|t| stemmed_candidates(t)).collect();
+    let mut all: HashMap<String, u64> = HashMap::new();
+    for c in per.iter().flatten() {
+        *all.entry(c.key.clone()).or_default() += c.df;
+    }
     let n = themes.len().max(1) as f64;
-    let mean_words = themes.iter().map(|t| t.words as f64).sum::<f64>() / n;
+    let mean_docs = themes.iter().map(|t| t.texts() as f64).sum::<f64>() / n;
     themes
         .iter()
-        .map(|t| {
-            let words = (t.words as f64).max(1.0);
-            let mut scored: Vec<(&str, f64)> = t
-                .counts
+        .zip(&per)
+        .zip(&central)
+        .map(|((t, cands), central)| {
+            let near = |lang: Option<&str>| -> Vec<StemmedText> {
+                central
+                    .iter()
+                    .filter(|(l, _)| lang.is_none_or(|x| x == *l))
+                    .map(|(_, s)| s.clone())
+                    .collect()
+            };
+            let total = t.texts();
+            // The languages with a real share of the theme's texts.
+            let langs: Vec<(&String, u64)> = t
+                .docs
                 .iter()
-                .filter(|(_, c)| **c >= 2 || t.words < 20)
-                .map(|(term, c)| {
-                    let tf = f64::from(*c) / words;
-                    let idf = (1.0 + mean_words / total[term.as_str()] as f64).ln();
-                    // Bigrams read better when they are as frequent.
-                    let bonus = if term.contains(' ') { 1.2 } else { 1.0 };
-                    (term.as_str(), tf * idf * bonus)
-                })
+                .filter(|(_, &d)| d >= 2 && d as f64 >= 0.2 * total as f64)
+                .map(|(l, &d)| (l, d))
                 .collect();
-            scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-            let mut chosen: Vec<&str> = Vec::new();
-            for (term, _) in scored {
-                if chosen.len() >= top {
-                    break;
-                }
-                let covered = chosen.iter().any(|c| {
-                    c.split(' ').any(|w| w == term) || term.split(' ').all(|w| c.contains(w))
-                });
-                if !covered {
-                    chosen.push(term);
+            if langs.len() < 2 {
+                let all_c: Vec<&Stemmed<'_>> = cands.iter().collect();
+                let (phrase, keywords) =
+                    label_one(&all_c, total, &all, mean_docs, &near(None), keywords);
+                return Label {
+                    phrase,
+                    keywords,
+                    by_language: BTreeMap::new(),
+                };
+            }
+            let mut by_language = BTreeMap::new();
+            let mut main: Option<(u64, String, Vec<String>)> = None;
+            for (lang, docs) in langs {
+                let mine: Vec<&Stemmed<'_>> = cands
+                    .iter()
+                    .filter(|c| script_language(&c.key) == lang.as_str())
+                    .collect();
+                let (phrase, kws) =
+                    label_one(&mine, docs, &all, mean_docs, &near(Some(lang)), keywords);
+                by_language.insert(lang.clone(), phrase.clone());
+                if main.as_ref().is_none_or(|m| docs > m.0) {
+                    main = Some((docs, phrase, kws));
                 }
             }
-            chosen.join(", ")
+            let (_, phrase, keywords) = main.unwrap_or_default();
+            Label {
+                phrase,
+                keywords,
+                by_language,
+            }
         })
         .collect()
 }
 
 /// Labels of a clustering given as `(cluster, text)` pairs (for tests and
 /// `eval-themes`).
-pub fn labels_of(pairs: &[(usize, &str)], top: usize) -> BTreeMap<usize, String> {
+pub fn labels_of(pairs: &[(usize, &str)], keywords: usize) -> BTreeMap<usize, Label> {
     let mut by: BTreeMap<usize, TermCounts> = BTreeMap::new();
     for (c, t) in pairs {
         by.entry(*c).or_default().add(t);
     }
     let keys: Vec<usize> = by.keys().copied().collect();
     let refs: Vec<&TermCounts> = by.values().collect();
-    keys.into_iter().zip(labels(&refs, top)).collect()
+    keys.into_iter().zip(labels(&refs, &[], keywords)).collect()
 }
 
 #[cfg(test)]
@@ -444,30 +776,102 @@ mod tests {
     use super::*;
 
     #[test]
-    fn terms_drop_stop_words_and_keep_bigrams() {
-        let t = terms("My card has NOT arrived, still waiting for the card!");
-        assert!(t.contains(&"card".to_string()));
-        assert!(t.contains(&"arrived".to_string()));
-        assert!(!t.contains(&"the".to_string()) && !t.contains(&"my".to_string()));
-        assert!(t.contains(&"card arrived".to_string()) || t.contains(&"arrived".to_string()));
-        let ru = terms("Курьер опять не привёз посылку");
-        assert!(ru.contains(&"курьер".to_string()) && !ru.contains(&"не".to_string()));
+    fn candidates_keep_phrases_and_drop_stop_word_ends() {
+        let t = candidates("My card has NOT arrived, still waiting for the card!");
+        for want in [
+            "card",
+            "arrived",
+            "not arrived",
+            "waiting",
+            "waiting for the card",
+        ] {
+            assert!(t.contains(&want.to_string()), "{want}: {t:?}");
+        }
+        // Neither end a stop-word, and nothing across the comma.
+        assert!(
+            !t.iter()
+                .any(|p| p == "the card" || p == "my card" || p.contains("arrived still")),
+            "{t:?}"
+        );
+        let ru = candidates("Курьер опять не привёз посылку");
+        assert!(ru.contains(&"курьер".to_string()), "{ru:?}");
+        assert!(ru.contains(&"не привез посылку".to_string()), "{ru:?}");
     }
 
     #[test]
-    fn labels_pick_what_sets_a_theme_apart() {
+    fn stems_match_across_word_forms_in_both_languages() {
+        assert!(occurs(
+            "cards arriving",
+            &stemmed("When will my card arrive?")
+        ));
+        assert!(!occurs("card arrived", &stemmed("the card, arrived")));
+        assert!(occurs(
+            "не работает приложение",
+            &stemmed("Опять не работало приложение!")
+        ));
+        assert_eq!(script_language("Курьер опять опоздал"), "ru");
+        assert_eq!(script_language("The courier (курьер) was late again"), "en");
+    }
+
+    #[test]
+    fn labels_are_phrases_most_texts_hold_and_set_the_theme_apart() {
         let pairs = vec![
             (0, "my card has not arrived"),
             (0, "card still not arrived after two weeks"),
-            (0, "when will my card arrive, card not arrived"),
+            (0, "when will my card arrive, it has not arrived"),
+            (0, "new card not arrived yet"),
             (1, "the card payment was declined at the shop"),
             (1, "card payment declined again"),
             (1, "why was my card payment declined"),
+            (1, "payment declined, card blocked?"),
         ];
-        let l = labels_of(&pairs, 2);
-        assert!(l[&0].contains("arrived"), "{l:?}");
-        assert!(l[&1].contains("declined"), "{l:?}");
-        assert!(!l[&0].starts_with("card,"), "{l:?}");
+        let l = labels_of(&pairs, 3);
+        assert!(l[&0].phrase.contains("not arrived"), "{l:?}");
+        assert!(l[&1].phrase.contains("payment declined"), "{l:?}");
+        for (c, label) in &l {
+            let texts: Vec<&str> = pairs.iter().filter(|p| p.0 == *c).map(|p| p.1).collect();
+            let held = texts
+                .iter()
+                .filter(|t| occurs(&label.phrase, &stemmed(t)))
+                .count();
+            assert!(
+                held as f64 >= LABEL_COVERAGE * texts.len() as f64,
+                "{label:?}"
+            );
+            // Keywords add words the phrase does not show.
+            assert!(!label.keywords.is_empty(), "{label:?}");
+            for k in &label.keywords {
+                assert!(k.split(' ').any(|w| !label.phrase.contains(w)), "{label:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_theme_in_two_languages_is_labelled_in_each() {
+        let mut pairs = Vec::new();
+        for _ in 0..2 {
+            pairs.extend([
+                (0, "the wifi keeps dropping in the room"),
+                (0, "wifi keeps dropping every evening"),
+                (0, "Wi-Fi in the room was slow"),
+                (0, "Wi-Fi постоянно отключается в номере"),
+                (0, "в номере не работает Wi-Fi"),
+                (0, "Wi-Fi в номере отключается"),
+                (1, "breakfast was cold"),
+                (1, "cold eggs at breakfast"),
+                (1, "the breakfast buffet was cold"),
+            ]);
+        }
+        let l = labels_of(&pairs, 3);
+        let by = &l[&0].by_language;
+        assert_eq!(by.keys().collect::<Vec<_>>(), ["en", "ru"], "{l:?}");
+        assert_eq!(script_language(&by["ru"]), "ru", "{l:?}");
+        assert_eq!(script_language(&by["en"]), "en", "{l:?}");
+        assert!(l[&1].by_language.is_empty(), "{l:?}");
+        assert!(
+            l[&1].phrase.contains("breakfast") || l[&1].phrase.contains("cold"),
+            "{l:?}"
+        );
     }
 
     #[test]
@@ -478,5 +882,6 @@ mod tests {
         }
         assert!(c.counts.len() <= TermCounts::CAP + 1);
         assert!(c.counts.contains_key("common"));
+        assert_eq!(c.texts(), 5000);
     }
 }

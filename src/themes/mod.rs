@@ -7,7 +7,7 @@
 //! | concern | module | run by |
 //! |---|---|---|
 //! | online assignment (the stream stage) | [`online`] | `verbatim run`, `ingest`, `demo` |
-//! | readable labels (c-TF-IDF) | [`labels`] | [`online`], [`refit`] |
+//! | readable labels (phrases: c-TF-IDF, stems, MMR keywords) | [`labels`] | [`online`], [`refit`] |
 //! | the model's files under `<output.root>/themes/` | [`store`] | every command here |
 //! | batch re-clustering, new model versions | [`refit`] | `verbatim themes refit` |
 //! | analysts' renames and merges | [`curation`] | `verbatim themes list\|show\|rename\|merge` |

@@ -36,8 +36,16 @@ use crate::nlp::{Operator, OperatorError};
 pub struct Theme {
     /// Stable id, never reused.
     pub id: u32,
-    /// c-TF-IDF label (recomputed as the theme grows; ids do not change).
+    /// Label phrase (see [`super::labels`]; recomputed as the theme grows,
+    /// ids do not change).
     pub label: String,
+    /// Up to three keywords beside the label.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    /// The label in each language of the theme's texts, when it has more
+    /// than one (`en`, `ru`).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub label_by_language: std::collections::BTreeMap<String, String>,
     /// Comments that joined it.
     pub count: u64,
     /// Sum of the members' vectors (the centroid is its direction).
@@ -62,6 +70,8 @@ impl Theme {
         Self {
             id,
             label: String::new(),
+            keywords: Vec::new(),
+            label_by_language: Default::default(),
             count: 0,
             sum: vec![0.0; dim],
             terms: TermCounts::default(),
@@ -79,7 +89,7 @@ impl Theme {
         }
     }
 
-    /// The label to show: the analyst's, else the c-TF-IDF one.
+    /// The label to show: the analyst's, else the phrase from its texts.
     pub fn shown_label(&self) -> &str {
         self.curated_label.as_deref().unwrap_or(&self.label)
     }
@@ -91,10 +101,7 @@ impl Theme {
             .iter_mut()
             .zip(&other.sum)
             .for_each(|(s, x)| *s += x);
-        for (term, c) in other.terms.counts {
-            *self.terms.counts.entry(term).or_default() += c;
-        }
-        self.terms.words += other.terms.words;
+        self.terms.absorb(other.terms);
         self.exemplars.extend(other.exemplars);
         self.exemplars.sort_by(|a, b| b.0.total_cmp(&a.0));
         self.exemplars.truncate(3);
@@ -510,10 +517,30 @@ impl ThemeModel {
     /// Recomputes every theme's label from its term counts.
     pub fn relabel(&mut self) {
         let refs: Vec<&TermCounts> = self.themes.iter().map(|t| &t.terms).collect();
-        let l = labels(&refs, 3);
+        let central: Vec<Vec<&str>> = self
+            .themes
+            .iter()
+            .map(|t| t.exemplars.iter().map(|e| e.1.as_str()).collect())
+            .collect();
+        let l = labels(&refs, &central, 3);
         for (t, l) in self.themes.iter_mut().zip(l) {
-            t.label = l;
+            t.label = l.phrase;
+            t.keywords = l.keywords;
+            t.label_by_language = l.by_language;
         }
+    }
+
+    /// The label of theme `id` for a text in `language` (`en`, `ru`): the
+    /// analyst's when renamed, else the theme's phrase in that language
+    /// when it has one, else its main label.
+    pub fn label_in(&self, id: u32, language: &str) -> Option<&str> {
+        self.theme(id).map(|t| match &t.curated_label {
+            Some(l) => l.as_str(),
+            None => t
+                .label_by_language
+                .get(language)
+                .map_or(t.label.as_str(), String::as_str),
+        })
     }
 
     /// The label of theme `id` (the analyst's when renamed).

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListBuilder, StringArray,
-    StringBuilder,
+    Array, ArrayRef, AsArray, BooleanArray, Int32Array, Int64Array, ListBuilder, MapBuilder,
+    StringArray, StringBuilder,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema};
 use arrow::record_batch::RecordBatch;
@@ -256,6 +256,11 @@ impl ThemeStore {
     }
 }
 
+/// A builder of the `label_by_language` column.
+fn language_map() -> MapBuilder<StringBuilder, StringBuilder> {
+    MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
+}
+
 /// `(name, type, meaning)` of the `themes/themes.parquet` columns.
 pub fn snapshot_columns() -> Vec<(&'static str, DataType, &'static str)> {
     vec![
@@ -267,7 +272,17 @@ pub fn snapshot_columns() -> Vec<(&'static str, DataType, &'static str)> {
         (
             "label",
             DataType::Utf8,
-            "The label to show: the analyst's when renamed, else c-TF-IDF",
+            "The label to show: the analyst's when renamed, else the phrase its texts hold (c-TF-IDF over 1-4 word phrases, stemmed)",
+        ),
+        (
+            "keywords",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            "Up to three keywords beside the label (runner-up phrases by maximal marginal relevance)",
+        ),
+        (
+            "label_by_language",
+            language_map().finish().data_type().clone(),
+            "The label phrase in each language of its texts (`en`, `ru`), when it has more than one; else empty",
         ),
         ("curated", DataType::Boolean, "An analyst renamed it"),
         (
@@ -306,10 +321,24 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
     let mut merged = Vec::new();
     let mut targets: Vec<Option<String>> = Vec::new();
     let mut ex = ListBuilder::new(StringBuilder::new());
+    let mut kws = ListBuilder::new(StringBuilder::new());
+    let mut by_lang = language_map();
     for t in m.themes() {
         ids.push(t.id as i32);
         targets.push(t.target.clone());
         labels.push(t.shown_label().to_string());
+        for k in &t.keywords {
+            kws.values().append_value(k);
+        }
+        kws.append(true);
+        // An analyst's label stands alone.
+        if t.curated_label.is_none() {
+            for (lang, l) in &t.label_by_language {
+                by_lang.keys().append_value(lang);
+                by_lang.values().append_value(l);
+            }
+        }
+        by_lang.append(true)?;
         curated.push(t.curated_label.is_some());
         counts.push(t.count as i64);
         merged.push(None);
@@ -327,6 +356,8 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
         merged.push(Some(into as i32));
         targets.push(m.theme(into).and_then(|t| t.target.clone()));
         ex.append(true);
+        kws.append(true);
+        by_lang.append(true)?;
     }
     let n = ids.len();
     let schema = Arc::new(Schema::new(
@@ -338,6 +369,8 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int32Array::from(ids)),
         Arc::new(StringArray::from(labels)),
+        Arc::new(kws.finish()),
+        Arc::new(by_lang.finish()),
         Arc::new(BooleanArray::from(curated)),
         Arc::new(Int64Array::from(counts)),
         Arc::new(Int32Array::from(merged)),
