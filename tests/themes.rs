@@ -1117,7 +1117,7 @@ def rows(sql):
     return [dict(zip(r.columns, x)) for x in r.fetchall()]
 m = rows(f"select comment_id, target, polarity, confidence, span_start, theme_id, len(embedding) as dim from read_parquet('{root}/mentions/**/*.parquet')")
 c = rows(f"select id, language, theme_id, theme_ids from read_parquet('{root}/comments/**/*.parquet')")
-t = rows(f"select theme_id, target, comments from read_parquet('{root}/themes/themes.parquet')")
+t = rows(f"select theme_id, target, comments, label, keywords, map_keys(label_by_language) as langs, map_values(label_by_language) as by_lang from read_parquet('{root}/themes/themes.parquet')")
 print(json.dumps({"mentions": m, "comments": c, "themes": t}))
 "#;
     let got = run_ok(
@@ -1209,4 +1209,79 @@ print(json.dumps({"mentions": m, "comments": c, "themes": t}))
     eprintln!("comments with staff and product complaint themed apart: {apart:?}");
     assert!(apart.get("en").copied().unwrap_or(0) >= 8, "{apart:?}");
     assert!(apart.get("ru").copied().unwrap_or(0) >= 4, "{apart:?}");
+    // Labels, read back by DuckDB: phrases from the theme's own clauses, in
+    // each language a theme's clauses use.
+    let language: HashMap<&str, &str> = comments
+        .iter()
+        .map(|c| (c["id"].as_str().unwrap(), c["language"].as_str().unwrap()))
+        .collect();
+    let words = |t: &serde_json::Value| -> String {
+        let mut all = vec![t["label"].as_str().unwrap_or("").to_lowercase()];
+        all.extend(
+            t["by_lang"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x.as_str().map(str::to_lowercase)),
+        );
+        all.join(" | ")
+    };
+    eprintln!("themes: {}", v["themes"]);
+    let mut read = HashMap::<&str, usize>::new();
+    for t in v["themes"].as_array().unwrap() {
+        let id = t["theme_id"].as_i64().unwrap();
+        let held: Vec<&str> = mentions
+            .iter()
+            .filter(|m| m["theme_id"].as_i64() == Some(id))
+            .map(|m| language[m["comment_id"].as_str().unwrap()])
+            .collect();
+        if held.len() < 3 {
+            continue;
+        }
+        let label = t["label"].as_str().unwrap();
+        assert!(
+            !label.is_empty() && !label.contains(", "),
+            "theme {id}: {t}"
+        );
+        assert!(
+            t["keywords"].as_array().is_some_and(|k| k.len() <= 3),
+            "{t}"
+        );
+        let target = t["target"].as_str().unwrap_or("");
+        let about = words(t);
+        let fits = match target {
+            "staff" => ["engineer", "мастер"].iter().any(|w| about.contains(w)),
+            "product" => [
+                "app",
+                "crash",
+                "freez",
+                "приложени",
+                "вылета",
+                "пада",
+                "завис",
+            ]
+            .iter()
+            .any(|w| about.contains(w)),
+            _ => true,
+        };
+        assert!(fits, "theme {id} ({target}) is labelled {about:?}");
+        *read.entry(target).or_default() += usize::from(fits);
+        // A theme whose clauses are a fifth or more in each language is
+        // labelled in each.
+        let ru = held.iter().filter(|l| **l == "ru").count();
+        let en = held.len() - ru;
+        let langs: Vec<&str> = t["langs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .collect();
+        if ru >= 2 && en >= 2 && 5 * ru.min(en) >= held.len() {
+            assert_eq!(langs, ["en", "ru"], "theme {id}: {en} en, {ru} ru: {t}");
+        }
+    }
+    assert!(
+        read.get("staff").is_some_and(|&n| n > 0) && read.get("product").is_some_and(|&n| n > 0),
+        "{read:?}"
+    );
 }

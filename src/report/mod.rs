@@ -131,6 +131,8 @@ pub struct ThemeRow {
     pub id: i32,
     /// Label.
     pub label: String,
+    /// Keywords beside the label (from `themes/themes.parquet`).
+    pub keywords: Vec<String>,
     /// Comments in the window.
     pub count: u64,
     /// Comments in the last 7 days of the window.
@@ -365,7 +367,19 @@ impl ReportBuilder {
         let snapshot = std::fs::read(self.root.join(crate::themes::store::SNAPSHOT)).ok();
         apply_curation(snapshot.as_deref(), &mut rows);
         let status = crate::followup::table::status_of(&self.root, &self.sla, self.now)?;
-        Ok(self.compute_with(&rows, &status))
+        let mut report = self.compute_with(&rows, &status);
+        if let Some(snapshot) = snapshot.as_deref() {
+            let keywords = crate::themes::store::snapshot_keywords(snapshot);
+            for t in report
+                .themes
+                .top
+                .iter_mut()
+                .chain(&mut report.themes.growing)
+            {
+                t.keywords = keywords.get(&t.id).cloned().unwrap_or_default();
+            }
+        }
+        Ok(report)
     }
 
     /// Computes every section from rows already read, with no queue.
@@ -565,6 +579,7 @@ fn themes(rows: &[Row]) -> Themes {
             ThemeRow {
                 id,
                 label,
+                keywords: Vec::new(),
                 count: members.len() as u64,
                 last_7_days: recent(0, 7),
                 previous_7_days: recent(7, 14),

@@ -191,7 +191,7 @@ pub fn html(r: &Report) -> String {
                 h,
                 "<tr><td>#{} {}</td><td>{} <span class=\"muted\">(7d {} vs {})</span></td><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
                 t.id,
-                escape(&t.label),
+                label_html(t),
                 t.count,
                 t.last_7_days,
                 t.previous_7_days,
@@ -444,7 +444,7 @@ pub fn markdown(r: &Report) -> String {
                 m,
                 "| #{} {} | {} | {} / {} | {} | {} | {} | {} | {} |",
                 t.id,
-                md_cell(&t.label),
+                md_cell(&label_text(t)),
                 t.count,
                 t.last_7_days,
                 t.previous_7_days,
@@ -740,6 +740,28 @@ fn answered_parts(a: &crate::report::answered::Answered) -> (String, Vec<Table>,
         ],
         notes,
     )
+}
+
+/// A theme's label with its keywords, as HTML.
+fn label_html(t: &ThemeRow) -> String {
+    if t.keywords.is_empty() {
+        escape(&t.label)
+    } else {
+        format!(
+            "{} <span class=\"muted\">({})</span>",
+            escape(&t.label),
+            escape(&t.keywords.join(", "))
+        )
+    }
+}
+
+/// A theme's label with its keywords, as text.
+fn label_text(t: &ThemeRow) -> String {
+    if t.keywords.is_empty() {
+        t.label.clone()
+    } else {
+        format!("{} ({})", t.label, t.keywords.join(", "))
+    }
 }
 
 #[cfg(test)]

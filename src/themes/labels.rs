@@ -19,7 +19,8 @@
 //!    by closeness to a topic's representative texts.
 //! 4. **The label** is the best phrase that at least 30% of the theme's
 //!    texts hold (the best phrase when none does), lengthened to a longer
-//!    phrase around it that most of those texts hold too.
+//!    phrase around it that most of those texts hold too and that still
+//!    meets the bar.
 //! 5. **Keywords**: three runner-ups by maximal marginal relevance, score
 //!    against word overlap with what is already chosen, so they add to the
 //!    label instead of repeating it.
@@ -350,6 +351,17 @@ const STOP_WORDS: &[&str] = &[
     "это",
     "уже",
     "очень",
+    "ваш",
+    "ваша",
+    "ваше",
+    "ваши",
+    "вашего",
+    "вашей",
+    "наш",
+    "наша",
+    "наше",
+    "наши",
+    "every",
 ];
 
 /// Stop-words that may open a phrase: the negation is the complaint.
@@ -361,8 +373,10 @@ pub const LABEL_COVERAGE: f64 = 0.3;
 /// Longest candidate phrase, in words.
 const MAX_PHRASE: usize = 4;
 
+/// A word no phrase starts or ends with: a stop-word, a single letter,
+/// or a number.
 fn is_stop(w: &str) -> bool {
-    STOP_WORDS.contains(&w)
+    STOP_WORDS.contains(&w) || w.chars().count() < 2 || w.chars().all(|c| c.is_ascii_digit())
 }
 
 /// The stretches of a text between punctuation marks, each as its
@@ -379,7 +393,9 @@ fn stretches(text: &str) -> Vec<Vec<String>> {
             .collect::<String>()
             .to_lowercase();
         let w = w.replace('ё', "е");
-        if w.chars().count() >= 2 && !w.chars().all(|c| c.is_ascii_digit()) {
+        // One-letter words ("a", "и") stay, so phrases stay contiguous,
+        // but never end a phrase ([`is_stop`]).
+        if !w.is_empty() {
             if let Some(last) = out.last_mut() {
                 last.push(w);
             }
@@ -553,6 +569,9 @@ pub struct Label {
 /// A text's stems, stretch by stretch ([`stemmed`]).
 type StemmedText = Vec<Vec<String>>;
 
+/// A candidate with its coverage and score.
+type Scored<'a> = (&'a Stemmed<'a>, f64, f64);
+
 /// One stemmed candidate of a theme.
 struct Stemmed<'a> {
     /// Stems, space-joined: the key candidates are grouped by.
@@ -612,7 +631,7 @@ fn label_one(
     // A phrase one text holds says little about the theme: only when no
     // phrase is shared does one stand.
     let shared = cands.iter().any(|c| c.df >= 2);
-    let mut scored: Vec<(&Stemmed<'_>, f64, f64)> = cands
+    let mut scored: Vec<Scored<'_>> = cands
         .iter()
         .filter(|c| c.df >= 2 || !shared)
         .map(|c| {
@@ -636,7 +655,8 @@ fn label_one(
     else {
         return (String::new(), Vec::new());
     };
-    // A longer phrase around it that most of its texts hold reads better.
+    // A longer phrase around it that most of its texts hold reads better
+    // ("card not arrived" over "arrived"), if it still meets the bar.
     let floor = (0.6 * best.0.df as f64).max(if best.1 >= LABEL_COVERAGE {
         LABEL_COVERAGE * docs
     } else {

@@ -383,6 +383,36 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
 
 /// `theme id -> (id it now stands for, label)` from the bytes of
 /// `themes/themes.parquet`.
+/// Each theme's keywords in a snapshot's bytes (none for a merged-away id,
+/// or when the snapshot cannot be read or predates keywords).
+pub fn snapshot_keywords(snapshot: &[u8]) -> HashMap<i32, Vec<String>> {
+    let mut out = HashMap::new();
+    let bytes = bytes::Bytes::copy_from_slice(snapshot);
+    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else {
+        return out;
+    };
+    for b in reader.flatten() {
+        let ids = b
+            .column_by_name("theme_id")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let kws = b
+            .column_by_name("keywords")
+            .and_then(|c| c.as_list_opt::<i32>());
+        if let (Some(ids), Some(kws)) = (ids, kws) {
+            for i in 0..b.num_rows() {
+                let list = kws.value(i);
+                if let Some(words) = list.as_string_opt::<i32>() {
+                    let words: Vec<String> = words.iter().flatten().map(str::to_string).collect();
+                    if !words.is_empty() {
+                        out.insert(ids.value(i), words);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn curated_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     let mut out = HashMap::new();
     let bytes = bytes::Bytes::copy_from_slice(snapshot);
