@@ -381,17 +381,24 @@ fn snapshot_batch(m: &ThemeModel) -> Result<RecordBatch, arrow::error::ArrowErro
     RecordBatch::try_new(schema, cols)
 }
 
-/// `theme id -> (id it now stands for, label)` from the bytes of
-/// `themes/themes.parquet`.
+/// The record batches of a snapshot's bytes; none, with a warning, when
+/// they cannot be read (readers then show the labels the rows carry).
+fn snapshot_batches(snapshot: &[u8]) -> Vec<RecordBatch> {
+    let bytes = bytes::Bytes::copy_from_slice(snapshot);
+    match ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) {
+        Ok(reader) => reader.flatten().collect(),
+        Err(e) => {
+            tracing::warn!(file = SNAPSHOT, error = %e, "unreadable theme snapshot; using the labels in comments/");
+            Vec::new()
+        }
+    }
+}
+
 /// Each theme's keywords in a snapshot's bytes (none for a merged-away id,
 /// or when the snapshot cannot be read or predates keywords).
 pub fn snapshot_keywords(snapshot: &[u8]) -> HashMap<i32, Vec<String>> {
     let mut out = HashMap::new();
-    let bytes = bytes::Bytes::copy_from_slice(snapshot);
-    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else {
-        return out;
-    };
-    for b in reader.flatten() {
+    for b in snapshot_batches(snapshot) {
         let ids = b
             .column_by_name("theme_id")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
@@ -413,17 +420,11 @@ pub fn snapshot_keywords(snapshot: &[u8]) -> HashMap<i32, Vec<String>> {
     out
 }
 
+/// `theme id -> (id it now stands for, label)` from the bytes of
+/// `themes/themes.parquet`.
 fn curated_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     let mut out = HashMap::new();
-    let bytes = bytes::Bytes::copy_from_slice(snapshot);
-    let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()) else {
-        tracing::warn!(
-            file = SNAPSHOT,
-            "unreadable theme snapshot; using the labels in comments/"
-        );
-        return out;
-    };
-    for b in reader.flatten() {
+    for b in snapshot_batches(snapshot) {
         let ids = b
             .column_by_name("theme_id")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
