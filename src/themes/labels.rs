@@ -422,6 +422,7 @@ fn stretches(text: &str) -> Vec<Vec<String>> {
 /// stop-words (a negation may open one).
 pub fn candidates(text: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
     for s in stretches(text) {
         for i in 0..s.len() {
             if is_stop(&s[i]) && !NEGATIONS.contains(&s[i].as_str()) {
@@ -432,7 +433,7 @@ pub fn candidates(text: &str) -> Vec<String> {
                     continue;
                 }
                 let p = s[i..=j].join(" ");
-                if !out.contains(&p) {
+                if seen.insert(p.clone()) {
                     out.push(p);
                 }
             }
@@ -446,14 +447,33 @@ fn cyrillic(w: &str) -> bool {
     w.chars().any(|c| ('\u{0400}'..='\u{04FF}').contains(&c))
 }
 
+/// Stems kept per thread before the cache starts again (a few MB).
+const STEM_CACHE: usize = 50_000;
+
+thread_local! {
+    /// Words stemmed lately: labels are recomputed often from the same words.
+    static STEMS: std::cell::RefCell<HashMap<String, String>> = Default::default();
+}
+
 /// A word's Snowball stem (Russian for Cyrillic words, else English).
 pub fn stem(word: &str) -> String {
-    let alg = if cyrillic(word) {
-        Algorithm::Russian
-    } else {
-        Algorithm::English
-    };
-    Stemmer::create(alg).stem(word).into_owned()
+    STEMS.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(s) = cache.get(word) {
+            return s.clone();
+        }
+        let alg = if cyrillic(word) {
+            Algorithm::Russian
+        } else {
+            Algorithm::English
+        };
+        let s = Stemmer::create(alg).stem(word).into_owned();
+        if cache.len() >= STEM_CACHE {
+            cache.clear();
+        }
+        cache.insert(word.to_string(), s.clone());
+        s
+    })
 }
 
 /// A text's words as stems, stretch by stretch (what [`occurs`] matches).
