@@ -110,7 +110,8 @@ pub struct OutputSummary {
     /// A few comments that praise staff and blame the product:
     /// `(text, staff_sentiment, product_sentiment)`.
     pub split_examples: Vec<(String, String, String)>,
-    /// Comments per theme id, with the theme's latest label.
+    /// Comments per theme id, with the theme's label (from the theme
+    /// snapshot when there is one, else the one its last row was written with).
     pub themes: BTreeMap<i32, (usize, String)>,
     /// Rows in `actions/` by priority label.
     pub actions: BTreeMap<String, usize>,
@@ -330,6 +331,16 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
                 s.rejected_files += 1;
             } else {
                 s.comment_files += 1;
+            }
+        }
+    }
+    // Today's labels, as the report and `themes list` show them, over the
+    // ones the rows were written with.
+    if let Ok(snapshot) = std::fs::read(root.join(crate::themes::store::SNAPSHOT)) {
+        let now = crate::themes::store::snapshot_labels(&snapshot);
+        for (id, (_, label)) in s.themes.iter_mut() {
+            if let Some((_, l)) = now.get(id) {
+                label.clone_from(l);
             }
         }
     }

@@ -422,7 +422,7 @@ pub fn snapshot_keywords(snapshot: &[u8]) -> HashMap<i32, Vec<String>> {
 
 /// `theme id -> (id it now stands for, label)` from the bytes of
 /// `themes/themes.parquet`.
-fn curated_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
+pub fn snapshot_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     let mut out = HashMap::new();
     for b in snapshot_batches(snapshot) {
         let ids = b
@@ -456,7 +456,7 @@ pub fn apply_curation(snapshot: Option<&[u8]>, rows: &mut [Row]) {
     let Some(snapshot) = snapshot else {
         return;
     };
-    let curated = curated_labels(snapshot);
+    let curated = snapshot_labels(snapshot);
     for r in rows {
         if let Some((id, l)) = &mut r.theme {
             if let Some((into, label)) = curated.get(id) {
