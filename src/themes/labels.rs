@@ -526,9 +526,8 @@ pub fn script_language(text: &str) -> &'static str {
 pub struct TermCounts {
     /// Texts holding each candidate phrase.
     pub counts: HashMap<String, u32>,
-    /// Words seen.
-    pub words: u64,
-    /// Texts counted, per language ([`script_language`]).
+    /// Texts counted, per language ([`script_language`]). (A state saved
+    /// before phrase labels also holds `words`, which is ignored.)
     #[serde(default)]
     pub docs: BTreeMap<String, u64>,
 }
@@ -544,9 +543,6 @@ impl TermCounts {
             .entry(script_language(text).to_string())
             .or_default() += 1;
         for t in candidates(text) {
-            if !t.contains(' ') {
-                self.words += 1;
-            }
             *self.counts.entry(t).or_default() += 1;
         }
         if self.counts.len() > Self::CAP {
@@ -562,7 +558,6 @@ impl TermCounts {
         for (term, c) in other.counts {
             *self.counts.entry(term).or_default() += c;
         }
-        self.words += other.words;
         for (l, n) in other.docs {
             *self.docs.entry(l).or_default() += n;
         }
@@ -912,6 +907,15 @@ mod tests {
             l[&1].phrase.contains("breakfast") || l[&1].phrase.contains("cold"),
             "{l:?}"
         );
+    }
+
+    #[test]
+    fn counts_saved_before_phrase_labels_still_load() {
+        let old: TermCounts =
+            serde_json::from_str(r#"{"counts": {"card": 3, "card arrived": 2}, "words": 9}"#)
+                .unwrap();
+        assert_eq!(old.counts["card"], 3);
+        assert_eq!(old.texts(), 0);
     }
 
     #[test]
