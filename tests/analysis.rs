@@ -331,7 +331,7 @@ fn int8_stays_within_a_point_or_one_row_of_fp32() {
 
 /// Retrains with the command a committed manifest records (output
 /// redirected) and checks the same weights come out: the same bytes where
-/// int8 is exact ([`int8_is_exact_here`]), tensors pointing the same way
+/// int8 is exact ([`support::int8_is_exact_here`]), tensors pointing the same way
 /// elsewhere.
 fn retrain_matches(manifest: &str, out_file: &str) {
     let manifest_dir = Path::new(manifest).parent().unwrap();
@@ -355,7 +355,7 @@ fn retrain_matches(manifest: &str, out_file: &str) {
         toml::from_str(&std::fs::read_to_string(out_dir.path().join("h").join(out_file)).unwrap())
             .unwrap();
     assert_eq!(again["data"], manifest["data"]);
-    if int8_is_exact_here() {
+    if support::int8_is_exact_here() {
         assert_eq!(
             again["weights_sha256"], manifest["weights_sha256"],
             "retraining with `{cmd}` gave other weights"
@@ -383,24 +383,6 @@ fn retrain_matches(manifest: &str, out_file: &str) {
             cos >= 0.95,
             "retraining with `{cmd}`: {name} at cosine {cos}"
         );
-    }
-}
-
-/// Whether this CPU multiplies int8 exactly in ONNX Runtime: AVX-512 VNNI,
-/// or AVX-VNNI (the Xeon with AMX and the Zen 4 EPYC the committed weights were
-/// made and checked on). On AVX2 alone MLAS's u8·s8 kernel (vpmaddubsw)
-/// saturates pairs of products, so int8 features, and what is trained on
-/// them, differ in the last digits.
-fn int8_is_exact_here() -> bool {
-    // CPUID, as ONNX Runtime reads it (and as QEMU emulates it).
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512vnni")
-            || std::arch::is_x86_feature_detected!("avxvnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

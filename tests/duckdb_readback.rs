@@ -349,6 +349,38 @@ fn report_matches_duckdb(v: &serde_json::Value, dir: &Path) {
         close(&s["corrected"]["low"], &q[6], "aimed low");
         close(&s["corrected"]["high"], &q[7], "aimed high");
     }
+    // 3b. Praised / criticised for: every staff theme the report names for
+    // a person has that many of their staff clauses of that polarity in
+    // `mentions/`, and is among their most mentioned.
+    let themes = v["report-staff-themes"].as_array().unwrap();
+    assert_eq!(
+        r["scorecard"]["staff_themes"], true,
+        "the demo themes mentions"
+    );
+    let mut named = 0;
+    for s in card {
+        for (field, polarity) in [("praised_for", "positive"), ("criticised_for", "negative")] {
+            let sql: Vec<&serde_json::Value> = themes
+                .iter()
+                .filter(|q| q[0] == s["key"] && q[1] == polarity)
+                .collect();
+            let listed = s[field].as_array().unwrap();
+            assert_eq!(listed.len(), sql.len().min(3), "{}: {field}", s["key"]);
+            for t in listed {
+                let q = sql
+                    .iter()
+                    .find(|q| q[2] == t["id"])
+                    .unwrap_or_else(|| panic!("{}: {t} not in mentions/", s["key"]));
+                assert_eq!((&t["label"], &t["mentions"]), (&q[3], &q[4]));
+                assert!(t["mentions"].as_i64() >= sql.get(2).and_then(|q| q[4].as_i64()));
+                named += 1;
+            }
+        }
+    }
+    assert!(
+        named > 0,
+        "the demo's staff are praised or criticised for something"
+    );
     // 4. Solicitation per location.
     for q in v["report-solicitation"].as_array().unwrap() {
         let g = r["solicitation"]["by_location"]

@@ -154,13 +154,10 @@ pub fn sample_messages() -> Vec<crate::source::kafka_mock::Produce> {
         .collect()
 }
 
-/// The partition a key goes to: a stable hash (FNV-1a) modulo the count,
-/// standing in for a producer's keyed partitioner.
+/// The partition a key goes to: a stable hash modulo the count, standing
+/// in for a producer's keyed partitioner.
 fn key_partition(key: &[u8], partitions: i32) -> i32 {
-    let h = key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    (h % partitions as u64) as i32
+    (crate::comment::stable_hash(key) % partitions as u64) as i32
 }
 
 /// Runs the demo, writing under `root` (cleared first if it holds an earlier demo).
@@ -533,7 +530,11 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<()> {
     let (daily, _) = crate::themes::daily::write_daily(&themes)?;
     println!("\nThemes over time (theme, day, counts, spike flag): {daily}");
     let sla = print_action_status(&output_root)?;
-    let page = render_report(&output_root, None, None, None, 10, ReportFormat::Html, sla)?;
+    let page = render_report(
+        &crate::report::ReportBuilder::new(&output_root).sla(sla),
+        None,
+        ReportFormat::Html,
+    )?;
     let path = output_root.join("report.html");
     std::fs::write(&path, page).with_context(|| format!("writing {}", path.display()))?;
     println!(

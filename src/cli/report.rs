@@ -1,6 +1,6 @@
 //! `verbatim report`: the report for product teams, from the job's Parquet.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -38,6 +38,11 @@ pub struct ReportArgs {
     /// Default: the built-in pipelines/feedback.toml (4h, 24h, 72h, 7d).
     #[arg(long)]
     pub pipeline: Option<PathBuf>,
+    /// The moment ages, SLAs and "overdue" are measured to (RFC 3339, e.g.
+    /// 2026-11-20T09:00:00Z); default: now. Two reports with one `--as-of`
+    /// over the same files are the same.
+    #[arg(long)]
+    pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
 }
 
 /// Builds the report and writes it to `--out` or stdout.
@@ -51,6 +56,7 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         min_comments,
         pipeline,
         cache_dir,
+        as_of,
     } = args;
     let cfg = super::load_or_default(pipeline.as_deref(), true, super::if_bucket(&output_root))?;
     let sla = crate::followup::status::Sla(
@@ -72,15 +78,15 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
             Some(store.url().to_string())
         }
     };
-    let text = render_report(
-        &root,
-        shown.as_deref(),
-        since,
-        until,
-        min_comments,
-        format,
-        sla,
-    )?;
+    let mut builder = crate::report::ReportBuilder::new(&root)
+        .since(since)
+        .until(until)
+        .min_comments(min_comments)
+        .sla(sla);
+    if let Some(t) = as_of {
+        builder = builder.now(t.with_timezone(&chrono::Utc));
+    }
+    let text = render_report(&builder, shown.as_deref(), format)?;
     match out {
         Some(p) => {
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
@@ -105,23 +111,15 @@ pub enum ReportFormat {
     Json,
 }
 
-/// Builds the report and renders it in `format`; `shown` names the root
-/// in the report when it was read from a copy (a bucket's).
+/// Builds the report `builder` describes and renders it in `format`;
+/// `shown` names the root in the report when it was read from a copy (a
+/// bucket's).
 pub fn render_report(
-    root: &Path,
+    builder: &crate::report::ReportBuilder,
     shown: Option<&str>,
-    since: Option<chrono::NaiveDate>,
-    until: Option<chrono::NaiveDate>,
-    min_comments: u64,
     format: ReportFormat,
-    sla: crate::followup::status::Sla,
 ) -> anyhow::Result<String> {
-    let mut report = crate::report::ReportBuilder::new(root)
-        .since(since)
-        .until(until)
-        .min_comments(min_comments)
-        .sla(sla)
-        .build()?;
+    let mut report = builder.build()?;
     if let Some(s) = shown {
         report.output_root = s.to_string();
     }

@@ -55,6 +55,18 @@ pub enum ThemesAction {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Only the themes of this target (`product`, `staff`...; with
+        /// `themes.unit = "mention"`); repeat it for several, listed in
+        /// the order given.
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<String>,
+        /// At most this many themes (per target with `--target`).
+        #[arg(long)]
+        top: Option<usize>,
+        /// Under each theme, its keywords and up to this many exemplars
+        /// (the texts nearest its centre).
+        #[arg(long, default_value_t = 0)]
+        exemplars: usize,
     },
     /// Show one theme: label (and per language), keywords, comments, merged ids, top phrases, exemplars.
     Show {
@@ -149,22 +161,18 @@ pub fn execute(args: ThemesArgs) -> anyhow::Result<()> {
         }
     };
     match action {
-        ThemesAction::List { root, json } => {
-            let all = curation::list(&root.open()?.1)?;
+        ThemesAction::List {
+            root,
+            json,
+            targets,
+            top,
+            exemplars,
+        } => {
+            let all = curation::top(curation::list(&root.open()?.1)?, &targets, top);
             if json {
                 println!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:>6}  {:>8}  {:<11}  label", "id", "items", "target");
-                for t in &all {
-                    println!(
-                        "{:>6}  {:>8}  {:<11}  {}{}",
-                        t.id,
-                        t.comments,
-                        t.target.as_deref().unwrap_or("(comment)"),
-                        t.label,
-                        if t.curated { " (renamed)" } else { "" }
-                    );
-                }
+                print!("{}", curation::render_list(&all, exemplars));
             }
         }
         ThemesAction::Show { id, root } => print(&curation::show(&root.open()?.1, id)?),

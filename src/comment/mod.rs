@@ -44,6 +44,15 @@ pub struct RawMessage {
     pub payload: Option<Vec<u8>>,
 }
 
+/// A hash of `bytes` that is the same on every machine and in every build
+/// (64-bit FNV-1a): keys that outlive a process (a partition choice, a
+/// comment's id in the theme model's saved state) use it.
+pub fn stable_hash(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A comment that decoded cleanly: text plus the metadata the field mapping
 /// pulled out of the message.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,5 +265,16 @@ impl Decoded {
             Decoded::Response(r) => &r.coords,
             Decoded::Rejected(r) => &r.coords,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stable_hash_is_fnv_1a() {
+        // Reference values of 64-bit FNV-1a.
+        assert_eq!(super::stable_hash(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(super::stable_hash(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(super::stable_hash(b"foobar"), 0x85944171f73967e8);
     }
 }

@@ -207,6 +207,11 @@ pub struct Calibration {
     pub join_similarity: Option<f32>,
     /// `themes.cluster_distance` for this model.
     pub cluster_distance: Option<f32>,
+    /// `themes.cluster_distance` for this model with themes per mention
+    /// (clause vectors spread wider than whole comments'); unset: the
+    /// `cluster_distance` above.
+    #[serde(default)]
+    pub mention_cluster_distance: Option<f32>,
     /// `themes.refit_distance` for this model.
     pub refit_distance: Option<f32>,
     /// `targets.<name>.min_similarity` for this model.

@@ -92,7 +92,10 @@ impl ThemesConfig {
     pub fn calibrated(&self, cal: &super::Calibration) -> Self {
         Self {
             join_similarity: self.join_similarity.or(cal.join_similarity),
-            cluster_distance: self.cluster_distance.or(cal.cluster_distance),
+            cluster_distance: self.cluster_distance.or(match self.unit {
+                ThemeUnit::Mention => cal.mention_cluster_distance.or(cal.cluster_distance),
+                ThemeUnit::Comment => cal.cluster_distance,
+            }),
             refit_distance: self.refit_distance.or(cal.refit_distance),
             ..self.clone()
         }

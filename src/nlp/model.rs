@@ -305,6 +305,20 @@ mod tests {
         assert_eq!(t.join_similarity, cal.join_similarity);
         assert_eq!(t.cluster_distance, cal.cluster_distance);
         assert_eq!(t.refit_distance, cal.refit_distance);
+        // Themes per mention take their own cut where the manifest has one.
+        let per_mention = crate::config::ThemesConfig {
+            unit: crate::config::ThemeUnit::Mention,
+            ..Default::default()
+        };
+        assert_eq!(
+            per_mention.calibrated(&cal).cluster_distance,
+            cal.mention_cluster_distance
+        );
+        assert!(cal.mention_cluster_distance > cal.cluster_distance);
+        assert_eq!(
+            per_mention.calibrated(&mini.calibration).cluster_distance(),
+            unset.cluster_distance()
+        );
         // e5's comment vectors go through its projection into MiniLM's
         // space, so its theme thresholds sit near MiniLM's; its target
         // threshold reads raw vectors and sits far above.

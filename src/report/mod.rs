@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
-use crate::sink::read::{read_comments, ReadError, Row};
+use crate::sink::read::{read_comments, read_mentions, MentionRow, ReadError, Row};
 use crate::themes::daily::spikes;
 use crate::themes::store::apply_curation;
 
@@ -190,6 +190,25 @@ pub struct ScoreRow {
     /// Rank by corrected rate (1 = fewest staff-aimed negatives); `None`
     /// when there are too few comments to rank.
     pub rank: Option<usize>,
+    /// The staff themes its positive staff mentions fall in, most first
+    /// (up to three): what customers praise ("engineer explains clearly").
+    pub praised_for: Vec<ThemeCount>,
+    /// The staff themes of its negative staff mentions, most first (up to
+    /// three): what the staff-aimed negatives are about ("rude on the
+    /// phone").
+    pub criticised_for: Vec<ThemeCount>,
+}
+
+/// A staff theme and how many of one person's (or place's) staff mentions
+/// fall in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThemeCount {
+    /// Theme id (`themes/themes.parquet`).
+    pub id: i32,
+    /// Its label today.
+    pub label: String,
+    /// Staff mentions of that polarity in it.
+    pub mentions: u64,
 }
 
 /// Section 3.
@@ -197,6 +216,10 @@ pub struct ScoreRow {
 pub struct Scorecard {
     /// Fewest analysed comments to be ranked.
     pub min_comments: u64,
+    /// Whether any staff mention carries a theme (themes per mention,
+    /// `themes.unit = "mention"`); without, `praised_for` and
+    /// `criticised_for` stay empty.
+    pub staff_themes: bool,
     /// Per staff id.
     pub staff: Vec<ScoreRow>,
     /// Per location.
@@ -364,10 +387,16 @@ impl ReportBuilder {
     /// section.
     pub fn build(&self) -> Result<Report, ReportError> {
         let mut rows = read_comments(&self.root, self.since, self.until)?;
+        let mut mentions = read_mentions(&self.root, self.since, self.until)?;
         let snapshot = std::fs::read(self.root.join(crate::themes::store::SNAPSHOT)).ok();
-        apply_curation(snapshot.as_deref(), &mut rows);
+        apply_curation(
+            snapshot.as_deref(),
+            rows.iter_mut()
+                .map(|r| &mut r.theme)
+                .chain(mentions.iter_mut().map(|m| &mut m.theme)),
+        );
         let status = crate::followup::table::status_of(&self.root, &self.sla, self.now)?;
-        let mut report = self.compute_with(&rows, &status);
+        let mut report = self.compute_with(&rows, &mentions, &status);
         if let Some(snapshot) = snapshot.as_deref() {
             let keywords = crate::themes::store::snapshot_keywords(snapshot);
             for t in report
@@ -382,19 +411,22 @@ impl ReportBuilder {
         Ok(report)
     }
 
-    /// Computes every section from rows already read, with no queue.
+    /// Computes every section from comments already read, with no mentions
+    /// and no queue.
     pub fn compute(&self, rows: &[Row]) -> Report {
         let none = crate::followup::status::StatusReport {
             as_of: self.now,
             ..Default::default()
         };
-        self.compute_with(rows, &none)
+        self.compute_with(rows, &[], &none)
     }
 
-    /// Computes every section from rows and the queue's statuses.
+    /// Computes every section from comments, their mentions (the
+    /// scorecard's staff themes) and the queue's statuses.
     pub fn compute_with(
         &self,
         rows: &[Row],
+        mentions: &[MentionRow],
         status: &crate::followup::status::StatusReport,
     ) -> Report {
         let hours = self.sla.0.map(|d| d.num_minutes() as f64 / 60.0);
@@ -407,8 +439,19 @@ impl ReportBuilder {
             themes: themes(rows),
             scorecard: Scorecard {
                 min_comments: self.min_comments,
-                staff: scorecard(rows, |r| r.staff_id.as_deref(), self.min_comments),
-                locations: scorecard(rows, |r| r.location.as_deref(), self.min_comments),
+                staff_themes: mentions
+                    .iter()
+                    .any(|m| m.target == "staff" && m.theme.is_some()),
+                staff: with_staff_themes(
+                    scorecard(rows, |r| r.staff_id.as_deref(), self.min_comments),
+                    mentions,
+                    |m| m.staff_id.as_deref(),
+                ),
+                locations: with_staff_themes(
+                    scorecard(rows, |r| r.location.as_deref(), self.min_comments),
+                    mentions,
+                    |m| m.location.as_deref(),
+                ),
             },
             solicitation: solicitation(rows),
             follow_up: follow_up(rows, self.now),
@@ -641,6 +684,8 @@ fn scorecard(rows: &[Row], key: impl Fn(&Row) -> Option<&str>, min: u64) -> Vec<
             negative: Rate::new(neg, n),
             corrected: Rate::new(staff, n),
             rank: None,
+            praised_for: Vec::new(),
+            criticised_for: Vec::new(),
         })
         .collect();
     out.sort_by(|a, b| {
@@ -654,6 +699,55 @@ fn scorecard(rows: &[Row], key: impl Fn(&Row) -> Option<&str>, min: u64) -> Vec<
     for r in out.iter_mut().filter(|r| r.comments >= min) {
         rank += 1;
         r.rank = Some(rank);
+    }
+    out
+}
+
+/// Fills each scorecard row's `praised_for` and `criticised_for` from the
+/// staff mentions `key` attributes to it: the staff themes of its positive
+/// and of its negative staff clauses, most mentioned first (ties by label),
+/// up to three each.
+fn with_staff_themes(
+    mut out: Vec<ScoreRow>,
+    mentions: &[MentionRow],
+    key: impl Fn(&MentionRow) -> Option<&str>,
+) -> Vec<ScoreRow> {
+    // key -> theme id -> (label, negative, positive)
+    let mut by: BTreeMap<&str, BTreeMap<i32, (&str, u64, u64)>> = BTreeMap::new();
+    for m in mentions.iter().filter(|m| m.target == "staff") {
+        let (Some(k), Some((id, label))) = (key(m), &m.theme) else {
+            continue;
+        };
+        let e = by
+            .entry(k)
+            .or_default()
+            .entry(*id)
+            .or_insert((label.as_str(), 0, 0));
+        match m.polarity.as_str() {
+            "negative" => e.1 += 1,
+            "positive" => e.2 += 1,
+            _ => {}
+        }
+    }
+    let top = |themes: &BTreeMap<i32, (&str, u64, u64)>, count: fn(&(&str, u64, u64)) -> u64| {
+        let mut v: Vec<ThemeCount> = themes
+            .iter()
+            .filter(|(_, t)| count(t) > 0)
+            .map(|(&id, t)| ThemeCount {
+                id,
+                label: t.0.to_string(),
+                mentions: count(t),
+            })
+            .collect();
+        v.sort_by(|a, b| b.mentions.cmp(&a.mentions).then(a.label.cmp(&b.label)));
+        v.truncate(3);
+        v
+    };
+    for row in &mut out {
+        if let Some(themes) = by.get(row.key.as_str()) {
+            row.praised_for = top(themes, |t| t.2);
+            row.criticised_for = top(themes, |t| t.1);
+        }
     }
     out
 }
@@ -812,6 +906,118 @@ mod tests {
             blames_staff,
             ..Row::default()
         }
+    }
+
+    fn mention(
+        comment: &str,
+        staff: &str,
+        target: &str,
+        polarity: &str,
+        theme: Option<(i32, &str)>,
+    ) -> MentionRow {
+        MentionRow {
+            comment_id: comment.into(),
+            staff_id: Some(staff.into()),
+            location: Some("Leeds".into()),
+            target: target.into(),
+            polarity: polarity.into(),
+            theme: theme.map(|(id, l)| (id, l.to_string())),
+        }
+    }
+
+    /// Issue 15, point 6: the scorecard says what each person is praised
+    /// and criticised for, from the staff themes of their staff clauses
+    /// only; praise beside a product complaint, in either language, never
+    /// counts against them.
+    #[test]
+    fn scorecard_names_the_staff_themes_each_person_is_praised_and_criticised_for() {
+        let mut rows = vec![
+            // "The engineer explained everything clearly, but the router keeps dropping."
+            row("1", 1, "ENG-1", "negative", false),
+            // "Инженер всё понятно объяснил, но роутер постоянно отключается."
+            row("2", 2, "ENG-1", "negative", false),
+            row("3", 3, "ENG-1", "positive", false),
+            // "He was rude on the phone."
+            row("4", 4, "ENG-2", "negative", true),
+            row("5", 5, "ENG-2", "negative", true),
+        ];
+        for r in &mut rows {
+            r.location = Some("Leeds".into());
+        }
+        let clearly = Some((7, "explains clearly"));
+        let rude = Some((9, "rude on the phone"));
+        let mentions = vec![
+            mention("1", "ENG-1", "staff", "positive", clearly),
+            mention(
+                "1",
+                "ENG-1",
+                "product",
+                "negative",
+                Some((3, "router keeps dropping")),
+            ),
+            mention("2", "ENG-1", "staff", "positive", clearly),
+            mention(
+                "2",
+                "ENG-1",
+                "product",
+                "negative",
+                Some((3, "router keeps dropping")),
+            ),
+            mention("3", "ENG-1", "staff", "positive", Some((8, "on time"))),
+            mention("4", "ENG-2", "staff", "negative", rude),
+            mention("5", "ENG-2", "staff", "negative", rude),
+            mention("5", "ENG-2", "staff", "positive", None),
+        ];
+        let b = ReportBuilder::new("out").min_comments(1);
+        let none = crate::followup::status::StatusReport::default();
+        let r = b.compute_with(&rows, &mentions, &none);
+        assert!(r.scorecard.staff_themes);
+        let by = |k: &str| r.scorecard.staff.iter().find(|s| s.key == k).unwrap();
+        let eng1 = by("ENG-1");
+        let labels = |v: &[ThemeCount]| {
+            v.iter()
+                .map(|t| (t.label.clone(), t.mentions))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            labels(&eng1.praised_for),
+            [
+                ("explains clearly".to_string(), 2),
+                ("on time".to_string(), 1)
+            ]
+        );
+        // The product complaints are not theirs: no theme against them, and
+        // no staff-aimed negative either, though both comments are negative.
+        assert!(eng1.criticised_for.is_empty(), "{eng1:?}");
+        assert_eq!((eng1.negative.k, eng1.corrected.k), (2, 0));
+        let eng2 = by("ENG-2");
+        assert_eq!(
+            labels(&eng2.criticised_for),
+            [("rude on the phone".to_string(), 2)]
+        );
+        assert!(
+            eng2.praised_for.is_empty(),
+            "an unthemed clause names nothing"
+        );
+        assert_eq!(eng1.rank, Some(1));
+        // A location gathers its staff's themes.
+        let leeds = &r.scorecard.locations[0];
+        assert_eq!(leeds.key, "Leeds");
+        assert_eq!(
+            labels(&leeds.praised_for)[0],
+            ("explains clearly".to_string(), 2)
+        );
+        assert_eq!(labels(&leeds.criticised_for), labels(&eng2.criticised_for));
+        // Markdown and HTML show them.
+        let md = render::markdown(&r);
+        assert!(md.contains("explains clearly ×2, on time ×1"), "{md}");
+        assert!(md.contains("rude on the phone ×2"), "{md}");
+        let html = render::html(&r);
+        assert!(html.contains("<th>praised for</th>") && html.contains("rude on the phone ×2"));
+        // Without themes per mention the columns say why they are empty.
+        let plain = b.compute(&rows);
+        assert!(!plain.scorecard.staff_themes);
+        assert!(render::markdown(&plain).contains("themes.unit"));
     }
 
     #[test]

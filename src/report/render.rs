@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{charts, GroupRate, Rate, Report, ScoreRow, ThemeRow};
+use super::{charts, GroupRate, Rate, Report, ScoreRow, ThemeCount, ThemeRow};
 
 /// The sections, in order: `(id, title)`. Tests look for each in the page.
 pub const SECTIONS: [(&str, &str); 7] = [
@@ -88,6 +88,24 @@ fn spikes(t: &ThemeRow) -> String {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// "engineer ×4, staff ×1" (empty when none).
+fn theme_counts(v: &[ThemeCount]) -> String {
+    v.iter()
+        .map(|t| format!("{} ×{}", t.label, t.mentions))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the "praised for" and "criticised for" columns hold, or why they
+/// are empty.
+fn staff_themes_note(r: &Report) -> &'static str {
+    if r.scorecard.staff_themes {
+        "Praised for / criticised for: the staff themes (clusters of what customers say about staff, per clause) of each one's positive and negative staff mentions, most mentioned first."
+    } else {
+        "Praised for / criticised for need themes per mention (`themes.unit = \"mention\"` in the pipeline): these comments' staff clauses carry no theme."
     }
 }
 
@@ -231,21 +249,27 @@ pub fn html(r: &Report) -> String {
             let _ = write!(h, "<p class=\"muted\">No comments carry this field.</p>");
             continue;
         }
-        let _ = write!(h, "<div class=\"wrap\"><table><tr><th>rank</th><th>who</th><th>comments</th><th>negative, scored today</th><th>negative, aimed at staff</th></tr>");
+        let _ = write!(h, "<div class=\"wrap\"><table><tr><th>rank</th><th>who</th><th>comments</th><th>negative, scored today</th><th>negative, aimed at staff</th><th>praised for</th><th>criticised for</th></tr>");
         for s in list {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 rank(s),
                 escape(&s.key),
                 s.comments,
                 rate(&s.negative),
-                rate(&s.corrected)
+                rate(&s.corrected),
+                escape(&theme_counts(&s.praised_for)),
+                escape(&theme_counts(&s.criticised_for))
             );
         }
         let _ = write!(h, "</table></div>");
     }
-    let _ = write!(h, "</section>");
+    let _ = write!(
+        h,
+        "<p class=\"muted\">{}</p></section>",
+        staff_themes_note(r)
+    );
 
     // 4. Solicitation
     let so = &r.solicitation;
@@ -462,20 +486,23 @@ pub fn markdown(r: &Report) -> String {
         ("Staff", &r.scorecard.staff),
         ("Location", &r.scorecard.locations),
     ] {
-        let _ = writeln!(m, "| rank | {title} | comments | negative, scored today | negative, aimed at staff |\n|---|---|---|---|---|");
+        let _ = writeln!(m, "| rank | {title} | comments | negative, scored today | negative, aimed at staff | praised for | criticised for |\n|---|---|---|---|---|---|---|");
         for s in list {
             let _ = writeln!(
                 m,
-                "| {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} |",
                 rank(s),
                 md_cell(&s.key),
                 s.comments,
                 rate(&s.negative),
-                rate(&s.corrected)
+                rate(&s.corrected),
+                md_cell(&theme_counts(&s.praised_for)),
+                md_cell(&theme_counts(&s.criticised_for))
             );
         }
         m.push('\n');
     }
+    let _ = writeln!(m, "{}\n", staff_themes_note(r));
     let so = &r.solicitation;
     let _ = writeln!(
         m,

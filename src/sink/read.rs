@@ -181,20 +181,7 @@ pub fn committed_files_of(
 
 /// Every record batch of one Parquet file.
 pub fn file_batches(path: &Path) -> Result<Vec<RecordBatch>, ReadError> {
-    let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
-        path: path.to_path_buf(),
-        message: e.to_string(),
-    };
-    let f = File::open(path).map_err(|source| ReadError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    ParquetRecordBatchReaderBuilder::try_new(f)
-        .map_err(|e| perr(&e))?
-        .build()
-        .map_err(|e| perr(&e))?
-        .map(|b| b.map_err(|e| perr(&e)))
-        .collect()
+    batches_of(path, None)
 }
 
 /// Row `i` of a `list<string>` column (`None`: no such column, or null).
@@ -208,16 +195,101 @@ pub fn string_list(b: &RecordBatch, name: &str, i: usize) -> Option<Vec<String>>
     Some((0..s.len()).map(|j| s.value(j).to_string()).collect())
 }
 
+/// The record batches of one Parquet file, with only those of `columns`
+/// the file has (`None`: every column).
+fn batches_of(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>, ReadError> {
+    let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let file = File::open(path).map_err(|source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
+    if let Some(columns) = columns {
+        let schema = b.parquet_schema();
+        let fields = schema.root_schema().get_fields();
+        let wanted: Vec<usize> = (0..fields.len())
+            .filter(|&i| columns.contains(&fields[i].name()))
+            .collect();
+        let mask = ProjectionMask::roots(schema, wanted);
+        b = b.with_projection(mask);
+    }
+    let reader = b.build().map_err(|e| perr(&e))?;
+    reader.map(|b| b.map_err(|e| perr(&e))).collect()
+}
+
+/// One row of `mentions/` as the report reads it: a clause with its target,
+/// polarity and theme, and the comment's staff id and location.
+#[derive(Debug, Clone, Default)]
+pub struct MentionRow {
+    /// The comment's id.
+    pub comment_id: String,
+    /// The comment's staff id.
+    pub staff_id: Option<String>,
+    /// The comment's location.
+    pub location: Option<String>,
+    /// What the clause is about.
+    pub target: String,
+    /// negative, neutral or positive.
+    pub polarity: String,
+    /// `(theme_id, theme_label)`; `None` with whole-comment themes.
+    pub theme: Option<(i32, String)>,
+}
+
+/// The columns [`read_mentions`] reads from `mentions/`.
+const MENTION_COLUMNS: [&str; 7] = [
+    "comment_id",
+    "staff_id",
+    "location",
+    "target",
+    "polarity",
+    "theme_id",
+    "theme_label",
+];
+
+/// Reads every committed `mentions/` file whose `dt=` day is in the window
+/// (none when the table does not exist).
+pub fn read_mentions(
+    root: &Path,
+    since: Option<NaiveDate>,
+    until: Option<NaiveDate>,
+) -> Result<Vec<MentionRow>, ReadError> {
+    let mut out = Vec::new();
+    for path in committed_files_of(root, "mentions", since, until)? {
+        for b in batches_of(&path, Some(&MENTION_COLUMNS))? {
+            let text = |name: &str, i: usize| -> Option<String> {
+                let s = b.column_by_name(name)?.as_string_opt::<i32>()?;
+                (!s.is_null(i)).then(|| s.value(i).to_string())
+            };
+            let ids = b
+                .column_by_name("theme_id")
+                .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            for i in 0..b.num_rows() {
+                let theme = ids
+                    .filter(|c| !c.is_null(i))
+                    .map(|c| (c.value(i), text("theme_label", i).unwrap_or_default()));
+                out.push(MentionRow {
+                    comment_id: text("comment_id", i).unwrap_or_default(),
+                    staff_id: text("staff_id", i),
+                    location: text("location", i),
+                    target: text("target", i).unwrap_or_default(),
+                    polarity: text("polarity", i).unwrap_or_default(),
+                    theme,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Reads every committed `comments/` file whose `dt=` day is in the window.
 pub fn read_comments(
     root: &Path,
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
 ) -> Result<Vec<Row>, ReadError> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ReadError::Io { path, source }
-    };
     let files = committed_files(root, since, until)?;
     // Texts were redacted by the job when `privacy.redact_pii` was on; the
     // report redacts again, so a page never shows PII whatever the job did.
@@ -225,20 +297,7 @@ pub fn read_comments(
         crate::nlp::redact::Redactor::new().map_err(|e| ReadError::Redactor(e.to_string()))?;
     let mut rows = Vec::new();
     for path in files {
-        let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
-            path: path.clone(),
-            message: e.to_string(),
-        };
-        let file = File::open(&path).map_err(io(&path))?;
-        let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| perr(&e))?;
-        let schema = b.parquet_schema();
-        let wanted: Vec<usize> = (0..schema.root_schema().get_fields().len())
-            .filter(|&i| COLUMNS.contains(&schema.root_schema().get_fields()[i].name()))
-            .collect();
-        let mask = ProjectionMask::roots(schema, wanted);
-        let reader = b.with_projection(mask).build().map_err(|e| perr(&e))?;
-        for batch in reader {
-            let batch = batch.map_err(|e| perr(&e))?;
+        for batch in batches_of(&path, Some(&COLUMNS))? {
             rows.extend(rows_of(&batch).into_iter().map(|mut r| {
                 if let (std::borrow::Cow::Owned(clean), _) = redactor.redact(&r.text) {
                     r.text = clean;

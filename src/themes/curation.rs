@@ -109,6 +109,54 @@ pub fn list(store: &ThemeStore) -> Result<Vec<ThemeInfo>, AdminError> {
     Ok(v)
 }
 
+/// The largest `n` of `all` (listed largest first, as [`list`] gives them);
+/// with `targets`, only those targets' themes, target by target in the
+/// order given, the largest `n` of each.
+pub fn top(all: Vec<ThemeInfo>, targets: &[String], n: Option<usize>) -> Vec<ThemeInfo> {
+    let n = n.unwrap_or(usize::MAX);
+    if targets.is_empty() {
+        return all.into_iter().take(n).collect();
+    }
+    targets
+        .iter()
+        .flat_map(|want| {
+            all.iter()
+                .filter(|t| t.target.as_deref() == Some(want.as_str()))
+                .take(n)
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// `themes list` as text: one line per theme (id, items, target, label),
+/// and with `exemplars > 0` its keywords and that many exemplars under it.
+pub fn render_list(themes: &[ThemeInfo], exemplars: usize) -> String {
+    use std::fmt::Write;
+    let mut out = format!("{:>6}  {:>8}  {:<11}  label\n", "id", "items", "target");
+    for t in themes {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:>8}  {:<11}  {}{}",
+            t.id,
+            t.comments,
+            t.target.as_deref().unwrap_or("(comment)"),
+            t.label,
+            if t.curated { " (renamed)" } else { "" }
+        );
+        if exemplars == 0 {
+            continue;
+        }
+        if !t.keywords.is_empty() {
+            let _ = writeln!(out, "{:>30}keywords: {}", "", t.keywords.join(", "));
+        }
+        for e in t.exemplars.iter().take(exemplars) {
+            let _ = writeln!(out, "{:>30}- {}", "", e.trim());
+        }
+    }
+    out
+}
+
 /// One theme (a merged-away id shows the theme that took it in).
 pub fn show(store: &ThemeStore, id: u32) -> Result<ThemeInfo, AdminError> {
     let m = model(store)?;
@@ -160,6 +208,57 @@ mod tests {
         x[k] = 1.0;
         normalize(&mut x);
         x
+    }
+
+    fn theme(id: u32, target: Option<&str>, items: u64) -> ThemeInfo {
+        ThemeInfo {
+            id,
+            label: format!("label {id}"),
+            keywords: vec!["a".into(), "b".into()],
+            label_by_language: Default::default(),
+            curated: false,
+            comments: items,
+            merged: Vec::new(),
+            exemplars: vec![" first ".into(), "second".into(), "third".into()],
+            top_terms: Vec::new(),
+            target: target.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn top_keeps_the_largest_per_target_in_the_order_asked() {
+        let all = vec![
+            theme(1, Some("product"), 9),
+            theme(2, Some("staff"), 8),
+            theme(3, Some("product"), 7),
+            theme(4, Some("price"), 6),
+            theme(5, Some("staff"), 5),
+            theme(6, Some("product"), 4),
+        ];
+        let ids = |v: Vec<ThemeInfo>| v.iter().map(|t| t.id).collect::<Vec<_>>();
+        assert_eq!(ids(top(all.clone(), &[], Some(2))), [1, 2]);
+        assert_eq!(ids(top(all.clone(), &[], None)), [1, 2, 3, 4, 5, 6]);
+        let staff_then_product = ["staff".to_string(), "product".to_string()];
+        assert_eq!(
+            ids(top(all.clone(), &staff_then_product, Some(2))),
+            [2, 5, 1, 3]
+        );
+        assert_eq!(ids(top(all, &["delivery".into()], None)), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn the_list_shows_exemplars_only_when_asked() {
+        let t = [theme(7, Some("staff"), 3), theme(8, None, 2)];
+        let plain = render_list(&t, 0);
+        assert_eq!(plain.lines().count(), 3, "{plain}");
+        assert!(plain.contains("(comment)") && plain.contains("label 8"));
+        let two = render_list(&t, 2);
+        assert!(two.contains("keywords: a, b"), "{two}");
+        assert!(
+            two.contains("- first\n") && two.contains("- second\n"),
+            "{two}"
+        );
+        assert!(!two.contains("third"), "{two}");
     }
 
     #[test]

@@ -236,7 +236,10 @@ pub fn write_daily(store: &ThemeStore) -> Result<(String, usize), DailyError> {
         .readable(&["comments"])
         .map_err(crate::themes::store::StoreError::from)?;
     let mut comments = read_comments(&root, None, None)?;
-    apply_curation(store.snapshot().as_deref(), &mut comments);
+    apply_curation(
+        store.snapshot().as_deref(),
+        comments.iter_mut().map(|r| &mut r.theme),
+    );
     let rows = daily_rows(&comments);
     let b = batch(&rows).map_err(|e| DailyError::Write {
         path: DAILY.to_string(),

@@ -492,6 +492,7 @@ impl Embedded {
                                 target: x.target.as_deref(),
                                 vector: &x.v,
                                 text: &x.text,
+                                source: Some(i as u64),
                             },
                         )
                     })

@@ -671,7 +671,9 @@ fn label_one(
         return (String::new(), Vec::new());
     };
     // A longer phrase around it that most of its texts hold reads better
-    // ("card not arrived" over "arrived"), if it still meets the bar.
+    // ("card not arrived" over "arrived"), if it still meets the bar; a
+    // phrase only one text holds is not lengthened into that text's
+    // accident ("someone could be badly").
     let floor = (0.6 * best.0.df as f64).max(if best.1 >= LABEL_COVERAGE {
         LABEL_COVERAGE * docs
     } else {
@@ -679,7 +681,7 @@ fn label_one(
     });
     let label = scored
         .iter()
-        .filter(|s| inside(&best.0.key, &s.0.key) && s.0.df as f64 >= floor)
+        .filter(|s| best.0.df >= 2 && inside(&best.0.key, &s.0.key) && s.0.df as f64 >= floor)
         .max_by(|a, b| {
             words_of(&a.0.key)
                 .len()
@@ -879,6 +881,23 @@ mod tests {
                 assert!(k.split(' ').any(|w| !label.phrase.contains(w)), "{label:?}");
             }
         }
+    }
+
+    #[test]
+    fn a_phrase_no_two_texts_share_is_not_lengthened() {
+        let pairs = vec![
+            (0, "Found a piece of glass in my salad."),
+            (0, "The manager just shrugged."),
+            (0, "Someone could be badly hurt."),
+            (1, "the app crashes on start"),
+            (1, "app crashes again"),
+            (1, "the app keeps crashing"),
+        ];
+        let l = labels_of(&pairs, 3);
+        // Nothing is shared in theme 0: its label is one text's short
+        // phrase, not a four-word run cut mid-thought.
+        assert!(l[&0].phrase.split(' ').count() <= 2, "{l:?}");
+        assert!(l[&1].phrase.contains("app"), "{l:?}");
     }
 
     #[test]

@@ -143,6 +143,11 @@ pub struct ThemeInput<'a> {
     pub vector: &'a [f32],
     /// Its text, for labels and exemplars.
     pub text: &'a str,
+    /// The comment it comes from ([`crate::comment::stable_hash`] of its
+    /// id): a comment's mentions count once toward `min_theme_size`, so
+    /// one long comment never forms a theme alone. `None`: a source of its
+    /// own.
+    pub source: Option<u64>,
 }
 
 /// A comment or mention waiting in the novelty buffer.
@@ -153,6 +158,8 @@ struct Pending {
     text: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<u64>,
 }
 
 /// What `themes/state.json` holds for a buffered item: states saved before
@@ -166,6 +173,8 @@ enum PendingRepr {
         text: String,
         #[serde(default)]
         target: Option<String>,
+        #[serde(default)]
+        source: Option<u64>,
     },
 }
 
@@ -176,8 +185,19 @@ impl From<PendingRepr> for Pending {
                 v,
                 text,
                 target: None,
+                source: None,
             },
-            PendingRepr::Full { v, text, target } => Self { v, text, target },
+            PendingRepr::Full {
+                v,
+                text,
+                target,
+                source,
+            } => Self {
+                v,
+                text,
+                target,
+                source,
+            },
         }
     }
 }
@@ -386,6 +406,7 @@ impl ThemeModel {
             target: None,
             vector: v,
             text,
+            source: None,
         })
     }
 
@@ -409,6 +430,7 @@ impl ThemeModel {
             v: x.vector.to_vec(),
             text: x.text.to_string(),
             target: x.target.map(str::to_string),
+            source: x.source,
         });
         while self.buffer.len() > self.cfg.buffer {
             self.buffer.pop_front();
@@ -471,8 +493,13 @@ impl ThemeModel {
             }
             let items: Vec<&[f32]> = idx.iter().map(|&i| self.buffer[i].v.as_slice()).collect();
             let groups = clusters_below(&items, self.cfg.cluster_distance());
-            for members in groups.iter().filter(|m| m.len() >= min_size) {
+            for members in groups.iter() {
                 let members: Vec<usize> = members.iter().map(|&k| idx[k]).collect();
+                // Comments, not clauses: one comment's sentences never make
+                // a theme on their own.
+                if self.sources(&members) < min_size {
+                    continue;
+                }
                 let mut sum = vec![0f32; self.dim];
                 for &i in &members {
                     sum.iter_mut()
@@ -512,6 +539,16 @@ impl ThemeModel {
         if changed {
             self.relabel();
         }
+    }
+
+    /// Distinct comments among buffered items `members` (an item without a
+    /// source is one of its own).
+    fn sources(&self, members: &[usize]) -> usize {
+        let mut seen = std::collections::BTreeSet::new();
+        members
+            .iter()
+            .filter(|&&i| self.buffer[i].source.is_none_or(|s| seen.insert(s)))
+            .count()
     }
 
     /// Recomputes every theme's label from its term counts.
@@ -687,6 +724,7 @@ impl Operator for ThemeOperator {
                         target: None,
                         vector: c.nlp.embedding.as_deref()?,
                         text: c.text.as_str(),
+                        source: None,
                     },
                     Some(k) => {
                         let a = c.nlp.aspects.as_ref()?.get(k)?;
@@ -694,6 +732,7 @@ impl Operator for ThemeOperator {
                             target: Some(&*a.target),
                             vector: a.vector.as_deref()?,
                             text: a.text.as_str(),
+                            source: Some(crate::comment::stable_hash(c.id.as_bytes())),
                         }
                     }
                 })
@@ -902,6 +941,7 @@ mod tests {
                         target: None,
                         vector: v,
                         text: t,
+                        source: None,
                     })
                     .collect();
                 m.assign_batch(&refs)
@@ -923,6 +963,41 @@ mod tests {
     }
 
     #[test]
+    fn one_comments_sentences_never_form_a_theme_alone() {
+        let dim = 32;
+        let mut a = vec![0f32; dim];
+        a[1] = 1.0;
+        let vs: Vec<Vec<f32>> = (0..8).map(|i| near(&a, 700 + i, 0.1)).collect();
+        let run = |sources: &dyn Fn(usize) -> u64| {
+            let mut m = ThemeModel::new(cfg(), dim);
+            let items: Vec<ThemeInput<'_>> = vs
+                .iter()
+                .enumerate()
+                .map(|(i, v)| ThemeInput {
+                    target: Some("product"),
+                    vector: v,
+                    text: "glass in my salad",
+                    source: Some(sources(i)),
+                })
+                .collect();
+            m.assign_batch(&items);
+            m
+        };
+        // Eight close clauses of one comment: no theme, all still waiting.
+        let one = run(&|_| 7);
+        assert!(one.themes().is_empty(), "{:?}", one.themes());
+        assert_eq!(one.buffer.len(), 8);
+        // Two comments are fewer than min_theme_size (3) too; three are not.
+        assert!(run(&|i| (i % 2) as u64).themes().is_empty());
+        let three = run(&|i| (i % 3) as u64);
+        assert_eq!(three.themes().len(), 1);
+        assert_eq!(three.themes()[0].count, 8);
+        // Saved and loaded, the buffer keeps its sources.
+        let back = ThemeModel::from_json(&one.to_json().unwrap()).unwrap();
+        assert_eq!(back, one);
+    }
+
+    #[test]
     fn mentions_of_different_targets_never_share_a_theme() {
         let dim = 32;
         let mut a = vec![0f32; dim];
@@ -937,6 +1012,7 @@ mod tests {
                 target: Some(if i % 2 == 0 { "staff" } else { "product" }),
                 vector: v,
                 text: "slow to answer",
+                source: None,
             })
             .collect();
         let got = m.assign_batch(&items);

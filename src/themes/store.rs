@@ -24,7 +24,6 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::online::{Curation, ThemeModel};
 use crate::config::ThemesConfig;
-use crate::sink::read::Row;
 use crate::sink::store::OutputStore;
 
 /// `themes/state.json`: the stream job's model.
@@ -449,20 +448,21 @@ pub fn snapshot_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
 }
 
 /// Applies analysts' curation, as the themes/ snapshot (`snapshot`, its
-/// bytes; `None`: there is none) has it, to rows read from `comments/`:
-/// merged ids count as the theme that took them in, renamed themes show
-/// their new label.
-pub fn apply_curation(snapshot: Option<&[u8]>, rows: &mut [Row]) {
+/// bytes; `None`: there is none) has it, to themes read from `comments/`
+/// or `mentions/` (each row's `(theme_id, label)`): merged ids count as the
+/// theme that took them in, and every theme shows today's label.
+pub fn apply_curation<'a>(
+    snapshot: Option<&[u8]>,
+    themes: impl IntoIterator<Item = &'a mut Option<(i32, String)>>,
+) {
     let Some(snapshot) = snapshot else {
         return;
     };
     let curated = snapshot_labels(snapshot);
-    for r in rows {
-        if let Some((id, l)) = &mut r.theme {
-            if let Some((into, label)) = curated.get(id) {
-                *id = *into;
-                l.clone_from(label);
-            }
+    for (id, l) in themes.into_iter().flatten() {
+        if let Some((into, label)) = curated.get(id) {
+            *id = *into;
+            l.clone_from(label);
         }
     }
 }

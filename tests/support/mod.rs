@@ -97,3 +97,21 @@ pub fn readme_metrics() -> Vec<String> {
     assert!(names.len() >= 20, "README lists {} metrics", names.len());
     names
 }
+
+/// Whether this CPU multiplies int8 exactly in ONNX Runtime: AVX-512 VNNI,
+/// or AVX-VNNI (the Xeon with AMX and the Zen 4 EPYC the committed weights were
+/// made and checked on). On AVX2 alone MLAS's u8·s8 kernel (vpmaddubsw)
+/// saturates pairs of products, so int8 features, and what is trained on
+/// them, differ in the last digits.
+pub fn int8_is_exact_here() -> bool {
+    // CPUID, as ONNX Runtime reads it (and as QEMU emulates it).
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni")
+            || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
