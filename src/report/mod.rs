@@ -209,6 +209,10 @@ pub struct ThemeCount {
     pub label: String,
     /// Staff mentions of that polarity in it.
     pub mentions: u64,
+    /// The latest of those clauses, as the customer wrote it: what the
+    /// label stands for here (a theme can hold praise and complaint about
+    /// one subject, so "criticised for: staff" needs its words).
+    pub example: String,
 }
 
 /// Section 3.
@@ -712,8 +716,10 @@ fn with_staff_themes(
     mentions: &[MentionRow],
     key: impl Fn(&MentionRow) -> Option<&str>,
 ) -> Vec<ScoreRow> {
-    // key -> theme id -> (label, negative, positive)
-    let mut by: BTreeMap<&str, BTreeMap<i32, (&str, u64, u64)>> = BTreeMap::new();
+    // key -> theme id -> (label, negative, positive, latest negative and
+    // positive clause; `read_mentions` gives them oldest first)
+    type Tally<'a> = (&'a str, u64, u64, &'a str, &'a str);
+    let mut by: BTreeMap<&str, BTreeMap<i32, Tally<'_>>> = BTreeMap::new();
     for m in mentions.iter().filter(|m| m.target == "staff") {
         let (Some(k), Some((id, label))) = (key(m), &m.theme) else {
             continue;
@@ -722,22 +728,29 @@ fn with_staff_themes(
             .entry(k)
             .or_default()
             .entry(*id)
-            .or_insert((label.as_str(), 0, 0));
+            .or_insert((label.as_str(), 0, 0, "", ""));
         match m.polarity.as_str() {
-            "negative" => e.1 += 1,
-            "positive" => e.2 += 1,
+            "negative" => {
+                e.1 += 1;
+                e.3 = &m.text;
+            }
+            "positive" => {
+                e.2 += 1;
+                e.4 = &m.text;
+            }
             _ => {}
         }
     }
-    let top = |themes: &BTreeMap<i32, (&str, u64, u64)>, count: fn(&(&str, u64, u64)) -> u64| {
+    let top = |themes: &BTreeMap<i32, Tally<'_>>, negative: bool| {
         let mut v: Vec<ThemeCount> = themes
             .iter()
-            .filter(|(_, t)| count(t) > 0)
             .map(|(&id, t)| ThemeCount {
                 id,
                 label: t.0.to_string(),
-                mentions: count(t),
+                mentions: if negative { t.1 } else { t.2 },
+                example: (if negative { t.3 } else { t.4 }).trim().to_string(),
             })
+            .filter(|t| t.mentions > 0)
             .collect();
         v.sort_by(|a, b| b.mentions.cmp(&a.mentions).then(a.label.cmp(&b.label)));
         v.truncate(3);
@@ -745,8 +758,8 @@ fn with_staff_themes(
     };
     for row in &mut out {
         if let Some(themes) = by.get(row.key.as_str()) {
-            row.praised_for = top(themes, |t| t.2);
-            row.criticised_for = top(themes, |t| t.1);
+            row.praised_for = top(themes, false);
+            row.criticised_for = top(themes, true);
         }
     }
     out
@@ -922,6 +935,8 @@ mod tests {
             target: target.into(),
             polarity: polarity.into(),
             theme: theme.map(|(id, l)| (id, l.to_string())),
+            text: format!("{target} {polarity} in {comment}"),
+            ..MentionRow::default()
         }
     }
 
@@ -1010,8 +1025,17 @@ mod tests {
         assert_eq!(labels(&leeds.criticised_for), labels(&eng2.criticised_for));
         // Markdown and HTML show them.
         let md = render::markdown(&r);
-        assert!(md.contains("explains clearly ×2, on time ×1"), "{md}");
-        assert!(md.contains("rude on the phone ×2"), "{md}");
+        // Each theme with the latest clause that put the person in it.
+        assert!(
+            md.contains(
+                "explains clearly ×2 (“staff positive in 2”); on time ×1 (“staff positive in 3”)"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("rude on the phone ×2 (“staff negative in 5”)"),
+            "{md}"
+        );
         let html = render::html(&r);
         assert!(html.contains("<th>praised for</th>") && html.contains("rude on the phone ×2"));
         // Without themes per mention the columns say why they are empty.

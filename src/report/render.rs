@@ -91,12 +91,19 @@ fn spikes(t: &ThemeRow) -> String {
     }
 }
 
-/// "engineer ×4, staff ×1" (empty when none).
+/// "engineer ×4 (“The engineer was great”); staff ×1 (…)" (empty when
+/// none): each theme with its latest clause, cut at 80 characters.
 fn theme_counts(v: &[ThemeCount]) -> String {
     v.iter()
-        .map(|t| format!("{} ×{}", t.label, t.mentions))
+        .map(|t| {
+            let mut e: String = t.example.chars().take(80).collect();
+            if e.len() < t.example.len() {
+                e.push('…');
+            }
+            format!("{} ×{} (“{e}”)", t.label, t.mentions)
+        })
         .collect::<Vec<_>>()
-        .join(", ")
+        .join("; ")
 }
 
 /// What the "praised for" and "criticised for" columns hold, or why they

@@ -226,6 +226,8 @@ fn batches_of(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>,
 pub struct MentionRow {
     /// The comment's id.
     pub comment_id: String,
+    /// The comment's `event_time`.
+    pub event_time: DateTime<Utc>,
     /// The comment's staff id.
     pub staff_id: Option<String>,
     /// The comment's location.
@@ -236,11 +238,15 @@ pub struct MentionRow {
     pub polarity: String,
     /// `(theme_id, theme_label)`; `None` with whole-comment themes.
     pub theme: Option<(i32, String)>,
+    /// The clause (PII redacted again on reading, as comments' texts are).
+    pub text: String,
 }
 
 /// The columns [`read_mentions`] reads from `mentions/`.
-const MENTION_COLUMNS: [&str; 7] = [
+const MENTION_COLUMNS: [&str; 9] = [
     "comment_id",
+    "event_time",
+    "span_text",
     "staff_id",
     "location",
     "target",
@@ -250,12 +256,14 @@ const MENTION_COLUMNS: [&str; 7] = [
 ];
 
 /// Reads every committed `mentions/` file whose `dt=` day is in the window
-/// (none when the table does not exist).
+/// (none when the table does not exist), oldest comment first.
 pub fn read_mentions(
     root: &Path,
     since: Option<NaiveDate>,
     until: Option<NaiveDate>,
 ) -> Result<Vec<MentionRow>, ReadError> {
+    let redactor =
+        crate::nlp::redact::Redactor::new().map_err(|e| ReadError::Redactor(e.to_string()))?;
     let mut out = Vec::new();
     for path in committed_files_of(root, "mentions", since, until)? {
         for b in batches_of(&path, Some(&MENTION_COLUMNS))? {
@@ -266,21 +274,36 @@ pub fn read_mentions(
             let ids = b
                 .column_by_name("theme_id")
                 .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            let times = b
+                .column_by_name("event_time")
+                .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
             for i in 0..b.num_rows() {
                 let theme = ids
                     .filter(|c| !c.is_null(i))
                     .map(|c| (c.value(i), text("theme_label", i).unwrap_or_default()));
                 out.push(MentionRow {
                     comment_id: text("comment_id", i).unwrap_or_default(),
+                    event_time: times
+                        .filter(|c| !c.is_null(i))
+                        .and_then(|c| DateTime::from_timestamp_micros(c.value(i)))
+                        .unwrap_or_default(),
                     staff_id: text("staff_id", i),
                     location: text("location", i),
                     target: text("target", i).unwrap_or_default(),
                     polarity: text("polarity", i).unwrap_or_default(),
                     theme,
+                    text: text("span_text", i)
+                        .map(|t| redactor.redact(&t).0.into_owned())
+                        .unwrap_or_default(),
                 });
             }
         }
     }
+    out.sort_by(|a, b| {
+        a.event_time
+            .cmp(&b.event_time)
+            .then_with(|| a.comment_id.cmp(&b.comment_id))
+    });
     Ok(out)
 }
 
@@ -471,10 +494,33 @@ mod tests {
             end: 23,
             text: "call me on 07700 900123".into(),
         }]);
+        c.nlp.aspects = Some(vec![crate::comment::Aspect {
+            target: "staff".into(),
+            polarity: crate::comment::Polarity::Negative,
+            confidence: 0.9,
+            start: 0,
+            end: 23,
+            text: "call me on 07700 900123".into(),
+            vector: None,
+            theme: Some((4, "call back".into(), 0.9)),
+        }]);
         let mut b = crate::batch::CommentBatch::default();
         b.comments.push(c);
         sink.write(&b).unwrap();
         sink.commit_all().unwrap();
+        let mentions = read_mentions(dir.path(), None, None).unwrap();
+        assert_eq!(mentions.len(), 1, "{mentions:?}");
+        let m = &mentions[0];
+        assert_eq!(
+            (m.target.as_str(), m.polarity.as_str()),
+            ("staff", "negative")
+        );
+        assert_eq!((m.comment_id.as_str(), m.event_time), ("c0", t));
+        assert_eq!(m.theme, Some((4, "call back".to_string())));
+        assert!(
+            !m.text.contains("07700") && m.text.starts_with("call me"),
+            "{m:?}"
+        );
         let rows = read_comments(dir.path(), None, None).unwrap();
         assert_eq!(rows.len(), 1);
         assert!(
