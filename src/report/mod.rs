@@ -440,7 +440,7 @@ impl ReportBuilder {
             since: self.since,
             until: self.until,
             overview: overview(rows),
-            themes: themes(rows),
+            themes: themes(rows, mentions),
             scorecard: Scorecard {
                 min_comments: self.min_comments,
                 staff_themes: mentions
@@ -561,7 +561,35 @@ fn share(rows: &[&Row], f: impl Fn(&Row) -> bool) -> f64 {
     }
 }
 
-fn themes(rows: &[Row]) -> Themes {
+/// Up to three examples of a theme, newest first: with themes per mention,
+/// the clauses of its `members` that the theme holds (`clauses`: its
+/// mentions, oldest first), the words it stands for rather than the whole
+/// comment around them; else the comments.
+fn theme_examples(members: &[&Row], clauses: &[&MentionRow]) -> Vec<String> {
+    let ids: std::collections::HashSet<&str> = members.iter().map(|r| r.id.as_str()).collect();
+    let mut out: Vec<String> = Vec::new();
+    for m in clauses.iter().rev() {
+        let text = m.text.trim();
+        if ids.contains(m.comment_id.as_str()) && !text.is_empty() && !out.iter().any(|c| c == text)
+        {
+            out.push(text.to_string());
+            if out.len() == 3 {
+                break;
+            }
+        }
+    }
+    if !out.is_empty() {
+        return out;
+    }
+    members
+        .iter()
+        .rev()
+        .take(3)
+        .map(|r| r.text.clone())
+        .collect()
+}
+
+fn themes(rows: &[Row], mentions: &[MentionRow]) -> Themes {
     let Some(last) = rows.iter().map(|r| r.event_time.date_naive()).max() else {
         return Themes {
             top: Vec::new(),
@@ -579,6 +607,12 @@ fn themes(rows: &[Row]) -> Themes {
     for r in rows {
         if let Some((id, _)) = &r.theme {
             by.entry(*id).or_default().push(r);
+        }
+    }
+    let mut clauses: BTreeMap<i32, Vec<&MentionRow>> = BTreeMap::new();
+    for m in mentions {
+        if let Some((id, _)) = &m.theme {
+            clauses.entry(*id).or_default().push(m);
         }
     }
     let (all_sum, all_n) = rows
@@ -638,12 +672,7 @@ fn themes(rows: &[Row]) -> Themes {
                     product: share(&members, |r| r.blames_product),
                     process: share(&members, |r| r.blames_process),
                 },
-                examples: members
-                    .iter()
-                    .rev()
-                    .take(3)
-                    .map(|r| r.text.clone())
-                    .collect(),
+                examples: theme_examples(&members, clauses.get(&id).map_or(&[][..], Vec::as_slice)),
                 impact,
             }
         })
@@ -1042,6 +1071,42 @@ mod tests {
         let plain = b.compute(&rows);
         assert!(!plain.scorecard.staff_themes);
         assert!(render::markdown(&plain).contains("themes.unit"));
+    }
+
+    /// With themes per mention, a theme's examples are the clauses it holds,
+    /// not the comments around them; without, the comments.
+    #[test]
+    fn theme_examples_are_the_clauses_the_theme_holds() {
+        let mut rows = vec![
+            row("1", 1, "ENG-1", "negative", false),
+            row("2", 2, "ENG-1", "negative", false),
+        ];
+        for r in &mut rows {
+            r.theme = Some((3, "router keeps dropping".into()));
+        }
+        let mentions = vec![
+            mention(
+                "1",
+                "ENG-1",
+                "staff",
+                "positive",
+                Some((7, "explains clearly")),
+            ),
+            mention("1", "ENG-1", "product", "negative", Some((3, "router"))),
+            mention("2", "ENG-1", "product", "negative", Some((3, "router"))),
+            // Another comment's clause in the theme: not a member here.
+            mention("9", "ENG-1", "product", "negative", Some((3, "router"))),
+        ];
+        let b = ReportBuilder::new("out");
+        let none = crate::followup::status::StatusReport::default();
+        let t = &b.compute_with(&rows, &mentions, &none).themes.top[0];
+        assert_eq!(t.id, 3);
+        assert_eq!(
+            t.examples,
+            ["product negative in 2", "product negative in 1"]
+        );
+        let plain = &b.compute(&rows).themes.top[0];
+        assert_eq!(plain.examples, ["comment 2", "comment 1"]);
     }
 
     #[test]
