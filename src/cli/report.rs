@@ -43,6 +43,11 @@ pub struct ReportArgs {
     /// over the same files are the same.
     #[arg(long)]
     pub as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
+    /// Theme labels in this language (ISO 639-1, e.g. `ru`) where a theme
+    /// has one (themes whose texts are partly in it); default: each
+    /// theme's label in the language most of its texts use.
+    #[arg(long)]
+    pub language: Option<String>,
 }
 
 /// Builds the report and writes it to `--out` or stdout.
@@ -57,6 +62,7 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         pipeline,
         cache_dir,
         as_of,
+        language,
     } = args;
     let cfg = super::load_or_default(pipeline.as_deref(), true, super::if_bucket(&output_root))?;
     let sla = crate::followup::status::Sla(
@@ -82,7 +88,8 @@ pub fn execute(args: ReportArgs) -> anyhow::Result<()> {
         .since(since)
         .until(until)
         .min_comments(min_comments)
-        .sla(sla);
+        .sla(sla)
+        .language(language);
     if let Some(t) = as_of {
         builder = builder.now(t.with_timezone(&chrono::Utc));
     }

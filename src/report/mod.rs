@@ -337,6 +337,7 @@ pub struct ReportBuilder {
     min_comments: u64,
     now: DateTime<Utc>,
     sla: crate::followup::status::Sla,
+    language: Option<String>,
 }
 
 impl ReportBuilder {
@@ -353,7 +354,16 @@ impl ReportBuilder {
                     .spans()
                     .unwrap_or_else(|_| unreachable!("the default SLAs parse")),
             ),
+            language: None,
         }
+    }
+
+    /// Show theme labels in this language (`en`, `ru`) where a theme has
+    /// one in it; otherwise (and by default) each theme's main label, in the
+    /// language most of its texts use.
+    pub fn language(mut self, language: Option<String>) -> Self {
+        self.language = language;
+        self
     }
 
     /// The SLA per priority that "Did we answer?" applies (default: the
@@ -395,6 +405,7 @@ impl ReportBuilder {
         let snapshot = std::fs::read(self.root.join(crate::themes::store::SNAPSHOT)).ok();
         apply_curation(
             snapshot.as_deref(),
+            self.language.as_deref(),
             rows.iter_mut()
                 .map(|r| &mut r.theme)
                 .chain(mentions.iter_mut().map(|m| &mut m.theme)),

@@ -238,6 +238,7 @@ pub fn write_daily(store: &ThemeStore) -> Result<(String, usize), DailyError> {
     let mut comments = read_comments(&root, None, None)?;
     apply_curation(
         store.snapshot().as_deref(),
+        None,
         comments.iter_mut().map(|r| &mut r.theme),
     );
     let rows = daily_rows(&comments);

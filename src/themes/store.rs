@@ -447,22 +447,119 @@ pub fn snapshot_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     out
 }
 
+/// Each theme's label per language in a snapshot's bytes (themes labelled
+/// in more than one language only; an analyst's label stands alone).
+pub fn snapshot_labels_by_language(
+    snapshot: &[u8],
+) -> HashMap<i32, std::collections::BTreeMap<String, String>> {
+    let mut out = HashMap::new();
+    for b in snapshot_batches(snapshot) {
+        let ids = b
+            .column_by_name("theme_id")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let maps = b
+            .column_by_name("label_by_language")
+            .and_then(|c| c.as_map_opt());
+        let (Some(ids), Some(maps)) = (ids, maps) else {
+            continue;
+        };
+        for i in 0..b.num_rows() {
+            if maps.is_null(i) {
+                continue;
+            }
+            let entry = maps.value(i);
+            let keys = entry.column(0).as_string_opt::<i32>();
+            let values = entry.column(1).as_string_opt::<i32>();
+            if let (Some(k), Some(v)) = (keys, values) {
+                let by: std::collections::BTreeMap<String, String> = (0..k.len())
+                    .filter(|&j| !k.is_null(j) && !v.is_null(j))
+                    .map(|j| (k.value(j).to_string(), v.value(j).to_string()))
+                    .collect();
+                if !by.is_empty() {
+                    out.insert(ids.value(i), by);
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Applies analysts' curation, as the themes/ snapshot (`snapshot`, its
 /// bytes; `None`: there is none) has it, to themes read from `comments/`
 /// or `mentions/` (each row's `(theme_id, label)`): merged ids count as the
-/// theme that took them in, and every theme shows today's label.
+/// theme that took them in, and every theme shows today's label, in
+/// `language` where the theme has a label in it (`None`: the label shown
+/// everywhere, in the language most of its texts use).
 pub fn apply_curation<'a>(
     snapshot: Option<&[u8]>,
+    language: Option<&str>,
     themes: impl IntoIterator<Item = &'a mut Option<(i32, String)>>,
 ) {
     let Some(snapshot) = snapshot else {
         return;
     };
     let curated = snapshot_labels(snapshot);
+    let in_language = match language {
+        Some(_) => snapshot_labels_by_language(snapshot),
+        None => HashMap::new(),
+    };
     for (id, l) in themes.into_iter().flatten() {
         if let Some((into, label)) = curated.get(id) {
             *id = *into;
             l.clone_from(label);
         }
+        if let Some(label) = language.and_then(|lang| in_language.get(id)?.get(lang)) {
+            l.clone_from(label);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nlp::encoder::normalize;
+
+    /// A theme whose texts are half English and half Russian is shown in
+    /// the language asked for, and in its main language otherwise; merged
+    /// ids follow it.
+    #[test]
+    fn curation_shows_a_theme_in_the_language_asked_for() {
+        let dim = 8;
+        let mut m = ThemeModel::new(
+            ThemesConfig {
+                cluster_every: 12,
+                ..ThemesConfig::default()
+            },
+            dim,
+        );
+        for i in 0..12 {
+            let mut v = vec![0.01 * i as f32; dim];
+            v[0] = 1.0;
+            normalize(&mut v);
+            let text = if i % 2 == 0 {
+                "the wifi keeps dropping in the room"
+            } else {
+                "Wi-Fi в номере постоянно отключается"
+            };
+            m.assign(&v, text);
+        }
+        assert_eq!(m.themes().len(), 1, "{:?}", m.themes());
+        let id = m.themes()[0].id as i32;
+        let dir = tempfile::tempdir().unwrap();
+        let store = ThemeStore::new(OutputStore::local(dir.path()).unwrap());
+        store.write_snapshot(&m).unwrap();
+        let bytes = std::fs::read(dir.path().join(SNAPSHOT)).unwrap();
+        let by = snapshot_labels_by_language(&bytes);
+        assert_eq!(by[&id].keys().collect::<Vec<_>>(), ["en", "ru"], "{by:?}");
+        let shown = |language: Option<&str>| {
+            let mut rows = [Some((id, "old".to_string())), None];
+            apply_curation(Some(&bytes), language, rows.iter_mut());
+            rows[0].clone().unwrap().1
+        };
+        assert_eq!(shown(Some("ru")), by[&id]["ru"]);
+        assert!(shown(Some("ru")).contains("номер") || shown(Some("ru")).contains("отключ"));
+        assert_eq!(shown(Some("en")), by[&id]["en"]);
+        assert_eq!(shown(None), m.themes()[0].shown_label());
+        assert_eq!(shown(Some("de")), m.themes()[0].shown_label());
     }
 }
