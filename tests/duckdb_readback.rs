@@ -381,6 +381,17 @@ fn report_matches_duckdb(v: &serde_json::Value, dir: &Path) {
         named > 0,
         "the demo's staff are praised or criticised for something"
     );
+    // README query `product-complaint-themes`: product themes only, most
+    // complained about first, each with a clause of its own.
+    let complaints = v["product-complaint-themes"].as_array().unwrap();
+    assert!(complaints.len() >= 5, "{complaints:?}");
+    let counts: Vec<i64> = complaints.iter().map(|q| q[2].as_i64().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] >= w[1]), "{counts:?}");
+    for q in complaints {
+        assert!(q[1].as_str().is_some_and(|l| !l.is_empty()), "{q}");
+        assert!(q[3].as_i64().unwrap() <= q[2].as_i64().unwrap(), "{q}");
+        assert!(q[4].as_str().is_some_and(|c| !c.is_empty()), "{q}");
+    }
     // 4. Solicitation per location.
     for q in v["report-solicitation"].as_array().unwrap() {
         let g = r["solicitation"]["by_location"]
