@@ -133,6 +133,9 @@ pub struct ThemeRow {
     pub label: String,
     /// Keywords beside the label (from `themes/themes.parquet`).
     pub keywords: Vec<String>,
+    /// With themes per mention, the target its clauses are about
+    /// (`product`, `staff`...); `None`: whole comments.
+    pub target: Option<String>,
     /// Comments in the window.
     pub count: u64,
     /// Comments in the last 7 days of the window.
@@ -413,14 +416,17 @@ impl ReportBuilder {
         let status = crate::followup::table::status_of(&self.root, &self.sla, self.now)?;
         let mut report = self.compute_with(&rows, &mentions, &status);
         if let Some(snapshot) = snapshot.as_deref() {
-            let keywords = crate::themes::store::snapshot_keywords(snapshot);
+            let known = crate::themes::store::snapshot_themes(snapshot);
             for t in report
                 .themes
                 .top
                 .iter_mut()
                 .chain(&mut report.themes.growing)
             {
-                t.keywords = keywords.get(&t.id).cloned().unwrap_or_default();
+                if let Some(k) = known.get(&t.id) {
+                    t.keywords.clone_from(&k.keywords);
+                    t.target.clone_from(&k.target);
+                }
             }
         }
         Ok(report)
@@ -672,6 +678,7 @@ fn themes(rows: &[Row], mentions: &[MentionRow]) -> Themes {
                 id,
                 label,
                 keywords: Vec::new(),
+                target: None,
                 count: members.len() as u64,
                 last_7_days: recent(0, 7),
                 previous_7_days: recent(7, 14),

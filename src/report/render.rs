@@ -776,25 +776,37 @@ fn answered_parts(a: &crate::report::answered::Answered) -> (String, Vec<Table>,
     )
 }
 
-/// A theme's label with its keywords, as HTML.
+/// A theme's label with its target (themes per mention) and keywords, as
+/// HTML.
 fn label_html(t: &ThemeRow) -> String {
+    let target = t
+        .target
+        .as_deref()
+        .map(|x| format!("<span class=\"muted\">{}:</span> ", escape(x)))
+        .unwrap_or_default();
     if t.keywords.is_empty() {
-        escape(&t.label)
+        format!("{target}{}", escape(&t.label))
     } else {
         format!(
-            "{} <span class=\"muted\">({})</span>",
+            "{target}{} <span class=\"muted\">({})</span>",
             escape(&t.label),
             escape(&t.keywords.join(", "))
         )
     }
 }
 
-/// A theme's label with its keywords, as text.
+/// A theme's label with its target (themes per mention) and keywords, as
+/// text.
 fn label_text(t: &ThemeRow) -> String {
+    let target = t
+        .target
+        .as_deref()
+        .map(|x| format!("{x}: "))
+        .unwrap_or_default();
     if t.keywords.is_empty() {
-        t.label.clone()
+        format!("{target}{}", t.label)
     } else {
-        format!("{} ({})", t.label, t.keywords.join(", "))
+        format!("{target}{} ({})", t.label, t.keywords.join(", "))
     }
 }
 
@@ -831,5 +843,35 @@ mod tests {
         for (_, title) in SECTIONS {
             assert!(md.contains(&format!("## {title}")), "{title}");
         }
+    }
+
+    #[test]
+    fn a_mention_theme_shows_its_target_before_its_label() {
+        let row = |target: Option<&str>, keywords: &[&str]| ThemeRow {
+            id: 1,
+            label: "app <crashes>".into(),
+            keywords: keywords.iter().map(|k| k.to_string()).collect(),
+            target: target.map(str::to_string),
+            count: 1,
+            last_7_days: 0,
+            previous_7_days: 0,
+            daily: Vec::new(),
+            sentiment: [1, 0, 0],
+            complaint_share: super::super::ComplaintShare {
+                staff: 0.0,
+                product: 1.0,
+                process: 0.0,
+            },
+            examples: Vec::new(),
+            spikes: Vec::new(),
+            impact: None,
+        };
+        let t = row(Some("product"), &["camera"]);
+        assert_eq!(label_text(&t), "product: app <crashes> (camera)");
+        assert_eq!(
+            label_html(&t),
+            "<span class=\"muted\">product:</span> app &lt;crashes&gt; <span class=\"muted\">(camera)</span>"
+        );
+        assert_eq!(label_text(&row(None, &[])), "app <crashes>");
     }
 }

@@ -393,27 +393,49 @@ fn snapshot_batches(snapshot: &[u8]) -> Vec<RecordBatch> {
     }
 }
 
-/// Each theme's keywords in a snapshot's bytes (none for a merged-away id,
-/// or when the snapshot cannot be read or predates keywords).
-pub fn snapshot_keywords(snapshot: &[u8]) -> HashMap<i32, Vec<String>> {
+/// What the snapshot says about a theme beyond its label.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotTheme {
+    /// Keywords beside the label.
+    pub keywords: Vec<String>,
+    /// The target its mentions are about; `None`: whole comments.
+    pub target: Option<String>,
+}
+
+/// Each theme's keywords and target in a snapshot's bytes (none for a
+/// merged-away id, or when the snapshot cannot be read; no keywords when it
+/// predates them).
+pub fn snapshot_themes(snapshot: &[u8]) -> HashMap<i32, SnapshotTheme> {
     let mut out = HashMap::new();
     for b in snapshot_batches(snapshot) {
         let ids = b
             .column_by_name("theme_id")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let Some(ids) = ids else { continue };
         let kws = b
             .column_by_name("keywords")
             .and_then(|c| c.as_list_opt::<i32>());
-        if let (Some(ids), Some(kws)) = (ids, kws) {
-            for i in 0..b.num_rows() {
-                let list = kws.value(i);
-                if let Some(words) = list.as_string_opt::<i32>() {
-                    let words: Vec<String> = words.iter().flatten().map(str::to_string).collect();
-                    if !words.is_empty() {
-                        out.insert(ids.value(i), words);
-                    }
-                }
+        let targets = b
+            .column_by_name("target")
+            .and_then(|c| c.as_string_opt::<i32>());
+        let merged = b
+            .column_by_name("merged_into")
+            .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        for i in 0..b.num_rows() {
+            if merged.is_some_and(|m| !m.is_null(i)) {
+                continue;
             }
+            let keywords = kws
+                .and_then(|k| {
+                    let list = k.value(i);
+                    let words = list.as_string_opt::<i32>()?;
+                    Some(words.iter().flatten().map(str::to_string).collect())
+                })
+                .unwrap_or_default();
+            let target = targets
+                .filter(|t| !t.is_null(i))
+                .map(|t| t.value(i).to_string());
+            out.insert(ids.value(i), SnapshotTheme { keywords, target });
         }
     }
     out
@@ -561,5 +583,8 @@ mod tests {
         assert_eq!(shown(Some("en")), by[&id]["en"]);
         assert_eq!(shown(None), m.themes()[0].shown_label());
         assert_eq!(shown(Some("de")), m.themes()[0].shown_label());
+        let themes = snapshot_themes(&bytes);
+        assert_eq!(themes[&id].target, None, "whole comments");
+        assert_eq!(themes[&id].keywords, m.themes()[0].keywords);
     }
 }
