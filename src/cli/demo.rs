@@ -335,9 +335,15 @@ pub fn summarize_output(root: &Path) -> Result<OutputSummary, DemoError> {
     // ones the rows were written with.
     if let Ok(snapshot) = std::fs::read(root.join(crate::themes::store::SNAPSHOT)) {
         let now = crate::themes::store::snapshot_labels(&snapshot);
+        let known = crate::themes::store::snapshot_themes(&snapshot);
         for (id, (_, label)) in s.themes.iter_mut() {
             if let Some((_, l)) = now.get(id) {
                 label.clone_from(l);
+            }
+            // Themes per mention: what the theme is about, as the report
+            // shows it ("product: app keeps crashing").
+            if let Some(target) = known.get(id).and_then(|k| k.target.as_deref()) {
+                *label = format!("{target}: {label}");
             }
         }
     }
