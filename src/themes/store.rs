@@ -400,11 +400,14 @@ pub struct SnapshotTheme {
     pub keywords: Vec<String>,
     /// The target its mentions are about; `None`: whole comments.
     pub target: Option<String>,
+    /// Its label per language, for themes labelled in more than one (an
+    /// analyst's label stands alone).
+    pub by_language: std::collections::BTreeMap<String, String>,
 }
 
-/// Each theme's keywords and target in a snapshot's bytes (none for a
-/// merged-away id, or when the snapshot cannot be read; no keywords when it
-/// predates them).
+/// Each theme's keywords, target and labels per language in a snapshot's
+/// bytes (none for a merged-away id, or when the snapshot cannot be read;
+/// no keywords when it predates them).
 pub fn snapshot_themes(snapshot: &[u8]) -> HashMap<i32, SnapshotTheme> {
     let mut out = HashMap::new();
     for b in snapshot_batches(snapshot) {
@@ -421,10 +424,27 @@ pub fn snapshot_themes(snapshot: &[u8]) -> HashMap<i32, SnapshotTheme> {
         let merged = b
             .column_by_name("merged_into")
             .and_then(|c| c.as_primitive_opt::<Int32Type>());
+        let maps = b
+            .column_by_name("label_by_language")
+            .and_then(|c| c.as_map_opt());
         for i in 0..b.num_rows() {
             if merged.is_some_and(|m| !m.is_null(i)) {
                 continue;
             }
+            let by_language = maps
+                .filter(|m| !m.is_null(i))
+                .and_then(|m| {
+                    let entry = m.value(i);
+                    let k = entry.column(0).as_string_opt::<i32>()?;
+                    let v = entry.column(1).as_string_opt::<i32>()?;
+                    Some(
+                        (0..k.len())
+                            .filter(|&j| !k.is_null(j) && !v.is_null(j))
+                            .map(|j| (k.value(j).to_string(), v.value(j).to_string()))
+                            .collect(),
+                    )
+                })
+                .unwrap_or_default();
             let keywords = kws
                 .and_then(|k| {
                     let list = k.value(i);
@@ -435,7 +455,14 @@ pub fn snapshot_themes(snapshot: &[u8]) -> HashMap<i32, SnapshotTheme> {
             let target = targets
                 .filter(|t| !t.is_null(i))
                 .map(|t| t.value(i).to_string());
-            out.insert(ids.value(i), SnapshotTheme { keywords, target });
+            out.insert(
+                ids.value(i),
+                SnapshotTheme {
+                    keywords,
+                    target,
+                    by_language,
+                },
+            );
         }
     }
     out
@@ -469,43 +496,6 @@ pub fn snapshot_labels(snapshot: &[u8]) -> HashMap<i32, (i32, String)> {
     out
 }
 
-/// Each theme's label per language in a snapshot's bytes (themes labelled
-/// in more than one language only; an analyst's label stands alone).
-pub fn snapshot_labels_by_language(
-    snapshot: &[u8],
-) -> HashMap<i32, std::collections::BTreeMap<String, String>> {
-    let mut out = HashMap::new();
-    for b in snapshot_batches(snapshot) {
-        let ids = b
-            .column_by_name("theme_id")
-            .and_then(|c| c.as_primitive_opt::<Int32Type>());
-        let maps = b
-            .column_by_name("label_by_language")
-            .and_then(|c| c.as_map_opt());
-        let (Some(ids), Some(maps)) = (ids, maps) else {
-            continue;
-        };
-        for i in 0..b.num_rows() {
-            if maps.is_null(i) {
-                continue;
-            }
-            let entry = maps.value(i);
-            let keys = entry.column(0).as_string_opt::<i32>();
-            let values = entry.column(1).as_string_opt::<i32>();
-            if let (Some(k), Some(v)) = (keys, values) {
-                let by: std::collections::BTreeMap<String, String> = (0..k.len())
-                    .filter(|&j| !k.is_null(j) && !v.is_null(j))
-                    .map(|j| (k.value(j).to_string(), v.value(j).to_string()))
-                    .collect();
-                if !by.is_empty() {
-                    out.insert(ids.value(i), by);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Applies analysts' curation, as the themes/ snapshot (`snapshot`, its
 /// bytes; `None`: there is none) has it, to themes read from `comments/`
 /// or `mentions/` (each row's `(theme_id, label)`): merged ids count as the
@@ -522,7 +512,7 @@ pub fn apply_curation<'a>(
     };
     let curated = snapshot_labels(snapshot);
     let in_language = match language {
-        Some(_) => snapshot_labels_by_language(snapshot),
+        Some(_) => snapshot_themes(snapshot),
         None => HashMap::new(),
     };
     for (id, l) in themes.into_iter().flatten() {
@@ -530,7 +520,7 @@ pub fn apply_curation<'a>(
             *id = *into;
             l.clone_from(label);
         }
-        if let Some(label) = language.and_then(|lang| in_language.get(id)?.get(lang)) {
+        if let Some(label) = language.and_then(|lang| in_language.get(id)?.by_language.get(lang)) {
             l.clone_from(label);
         }
     }
@@ -571,7 +561,11 @@ mod tests {
         let store = ThemeStore::new(OutputStore::local(dir.path()).unwrap());
         store.write_snapshot(&m).unwrap();
         let bytes = std::fs::read(dir.path().join(SNAPSHOT)).unwrap();
-        let by = snapshot_labels_by_language(&bytes);
+        let themes = snapshot_themes(&bytes);
+        let by: HashMap<i32, _> = themes
+            .iter()
+            .map(|(id, t)| (*id, t.by_language.clone()))
+            .collect();
         assert_eq!(by[&id].keys().collect::<Vec<_>>(), ["en", "ru"], "{by:?}");
         let shown = |language: Option<&str>| {
             let mut rows = [Some((id, "old".to_string())), None];
@@ -583,7 +577,6 @@ mod tests {
         assert_eq!(shown(Some("en")), by[&id]["en"]);
         assert_eq!(shown(None), m.themes()[0].shown_label());
         assert_eq!(shown(Some("de")), m.themes()[0].shown_label());
-        let themes = snapshot_themes(&bytes);
         assert_eq!(themes[&id].target, None, "whole comments");
         assert_eq!(themes[&id].keywords, m.themes()[0].keywords);
     }
