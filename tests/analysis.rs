@@ -594,6 +594,48 @@ fn learned_flags_catch_new_wording_in_both_languages() {
     assert_eq!(out[0].nlp.flags.as_deref(), Some(&[][..]), "{}", texts[2]);
 }
 
+/// A repeat issue needs a problem that repeats: its words in praise
+/// ("again", "the fourth time") raise it in the pattern stage, and the
+/// analysis withdraws it because nothing in the comment is negative; the
+/// same words in a complaint keep it, in English and Russian; a pipeline
+/// that sets `needs_complaint = false` keeps every match.
+#[test]
+fn repeat_issue_needs_a_complaint() {
+    let Some(cfg) = e5_cfg() else { return };
+    let praise = [
+        "I ordered from you again, the fourth time this year — all perfect, thank you!",
+        "Заказываю у вас снова, уже в четвёртый раз — всё отлично, спасибо!",
+    ];
+    let complaints = [
+        "The router dropped the connection again, the fourth time this week.",
+        "Роутер снова отключился, уже в четвёртый раз за неделю.",
+    ];
+    let matcher = verbatim::nlp::flags::FlagMatcher::new(&Default::default()).unwrap();
+    let raised = |c: &Comment| {
+        c.nlp
+            .flags
+            .as_ref()
+            .expect("flag stage ran")
+            .iter()
+            .any(|e| e.flag == "repeat_issue")
+    };
+    for t in praise.iter().chain(&complaints) {
+        assert!(
+            matcher.evidence(t).iter().any(|e| e.flag == "repeat_issue"),
+            "the pattern fires on {t}"
+        );
+    }
+    let texts: Vec<&str> = praise.iter().chain(&complaints).copied().collect();
+    let out = analyse(&cfg, &texts);
+    for (c, t) in out.iter().zip(&texts) {
+        assert_eq!(raised(c), complaints.contains(t), "{t}: {:?}", c.nlp);
+    }
+    let off: std::collections::BTreeMap<String, verbatim::config::FlagPatterns> =
+        toml::from_str("[repeat_issue]\nneeds_complaint = false").unwrap();
+    let out = analyse_full(&cfg, &off, &Default::default(), &praise);
+    assert!(out.iter().all(raised), "{:?}", out[0].nlp.flags);
+}
+
 /// `[targets.billing]` with three English example phrases and no threshold.
 fn billing_target() -> std::collections::BTreeMap<String, verbatim::config::TargetExamples> {
     toml::from_str(

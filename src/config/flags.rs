@@ -30,6 +30,39 @@ pub struct FlagPatterns {
     /// `[targets.<name>]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_similarity: Option<f32>,
+    /// Keep the flag only on a comment that reads as a complaint: one
+    /// negative mention, or negative sentiment (needs `[nlp]` with analysis
+    /// on; without it patterns stand alone). Unset: on for the flags in
+    /// [`COMPLAINT_FLAGS`], off for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub needs_complaint: Option<bool>,
+}
+
+/// Built-in flags that only a complaint can carry: a problem that keeps
+/// coming back ("third flight with you and every one on time" has the
+/// words without the problem). `safety_risk` is not one: dangers are often
+/// reported flatly ("the driver was texting on the motorway"), and a missed
+/// one costs more than a false alarm (README.md, "Learned flags").
+pub const COMPLAINT_FLAGS: [&str; 1] = ["repeat_issue"];
+
+/// The flags (built-in and `[flags.<name>]`) that are kept only on a
+/// comment that reads as a complaint: [`FlagPatterns::needs_complaint`],
+/// else the built-in default.
+pub fn complaint_flags(flags: &BTreeMap<String, FlagPatterns>) -> Vec<String> {
+    let mut names: Vec<String> = COMPLAINT_FLAGS
+        .iter()
+        .filter(|f| flags.get(**f).and_then(|p| p.needs_complaint) != Some(false))
+        .map(|f| f.to_string())
+        .collect();
+    names.extend(
+        flags
+            .iter()
+            .filter(|(n, p)| {
+                p.needs_complaint == Some(true) && !COMPLAINT_FLAGS.contains(&n.as_str())
+            })
+            .map(|(n, _)| n.clone()),
+    );
+    names
 }
 
 /// Errors building the flag matchers.
@@ -74,4 +107,35 @@ pub fn check_patterns(flags: &BTreeMap<String, FlagPatterns>) -> Result<(), Flag
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn complaint_flags_follow_defaults_and_overrides() {
+        let mut flags = BTreeMap::new();
+        assert_eq!(complaint_flags(&flags), ["repeat_issue"]);
+        let on = FlagPatterns {
+            needs_complaint: Some(true),
+            ..FlagPatterns::default()
+        };
+        let off = FlagPatterns {
+            needs_complaint: Some(false),
+            ..FlagPatterns::default()
+        };
+        flags.insert("repeat_issue".to_string(), off);
+        flags.insert("billing_dispute".to_string(), on.clone());
+        flags.insert("safety_risk".to_string(), on);
+        flags.insert("praise".to_string(), FlagPatterns::default());
+        assert_eq!(complaint_flags(&flags), ["billing_dispute", "safety_risk"]);
+    }
+
+    #[test]
+    fn needs_complaint_reads_from_toml() {
+        let p: FlagPatterns = toml::from_str("needs_complaint = false").unwrap();
+        assert_eq!(p.needs_complaint, Some(false));
+        assert!(toml::from_str::<FlagPatterns>("needs_complain = true").is_err());
+    }
 }

@@ -24,7 +24,10 @@ mod themes;
 
 pub use actions::{parse_duration, ActionsConfig, SlaConfig, DEFAULT_ACTION_FLAGS};
 pub use batch::BatchConfig;
-pub use flags::{check_patterns, compile_pattern, FlagPatternError, FlagPatterns};
+pub use flags::{
+    check_patterns, compile_pattern, complaint_flags, FlagPatternError, FlagPatterns,
+    COMPLAINT_FLAGS,
+};
 pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;

@@ -49,6 +49,9 @@ pub struct AnalyzeOperator {
     /// The model's theme projection: a mention's clause vector goes
     /// through it, as the comment's `embedding` does.
     projection: Option<super::projection::Projection>,
+    /// Flags kept only on a comment that reads as a complaint
+    /// ([`crate::config::complaint_flags`]).
+    complaint_flags: Vec<String>,
 }
 
 /// A target (or flag) an analyst defined by example phrases.
@@ -94,7 +97,18 @@ impl AnalyzeOperator {
             example_flags: Vec::new(),
             flag_heads: None,
             projection: None,
+            complaint_flags: Vec::new(),
         }
+    }
+
+    /// Flags (`names`) that a comment keeps only when it reads as a
+    /// complaint: one of its mentions is negative, or its sentiment is.
+    /// Whatever raised them (a pattern, a learned head, an example), they
+    /// are withdrawn from a comment that praises or merely reports: "third
+    /// flight with you and every one on time" is no repeat issue.
+    pub fn with_complaint_flags(mut self, names: Vec<String>) -> Self {
+        self.complaint_flags = names;
+        self
     }
 
     /// Puts the model's theme projection between a mention's clause vector
@@ -582,6 +596,11 @@ impl Operator for AnalyzeOperator {
             n.tokens = None;
             let mut a = std::mem::take(&mut aspects[i]);
             a.sort_by_key(|x| (x.start, x.target.clone()));
+            let complaint =
+                label == Polarity::Negative || a.iter().any(|x| x.polarity == Polarity::Negative);
+            if let (false, Some(flags)) = (complaint, n.flags.as_mut()) {
+                flags.retain(|e| !self.complaint_flags.contains(&e.flag));
+            }
             n.aspects = Some(a);
             n.sentiment = Some(Sentiment { label, score });
         }

@@ -147,6 +147,8 @@ pub fn operators_for(
     let analysis = analysis.map(|a| a.with_projection(embed.projection().cloned()));
     // Example phrases of the `[targets]` and `[flags]` tables, embedded
     // once at start.
+    let analysis =
+        analysis.map(|a| a.with_complaint_flags(crate::config::complaint_flags(flag_patterns)));
     let analysis = match analysis {
         Some(mut a) => {
             for (name, t) in targets {
