@@ -92,12 +92,15 @@ pub struct TrainOptions {
     pub sentiment_epochs: usize,
     /// Seed for initialisation, dropout and shuffling.
     pub seed: u64,
+    /// Members trained (seeds `seed`, `seed + 1`, …) and averaged
+    /// ([`HeadsManifest::members`]).
+    pub members: usize,
     /// The command line, recorded in the manifest.
     pub command: String,
 }
 
 impl TrainOptions {
-    /// Defaults: 12 aspect epochs, 20 sentiment epochs, seed 7.
+    /// Defaults: 12 aspect epochs, 20 sentiment epochs, seed 7, one member.
     pub fn new(out: PathBuf) -> Self {
         Self {
             aspects: Vec::new(),
@@ -110,6 +113,7 @@ impl TrainOptions {
             epochs: 12,
             sentiment_epochs: 20,
             seed: 7,
+            members: 1,
             command: String::new(),
         }
     }
@@ -491,7 +495,6 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
         .map(|e| e.text.as_str())
         .collect();
     let (vectors, dim, encoder) = encode_all(cfg, &texts)?;
-    let aspect_vecs = &vectors[..aspect_rows.len()];
 
     // Sentiment examples: (row of `vectors`, class, weight). The sentiment
     // files say negative or positive; with a neutral class, aspect rows
@@ -522,13 +525,56 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
         &Device::Cpu,
     )?;
 
-    let mut rng = Rng(opts.seed);
+    let shared = MemberData {
+        aspect_rows: &aspect_rows,
+        vectors: &vectors,
+        sentiment_items: &sentiment_items,
+        sent_w: &sent_w,
+        dim,
+        classes,
+    };
+    // Member m trains from seed + m: member 0 is what one member gives.
+    let members = (0..opts.members.max(1))
+        .map(|m| train_member(&shared, opts.seed + m as u64, opts))
+        .collect::<Result<Vec<_>, _>>()?;
+    write(&members, opts, data, &encoder, cfg)
+}
+
+/// What every member of the heads trains on.
+struct MemberData<'a> {
+    aspect_rows: &'a [Example],
+    /// Token vectors: the aspect rows', then the sentiment files'.
+    vectors: &'a [Vec<f32>],
+    /// (row of `vectors`, class, weight).
+    sentiment_items: &'a [(usize, u32, f32)],
+    sent_w: &'a Tensor,
+    dim: usize,
+    classes: usize,
+}
+
+/// Trains one member of the heads from `seed`: the aspect head, then the
+/// sentiment head, on the same vectors as every other member.
+fn train_member(
+    d: &MemberData,
+    seed: u64,
+    opts: &TrainOptions,
+) -> Result<(Heads, candle_nn::VarMap), TrainError> {
+    let MemberData {
+        aspect_rows,
+        vectors,
+        sentiment_items,
+        sent_w,
+        dim,
+        classes,
+    } = *d;
+    let aspect_vecs = &vectors[..aspect_rows.len()];
+    let mut rng = Rng(seed);
     let (model, varmap) = heads::trainable(dim, classes, || rng.unit())?;
     if classes != 2 {
         // The aspect head trains on the same random stream whatever the
         // sentiment head's size (its weights are drawn last): carry on from
         // where a two-class initialisation leaves the generator.
-        rng = Rng(opts.seed);
+        rng = Rng(seed);
         heads::trainable(dim, 2, || rng.unit())?;
     }
     let params = ParamsAdamW {
@@ -587,18 +633,17 @@ pub fn train(cfg: &NlpConfig, opts: &TrainOptions) -> Result<HeadsManifest, Trai
             let logits = model.sentiment_logits(&x, &mask)?;
             let labels: Vec<u32> = items.iter().map(|it| it.1).collect();
             let scale: Vec<f32> = items.iter().map(|it| it.2).collect();
-            let loss = weighted_ce(&logits, &labels, &scale, &sent_w)?;
+            let loss = weighted_ce(&logits, &labels, &scale, sent_w)?;
             opt.backward_step(&loss)?;
             pb.inc(1);
         }
     }
     pb.finish_and_clear();
-    write(&model, &varmap, opts, data, &encoder, cfg)
+    Ok((model, varmap))
 }
 
 fn write(
-    model: &Heads,
-    varmap: &candle_nn::VarMap,
+    members: &[(Heads, candle_nn::VarMap)],
     opts: &TrainOptions,
     data: Vec<TrainingFile>,
     encoder: &str,
@@ -611,16 +656,27 @@ fn write(
     std::fs::create_dir_all(&opts.out).map_err(write_err(&opts.out))?;
     let weights = "heads.safetensors";
     let wpath = opts.out.join(weights);
-    // Sorted names, so the same weights give the same bytes.
-    let mut names: Vec<(String, Tensor)> = varmap
-        .data()
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("poisoned var map".into()))?
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().to_dtype(DType::F32)))
-        .map(|(k, t)| t.map(|t| (k, t)))
-        .collect::<candle_core::Result<_>>()?;
+    // Sorted names, so the same weights give the same bytes; with several
+    // members each under its prefix (`heads::member_prefix`).
+    let mut names: Vec<(String, Tensor)> = Vec::new();
+    for (m, (_, varmap)) in members.iter().enumerate() {
+        let prefix = if members.len() > 1 {
+            format!("{}.", heads::member_prefix(m))
+        } else {
+            String::new()
+        };
+        let data = varmap
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("poisoned var map".into()))?;
+        for (k, v) in data.iter() {
+            names.push((format!("{prefix}{k}"), v.as_tensor().to_dtype(DType::F32)?));
+        }
+    }
     names.sort_by(|a, b| a.0.cmp(&b.0));
+    let Some((model, _)) = members.first() else {
+        return Err(TrainError::Empty("no member was trained".into()));
+    };
     candle_core::safetensors::save(&names.into_iter().collect(), &wpath)?;
     let bytes = std::fs::read(&wpath).map_err(write_err(&wpath))?;
     let manifest = HeadsManifest {
@@ -631,6 +687,7 @@ fn write(
         min_presence: 0.5,
         sentiment_classes: model.sentiment_classes,
         read_clauses: opts.read_clauses,
+        members: members.len(),
         weights: weights.into(),
         weights_sha256: heads::sha256_hex(&bytes),
         command: opts.command.clone(),
@@ -697,6 +754,10 @@ pub struct TrainArgs {
     /// Seed for initialisation, dropout and shuffling.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    /// Heads to train alike from seeds seed, seed+1, … on the same vectors
+    /// and average at inference (one member moves with its seed alone).
+    #[arg(long, default_value_t = 1)]
+    pub members: usize,
 }
 
 /// Trains the heads and prints where they were written.
@@ -713,6 +774,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         out,
         epochs,
         seed,
+        members,
     } = args;
     let nlp = load_nlp(&pipeline, model)?;
     let mut opts = TrainOptions::new(out.clone());
@@ -724,6 +786,7 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     opts.sentiment = sentiment;
     opts.epochs = epochs;
     opts.seed = seed;
+    opts.members = members;
     opts.command = std::env::args()
         .skip(1)
         .collect::<Vec<_>>()

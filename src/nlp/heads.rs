@@ -130,6 +130,12 @@ pub struct HeadsManifest {
     /// analysis").
     #[serde(default)]
     pub read_clauses: bool,
+    /// Members averaged: heads trained alike on the same vectors from seeds
+    /// `seed`, `seed + 1`, …, whose probabilities are averaged. One member
+    /// moves a lot with its seed alone (README.md, "Comment analysis");
+    /// the average less. Manifests written before the key existed have 1.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub members: usize,
     /// The weights file, beside the manifest.
     pub weights: String,
     /// Its sha256.
@@ -149,6 +155,14 @@ pub struct HeadsManifest {
 
 fn two() -> usize {
     2
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(n: &usize) -> bool {
+    *n == 1
 }
 
 /// A comment's sentiment as the head reads it: probabilities of negative,
@@ -178,8 +192,9 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The trained layers.
-pub struct Heads {
+/// One trained set of layers: the aspect head's attention and output, the
+/// sentiment head.
+struct Layers {
     key_w: Tensor,
     key_b: Tensor,
     queries: Tensor,
@@ -187,6 +202,12 @@ pub struct Heads {
     out_b: Tensor,
     sent_w: Tensor,
     sent_b: Tensor,
+}
+
+/// The trained layers: one member, or several trained alike from different
+/// seeds whose probabilities are averaged ([`HeadsManifest::members`]).
+pub struct Heads {
+    members: Vec<Layers>,
     /// Vector size.
     pub dim: usize,
     /// Targets, in output order.
@@ -212,7 +233,68 @@ impl Heads {
         targets: Vec<String>,
         sentiment_classes: usize,
     ) -> Result<Self, HeadsError> {
-        let t = targets.len();
+        Ok(Self {
+            members: vec![Layers::new(&vb, dim, targets.len(), sentiment_classes)?],
+            dim,
+            targets,
+            sentiment_classes,
+        })
+    }
+
+    /// Heads of `members` members, each under the prefix `member{i}.` of
+    /// `vb` (one member: no prefix, as [`Heads::new`]).
+    pub fn with_members(
+        vb: VarBuilder,
+        members: usize,
+        dim: usize,
+        targets: Vec<String>,
+        sentiment_classes: usize,
+    ) -> Result<Self, HeadsError> {
+        if members <= 1 {
+            return Self::new(vb, dim, targets, sentiment_classes);
+        }
+        let members = (0..members)
+            .map(|i| {
+                Layers::new(
+                    &vb.pp(member_prefix(i)),
+                    dim,
+                    targets.len(),
+                    sentiment_classes,
+                )
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            members,
+            dim,
+            targets,
+            sentiment_classes,
+        })
+    }
+
+    /// How many members are averaged.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
+    /// The one member that training updates (training builds heads of one
+    /// member each, [`trainable`]).
+    fn first(&self) -> &Layers {
+        &self.members[0]
+    }
+}
+
+/// The tensor-name prefix of member `i` in a weights file of several.
+pub fn member_prefix(i: usize) -> String {
+    format!("member{i}")
+}
+
+impl Layers {
+    fn new(
+        vb: &VarBuilder,
+        dim: usize,
+        t: usize,
+        sentiment_classes: usize,
+    ) -> Result<Self, HeadsError> {
         let k = CLASSES.len();
         let scale = (1.0 / dim as f64).sqrt();
         let uniform = Init::Uniform {
@@ -234,17 +316,13 @@ impl Heads {
             out_b: vb.get_with_hints((t, k), "out.bias", Init::Const(0.0))?,
             sent_w: vb.get_with_hints((dim, sentiment_classes), "sentiment.weight", uniform)?,
             sent_b: vb.get_with_hints(sentiment_classes, "sentiment.bias", Init::Const(0.0))?,
-            dim,
-            targets,
-            sentiment_classes,
         })
     }
+}
 
-    /// Aspect logits `[B, T, 4]` and attention `[B, T, L]` for token vectors
-    /// `x` `[B, L, D]` with `mask` `[B, L]` (1 for a real token, 0 for padding).
-    /// `keep`, in training, is a dropout mask over `x` (already scaled by
-    /// `1 / (1 - p)`).
-    pub fn aspect_logits(
+impl Layers {
+    /// See [`Heads::aspect_logits`].
+    fn aspect_logits(
         &self,
         x: &Tensor,
         mask: &Tensor,
@@ -276,17 +354,50 @@ impl Heads {
         Ok((logits, attn))
     }
 
-    /// Sentiment logits `[B, C]` (negative, positive; or negative, neutral,
-    /// positive) from the masked mean of token vectors.
-    pub fn sentiment_logits(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, HeadsError> {
+    /// See [`Heads::sentiment_logits`].
+    fn sentiment_logits(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, HeadsError> {
         let m = mask.unsqueeze(2)?;
         let sum = x.broadcast_mul(&m)?.sum(1)?;
         let count = m.sum(1)?.clamp(1e-9, f64::MAX)?;
         let mean = sum.broadcast_div(&count)?;
         Ok(mean.matmul(&self.sent_w)?.broadcast_add(&self.sent_b)?)
     }
+}
 
-    /// Runs the aspect head over token sequences (each `len x dim`, row-major).
+/// Element-wise mean of equally long vectors (the members' outputs).
+fn mean_of(parts: &[Vec<f32>]) -> Vec<f32> {
+    let n = parts.len().max(1) as f32;
+    let mut out = vec![0f32; parts.first().map_or(0, Vec::len)];
+    for p in parts {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v / n;
+        }
+    }
+    out
+}
+
+impl Heads {
+    /// Aspect logits `[B, T, 4]` and attention `[B, T, L]` for token vectors
+    /// `x` `[B, L, D]` with `mask` `[B, L]` (1 for a real token, 0 for padding),
+    /// of the first member: what training updates. `keep`, in training, is
+    /// a dropout mask over `x` (already scaled by `1 / (1 - p)`).
+    pub fn aspect_logits(
+        &self,
+        x: &Tensor,
+        mask: &Tensor,
+        keep: Option<&Tensor>,
+    ) -> Result<(Tensor, Tensor), HeadsError> {
+        self.first().aspect_logits(x, mask, keep)
+    }
+
+    /// Sentiment logits `[B, C]` (negative, positive; or negative, neutral,
+    /// positive) from the masked mean of token vectors, of the first member.
+    pub fn sentiment_logits(&self, x: &Tensor, mask: &Tensor) -> Result<Tensor, HeadsError> {
+        self.first().sentiment_logits(x, mask)
+    }
+
+    /// Runs the aspect head over token sequences (each `len x dim`,
+    /// row-major): every member's probabilities and attention, averaged.
     pub fn aspects(&self, seqs: &[&[f32]]) -> Result<AspectOutput, HeadsError> {
         if seqs.is_empty() {
             return Ok(AspectOutput {
@@ -295,31 +406,53 @@ impl Heads {
             });
         }
         let (x, mask, lens) = pad_seqs(seqs, self.dim)?;
-        let (logits, attn) = self.aspect_logits(&x, &mask, None)?;
-        let probs = candle_nn::ops::softmax_last_dim(&logits)?.to_vec3::<f32>()?;
-        let attn = attn.to_vec3::<f32>()?;
+        let mut probs = Vec::new();
+        let mut attn = Vec::new();
+        for l in &self.members {
+            let (logits, a) = l.aspect_logits(&x, &mask, None)?;
+            probs.push(
+                candle_nn::ops::softmax_last_dim(&logits)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+            attn.push(a.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let (probs, attn) = (mean_of(&probs), mean_of(&attn));
+        let (t_n, longest) = (
+            self.targets.len(),
+            lens.iter().copied().max().unwrap_or(0).max(1),
+        );
         Ok(AspectOutput {
             probs: probs
-                .into_iter()
-                .map(|row| row.into_iter().map(|p| [p[0], p[1], p[2], p[3]]).collect())
+                .chunks(t_n * 4)
+                .map(|row| row.chunks(4).map(|p| [p[0], p[1], p[2], p[3]]).collect())
                 .collect(),
             attention: attn
-                .into_iter()
+                .chunks(t_n * longest)
                 .zip(&lens)
-                .map(|(row, &n)| row.into_iter().map(|a| a[..n].to_vec()).collect())
+                .map(|(row, &n)| row.chunks(longest).map(|a| a[..n].to_vec()).collect())
                 .collect(),
         })
     }
 
-    /// The sentiment of each token sequence.
+    /// The sentiment of each token sequence, averaged over the members.
     pub fn sentiment(&self, seqs: &[&[f32]]) -> Result<Vec<SentimentProbs>, HeadsError> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
         let (x, mask, _) = pad_seqs(seqs, self.dim)?;
-        let p = candle_nn::ops::softmax_last_dim(&self.sentiment_logits(&x, &mask)?)?
-            .to_vec2::<f32>()?;
-        Ok(p.iter().map(|p| SentimentProbs::from_softmax(p)).collect())
+        let mut parts = Vec::new();
+        for l in &self.members {
+            parts.push(
+                candle_nn::ops::softmax_last_dim(&l.sentiment_logits(&x, &mask)?)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        Ok(mean_of(&parts)
+            .chunks(self.sentiment_classes)
+            .map(SentimentProbs::from_softmax)
+            .collect())
     }
 }
 
@@ -327,8 +460,14 @@ impl Heads {
 /// and sentiment outputs of any span of those tokens follow without another
 /// matrix product: the heads are linear after the attention weights, so
 /// `W · Σ aᵢ xᵢ = Σ aᵢ (W xᵢ)`. One pass over a batch's tokens serves every
-/// sentence and clause of it.
+/// sentence and clause of it. With several members, each member's outputs
+/// are averaged, as [`Heads::aspects`] does.
 pub struct TokenProjections {
+    members: Vec<MemberProjections>,
+}
+
+/// One member's projections.
+struct MemberProjections {
     targets: usize,
     /// `[n, T]` attention scores `q_t · tanh(W x_i + b)`.
     scores: Vec<f32>,
@@ -352,13 +491,45 @@ fn softmax_in_place(v: &mut [f32]) {
 }
 
 impl TokenProjections {
+    /// `[target][class]` probabilities for the tokens `rows` (indices into
+    /// the projected run), exactly as [`Heads::aspects`] on those tokens.
+    pub fn aspect_probs(&self, rows: &[usize]) -> Vec<[f32; 4]> {
+        if let [one] = self.members.as_slice() {
+            return one.aspect_probs(rows);
+        }
+        let parts: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .map(|m| m.aspect_probs(rows).into_iter().flatten().collect())
+            .collect();
+        mean_of(&parts)
+            .chunks(4)
+            .map(|p| [p[0], p[1], p[2], p[3]])
+            .collect()
+    }
+
+    /// The sentiment over the tokens `rows`, exactly as
+    /// [`Heads::sentiment`] on those tokens.
+    pub fn sentiment(&self, rows: &[usize]) -> SentimentProbs {
+        if let [one] = self.members.as_slice() {
+            return one.sentiment(rows);
+        }
+        let parts: Vec<Vec<f32>> = self
+            .members
+            .iter()
+            .map(|m| m.sentiment(rows).0.to_vec())
+            .collect();
+        let p = mean_of(&parts);
+        SentimentProbs([p[0], p[1], p[2]])
+    }
+}
+
+impl MemberProjections {
     fn width(&self) -> usize {
         self.targets * 4 + self.sent_b.len()
     }
 
-    /// `[target][class]` probabilities for the tokens `rows` (indices into
-    /// the projected run), exactly as [`Heads::aspects`] on those tokens.
-    pub fn aspect_probs(&self, rows: &[usize]) -> Vec<[f32; 4]> {
+    fn aspect_probs(&self, rows: &[usize]) -> Vec<[f32; 4]> {
         let t_n = self.targets;
         let w = self.width();
         (0..t_n)
@@ -381,9 +552,7 @@ impl TokenProjections {
             .collect()
     }
 
-    /// The sentiment over the tokens `rows`, exactly as
-    /// [`Heads::sentiment`] on those tokens.
-    pub fn sentiment(&self, rows: &[usize]) -> SentimentProbs {
+    fn sentiment(&self, rows: &[usize]) -> SentimentProbs {
         let w = self.width();
         let off = self.targets * 4;
         let mut l = vec![0f32; self.sent_b.len()];
@@ -406,8 +575,20 @@ impl Heads {
     /// matrix products for the whole run.
     pub fn project(&self, x: &[f32]) -> Result<TokenProjections, HeadsError> {
         let n = x.len() / self.dim.max(1);
-        let t = self.targets.len();
         let xt = Tensor::from_slice(&x[..n * self.dim], (n, self.dim), &Device::Cpu)?;
+        Ok(TokenProjections {
+            members: self
+                .members
+                .iter()
+                .map(|l| l.project(&xt, self.dim, self.targets.len()))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+impl Layers {
+    /// One member's [`Heads::project`] over `xt` `[n, dim]`.
+    fn project(&self, xt: &Tensor, dim: usize, t: usize) -> Result<MemberProjections, HeadsError> {
         let keys = xt.matmul(&self.key_w)?.broadcast_add(&self.key_b)?.tanh()?;
         let scores = keys.matmul(&self.queries.t()?.contiguous()?)?;
         // [T, D, 4] -> [D, T * 4], then the sentiment layer beside it.
@@ -416,13 +597,13 @@ impl Heads {
                 self.out_w
                     .permute((1, 0, 2))?
                     .contiguous()?
-                    .reshape((self.dim, t * 4))?,
+                    .reshape((dim, t * 4))?,
                 self.sent_w.clone(),
             ],
             1,
         )?;
         let proj = xt.matmul(&w)?;
-        Ok(TokenProjections {
+        Ok(MemberProjections {
             targets: t,
             scores: scores.flatten_all()?.to_vec1()?,
             proj: proj.flatten_all()?.to_vec1()?,
@@ -479,15 +660,20 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
     }
     let bytes = read_verified(dir, &manifest.weights, &manifest.weights_sha256)?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;
-    let dim = vb.get_unchecked("key.bias")?.dim(D::Minus1)?;
-    let classes = vb.get_unchecked("sentiment.bias")?.dim(D::Minus1)?;
+    let first = if manifest.members > 1 {
+        vb.pp(member_prefix(0))
+    } else {
+        vb.clone()
+    };
+    let dim = first.get_unchecked("key.bias")?.dim(D::Minus1)?;
+    let classes = first.get_unchecked("sentiment.bias")?.dim(D::Minus1)?;
     if classes != manifest.sentiment_classes {
         return Err(manifest_err(format!(
             "`sentiment_classes = {}` but the weights have {classes}. Fix: retrain with `verbatim train` (models/heads/README.md)",
             manifest.sentiment_classes
         )));
     }
-    let heads = Heads::new(vb, dim, manifest.targets.clone(), classes)?;
+    let heads = Heads::with_members(vb, manifest.members, dim, manifest.targets.clone(), classes)?;
     Ok(LoadedHeads {
         heads,
         manifest,
@@ -629,6 +815,50 @@ mod tests {
                     "{s_full:?} {s_fast:?}"
                 );
             }
+        }
+    }
+
+    /// Several members: the fast projections still equal the full
+    /// forward, and both are the mean of the members read one by one.
+    #[test]
+    fn members_are_averaged() {
+        let vm = VarMap::new();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let targets: Vec<String> = TARGETS.iter().map(|t| t.to_string()).collect();
+        let both = Heads::with_members(vb.clone(), 2, 8, targets.clone(), 3).unwrap();
+        assert_eq!(both.members(), 2);
+        let one: Vec<Heads> = (0..2)
+            .map(|i| Heads::new(vb.pp(member_prefix(i)), 8, targets.clone(), 3).unwrap())
+            .collect();
+        let tokens: Vec<f32> = (0..5 * 8).map(|i| (i as f32 * 0.53).cos()).collect();
+        let full = both.aspects(&[&tokens]).unwrap();
+        let fast = both
+            .project(&tokens)
+            .unwrap()
+            .aspect_probs(&[0, 1, 2, 3, 4]);
+        let parts: Vec<AspectOutput> = one.iter().map(|h| h.aspects(&[&tokens]).unwrap()).collect();
+        for (t, fast_t) in fast.iter().enumerate() {
+            for (k, fast_tk) in fast_t.iter().enumerate() {
+                let mean = (parts[0].probs[0][t][k] + parts[1].probs[0][t][k]) / 2.0;
+                assert!((full.probs[0][t][k] - mean).abs() < 1e-5);
+                assert!((fast_tk - mean).abs() < 1e-5);
+            }
+            assert_eq!(full.attention[0][t].len(), 5);
+        }
+        assert!(
+            (parts[0].probs[0][0][0] - parts[1].probs[0][0][0]).abs() > 1e-6,
+            "the members differ"
+        );
+        let s = both.sentiment(&[&tokens]).unwrap()[0];
+        let s_fast = both.project(&tokens).unwrap().sentiment(&[0, 1, 2, 3, 4]);
+        let s_parts: Vec<SentimentProbs> = one
+            .iter()
+            .map(|h| h.sentiment(&[&tokens]).unwrap()[0])
+            .collect();
+        for k in 0..3 {
+            let mean = (s_parts[0].0[k] + s_parts[1].0[k]) / 2.0;
+            assert!((s.0[k] - mean).abs() < 1e-5);
+            assert!((s_fast.0[k] - mean).abs() < 1e-5);
         }
     }
 
