@@ -16,7 +16,10 @@
 //!    (`nlp.encode_clauses`), and with `read_clauses` at every clause break
 //!    (from the clause's slice of the sentence's vectors), so praise in one
 //!    clause does not colour a complaint in the next;
-//! 3. the whole comment's token vectors give the sentiment score.
+//! 3. the whole comment's token vectors give the sentiment score;
+//! 4. flags that need a complaint (`[flags.<name>] needs_complaint`,
+//!    repeat_issue by default) are withdrawn from a comment with no
+//!    negative mention and no negative sentiment.
 //!
 //! Comments in other languages get no aspects and no sentiment, and
 //! `analysis_skipped` says why: the stage never guesses on text the model

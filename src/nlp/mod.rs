@@ -144,11 +144,12 @@ pub fn operators_for(
         None
     };
     let mut embed = embed_operator_over(cfg, &files)?;
-    let analysis = analysis.map(|a| a.with_projection(embed.projection().cloned()));
+    let analysis = analysis.map(|a| {
+        a.with_projection(embed.projection().cloned())
+            .with_complaint_flags(crate::config::complaint_flags(flag_patterns))
+    });
     // Example phrases of the `[targets]` and `[flags]` tables, embedded
     // once at start.
-    let analysis =
-        analysis.map(|a| a.with_complaint_flags(crate::config::complaint_flags(flag_patterns)));
     let analysis = match analysis {
         Some(mut a) => {
             for (name, t) in targets {
