@@ -418,10 +418,8 @@ impl Heads {
             attn.push(a.flatten_all()?.to_vec1::<f32>()?);
         }
         let (probs, attn) = (mean_of(&probs), mean_of(&attn));
-        let (t_n, longest) = (
-            self.targets.len(),
-            lens.iter().copied().max().unwrap_or(0).max(1),
-        );
+        // The padded length pad_seqs chose.
+        let (t_n, longest) = (self.targets.len(), x.dim(1)?);
         Ok(AspectOutput {
             probs: probs
                 .chunks(t_n * 4)
