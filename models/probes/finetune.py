@@ -7,8 +7,8 @@ maps are trained together with a head of the same form as verbatim's
 aspect head (src/nlp/heads.rs: per-target query attending over
 tanh(W x + b), then a per-target linear layer to absent / negative /
 neutral / positive) and a sentiment layer over the mean token vector. The
-baseline trains the same heads with K = 0 (frozen vectors), same data,
-same steps, same seed. Both are scored on sets never trained on, at the
+baseline (--frozen) trains the same heads over the untouched layers, same
+data, same seed. Both are scored on sets never trained on, at the
 comment level (a target is read when 1 - p(absent) >= 0.5, with the
 likelier polarity):
 
@@ -315,45 +315,42 @@ def main():
         return torch.cat(out)
 
     def evaluate():
-      results = {}
-      for name, rows in evals.items():
-          probs = predict(eval_states[name])
-          tp = {t: [0, 0, 0] for t in ("staff", "product")}
-          pol_ok = pol_n = 0
-          for r, p in zip(rows, probs):
-              gold = {}
-              for a in r.get("aspects", []):
-                  t = a["target"]
-                  if t == "staff_or_process":
-                      gold["staff"] = a["polarity"]
-                      gold["process"] = a["polarity"]
-                  elif t in TARGETS:
-                      gold[t] = a["polarity"]
-              pred = {}
-              for ti, t in enumerate(TARGETS):
-                  if 1 - p[ti, 0] >= 0.5:
-                      pred[t] = CLASSES[1 + int(p[ti, 1:].argmax())]
-              service = any(a["target"] == "staff_or_process" for a in r.get("aspects", []))
-              for t in ("staff", "product"):
-                  g = gold.get(t) == "negative"
-                  pr = pred.get(t) == "negative" or (t == "staff" and service and pred.get("process") == "negative")
-                  tp[t][0] += g and pr
-                  tp[t][1] += pr and not g
-                  tp[t][2] += g and not pr
-              for t, gp in gold.items():
-                  if t in pred and gp in ("negative", "neutral", "positive"):
-                      pol_n += 1
-                      pol_ok += pred[t] == gp
-          res = {}
-          for t, (a, b, c) in tp.items():
-              P = a / (a + b) if a + b else 0.0
-              R = a / (a + c) if a + c else 0.0
-              res[t] = (P, R, 2 * P * R / (P + R) if P + R else 0.0, a + c)
-          results[name] = res
-          print(f"{name:18s} staff P/R/F1 {res['staff'][0]:.2f}/{res['staff'][1]:.2f}/{res['staff'][2]:.2f} (n={res['staff'][3]})"
-                f"  product F1 {res['product'][2]:.2f} (n={res['product'][3]})  polarity {pol_ok / max(pol_n, 1):.3f} (n={pol_n})", flush=True)
+        for name, rows in evals.items():
+            probs = predict(eval_states[name])
+            tp = {t: [0, 0, 0] for t in ("staff", "product")}
+            pol_ok = pol_n = 0
+            for r, p in zip(rows, probs):
+                gold = {}
+                for a in r.get("aspects", []):
+                    t = a["target"]
+                    if t == "staff_or_process":
+                        gold["staff"] = a["polarity"]
+                        gold["process"] = a["polarity"]
+                    elif t in TARGETS:
+                        gold[t] = a["polarity"]
+                pred = {}
+                for ti, t in enumerate(TARGETS):
+                    if 1 - p[ti, 0] >= 0.5:
+                        pred[t] = CLASSES[1 + int(p[ti, 1:].argmax())]
+                service = any(a["target"] == "staff_or_process" for a in r.get("aspects", []))
+                for t in ("staff", "product"):
+                    g = gold.get(t) == "negative"
+                    pr = pred.get(t) == "negative" or (t == "staff" and service and pred.get("process") == "negative")
+                    tp[t][0] += g and pr
+                    tp[t][1] += pr and not g
+                    tp[t][2] += g and not pr
+                for t, gp in gold.items():
+                    if t in pred and gp in ("negative", "neutral", "positive"):
+                        pol_n += 1
+                        pol_ok += pred[t] == gp
+            res = {}
+            for t, (a, b, c) in tp.items():
+                P = a / (a + b) if a + b else 0.0
+                R = a / (a + c) if a + c else 0.0
+                res[t] = (P, R, 2 * P * R / (P + R) if P + R else 0.0, a + c)
+            print(f"{name:18s} staff P/R/F1 {res['staff'][0]:.2f}/{res['staff'][1]:.2f}/{res['staff'][2]:.2f} (n={res['staff'][3]})"
+                  f"  product F1 {res['product'][2]:.2f} (n={res['product'][3]})  polarity {pol_ok / max(pol_n, 1):.3f} (n={pol_n})", flush=True)
     t0 = time.time()
-    step = 0
     for ep in range(args.epochs):
         random.shuffle(batches)
         tot = 0.0
@@ -370,7 +367,6 @@ def main():
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
             tot += loss.item()
         print(f"  epoch {ep + 1}: loss {tot / len(batches):.4f} ({time.time() - t0:.0f} s)", flush=True)
         evaluate()
