@@ -551,6 +551,34 @@ fn a_flag_defined_by_examples_is_raised_on_its_clause() {
     }
 }
 
+/// A flag's exclusions withdraw it whatever raised it: a clause close to
+/// the examples raises `billing_error` ("I was charged twice"), and with
+/// `exclude = ["refunded"]` the same clause in a sentence that says it was
+/// refunded raises nothing, as a pattern's match there would not.
+#[test]
+fn exclusions_withdraw_a_flag_raised_by_examples() {
+    let Some(cfg) = e5_cfg() else { return };
+    let examples = "examples = [\"I was charged twice\", \"the amount on my bill is wrong\"]";
+    let with = |extra: &str| -> std::collections::BTreeMap<String, verbatim::config::FlagPatterns> {
+        toml::from_str(&format!("[billing_error]\n{examples}\n{extra}")).unwrap()
+    };
+    let texts = ["I was charged twice for one order, but it was refunded the same day."];
+    let raised = |flags: &std::collections::BTreeMap<String, verbatim::config::FlagPatterns>| {
+        let out = analyse_full(&cfg, flags, &Default::default(), &texts);
+        out[0]
+            .nlp
+            .flags
+            .iter()
+            .flatten()
+            .any(|e| e.flag == "billing_error")
+    };
+    assert!(
+        raised(&with("")),
+        "the examples raise it without the exclusion"
+    );
+    assert!(!raised(&with("exclude = [\"refunded\"]")));
+}
+
 /// The learned flags (`verbatim train-flags`, 5 s) are reproduced by the
 /// command their manifest records (byte for byte where int8 is exact).
 #[test]

@@ -16,7 +16,8 @@ pub struct FlagPatterns {
     /// Regular expressions (case-insensitive) that raise the flag.
     #[serde(default)]
     pub patterns: Vec<String>,
-    /// Regular expressions that, found in the same sentence, cancel a match.
+    /// Regular expressions that, found in the same sentence, cancel the
+    /// flag there, whatever raised it (a pattern, a learned head, examples).
     #[serde(default)]
     pub exclude: Vec<String>,
     /// Short phrases that say the flag, in a language the model reads (the

@@ -55,6 +55,9 @@ pub struct AnalyzeOperator {
     /// Flags kept only on a comment that reads as a complaint
     /// ([`crate::config::complaint_flags`]).
     complaint_flags: Vec<String>,
+    /// The flag stage's patterns: their exclusions also withdraw what a
+    /// learned head or example phrases raised.
+    exclusions: Option<super::flags::FlagMatcher>,
 }
 
 /// A target (or flag) an analyst defined by example phrases.
@@ -101,7 +104,17 @@ impl AnalyzeOperator {
             flag_heads: None,
             projection: None,
             complaint_flags: Vec::new(),
+            exclusions: None,
         }
+    }
+
+    /// Applies the flag patterns' exclusions (`[flags.<name>] exclude` and
+    /// the built-in ones) to the flags a learned head or example phrases
+    /// raise, as the flag stage applies them to its own matches: a flag
+    /// whose evidence sits in an excluded sentence is not raised.
+    pub fn with_flag_exclusions(mut self, matcher: super::flags::FlagMatcher) -> Self {
+        self.exclusions = Some(matcher);
+        self
     }
 
     /// Flags (`names`) that a comment keeps only when it reads as a
@@ -580,13 +593,20 @@ impl Operator for AnalyzeOperator {
             let Some(st) = c.nlp.tokens.as_ref() else {
                 continue;
             };
-            let learned = self.learned_flags(&c.text, st);
             let by_example = std::mem::take(&mut example_evidence[i]);
-            let flags = batch.comments[i].nlp.flags.get_or_insert_with(Vec::new);
-            for e in learned
+            let raised: Vec<Evidence> = self
+                .learned_flags(&c.text, st)
                 .into_iter()
                 .chain(by_example.into_iter().map(|x| x.1))
-            {
+                .filter(|e| {
+                    !self
+                        .exclusions
+                        .as_ref()
+                        .is_some_and(|m| m.excluded(&c.text, e))
+                })
+                .collect();
+            let flags = batch.comments[i].nlp.flags.get_or_insert_with(Vec::new);
+            for e in raised {
                 if !flags.iter().any(|x| x.flag == e.flag) {
                     flags.push(e);
                 }

@@ -40,7 +40,16 @@ fn defaults() -> Vec<(
                 r"позвоните",
                 r"напишите мне",
             ],
-            &[r"\bcall me (crazy|old[- ]fashioned)\b"],
+            &[
+                r"\bcall me (crazy|old[- ]fashioned)\b",
+                // Contact declined, not asked for: "no need to contact me",
+                // "I don't need anyone to call me".
+                r"\b(no need|don'?t need|do not need|needn'?t|not necessary)( for)?( (anyone|anybody|someone|somebody|you))?( to)? (call|contact|ring|phone|get back|email|e-mail|text|reach)",
+                r"\b(don'?t|do not|no need to) (call|contact|ring|phone) (me|us)\b",
+                r"не (нужно|надо|обязательно|стоит)( мне)? (звонить|перезванивать|связываться|писать)",
+                r"(звонить|перезванивать|связываться) (мне )?не (нужно|надо)",
+                r"не (звоните|перезванивайте)",
+            ],
         ),
         (
             "repeat_issue",
@@ -114,25 +123,43 @@ fn defaults() -> Vec<(
                 r"\b(smoke alarm|fire alarm|gas leak|carbon monoxide|bed ?bugs)\b",
                 r"\b(stranded|hard shoulder|motorway verge)\b",
                 r"\bterrif(ying|ied)\b",
-                r"опасн\w*",
+                // Not inside "безопасн…" (safe, safety).
+                r"\bопасн\w*",
                 r"угроз\w* (жизни|здоровью)",
                 r"поскользнул\w*",
                 r"ушиб\w*",
                 r"травм\w*",
                 r"оголённ\w* провод\w*|оголенн\w* провод\w*",
             ],
-            &[r"\bnot (at all )?dangerous\b", r"\bfelt safe\b"],
+            &[
+                r"\bnot (at all )?dangerous\b",
+                r"\bfelt safe\b",
+                r"\b(feel|feels|felt) (much |a lot |far |so much )?safer\b",
+                r"\bno (danger|hazard)s? (of|to)\b",
+                r"\b(никаких|нет никакой|без) опасн\w*",
+            ],
         ),
     ]
 }
 
+#[derive(Clone)]
 struct Flag {
     name: String,
     patterns: Vec<Regex>,
     exclude: Vec<Regex>,
 }
 
+impl Flag {
+    /// Whether one of the flag's exclusions matches the sentence around
+    /// bytes `start..end` of `text`.
+    fn excludes(&self, text: &str, start: usize, end: usize) -> bool {
+        let sentence = sentence_around(text, start, end);
+        self.exclude.iter().any(|x| x.is_match(sentence))
+    }
+}
+
 /// Raises flags on comments.
+#[derive(Clone)]
 pub struct FlagMatcher {
     flags: Vec<Flag>,
 }
@@ -201,10 +228,7 @@ impl FlagMatcher {
                 .patterns
                 .iter()
                 .flat_map(|p| p.find_iter(text))
-                .filter(|m| {
-                    let sentence = sentence_around(text, m.start(), m.end());
-                    !f.exclude.iter().any(|x| x.is_match(sentence))
-                })
+                .filter(|m| !f.excludes(text, m.start(), m.end()))
                 .min_by_key(|m| m.start());
             if let Some(m) = hit {
                 out.push(Evidence {
@@ -216,6 +240,30 @@ impl FlagMatcher {
             }
         }
         out
+    }
+}
+
+impl FlagMatcher {
+    /// Whether `e` (raised by anything: a pattern, a learned head, example
+    /// phrases) sits in a sentence one of its flag's exclusions matches:
+    /// "no need to contact me" withdraws contact_requested whatever raised
+    /// it. A flag the matcher does not know is never excluded.
+    pub fn excluded(&self, text: &str, e: &Evidence) -> bool {
+        let Some(f) = self.flags.iter().find(|f| f.name == e.flag) else {
+            return false;
+        };
+        let byte = |chars: u32| {
+            text.char_indices()
+                .nth(chars as usize)
+                .map_or(text.len(), |(b, _)| b)
+        };
+        let start = byte(e.start);
+        // A clause's span ends after its full stop: the sentence is the
+        // one the span's words sit in, not the next one.
+        let end = byte(e.end).max(start);
+        let words = text[start..end]
+            .trim_end_matches(|c: char| c.is_whitespace() || matches!(c, '.' | '!' | '?' | ';'));
+        f.excludes(text, start, start + words.len())
     }
 }
 
@@ -335,5 +383,92 @@ mod tests {
         );
         let e = FlagMatcher::new(&extra).err().unwrap().to_string();
         assert!(e.contains("flags.broken"), "{e}");
+    }
+
+    #[test]
+    fn declined_contact_and_praised_safety_raise_nothing() {
+        // (flag, raised?, texts)
+        let cases: [(&str, bool, &[&str]); 4] = [
+            (
+                "contact_requested",
+                false,
+                &[
+                    "Cheap and quick, no need to contact me.",
+                    "Results came by text the same day, I don't need anyone to call me.",
+                    "The new dashboard is brilliant, no need to get back to me.",
+                    "Всё решили, перезванивать не нужно.",
+                    "Не нужно мне звонить, всё понятно.",
+                ],
+            ),
+            (
+                "contact_requested",
+                true,
+                &[
+                    "Please call me back about the bill.",
+                    "No need to apologise. Please call me back.",
+                    "Перезвоните мне, пожалуйста.",
+                ],
+            ),
+            (
+                "safety_risk",
+                false,
+                &[
+                    "New lighting at the station makes it feel much safer at night.",
+                    "Flood cover was explained well, no danger of surprises.",
+                    "У машины отличный рейтинг безопасности.",
+                    "Страховку объяснили хорошо, никаких опасных сюрпризов.",
+                ],
+            ),
+            (
+                "safety_risk",
+                true,
+                &[
+                    "The stairs are dangerous at night.",
+                    "Опасная проводка в подъезде.",
+                    "Это опасно для детей.",
+                ],
+            ),
+        ];
+        for (flag, raised, texts) in cases {
+            for t in texts {
+                assert_eq!(flags(t).iter().any(|x| x == flag), raised, "{flag}: {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn exclusions_withdraw_evidence_from_any_source() {
+        let m = FlagMatcher::new(&BTreeMap::new()).unwrap();
+        let text = "The app is great. No need to contact me.";
+        let at = |start: u32, end: u32| Evidence {
+            flag: "contact_requested".into(),
+            start,
+            end,
+            text: String::new(),
+        };
+        // A learned head's evidence in the excluded sentence, then in the other.
+        assert!(m.excluded(text, &at(18, 40)));
+        assert!(!m.excluded(text, &at(0, 17)));
+        let other = Evidence {
+            flag: "unknown_flag".into(),
+            ..at(18, 40)
+        };
+        assert!(!m.excluded(text, &other));
+        // "Don't feel safe" is a danger (raised by the learned head): not
+        // excluded, though "feel … safer" is.
+        let unsafe_text = "No lighting at night, I don't feel safe using it.";
+        let danger = Evidence {
+            flag: "safety_risk".into(),
+            ..at(0, unsafe_text.chars().count() as u32)
+        };
+        assert!(!m.excluded(unsafe_text, &danger));
+        // Character offsets, not bytes: the same in Russian.
+        let ru = "Приложение отличное. Перезванивать не нужно.";
+        let start = ru
+            .find("Перезванивать")
+            .map(|b| ru[..b].chars().count())
+            .unwrap() as u32;
+        assert!(m.excluded(ru, &at(start, ru.chars().count() as u32)));
+        assert!(!m.excluded(ru, &at(0, 19)));
     }
 }

@@ -144,9 +144,12 @@ pub fn operators_for(
         None
     };
     let mut embed = embed_operator_over(cfg, &files)?;
+    let matcher =
+        flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
     let analysis = analysis.map(|a| {
         a.with_projection(embed.projection().cloned())
             .with_complaint_flags(crate::config::complaint_flags(flag_patterns))
+            .with_flag_exclusions(matcher.clone())
     });
     // Example phrases of the `[targets]` and `[flags]` tables, embedded
     // once at start.
@@ -176,8 +179,6 @@ pub fn operators_for(
     let embed = embed
         .keep_tokens(analysis.is_some())
         .encode_clauses(cfg.encode_clauses);
-    let matcher =
-        flags::FlagMatcher::new(flag_patterns).map_err(|e| NlpError::Pattern(e.to_string()))?;
     let mut operators: Vec<Box<dyn Operator>> = vec![
         Box::new(language::LanguageOperator::new(&cfg.languages)),
         Box::new(flags::FlagOperator::new(matcher)),
