@@ -34,7 +34,9 @@ fn defaults() -> Vec<(
                 r"\b(speak|talk) to (a|the|your) (manager|supervisor|human|person|someone)\b",
                 r"\bsomeone (to )?(call|contact|ring|phone)",
                 r"\bcall back\b",
-                r"перезвон\w*",
+                // A request ("перезвоните", "прошу перезвонить", "жду
+                // перезвона"), not a call that happened ("перезвонил").
+                r"перезвон(ите|ить|и|ят|а)\b",
                 r"свяж\w*(ся)? со мной",
                 r"связаться со мной",
                 r"позвоните",
@@ -398,6 +400,7 @@ mod tests {
                     "The new dashboard is brilliant, no need to get back to me.",
                     "Всё решили, перезванивать не нужно.",
                     "Не нужно мне звонить, всё понятно.",
+                    "Мой консультант перезвонил в течение часа, как и обещал.",
                 ],
             ),
             (
@@ -407,6 +410,8 @@ mod tests {
                     "Please call me back about the bill.",
                     "No need to apologise. Please call me back.",
                     "Перезвоните мне, пожалуйста.",
+                    "Жду перезвона уже неделю.",
+                    "Прошу перезвонить по поводу счёта.",
                 ],
             ),
             (
