@@ -196,6 +196,7 @@ pub fn execute(args: EvalThemesArgs) -> anyhow::Result<()> {
             coverage_line(&r.label_coverage),
             coverage_line(&r.member_label_coverage)
         );
+        println!("  {}", refit_line(&r.refit));
         if r.skipped > 0 {
             println!("  {} rows skipped (no label, not one aspect)", r.skipped);
         }
@@ -232,6 +233,62 @@ fn coverage_mean(
         })
         .collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// The warm refits of `runs` (one per order): means, and the worst
+/// order's NMIs.
+fn refit_mean(runs: &[crate::themes::eval::StreamRun]) -> serde_json::Value {
+    let k = runs.len().max(1) as f64;
+    let mean = |f: &dyn Fn(&crate::themes::eval::WarmRefit) -> f64| {
+        runs.iter().map(|r| f(&r.refit)).sum::<f64>() / k
+    };
+    let worst = |f: &dyn Fn(&crate::themes::eval::WarmRefit) -> f64| {
+        runs.iter()
+            .map(|r| f(&r.refit))
+            .fold(f64::INFINITY, f64::min)
+    };
+    serde_json::json!({
+        "refit_distance": runs.first().map(|r| r.refit.refit_distance),
+        "themes": mean(&|r| r.themes as f64),
+        "most_themes": runs.iter().map(|r| r.refit.themes).max(),
+        "nmi": mean(&|r| r.assigned.nmi), "min_nmi": worst(&|r| r.assigned.nmi),
+        "ari": mean(&|r| r.assigned.ari),
+        "written_nmi": mean(&|r| r.written.nmi), "min_written_nmi": worst(&|r| r.written.nmi),
+        "outlier_share": mean(&|r| r.outlier_share),
+        "pairs_same_theme": runs.iter().map(|r| r.refit.pairs_same_theme).collect::<Option<Vec<f64>>>()
+            .map(|v| v.iter().sum::<f64>() / k),
+    })
+}
+
+/// One line for [`refit_mean`]'s object.
+fn refit_line_of(r: &serde_json::Value) -> String {
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "after a warm refit (cut {:.3}): {:.0} themes (at most {}), NMI {:.3} (worst order {:.3}), ARI {:.3}, outliers {:.1}%; the ids written, through its merges: NMI {:.3} (worst {:.3}){}",
+        f("refit_distance"),
+        f("themes"),
+        r["most_themes"].as_u64().unwrap_or(0),
+        f("nmi"),
+        f("min_nmi"),
+        f("ari"),
+        100.0 * f("outlier_share"),
+        f("written_nmi"),
+        f("min_written_nmi"),
+        r["pairs_same_theme"].as_f64().map_or(String::new(), |p| format!(
+            "; translation pairs in one theme {:.1}%",
+            100.0 * p
+        ))
+    )
+}
+
+/// [`refit_line_of`] for one run.
+fn refit_line(r: &crate::themes::eval::WarmRefit) -> String {
+    refit_line_of(&serde_json::json!({
+        "refit_distance": r.refit_distance, "themes": r.themes, "most_themes": r.themes,
+        "nmi": r.assigned.nmi, "min_nmi": r.assigned.nmi, "ari": r.assigned.ari,
+        "written_nmi": r.written.nmi, "min_written_nmi": r.written.nmi,
+        "outlier_share": r.outlier_share, "pairs_same_theme": r.pairs_same_theme,
+    }))
 }
 
 /// A share as a percentage, or `n/a`.
@@ -351,6 +408,7 @@ fn sweep(
                 "label_coverage_median": coverage_mean(&these, |r| &r.label_coverage, false),
                 "member_labels_at_bar": coverage_mean(&these, |r| &r.member_label_coverage, true),
                 "member_label_coverage_median": coverage_mean(&these, |r| &r.member_label_coverage, false),
+                "refit": refit_mean(&these),
             });
             if !json {
                 println!(
@@ -372,6 +430,7 @@ fn sweep(
                     pct(&s["member_labels_at_bar"]),
                     these.len()
                 );
+                println!("  {}", refit_line_of(&s["refit"]));
             }
             settings.push(s);
             runs.extend(these);
@@ -387,15 +446,27 @@ fn sweep(
         let nmi = these.iter().map(|(_, a)| a.nmi).sum::<f64>() / k;
         let ari = these.iter().map(|(_, a)| a.ari).sum::<f64>() / k;
         let groups = these.iter().map(|(g, _)| *g as f64).sum::<f64>() / k;
+        // The pipeline's stream, then a warm refit cut at `d`.
+        let cfg = crate::config::ThemesConfig {
+            refit_distance: Some(d),
+            ..themes.clone()
+        };
+        let warm = refit_mean(
+            &orders
+                .iter()
+                .map(|&o| data.stream(&cfg, o))
+                .collect::<Vec<_>>(),
+        );
         if !json {
             println!(
-                "refit cut {d:.3}: NMI {nmi:.3}, ARI {ari:.3}, {groups:.0} themes in a block, over {} order(s)",
+                "refit cut {d:.3}: from scratch, NMI {nmi:.3}, ARI {ari:.3}, {groups:.0} themes in a block; {}; over {} order(s)",
+                refit_line_of(&warm),
                 these.len()
             );
         }
-        refit.push(
-            serde_json::json!({"refit_distance": d, "nmi": nmi, "ari": ari, "themes": groups}),
-        );
+        refit.push(serde_json::json!({
+            "refit_distance": d, "nmi": nmi, "ari": ari, "themes": groups, "warm": warm,
+        }));
     }
     if json {
         let obj = serde_json::json!({

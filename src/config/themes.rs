@@ -24,9 +24,10 @@ pub struct ThemesConfig {
     pub min_theme_size: usize,
     /// Most comments the novelty buffer holds (oldest dropped first).
     pub buffer: usize,
-    /// Average-linkage cosine distance at which `verbatim themes refit
-    /// --from-scratch` cuts its clusters of all stored comments. Unset: the
-    /// manifest's `[calibration]`, else 0.45.
+    /// Average-linkage cosine distance at which `verbatim themes refit`
+    /// cuts: `--from-scratch`, its clusters of all stored comments; a warm
+    /// refit, its merges of existing themes. Unset: the manifest's
+    /// `[calibration]`, else 0.45.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refit_distance: Option<f32>,
     /// What a theme groups: `mention` (each clause the analysis reads,

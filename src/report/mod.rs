@@ -22,6 +22,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 
 use crate::sink::read::{read_comments, read_mentions, MentionRow, ReadError, Row};
+use crate::themes::assignments::Assignments;
 use crate::themes::daily::spikes;
 use crate::themes::store::apply_curation;
 
@@ -405,6 +406,11 @@ impl ReportBuilder {
     pub fn build(&self) -> Result<Report, ReportError> {
         let mut rows = read_comments(&self.root, self.since, self.until)?;
         let mut mentions = read_mentions(&self.root, self.since, self.until)?;
+        // The newest refit's themes for the rows it regrouped, then the
+        // snapshot's labels and merges.
+        if let Some(a) = Assignments::read_latest(&self.root)? {
+            a.apply(&mut rows, &mut mentions);
+        }
         let snapshot = std::fs::read(self.root.join(crate::themes::store::SNAPSHOT)).ok();
         apply_curation(
             snapshot.as_deref(),

@@ -197,7 +197,11 @@ pub fn string_list(b: &RecordBatch, name: &str, i: usize) -> Option<Vec<String>>
 
 /// The record batches of one Parquet file, with only those of `columns`
 /// the file has (`None`: every column).
-fn batches_of(path: &Path, columns: Option<&[&str]>) -> Result<Vec<RecordBatch>, ReadError> {
+/// The record batches of one Parquet file (only `columns`, when given).
+pub(crate) fn batches_of(
+    path: &Path,
+    columns: Option<&[&str]>,
+) -> Result<Vec<RecordBatch>, ReadError> {
     let perr = |e: &dyn std::fmt::Display| ReadError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -240,11 +244,15 @@ pub struct MentionRow {
     pub theme: Option<(i32, String)>,
     /// The clause (PII redacted again on reading, as comments' texts are).
     pub text: String,
+    /// `span_start`: where the clause starts in the comment (with
+    /// `comment_id` and `target`, which mention this is).
+    pub span_start: Option<i32>,
 }
 
 /// The columns [`read_mentions`] reads from `mentions/`.
-const MENTION_COLUMNS: [&str; 9] = [
+const MENTION_COLUMNS: [&str; 10] = [
     "comment_id",
+    "span_start",
     "event_time",
     "span_text",
     "staff_id",
@@ -277,6 +285,9 @@ pub fn read_mentions(
             let times = b
                 .column_by_name("event_time")
                 .and_then(|c| c.as_primitive_opt::<TimestampMicrosecondType>());
+            let starts = b
+                .column_by_name("span_start")
+                .and_then(|c| c.as_primitive_opt::<Int32Type>());
             for i in 0..b.num_rows() {
                 let theme = ids
                     .filter(|c| !c.is_null(i))
@@ -295,6 +306,7 @@ pub fn read_mentions(
                     text: text("span_text", i)
                         .map(|t| redactor.redact(&t).0.into_owned())
                         .unwrap_or_default(),
+                    span_start: starts.filter(|c| !c.is_null(i)).map(|c| c.value(i)),
                 });
             }
         }

@@ -17,7 +17,8 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use chrono::{Duration, NaiveDate};
 
-use crate::sink::read::{read_comments, ReadError, Row};
+use crate::sink::read::{read_comments, read_mentions, ReadError, Row};
+use crate::themes::assignments::Assignments;
 use crate::themes::store::{apply_curation, ThemeStore};
 
 /// Errors of `verbatim themes daily`.
@@ -233,9 +234,14 @@ fn batch(rows: &[DailyRow]) -> Result<RecordBatch, arrow::error::ArrowError> {
 pub fn write_daily(store: &ThemeStore) -> Result<(String, usize), DailyError> {
     let out = store.output();
     let root = out
-        .readable(&["comments"])
+        .readable(&["comments", "mentions", "themes/assignments"])
         .map_err(crate::themes::store::StoreError::from)?;
     let mut comments = read_comments(&root, None, None)?;
+    // Rows a refit regrouped count under its themes (see `assignments`).
+    if let Some(a) = Assignments::read_latest(&root)? {
+        let mut mentions = read_mentions(&root, None, None)?;
+        a.apply(&mut comments, &mut mentions);
+    }
     apply_curation(
         store.snapshot().as_deref(),
         None,

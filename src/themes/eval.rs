@@ -99,6 +99,8 @@ pub struct ThemesReport {
     pub label_coverage: LabelCoverage,
     /// The same over the texts that joined their theme.
     pub member_label_coverage: LabelCoverage,
+    /// A warm refit of the model and rows the stream ended with.
+    pub refit: WarmRefit,
 }
 
 /// NMI and ARI between two labelings (any hashable ids).
@@ -225,6 +227,7 @@ pub fn evaluate(
         settled_pairs_same_theme: run.settled_pairs_same_theme,
         label_coverage: run.label_coverage,
         member_label_coverage: run.member_label_coverage,
+        refit: run.refit,
     })
 }
 
@@ -290,6 +293,29 @@ pub struct StreamRun {
     /// similarity passed `join_similarity`): the firm members an analyst
     /// keeps with `theme_similarity`.
     pub member_label_coverage: LabelCoverage,
+    /// What `verbatim themes refit` (warm, one round, cut at the run's
+    /// `refit_distance`) makes of the model and rows the stream ended with.
+    pub refit: WarmRefit,
+}
+
+/// A warm refit at the end of a stream (see [`StreamRun::refit`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct WarmRefit {
+    /// `refit_distance` it merged at.
+    pub refit_distance: f32,
+    /// Themes after it.
+    pub themes: usize,
+    /// Every row under the refitted model (`themes/assignments/v<N>`),
+    /// against the labels.
+    pub assigned: Agreement,
+    /// The ids the stream wrote, read through the refit's merges (what
+    /// `comments.theme_id` joined to `themes.parquet`'s `merged_into`
+    /// gives), against the labels.
+    pub written: Agreement,
+    /// Share of rows the refit leaves with no theme.
+    pub outlier_share: f64,
+    /// Share of translation pairs in one theme under the refitted model.
+    pub pairs_same_theme: Option<f64>,
 }
 
 /// How well labels read against the texts written with their theme: the
@@ -481,6 +507,8 @@ impl Embedded {
         let mut model = ThemeModel::new(cfg.clone(), self.dim);
         let mut online = vec![-1i64; self.texts.len()];
         let mut written: Vec<(u32, &str, bool)> = Vec::new();
+        // Each row's items' themes as written.
+        let mut wrote: Vec<Vec<Option<u32>>> = vec![Vec::new(); self.items.len()];
         for chunk in order.chunks(self.batch.max(1)) {
             let (rows, items): (Vec<usize>, Vec<ThemeInput<'_>>) = chunk
                 .iter()
@@ -506,6 +534,9 @@ impl Embedded {
                     .filter_map(|(a, x)| a.theme.map(|t| (t, x.text, a.joined))),
             );
             let got: Vec<Option<u32>> = assigned.into_iter().map(|a| a.theme).collect();
+            for (&r, &g) in rows.iter().zip(&got) {
+                wrote[r].push(g);
+            }
             self.primaries(&rows, &got, &mut online);
         }
         let outliers = online.iter().filter(|&&x| x < 0).count();
@@ -561,6 +592,74 @@ impl Embedded {
             settled_pairs_same_theme: share(settled_together),
             label_coverage: LabelCoverage::of(&model, &written, false),
             member_label_coverage: LabelCoverage::of(&model, &written, true),
+            refit: self.warm_refit(&model, &wrote),
+        }
+    }
+
+    /// [`StreamRun::refit`]: the rows as `themes refit` reads them (each
+    /// item with the theme it was written with), refitted against `model`.
+    fn warm_refit(&self, model: &ThemeModel, wrote: &[Vec<Option<u32>>]) -> WarmRefit {
+        // The refit reads each target's items together.
+        let mut at: Vec<(usize, usize)> = (0..self.items.len())
+            .flat_map(|i| (0..self.items[i].len()).map(move |j| (i, j)))
+            .collect();
+        at.sort_by(|a, b| {
+            let t = |&(i, j): &(usize, usize)| self.items[i][j].target.as_deref();
+            t(a).cmp(&t(b)).then(a.cmp(b))
+        });
+        let items: Vec<crate::themes::refit::Item> = at
+            .iter()
+            .map(|&(i, j)| {
+                let x = &self.items[i][j];
+                crate::themes::refit::Item {
+                    id: i.to_string(),
+                    mention: x.target.clone().map(|t| (t, j as i32)),
+                    v: x.v.clone(),
+                    text: x.text.clone(),
+                    old: wrote[i].get(j).copied().flatten().unwrap_or(0),
+                }
+            })
+            .collect();
+        let fit = crate::themes::refit::fit(
+            model,
+            &items,
+            crate::themes::refit::RefitOptions::default(),
+            model.version() + 1,
+        );
+        let mut now: Vec<Vec<Option<u32>>> =
+            self.items.iter().map(|x| vec![None; x.len()]).collect();
+        for (&(i, j), a) in at.iter().zip(&fit.assign) {
+            now[i][j] = *a;
+        }
+        let score = |per: &[Vec<Option<u32>>]| {
+            let rows: Vec<usize> = (0..per.len())
+                .flat_map(|i| std::iter::repeat_n(i, per[i].len()))
+                .collect();
+            let flat: Vec<Option<u32>> = per.iter().flatten().copied().collect();
+            let mut out = vec![-1i64; self.texts.len()];
+            self.primaries(&rows, &flat, &mut out);
+            out
+        };
+        let assigned = score(&now);
+        let through: Vec<Vec<Option<u32>>> = wrote
+            .iter()
+            .map(|w| w.iter().map(|t| t.map(|t| fit.model.resolve(t))).collect())
+            .collect();
+        let written = score(&through);
+        let together = self
+            .pairs
+            .iter()
+            .filter(|&&(a, b)| assigned[a] >= 0 && assigned[a] == assigned[b])
+            .count();
+        WarmRefit {
+            refit_distance: model.config().refit_distance(),
+            themes: fit.model.themes().len(),
+            assigned: agreement(&self.truth, &assigned),
+            written: agreement(&self.truth, &written),
+            outlier_share: assigned.iter().filter(|&&x| x < 0).count() as f64
+                / self.texts.len().max(1) as f64,
+            pairs_same_theme: (!self.pairs.is_empty())
+                .then(|| together as f64 / self.pairs.len() as f64),
         }
     }
 

@@ -10,10 +10,12 @@
 //! | readable labels (phrases: c-TF-IDF, stems, MMR keywords) | [`labels`] | [`online`], [`refit`] |
 //! | the model's files under `<output.root>/themes/` | [`store`] | every command here |
 //! | batch re-clustering, new model versions | [`refit`] | `verbatim themes refit` |
+//! | history read with the newest refit's themes | [`assignments`] | the report, [`daily`] |
 //! | analysts' renames and merges | [`curation`] | `verbatim themes list\|show\|rename\|merge` |
 //! | themes over time (`theme_daily/`) | [`daily`] | `verbatim themes daily`, the demo |
 //! | scoring against labelled data | [`eval`] | `verbatim eval-themes` |
 
+pub mod assignments;
 pub mod curation;
 pub mod daily;
 pub mod eval;

@@ -9,10 +9,14 @@
 //!    goes to its nearest centroid when within `themes.cluster_distance`
 //!    (cosine distance), centroids move to their members' mean (`--rounds`,
 //!    default 1).
-//! 3. Themes left with fewer than `min_theme_size` comments retire; two
-//!    themes whose centroids come within `join_similarity` merge (the
-//!    smaller into the larger, recorded as an alias; a theme an analyst
-//!    renamed is the one that stays, and two renamed themes never merge).
+//! 3. Themes left with fewer than `min_theme_size` comments retire; the
+//!    rest merge by average linkage over their comments, cut at
+//!    `themes.refit_distance` (closest pair first, the mean cosine between
+//!    two themes' comments read from their vector sums): two themes merge
+//!    when their comments would have formed one cluster had they been
+//!    clustered together. The smaller goes into the larger, recorded as an
+//!    alias; a theme an analyst renamed is the one that stays, and two
+//!    renamed themes never merge.
 //! 4. What no theme holds is clustered as the stream does (average linkage,
 //!    cut at `cluster_distance`, in blocks of 2,000) into new themes with new
 //!    ids.
@@ -33,7 +37,7 @@ use parquet::arrow::ProjectionMask;
 use serde::Serialize;
 
 use crate::config::ThemesConfig;
-use crate::nlp::encoder::normalize;
+use crate::nlp::encoder::{dot, normalize};
 use crate::themes::online::{clusters_below, Theme, ThemeModel};
 use crate::themes::store::{StoreError, ThemeStore};
 
@@ -114,16 +118,19 @@ impl Default for RefitOptions {
 /// a condensed distance matrix: 6,000 comments take 72 MB).
 pub(crate) const SCRATCH_BLOCK: usize = 6000;
 
-struct Item {
+/// One comment or mention as a refit reads it.
+pub(crate) struct Item {
     /// The comment's id.
-    id: String,
+    pub id: String,
     /// For a mention: its target and first character (with `id`, which
     /// mention); `None`: a whole comment.
-    mention: Option<(String, i32)>,
-    v: Vec<f32>,
-    text: String,
-    /// The theme id it was written with (after merges).
-    old: u32,
+    pub mention: Option<(String, i32)>,
+    /// Its stored vector.
+    pub v: Vec<f32>,
+    /// Its text.
+    pub text: String,
+    /// The theme id it was written with (after merges; 0: none).
+    pub old: u32,
 }
 
 impl Item {
@@ -238,10 +245,6 @@ fn read_items(root: &Path, m: &ThemeModel) -> Result<Vec<Item>, RefitError> {
     Ok(out)
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
 /// The centroid nearest to `v`, if its cosine is at least `near`.
 fn nearest(cents: &[Vec<f32>], v: &[f32], near: f32) -> Option<usize> {
     cents
@@ -262,6 +265,94 @@ fn agglomerate(items: &[Item], idx: &[usize], cut: f32, min: usize) -> Vec<Vec<u
         .filter(|g| g.len() >= min.max(2))
         .map(|g| g.into_iter().map(|k| idx[k]).collect())
         .collect()
+}
+
+/// Average linkage over themes, from their members' vector sums: the mean
+/// cosine between the members of themes `a` and `b` is
+/// `sums[a] · sums[b] / (counts[a] · counts[b])`, exactly what average
+/// linkage over the comments themselves would compare. The closest pair of
+/// `alive` themes merges first (a merged pair's similarity to the others is
+/// the count-weighted mean of its two, as average linkage updates it),
+/// while the closest pair's mean cosine is at least `min_similarity`. The
+/// theme with more comments takes the other in (on a tie the earlier one),
+/// a `named` one (an analyst renamed it) always does, and two named themes
+/// never merge. Returns `(merged away, merged into)` in merge order.
+fn average_linkage_merges(
+    sums: &[Vec<f32>],
+    counts: &[usize],
+    alive: &[bool],
+    named: &[bool],
+    min_similarity: f32,
+) -> Vec<(usize, usize)> {
+    let idx: Vec<usize> = (0..sums.len())
+        .filter(|&k| alive[k] && counts[k] > 0)
+        .collect();
+    let m = idx.len();
+    let mut n: Vec<f64> = idx.iter().map(|&k| counts[k] as f64).collect();
+    let mut name: Vec<bool> = idx.iter().map(|&k| named[k]).collect();
+    let mut sim = vec![f64::NEG_INFINITY; m * m];
+    for a in 0..m {
+        for b in a + 1..m {
+            let s = f64::from(dot(&sums[idx[a]], &sums[idx[b]])) / (n[a] * n[b]);
+            sim[a * m + b] = s;
+            sim[b * m + a] = s;
+        }
+    }
+    let mut live = vec![true; m];
+    // Each theme's closest partner it may merge with.
+    let best_of = |a: usize, live: &[bool], name: &[bool], sim: &[f64]| {
+        (0..m)
+            .filter(|&b| b != a && live[b] && !(name[a] && name[b]))
+            .map(|b| (sim[a * m + b], b))
+            .fold(None, |acc: Option<(f64, usize)>, x| match acc {
+                Some(y) if y.0 >= x.0 => Some(y),
+                _ => Some(x),
+            })
+    };
+    let mut best: Vec<Option<(f64, usize)>> =
+        (0..m).map(|a| best_of(a, &live, &name, &sim)).collect();
+    let mut out = Vec::new();
+    // The closest pair still allowed to merge, if within the cut.
+    while let Some((_, a, b)) = (0..m)
+        .filter(|&a| live[a])
+        .filter_map(|a| best[a].map(|(s, b)| (s, a, b)))
+        .fold(None, |acc: Option<(f64, usize, usize)>, x| match acc {
+            Some(y) if y.0 >= x.0 => Some(y),
+            _ => Some(x),
+        })
+        .filter(|&(s, _, _)| s >= f64::from(min_similarity))
+    {
+        let keeps_a = name[a] || (!name[b] && (n[a] > n[b] || (n[a] == n[b] && idx[a] < idx[b])));
+        let (big, small) = if keeps_a { (a, b) } else { (b, a) };
+        out.push((idx[small], idx[big]));
+        live[small] = false;
+        let (nb, ns) = (n[big], n[small]);
+        for c in 0..m {
+            if c != big && c != small && live[c] {
+                let v = (nb * sim[big * m + c] + ns * sim[small * m + c]) / (nb + ns);
+                sim[big * m + c] = v;
+                sim[c * m + big] = v;
+            }
+        }
+        n[big] = nb + ns;
+        name[big] |= name[small];
+        best[small] = None;
+        best[big] = best_of(big, &live, &name, &sim);
+        for c in 0..m {
+            if c == big || !live[c] {
+                continue;
+            }
+            match best[c] {
+                Some((_, p)) if p == big || p == small => best[c] = best_of(c, &live, &name, &sim),
+                Some((v, _)) if !(name[c] && name[big]) && sim[c * m + big] > v => {
+                    best[c] = Some((sim[c * m + big], big))
+                }
+                None if !(name[c] && name[big]) => best[c] = Some((sim[c * m + big], big)),
+                _ => {}
+            }
+        }
+    }
+    out
 }
 
 /// What fitting the groups changed, over all targets.
@@ -391,40 +482,22 @@ fn fit_group(
                 counts[*k] += 1;
             }
         }
-        // Retire themes too small to stand; merge ones that converged.
+        // Retire themes too small to stand; merge the ones whose comments
+        // would have formed one cluster had they been clustered together.
         let mut alive: Vec<bool> = counts.iter().map(|&c| c >= cfg.min_theme_size).collect();
         let mut into: Vec<Option<usize>> = vec![None; cents.len()];
-        for k in 0..cents.len() {
-            if !alive[k] {
-                continue;
-            }
-            for j in k + 1..cents.len() {
-                // Two themes an analyst named stay apart; one named theme
-                // survives a merge with an unnamed one.
-                let (ck, cj) = (curated.contains(&ids[k]), curated.contains(&ids[j]));
-                if alive[j] && !(ck && cj) && {
-                    let (mut a, mut b) = (sums[k].clone(), sums[j].clone());
-                    normalize(&mut a);
-                    normalize(&mut b);
-                    dot(&a, &b) >= cfg.join_similarity()
-                } {
-                    let (big, small) = if ck || (!cj && counts[k] >= counts[j]) {
-                        (k, j)
-                    } else {
-                        (j, k)
-                    };
-                    merges.push([ids[small], ids[big]]);
-                    let add = sums[small].clone();
-                    sums[big].iter_mut().zip(&add).for_each(|(s, x)| *s += x);
-                    counts[big] += counts[small];
-                    alive[small] = false;
-                    into[small] = Some(big);
-                    changed = true;
-                    if small == k {
-                        break;
-                    }
-                }
-            }
+        let named: Vec<bool> = ids.iter().map(|id| curated.contains(id)).collect();
+        for (small, big) in
+            average_linkage_merges(&sums, &counts, &alive, &named, 1.0 - cfg.refit_distance())
+        {
+            merges.push([ids[small], ids[big]]);
+            let add = std::mem::take(&mut sums[small]);
+            sums[big].iter_mut().zip(&add).for_each(|(s, x)| *s += x);
+            sums[small] = add;
+            counts[big] += counts[small];
+            alive[small] = false;
+            into[small] = Some(big);
+            changed = true;
         }
         let mut remap = vec![None; cents.len()];
         let (mut nids, mut ncents) = (Vec::new(), Vec::new());
@@ -485,45 +558,29 @@ fn fit_group(
     }
 }
 
-/// Re-clusters the comments of `store`'s output root and writes a new
-/// model version. A bucket's `comments/` are read from a local copy
-/// brought up to date first (new files only).
-pub fn refit(
-    store: &ThemeStore,
-    cfg: &ThemesConfig,
-    opts: RefitOptions,
-) -> Result<RefitSummary, RefitError> {
-    // The model as the stream has it, brought up to date.
-    let mut model = store.load_model(cfg, 0)?;
-    let root = store
-        .output()
-        .readable(&["comments"])
-        .map_err(StoreError::from)?;
-    let mut items = read_items(&root, &model)?;
-    // One order whatever order the stream had: by target, then comment
-    // id (a target's items are then contiguous).
-    items.sort_by(|a, b| {
-        (a.target(), &a.id, a.mention.as_ref().map(|m| m.1), &a.text).cmp(&(
-            b.target(),
-            &b.id,
-            b.mention.as_ref().map(|m| m.1),
-            &b.text,
-        ))
-    });
-    let Some(dim) = items.first().map(|i| i.v.len()) else {
-        return Err(RefitError::NoEmbeddings(store.output().url().to_string()));
-    };
-    if model.dim() != dim {
-        model = ThemeModel::from_refit(
-            model.config().clone(),
-            dim,
-            Vec::new(),
-            model.next_id(),
-            model.version(),
-            model.aliases().clone(),
-        );
-    }
+/// What [`fit`] made of the items.
+pub(crate) struct Fitted {
+    /// The new model version, relabelled (analysts' curation not applied).
+    pub model: ThemeModel,
+    /// Each item's theme id after the fit (`None`: no theme holds it).
+    pub assign: Vec<Option<u32>>,
+    /// Each item's theme under the model before the fit (its nearest
+    /// centroid within `cluster_distance`).
+    pub before: Vec<Option<u32>>,
+    /// `[merged away, merged into]`, in merge order.
+    pub merges: Vec<[u32; 2]>,
+    /// Ids that retired.
+    pub retired: Vec<u32>,
+    /// Ids the fit created.
+    pub new: Vec<u32>,
+}
+
+/// Re-clusters `items` (sorted by target: each target's items together)
+/// against `model`'s themes (steps 2-4 of the module's list), without
+/// reading or writing anything: the new model is version `version`.
+pub(crate) fn fit(model: &ThemeModel, items: &[Item], opts: RefitOptions, version: u64) -> Fitted {
     let cfg = model.config().clone();
+    let dim = model.dim();
     let curated: Vec<u32> = model
         .themes()
         .iter()
@@ -604,6 +661,70 @@ pub fn refit(
         }
     }
     themes.retain(|t| t.count > 0);
+    let mut aliases = model.aliases().clone();
+    for [from, into] in &merges {
+        aliases.insert(*from, *into);
+    }
+    let mut fresh = ThemeModel::from_refit(cfg, dim, themes, next_id, version, aliases);
+    fresh.relabel();
+    Fitted {
+        model: fresh,
+        assign: assign.iter().map(|a| a.map(|k| ids[k])).collect(),
+        before,
+        merges,
+        retired,
+        new,
+    }
+}
+
+/// Re-clusters the comments of `store`'s output root and writes a new
+/// model version. A bucket's `comments/` are read from a local copy
+/// brought up to date first (new files only).
+pub fn refit(
+    store: &ThemeStore,
+    cfg: &ThemesConfig,
+    opts: RefitOptions,
+) -> Result<RefitSummary, RefitError> {
+    // The model as the stream has it, brought up to date.
+    let mut model = store.load_model(cfg, 0)?;
+    let root = store
+        .output()
+        .readable(&["comments"])
+        .map_err(StoreError::from)?;
+    let mut items = read_items(&root, &model)?;
+    // One order whatever order the stream had: by target, then comment
+    // id (a target's items are then contiguous).
+    items.sort_by(|a, b| {
+        (a.target(), &a.id, a.mention.as_ref().map(|m| m.1), &a.text).cmp(&(
+            b.target(),
+            &b.id,
+            b.mention.as_ref().map(|m| m.1),
+            &b.text,
+        ))
+    });
+    let Some(dim) = items.first().map(|i| i.v.len()) else {
+        return Err(RefitError::NoEmbeddings(store.output().url().to_string()));
+    };
+    if model.dim() != dim {
+        model = ThemeModel::from_refit(
+            model.config().clone(),
+            dim,
+            Vec::new(),
+            model.next_id(),
+            model.version(),
+            model.aliases().clone(),
+        );
+    }
+    let version = model.version().max(store.latest_version()?.unwrap_or(0)) + 1;
+    let Fitted {
+        model: fresh,
+        assign,
+        before,
+        merges,
+        retired,
+        new,
+    } = fit(&model, &items, opts, version);
+    let cfg = fresh.config().clone();
     // Splits and retention, against the ids the comments were written with.
     let mut flows: BTreeMap<u32, BTreeMap<Option<u32>, usize>> = BTreeMap::new();
     let follow = |o: u32| {
@@ -613,7 +734,7 @@ pub fn refit(
     };
     let (mut had, mut same, mut written, mut same_written) = (0usize, 0usize, 0usize, 0usize);
     for (i, it) in items.iter().enumerate() {
-        let now = assign[i].map(|k| ids[k]);
+        let now = assign[i];
         if let Some(o) = before[i] {
             had += 1;
             same += usize::from(now == Some(follow(o)));
@@ -633,18 +754,12 @@ pub fn refit(
             splits.push((*o, big));
         }
     }
-    let version = model.version().max(store.latest_version()?.unwrap_or(0)) + 1;
-    let mut aliases = model.aliases().clone();
-    for [from, into] in &merges {
-        aliases.insert(*from, *into);
-    }
     let themes_before = model.themes().len();
-    let kept = themes
+    let kept = fresh
+        .themes()
         .iter()
         .filter(|t| model.themes().iter().any(|o| o.id == t.id))
         .count();
-    let mut fresh = ThemeModel::from_refit(cfg, dim, themes, next_id, version, aliases);
-    fresh.relabel();
     let rel = store.write_version(&fresh)?;
     let summary = RefitSummary {
         version,
@@ -671,12 +786,7 @@ pub fn refit(
             / items.len().max(1) as f64,
     };
     store.write_summary(version, &summary)?;
-    write_assignments(
-        store,
-        version,
-        &items,
-        &assign.iter().map(|a| a.map(|k| ids[k])).collect::<Vec<_>>(),
-    )?;
+    write_assignments(store, version, &items, &assign)?;
     // The snapshot shows the new version (with analysts' curation) at once;
     // a job, when one runs, takes it over at its next commit.
     let mut shown = fresh;
@@ -701,14 +811,8 @@ fn write_assignments(
         path: path.clone(),
         message: e.to_string(),
     };
-    let schema = Arc::new(arrow::datatypes::Schema::new(vec![
-        arrow::datatypes::Field::new("comment_id", arrow::datatypes::DataType::Utf8, false),
-        arrow::datatypes::Field::new("theme_id", arrow::datatypes::DataType::Int32, true),
-        arrow::datatypes::Field::new("target", arrow::datatypes::DataType::Utf8, true),
-        arrow::datatypes::Field::new("span_start", arrow::datatypes::DataType::Int32, true),
-    ]));
     let batch = arrow::record_batch::RecordBatch::try_new(
-        schema,
+        crate::themes::assignments::schema(),
         vec![
             Arc::new(arrow::array::StringArray::from_iter_values(
                 items.iter().map(|i| i.id.as_str()),
@@ -729,4 +833,144 @@ fn write_assignments(
     )
     .map_err(|e| err(&e))?;
     crate::themes::store::write_parquet(store.output(), &path, &batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unit vectors `dim` wide, from a fixed seed.
+    fn points(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|_| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+                    })
+                    .collect();
+                normalize(&mut v);
+                v
+            })
+            .collect()
+    }
+
+    /// Sums and counts of themes given as lists of point indices.
+    fn themes_of(p: &[Vec<f32>], groups: &[Vec<usize>]) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let sums = groups
+            .iter()
+            .map(|g| {
+                let mut s = vec![0f32; p[0].len()];
+                for &i in g {
+                    s.iter_mut().zip(&p[i]).for_each(|(a, b)| *a += b);
+                }
+                s
+            })
+            .collect();
+        (sums, groups.iter().map(Vec::len).collect())
+    }
+
+    fn near(base: &[f32], eps: f32, seed: u64) -> Vec<f32> {
+        let mut v: Vec<f32> = base
+            .iter()
+            .zip(&points(1, base.len(), seed)[0])
+            .map(|(a, b)| a + eps * b)
+            .collect();
+        normalize(&mut v);
+        v
+    }
+
+    #[test]
+    fn close_themes_merge_into_the_bigger_and_distant_ones_stay_apart() {
+        let base = points(2, 16, 7);
+        // Themes 0-1 around one direction, 2-3 around the other.
+        let p: Vec<Vec<f32>> = (0..12)
+            .map(|i| near(&base[usize::from(i >= 6)], 0.1, 100 + i as u64))
+            .collect();
+        let groups = vec![vec![0, 1], vec![2, 3, 4, 5], vec![6, 7, 8], vec![9, 10, 11]];
+        let (sums, counts) = themes_of(&p, &groups);
+        let m = average_linkage_merges(&sums, &counts, &[true; 4], &[false; 4], 0.9);
+        let mut got = m.clone();
+        got.sort_unstable();
+        // 0 joins the bigger 1; 2 and 3 tie at 3 comments: the later goes.
+        assert_eq!(got, vec![(0, 1), (3, 2)], "{m:?}");
+        // A cut no pair reaches merges nothing; a dead theme takes no part.
+        assert!(average_linkage_merges(&sums, &counts, &[true; 4], &[false; 4], 0.999).is_empty());
+        let m =
+            average_linkage_merges(&sums, &counts, &[true, false, true, true], &[false; 4], 0.9);
+        assert_eq!(m, vec![(3, 2)]);
+    }
+
+    #[test]
+    fn a_named_theme_survives_and_two_named_themes_never_merge() {
+        let base = points(1, 16, 3);
+        let p: Vec<Vec<f32>> = (0..9).map(|i| near(&base[0], 0.05, 200 + i)).collect();
+        let (sums, counts) = themes_of(&p, &[vec![0], vec![1, 2, 3, 4], vec![5, 6, 7, 8]]);
+        // Named 0 (one comment) takes in the unnamed bigger ones.
+        let m = average_linkage_merges(&sums, &counts, &[true; 3], &[true, false, false], 0.5);
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.iter().all(|&(away, _)| away != 0), "{m:?}");
+        // Named 0 and 2 stay apart; the unnamed 1 joins one of them.
+        let m = average_linkage_merges(&sums, &counts, &[true; 3], &[true, false, true], 0.5);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].0, 1, "{m:?}");
+        // Once 1 joined a named theme, that theme is named: it cannot take
+        // in the other named one either.
+        let m = average_linkage_merges(&sums, &counts, &[true; 3], &[true, true, false], 0.5);
+        assert_eq!(m.len(), 1, "{m:?}");
+        assert_eq!(m[0].0, 2, "{m:?}");
+    }
+
+    /// The merges equal plain average linkage over the comments themselves,
+    /// recomputed from the points at every step.
+    #[test]
+    fn merges_match_average_linkage_recomputed_from_the_comments() {
+        let p = points(60, 8, 11);
+        let groups: Vec<Vec<usize>> = (0..15)
+            .map(|g| (g * 4..g * 4 + 1 + g % 4).collect())
+            .collect();
+        let (sums, counts) = themes_of(&p, &groups);
+        let cut = 0.05;
+        let got = average_linkage_merges(&sums, &counts, &[true; 15], &[false; 15], cut);
+        assert!(got.len() >= 3, "the test needs merges: {got:?}");
+        let mut members = groups.clone();
+        let mut live = [true; 15];
+        let mut want = Vec::new();
+        loop {
+            let mut best: Option<(f64, usize, usize)> = None;
+            for a in 0..15 {
+                for b in a + 1..15 {
+                    if !(live[a] && live[b]) {
+                        continue;
+                    }
+                    let mut s = 0f64;
+                    for &i in &members[a] {
+                        for &j in &members[b] {
+                            s += f64::from(dot(&p[i], &p[j]));
+                        }
+                    }
+                    let s = s / (members[a].len() * members[b].len()) as f64;
+                    if best.is_none_or(|(v, _, _)| s > v) {
+                        best = Some((s, a, b));
+                    }
+                }
+            }
+            let Some((_, a, b)) = best.filter(|b| b.0 >= f64::from(cut)) else {
+                break;
+            };
+            let (big, small) = if members[a].len() >= members[b].len() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            want.push((small, big));
+            let moved = std::mem::take(&mut members[small]);
+            members[big].extend(moved);
+            live[small] = false;
+        }
+        assert_eq!(got, want);
+    }
 }
