@@ -235,27 +235,25 @@ fn coverage_mean(
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-/// The warm refits of `runs` (one per order): means, and the worst
+/// The warm refits of the runs (one per order): means, and the worst
 /// order's NMIs.
-fn refit_mean(runs: &[crate::themes::eval::StreamRun]) -> serde_json::Value {
-    let k = runs.len().max(1) as f64;
+fn refit_mean(refits: &[&crate::themes::eval::WarmRefit]) -> serde_json::Value {
+    let k = refits.len().max(1) as f64;
     let mean = |f: &dyn Fn(&crate::themes::eval::WarmRefit) -> f64| {
-        runs.iter().map(|r| f(&r.refit)).sum::<f64>() / k
+        refits.iter().map(|r| f(r)).sum::<f64>() / k
     };
     let worst = |f: &dyn Fn(&crate::themes::eval::WarmRefit) -> f64| {
-        runs.iter()
-            .map(|r| f(&r.refit))
-            .fold(f64::INFINITY, f64::min)
+        refits.iter().map(|r| f(r)).fold(f64::INFINITY, f64::min)
     };
     serde_json::json!({
-        "refit_distance": runs.first().map(|r| r.refit.refit_distance),
+        "refit_distance": refits.first().map(|r| r.refit_distance),
         "themes": mean(&|r| r.themes as f64),
-        "most_themes": runs.iter().map(|r| r.refit.themes).max(),
+        "most_themes": refits.iter().map(|r| r.themes).max(),
         "nmi": mean(&|r| r.assigned.nmi), "min_nmi": worst(&|r| r.assigned.nmi),
         "ari": mean(&|r| r.assigned.ari),
         "written_nmi": mean(&|r| r.written.nmi), "min_written_nmi": worst(&|r| r.written.nmi),
         "outlier_share": mean(&|r| r.outlier_share),
-        "pairs_same_theme": runs.iter().map(|r| r.refit.pairs_same_theme).collect::<Option<Vec<f64>>>()
+        "pairs_same_theme": refits.iter().map(|r| r.pairs_same_theme).collect::<Option<Vec<f64>>>()
             .map(|v| v.iter().sum::<f64>() / k),
     })
 }
@@ -283,12 +281,7 @@ fn refit_line_of(r: &serde_json::Value) -> String {
 
 /// [`refit_line_of`] for one run.
 fn refit_line(r: &crate::themes::eval::WarmRefit) -> String {
-    refit_line_of(&serde_json::json!({
-        "refit_distance": r.refit_distance, "themes": r.themes, "most_themes": r.themes,
-        "nmi": r.assigned.nmi, "min_nmi": r.assigned.nmi, "ari": r.assigned.ari,
-        "written_nmi": r.written.nmi, "min_written_nmi": r.written.nmi,
-        "outlier_share": r.outlier_share, "pairs_same_theme": r.pairs_same_theme,
-    }))
+    refit_line_of(&refit_mean(&[r]))
 }
 
 /// A share as a percentage, or `n/a`.
@@ -408,7 +401,7 @@ fn sweep(
                 "label_coverage_median": coverage_mean(&these, |r| &r.label_coverage, false),
                 "member_labels_at_bar": coverage_mean(&these, |r| &r.member_label_coverage, true),
                 "member_label_coverage_median": coverage_mean(&these, |r| &r.member_label_coverage, false),
-                "refit": refit_mean(&these),
+                "refit": refit_mean(&these.iter().map(|r| &r.refit).collect::<Vec<_>>()),
             });
             if !json {
                 println!(
@@ -451,12 +444,8 @@ fn sweep(
             refit_distance: Some(d),
             ..themes.clone()
         };
-        let warm = refit_mean(
-            &orders
-                .iter()
-                .map(|&o| data.stream(&cfg, o))
-                .collect::<Vec<_>>(),
-        );
+        let runs: Vec<_> = orders.iter().map(|&o| data.stream(&cfg, o)).collect();
+        let warm = refit_mean(&runs.iter().map(|r| &r.refit).collect::<Vec<_>>());
         if !json {
             println!(
                 "refit cut {d:.3}: from scratch, NMI {nmi:.3}, ARI {ari:.3}, {groups:.0} themes in a block; {}; over {} order(s)",

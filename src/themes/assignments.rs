@@ -110,9 +110,9 @@ impl Assignments {
         Ok(Some(Self { version, themes }))
     }
 
-    /// An assignment from `(comment id, target, span start, theme)` rows
-    /// (tests and callers that hold a refit in memory).
-    pub fn from_rows(
+    /// An assignment from `(comment id, target, span start, theme)` rows.
+    #[cfg(test)]
+    fn from_rows(
         version: u64,
         rows: impl IntoIterator<Item = (String, Option<String>, Option<i32>, Option<i32>)>,
     ) -> Self {
@@ -123,16 +123,6 @@ impl Assignments {
                 .map(|(id, target, start, theme)| ((id, target, start), theme))
                 .collect(),
         }
-    }
-
-    /// How many items it covers.
-    pub fn len(&self) -> usize {
-        self.themes.len()
-    }
-
-    /// Whether it covers nothing.
-    pub fn is_empty(&self) -> bool {
-        self.themes.is_empty()
     }
 
     /// Gives the rows it covers their theme under it. A mention is found by
@@ -288,7 +278,7 @@ mod tests {
             .unwrap();
         }
         let a = Assignments::read_latest(dir.path()).unwrap().unwrap();
-        assert_eq!((a.version, a.len()), (12, 2));
+        assert_eq!((a.version, a.themes.len()), (12, 2));
         let mut c = vec![comment("x", Some(1))];
         let mut m = vec![mention("y", "staff", 3, Some(2))];
         a.apply(&mut c, &mut m);
