@@ -522,6 +522,9 @@ impl Pipeline {
             .map(ParquetSink::open_partitions)
             .unwrap_or_default();
         self.commit(all).await?;
+        for op in self.operators.iter_mut().chain(self.after.iter_mut()) {
+            op.on_stop()?;
+        }
         if let Some(d) = &mut self.dead_letter {
             d.producer().flush(Duration::from_secs(10));
         }

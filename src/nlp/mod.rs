@@ -237,6 +237,13 @@ pub trait Operator: Send {
     fn on_commit(&mut self) -> Result<(), OperatorError> {
         Ok(())
     }
+
+    /// Called once after the last commit of a clean stop (a drained
+    /// shutdown, or the end of a file): hand back what another instance
+    /// may use (unused theme ids). Never called after a crash.
+    fn on_stop(&mut self) -> Result<(), OperatorError> {
+        Ok(())
+    }
 }
 
 /// Runs every operator over the batch, in order, timing each.

@@ -9,6 +9,7 @@
 //! | online assignment (the stream stage) | [`online`] | `verbatim run`, `ingest`, `demo` |
 //! | readable labels (phrases: c-TF-IDF, stems, MMR keywords) | [`labels`] | [`online`], [`refit`] |
 //! | the model's files under `<output.root>/themes/` | [`store`] | every command here |
+//! | ids unique across instances (claimed blocks) | [`ids`] | [`online`], [`refit`] |
 //! | batch re-clustering, new model versions | [`refit`] | `verbatim themes refit` |
 //! | history read with the newest refit's themes | [`assignments`] | the report, [`daily`] |
 //! | analysts' renames and merges | [`curation`] | `verbatim themes list\|show\|rename\|merge` |
@@ -19,6 +20,7 @@ pub mod assignments;
 pub mod curation;
 pub mod daily;
 pub mod eval;
+pub mod ids;
 pub mod labels;
 pub mod online;
 pub mod refit;

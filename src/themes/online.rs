@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::ids::IdPool;
 use super::labels::{labels, TermCounts};
 use super::store::ThemeStore;
 use crate::batch::CommentBatch;
@@ -221,6 +222,10 @@ pub struct ThemeModel {
     /// Merged-away ids and the theme that took them in.
     #[serde(default)]
     aliases: std::collections::BTreeMap<u32, u32>,
+    /// The ids this writer claimed for new themes ([`super::ids`]); `None`:
+    /// the only writer (tests, `eval-themes`), ids counted on from `next_id`.
+    #[serde(skip)]
+    ids: Option<IdPool>,
 }
 
 impl ThemeModel {
@@ -236,6 +241,7 @@ impl ThemeModel {
             dim,
             version: 0,
             aliases: Default::default(),
+            ids: None,
         }
     }
 
@@ -271,6 +277,78 @@ impl ThemeModel {
     /// The next id a new theme gets.
     pub fn next_id(&self) -> u32 {
         self.next_id
+    }
+
+    /// Gives the model claimed ids to mint new themes from; from then on it
+    /// mints only those ([`super::ids`]).
+    pub fn add_ids(&mut self, pool: IdPool) {
+        self.ids.get_or_insert_with(IdPool::default).absorb(pool);
+    }
+
+    /// Takes the claimed ids that are left out of the model (it then
+    /// claims again before minting).
+    pub fn take_ids(&mut self) -> IdPool {
+        self.ids.replace(IdPool::default()).unwrap_or_default()
+    }
+
+    /// Ids left to mint (unbounded for a model that claims none).
+    pub fn ids_left(&self) -> u64 {
+        self.ids.as_ref().map_or(u64::MAX, IdPool::left)
+    }
+
+    /// The most new themes assigning `items` more could form: every
+    /// buffered and new item in a theme of `min_theme_size`.
+    pub fn ids_needed(&self, items: usize) -> u64 {
+        ((self.buffer.len() + items) / self.cfg.min_theme_size.max(1)) as u64 + 1
+    }
+
+    /// The id for a new theme: the next claimed one, or the next after
+    /// every id so far for a model that claims none.
+    fn mint(&mut self) -> Option<u32> {
+        let id = match &mut self.ids {
+            Some(pool) => pool.take()?,
+            None => self.next_id,
+        };
+        self.next_id = self.next_id.max(id + 1);
+        Some(id)
+    }
+
+    /// Takes in the themes another writer saved for the same model version
+    /// (`themes/state.json` of an instance beside this one) that this
+    /// model does not know and has not merged away, so every instance
+    /// assigns to, and the snapshot shows, the themes of all. Its copies of
+    /// themes both know stay this model's. A state of another version is
+    /// left alone: the newer version already re-clustered what the older
+    /// one held. Returns how many themes came in.
+    pub fn absorb(&mut self, other: &ThemeModel) -> usize {
+        if other.version != self.version || other.dim != self.dim {
+            return 0;
+        }
+        let known: std::collections::HashSet<u32> = self.themes.iter().map(|t| t.id).collect();
+        let mut added = 0;
+        for t in &other.themes {
+            if known.contains(&t.id) || self.aliases.contains_key(&t.id) {
+                continue;
+            }
+            let mut c = t.sum.clone();
+            normalize(&mut c);
+            self.centroids.extend(c);
+            self.themes.push(t.clone());
+            self.next_id = self.next_id.max(t.id + 1);
+            added += 1;
+        }
+        added
+    }
+
+    /// Gives themes new ids (`map`: old to new), as a refit does when it
+    /// trades the ids it counted on for claimed ones.
+    pub fn renumber(&mut self, map: &std::collections::HashMap<u32, u32>) {
+        for t in &mut self.themes {
+            if let Some(&to) = map.get(&t.id) {
+                t.id = to;
+                self.next_id = self.next_id.max(to + 1);
+            }
+        }
     }
 
     /// The model version (0: never refitted).
@@ -511,12 +589,11 @@ impl ThemeModel {
                 let k = match self.nearest(&c, target.as_deref()) {
                     Some((k, sim)) if sim >= self.cfg.join_similarity() => k,
                     _ => {
-                        self.themes.push(Theme::empty_for(
-                            self.next_id,
-                            self.dim,
-                            target.as_deref(),
-                        ));
-                        self.next_id += 1;
+                        // Out of claimed ids (the stage claims enough
+                        // before each batch): the cluster waits.
+                        let Some(id) = self.mint() else { continue };
+                        self.themes
+                            .push(Theme::empty_for(id, self.dim, target.as_deref()));
                         self.centroids.extend(&c);
                         self.themes.len() - 1
                     }
@@ -644,6 +721,11 @@ pub struct ThemeOperator {
     model: ThemeModel,
     store: ThemeStore,
     curation_at: Option<String>,
+    /// `themes/state.json` as this stage last wrote it (its stamp): when
+    /// it differs at a commit, an instance beside this one saved its themes.
+    state_at: Option<String>,
+    /// Who claims id blocks (for the claim files).
+    claimant: String,
     languages: Vec<String>,
     labels: std::collections::HashMap<u32, Arc<str>>,
 }
@@ -658,11 +740,15 @@ impl ThemeOperator {
         languages: &[String],
     ) -> Result<Self, OperatorError> {
         let curation_at = store.curation_stamp().map_err(store_failed)?;
-        let model = store.load_model(cfg, dim).map_err(store_failed)?;
+        let mut model = store.load_model(cfg, dim).map_err(store_failed)?;
+        // Instances may share the root: new ids come from claimed blocks only.
+        model.add_ids(IdPool::default());
         Ok(Self {
             model,
             store,
             curation_at,
+            state_at: None,
+            claimant: super::ids::claimant("verbatim job"),
             languages: languages.to_vec(),
             labels: Default::default(),
         })
@@ -738,6 +824,19 @@ impl Operator for ThemeOperator {
                 })
             })
             .collect();
+        // Ids for every theme the batch could form, claimed first so that
+        // no instance beside this one mints the same (see `super::ids`).
+        let needed = self.model.ids_needed(items.len());
+        if self.model.ids_left() < needed {
+            let pool = super::ids::claim(
+                &self.store,
+                needed - self.model.ids_left(),
+                self.model.next_id(),
+                &self.claimant,
+            )
+            .map_err(store_failed)?;
+            self.model.add_ids(pool);
+        }
         let assigned = self.model.assign_batch(&items);
         for (&(i, k), a) in slots.iter().zip(assigned) {
             let theme = a.theme.map(|id| {
@@ -775,14 +874,39 @@ impl Operator for ThemeOperator {
             .latest_version()
             .map_err(store_failed)?
             .is_some_and(|v| v > self.model.version());
+        let mut changed = false;
         if newer || curation_at != self.curation_at {
             self.store.refresh(&mut self.model).map_err(store_failed)?;
             self.curation_at = curation_at;
+            changed = true;
+        }
+        // Another instance on this root saved its themes since we did?
+        let state_at = self.store.state_stamp().map_err(store_failed)?;
+        if state_at.is_some() && state_at != self.state_at {
+            if let Some(other) = self.store.read_state().map_err(store_failed)? {
+                let added = self.model.absorb(&other);
+                if added > 0 {
+                    self.model
+                        .apply(&self.store.curation().map_err(store_failed)?);
+                    tracing::debug!(added, "themes: took in themes another instance formed");
+                    changed = true;
+                }
+            }
+        }
+        if changed {
             self.model.relabel();
             self.labels.clear();
         }
         self.store.save_state(&self.model).map_err(store_failed)?;
+        self.state_at = self.store.state_stamp().map_err(store_failed)?;
         self.store.write_snapshot(&self.model).map_err(store_failed)
+    }
+
+    fn on_stop(&mut self) -> Result<(), OperatorError> {
+        // The ids this instance claimed and did not use go back, so a clean
+        // restart goes on numbering where it stopped.
+        let pool = self.model.take_ids();
+        super::ids::release(&self.store, pool).map_err(store_failed)
     }
 }
 
@@ -909,6 +1033,155 @@ mod tests {
         store.save_curation(&c).unwrap();
         op.before_commit().unwrap();
         assert_eq!(op.model().label(7), Some("Cards arriving late"));
+    }
+
+    /// A batch of English comments with these vectors and texts.
+    fn comments(partition: i32, rows: &[(Vec<f32>, &str)]) -> CommentBatch {
+        let at = chrono::Utc::now();
+        let comments = rows
+            .iter()
+            .enumerate()
+            .map(|(i, (v, t))| {
+                let coords = crate::comment::SourceCoords {
+                    topic: "fb".into(),
+                    partition,
+                    offset: i as i64,
+                    kafka_timestamp: None,
+                };
+                let mut c = crate::comment::Comment::new(
+                    coords,
+                    format!("p{partition}-{i}"),
+                    t.to_string(),
+                    at,
+                    at,
+                );
+                c.nlp.embedding = Some(v.clone());
+                c.nlp.language = Some("en");
+                c
+            })
+            .collect();
+        CommentBatch {
+            comments,
+            ..Default::default()
+        }
+    }
+
+    /// Two instances of one consumer group on one output root: each forms
+    /// themes from its own partitions. No id means two things, each takes
+    /// in the other's themes at its commit (so a comment about the other's
+    /// subject joins the other's theme), and the state and the snapshot
+    /// hold every theme either wrote.
+    #[test]
+    fn instances_sharing_a_root_never_mint_one_id_twice() {
+        let dim = 32;
+        let basis = |k: usize| {
+            let mut v = vec![0f32; dim];
+            v[k] = 1.0;
+            v
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let out = crate::sink::store::OutputStore::local(dir.path()).unwrap();
+            ThemeOperator::open(&cfg(), ThemeStore::new(out), dim, &["en".into()]).unwrap()
+        };
+        let (mut a, mut b) = (open(), open());
+        let rows = |k: usize, seed: u32, text: &'static str| -> Vec<(Vec<f32>, &str)> {
+            (0..8)
+                .map(|i| (near(&basis(k), seed + i, 0.1), text))
+                .collect()
+        };
+        let written = |batch: &CommentBatch| -> Vec<u32> {
+            batch
+                .comments
+                .iter()
+                .filter_map(|c| c.nlp.theme.as_ref().map(|t| t.0))
+                .collect()
+        };
+        // Instance a: wifi (basis 0); instance b: parcels (basis 1), then
+        // refunds (basis 2), all before either has committed.
+        let mut wifi = comments(0, &rows(0, 100, "wifi keeps dropping"));
+        a.process_batch(&mut wifi).unwrap();
+        let mut parcel = comments(1, &rows(1, 200, "parcel never came"));
+        b.process_batch(&mut parcel).unwrap();
+        let mut refund = comments(1, &rows(2, 300, "refund still missing"));
+        b.process_batch(&mut refund).unwrap();
+        let (wifi_id, parcel_id, refund_id) =
+            (written(&wifi)[0], written(&parcel)[0], written(&refund)[0]);
+        assert!(written(&wifi).iter().all(|&t| t == wifi_id));
+        assert_ne!(wifi_id, parcel_id, "two instances minted one id");
+        assert_ne!(wifi_id, refund_id, "two instances minted one id");
+        // Both commit (b last, so its state.json is the one on disk), then
+        // a commits again: it reads b's state.
+        a.before_commit().unwrap();
+        b.before_commit().unwrap();
+        a.before_commit().unwrap();
+        let ids = |op: &ThemeOperator| -> Vec<u32> {
+            let mut v: Vec<u32> = op.model().themes().iter().map(|t| t.id).collect();
+            v.sort_unstable();
+            v
+        };
+        let mut all = vec![wifi_id, parcel_id, refund_id];
+        all.sort_unstable();
+        assert_eq!(ids(&a), all, "a took in b's themes");
+        // b reads a's state at its next commit.
+        b.before_commit().unwrap();
+        assert_eq!(ids(&b), all, "b took in a's themes");
+        let store = ThemeStore::new(crate::sink::store::OutputStore::local(dir.path()).unwrap());
+        let saved = store.read_state().unwrap().unwrap();
+        assert_eq!(saved.themes().len(), 3, "state.json holds every theme");
+        let snap = super::super::store::snapshot_themes(&store.snapshot().unwrap());
+        for id in &all {
+            assert!(
+                snap.contains_key(&(*id as i32)),
+                "snapshot lacks theme {id}"
+            );
+        }
+        // A parcel comment arriving at a joins b's parcel theme.
+        let mut late = comments(0, &[(near(&basis(1), 999, 0.1), "parcel lost")]);
+        a.process_batch(&mut late).unwrap();
+        assert_eq!(written(&late), [parcel_id]);
+        // A restarted instance claims a block of its own: its new themes
+        // take ids neither instance holds.
+        let mut c = open();
+        let mut bills = comments(2, &rows(3, 400, "bill is wrong"));
+        c.process_batch(&mut bills).unwrap();
+        let bill_id = written(&bills)[0];
+        assert!(!all.contains(&bill_id), "{bill_id} reused");
+        let claims = std::fs::read_dir(dir.path().join(super::super::ids::CLAIMS))
+            .unwrap()
+            .count();
+        assert_eq!(claims, 3, "one block per instance");
+    }
+
+    /// A state saved under another model version is not taken in: the
+    /// newer version re-clustered what it held.
+    #[test]
+    fn themes_of_another_version_are_not_taken_in() {
+        let dim = 8;
+        let mut t = Theme::empty(7, dim);
+        t.sum[0] = 1.0;
+        t.count = 1;
+        let old = ThemeModel::from_refit(cfg(), dim, vec![t.clone()], 8, 1, Default::default());
+        let mut m = ThemeModel::from_refit(cfg(), dim, Vec::new(), 8, 2, Default::default());
+        assert_eq!(m.absorb(&old), 0);
+        let same = ThemeModel::from_refit(cfg(), dim, vec![t], 8, 2, Default::default());
+        let mut merged_away = m.clone();
+        merged_away.aliases.insert(7, 3);
+        assert_eq!(merged_away.absorb(&same), 0, "a merged-away id stays away");
+        assert_eq!(m.absorb(&same), 1);
+        assert_eq!(m.absorb(&same), 0, "a theme it knows is not taken twice");
+        assert_eq!(
+            m.assign(
+                &{
+                    let mut v = vec![0f32; dim];
+                    v[0] = 1.0;
+                    v
+                },
+                "x"
+            )
+            .theme,
+            Some(7)
+        );
     }
 
     #[test]

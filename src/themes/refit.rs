@@ -736,13 +736,35 @@ pub fn refit(
     }
     let version = model.version().max(store.latest_version()?.unwrap_or(0)) + 1;
     let Fitted {
-        model: fresh,
-        assign,
+        model: mut fresh,
+        mut assign,
         before,
         merges,
         retired,
-        new,
+        mut new,
     } = fit(&model, &items, opts, version);
+    // The new themes' ids were counted on from the model's; trade them for
+    // claimed ones, which no running instance mints (see `super::ids`).
+    if !new.is_empty() {
+        let mut pool = super::ids::claim(
+            store,
+            new.len() as u64,
+            fresh.next_id().max(model.next_id()),
+            &super::ids::claimant("verbatim themes refit"),
+        )?;
+        let map: HashMap<u32, u32> = new
+            .iter()
+            .filter_map(|&id| Some((id, pool.take()?)))
+            .collect();
+        fresh.renumber(&map);
+        for a in assign.iter_mut().flatten() {
+            *a = map.get(a).copied().unwrap_or(*a);
+        }
+        for id in &mut new {
+            *id = map.get(id).copied().unwrap_or(*id);
+        }
+        super::ids::release(store, pool)?;
+    }
     let cfg = fresh.config().clone();
     // Splits and retention, against the ids the comments were written with.
     let mut flows: BTreeMap<u32, BTreeMap<Option<u32>, usize>> = BTreeMap::new();

@@ -49,6 +49,15 @@ pub enum StoreError {
         /// What was wrong.
         message: String,
     },
+    /// No block of theme ids could be claimed ([`super::ids`]): every try
+    /// lost its race, or the id space is used up.
+    #[error("{path}: no block of theme ids could be claimed after {tries} tries. Fix: check that the store allows create-if-absent writes (S3 If-None-Match), or start a new output root if ids passed 2^31")]
+    NoIds {
+        /// The claim file last tried, under the output root.
+        path: String,
+        /// Claims tried.
+        tries: usize,
+    },
     /// A Parquet file could not be encoded.
     #[error("writing {path}: {message}")]
     Parquet {
@@ -129,6 +138,17 @@ impl ThemeStore {
             })
     }
 
+    /// `themes/state.json` as an instance last saved it (`None`: none yet).
+    pub fn read_state(&self) -> Result<Option<ThemeModel>, StoreError> {
+        self.read_model(STATE)
+    }
+
+    /// What identifies `themes/state.json`'s current content without
+    /// reading it (see [`Self::curation_stamp`]).
+    pub fn state_stamp(&self) -> Result<Option<String>, StoreError> {
+        self.stamp(STATE)
+    }
+
     /// Whether the root holds a model: a job's state or a refit's version.
     pub fn has_model(&self) -> Result<bool, StoreError> {
         Ok(self.store.exists(STATE)? || self.latest_version()?.is_some())
@@ -166,7 +186,11 @@ impl ThemeStore {
     /// it (its entity tag, time and size; `None`: there is none), so a job
     /// rereads it only when it changed.
     pub fn curation_stamp(&self) -> Result<Option<String>, StoreError> {
-        Ok(self.store.head(CURATION)?.map(|l| {
+        self.stamp(CURATION)
+    }
+
+    fn stamp(&self, rel: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.store.head(rel)?.map(|l| {
             format!(
                 "{} {} {}",
                 l.e_tag.unwrap_or_default(),
