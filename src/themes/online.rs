@@ -222,6 +222,13 @@ pub struct ThemeModel {
     /// Merged-away ids and the theme that took them in.
     #[serde(default)]
     aliases: std::collections::BTreeMap<u32, u32>,
+    /// On a refit's version: every theme id the refit re-clustered (the
+    /// themes of the model it started from, and the ids the comments it
+    /// read were written with). A job taking the version over keeps a
+    /// theme of its own that is not among them: one it formed after the
+    /// refit read the root.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    covers: Vec<u32>,
     /// The ids this writer claimed for new themes ([`super::ids`]); `None`:
     /// the only writer (tests, `eval-themes`), ids counted on from `next_id`.
     #[serde(skip)]
@@ -241,6 +248,7 @@ impl ThemeModel {
             dim,
             version: 0,
             aliases: Default::default(),
+            covers: Vec::new(),
             ids: None,
         }
     }
@@ -428,10 +436,26 @@ impl ThemeModel {
         }
     }
 
+    /// Records the theme ids a refit re-clustered (see `covers`).
+    pub fn set_covers(&mut self, mut ids: Vec<u32>) {
+        ids.sort_unstable();
+        ids.dedup();
+        self.covers = ids;
+    }
+
     /// Takes over a newer model version: its themes and ids; this job's
-    /// novelty buffer stays (its comments are still unassigned).
+    /// novelty buffer stays (its comments are still unassigned), and so do
+    /// the themes it formed after the refit read the root (not among the
+    /// version's `covers`), whose comments the refit never saw.
     pub fn adopt(&mut self, newer: ThemeModel) {
+        let own = std::mem::take(&mut self.themes);
         self.themes = newer.themes;
+        let known: std::collections::HashSet<u32> = self.themes.iter().map(|t| t.id).collect();
+        self.themes.extend(own.into_iter().filter(|t| {
+            !known.contains(&t.id)
+                && !newer.aliases.contains_key(&t.id)
+                && newer.covers.binary_search(&t.id).is_err()
+        }));
         self.next_id = self.next_id.max(newer.next_id);
         self.version = newer.version;
         self.aliases = newer.aliases;
@@ -1151,6 +1175,39 @@ mod tests {
             .unwrap()
             .count();
         assert_eq!(claims, 3, "one block per instance");
+    }
+
+    /// A job taking a refit's version over keeps the theme it formed after
+    /// the refit read the root, and drops the ones the refit re-clustered.
+    #[test]
+    fn a_new_version_keeps_the_themes_formed_after_the_refit_read() {
+        let dim = 8;
+        let theme = |id: u32, k: usize| {
+            let mut t = Theme::empty(id, dim);
+            t.sum[k] = 1.0;
+            t.count = 1;
+            t
+        };
+        // The job knew 1 and 2 when the refit read; it formed 3 since.
+        let mut job = ThemeModel::from_refit(
+            cfg(),
+            dim,
+            vec![theme(1, 0), theme(2, 1), theme(3, 2)],
+            4,
+            0,
+            Default::default(),
+        );
+        // The refit kept 1 and retired 2.
+        let mut v1 =
+            ThemeModel::from_refit(cfg(), dim, vec![theme(1, 0)], 4, 1, Default::default());
+        v1.set_covers(vec![2, 1, 1]);
+        let back = ThemeModel::from_json(&v1.to_json().unwrap()).unwrap();
+        job.adopt(back);
+        let ids: Vec<u32> = job.themes().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [1, 3]);
+        let mut v = vec![0f32; dim];
+        v[2] = 1.0;
+        assert_eq!(job.assign(&v, "x").theme, Some(3), "its centroid is back");
     }
 
     /// A state saved under another model version is not taken in: the

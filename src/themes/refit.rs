@@ -765,6 +765,16 @@ pub fn refit(
         }
         super::ids::release(store, pool)?;
     }
+    // What this version re-clustered: a job keeps the themes it formed
+    // after this read (see `ThemeModel::adopt`).
+    fresh.set_covers(
+        model
+            .themes()
+            .iter()
+            .map(|t| t.id)
+            .chain(items.iter().map(|it| it.old).filter(|&id| id != 0))
+            .collect(),
+    );
     let cfg = fresh.config().clone();
     // Splits and retention, against the ids the comments were written with.
     let mut flows: BTreeMap<u32, BTreeMap<Option<u32>, usize>> = BTreeMap::new();
