@@ -182,36 +182,35 @@ fn restart_keeps_theme_ids() {
     assert!(again >= 20, "only {again} repeated comments had a theme");
 }
 
+/// Every record batch of the Parquet files under `dir/comments`.
+fn comment_batches(dir: &Path) -> Vec<arrow::record_batch::RecordBatch> {
+    verbatim::cli::demo::parquet_files(&dir.join("comments"))
+        .into_iter()
+        .flat_map(|p| {
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(|b| b.unwrap())
+        })
+        .collect()
+}
+
 /// Every `(id, theme_id, theme_label)` under `dir/comments`.
 fn theme_rows(dir: &Path) -> Vec<(String, Option<i32>, Option<String>)> {
     let mut out = Vec::new();
-    let mut stack = vec![dir.join("comments")];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                let r = ParquetRecordBatchReaderBuilder::try_new(File::open(&p).unwrap())
-                    .unwrap()
-                    .build()
-                    .unwrap();
-                for b in r {
-                    let b = b.unwrap();
-                    let col = |n: &str| b.column_by_name(n).unwrap().clone();
-                    let (ids, th, lb) = (col("id"), col("theme_id"), col("theme_label"));
-                    let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
-                    let th = th.as_any().downcast_ref::<Int32Array>().unwrap();
-                    let lb = lb.as_any().downcast_ref::<StringArray>().unwrap();
-                    for i in 0..b.num_rows() {
-                        out.push((
-                            ids.value(i).to_string(),
-                            th.is_valid(i).then(|| th.value(i)),
-                            lb.is_valid(i).then(|| lb.value(i).to_string()),
-                        ));
-                    }
-                }
-            }
+    for b in comment_batches(dir) {
+        let col = |n: &str| b.column_by_name(n).unwrap().clone();
+        let (ids, th, lb) = (col("id"), col("theme_id"), col("theme_label"));
+        let ids = ids.as_any().downcast_ref::<StringArray>().unwrap();
+        let th = th.as_any().downcast_ref::<Int32Array>().unwrap();
+        let lb = lb.as_any().downcast_ref::<StringArray>().unwrap();
+        for i in 0..b.num_rows() {
+            out.push((
+                ids.value(i).to_string(),
+                th.is_valid(i).then(|| th.value(i)),
+                lb.is_valid(i).then(|| lb.value(i).to_string()),
+            ));
         }
     }
     out
@@ -804,9 +803,8 @@ fn eval_themes_scores_one_aspect_rows_and_translation_pairs() {
     assert!(v["settled"]["nmi"].as_f64().unwrap() > 0.3);
 }
 
-#[allow(dead_code)]
-#[path = "common/s3.rs"]
-mod s3;
+mod common;
+use common::s3;
 
 /// Issue 14: themes on a bucket are the themes on a folder. The same
 /// comments go through the job into a folder and into an S3 bucket (moto on
@@ -1380,4 +1378,221 @@ fn demo_top_product_and_staff_themes_match_the_reviewed_snapshot() {
         .filter(|l| l.trim_start().starts_with("- "))
         .count();
     assert!(exemplars >= 2 * themes.len(), "{got}");
+}
+
+/// Majority-intent share of the comments written with each theme id,
+/// weighted by size, over the comments that have a theme.
+fn purity(
+    written: &[(String, Option<i32>, Option<String>)],
+    intent: &HashMap<String, String>,
+) -> f64 {
+    let mut by: HashMap<i32, HashMap<&str, usize>> = HashMap::new();
+    for (id, theme, _) in written {
+        if let (Some(t), Some(label)) = (theme, intent.get(id)) {
+            *by.entry(*t).or_default().entry(label).or_default() += 1;
+        }
+    }
+    let total: usize = by.values().flat_map(|m| m.values()).sum();
+    let top: usize = by
+        .values()
+        .map(|m| m.values().max().copied().unwrap_or(0))
+        .sum();
+    top as f64 / total.max(1) as f64
+}
+
+/// Comments under `dir` whose vector sits far from the final centroid of
+/// the theme they were written with (cosine more than 0.25 below the
+/// similarity they were written with), and the comments with a theme. An
+/// id two instances gave to two subjects shows here: the state keeps one
+/// of the two centroids.
+fn far_from_their_theme(dir: &Path) -> (usize, usize) {
+    use arrow::array::{AsArray, Float32Array};
+    use arrow::datatypes::Float32Type;
+    let model = verbatim::themes::online::ThemeModel::from_json(
+        &std::fs::read(dir.join("themes/state.json")).unwrap(),
+    )
+    .unwrap();
+    let centroid: HashMap<i32, Vec<f32>> = model
+        .themes()
+        .iter()
+        .map(|t| {
+            let n = t.sum.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+            (t.id as i32, t.sum.iter().map(|x| x / n).collect())
+        })
+        .collect();
+    let (mut far, mut themed) = (0, 0);
+    for b in comment_batches(dir) {
+        let th = b.column_by_name("theme_id").unwrap();
+        let th = th.as_any().downcast_ref::<Int32Array>().unwrap();
+        let sim = b.column_by_name("theme_similarity").unwrap();
+        let sim = sim.as_any().downcast_ref::<Float32Array>().unwrap();
+        let emb = b
+            .column_by_name("embedding")
+            .unwrap()
+            .as_fixed_size_list()
+            .clone();
+        for i in 0..b.num_rows() {
+            if th.is_null(i) || emb.is_null(i) {
+                continue;
+            }
+            themed += 1;
+            let v = emb.value(i);
+            let v = v.as_primitive::<Float32Type>().values();
+            let cos = centroid
+                .get(&th.value(i))
+                .map_or(-1.0, |c| c.iter().zip(v).map(|(a, b)| a * b).sum::<f32>());
+            far += usize::from(cos < sim.value(i) - 0.25);
+        }
+    }
+    (far, themed)
+}
+
+/// Two instances of one consumer group on one output root (librdkafka's
+/// mock cluster, 3 partitions, MiniLM) theme the comments of their own
+/// partitions. No theme id may mean two things: each written id is in the
+/// snapshot, ids come from blocks the instances claimed, each id's
+/// comments sit near its final centroid, and the themes are about as pure
+/// (one banking77 intent per id) as one instance's on the same comments.
+/// Before ids were claimed, both instances called their first theme 1:
+/// run that way (three runs) this test read 123-168 of 1,251 comments far
+/// from their theme (none alone) and intent purity 0.55-0.60 (0.68 alone);
+/// once one instance also failed writing state.json, a temporary file name
+/// both used (`write_atomic` now names each write's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_of_a_group_share_one_set_of_theme_ids() {
+    use std::sync::Arc;
+    use verbatim::metrics::Metrics;
+    use verbatim::pipeline::PipelineBuilder;
+    use verbatim::source::kafka_mock::MockKafka;
+
+    let Some(data) = ready() else { return };
+    let Some(nlp) = common::nlp_config() else {
+        return;
+    };
+    // 1,232 queries over all 77 intents (the file is sorted by intent).
+    let rows: Vec<serde_json::Value> = jsonl(&data).into_iter().step_by(8).collect();
+    let intent: HashMap<String, String> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["label"].to_string(),
+            )
+        })
+        .collect();
+    let sent: Vec<common::Sent> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let id = r["id"].as_str().unwrap().to_string();
+            let v = serde_json::json!({"id": id, "text": r["text"], "created_at": "2026-10-01T12:00:00Z"});
+            common::Sent::good((i % 3) as i32, id, &v)
+        })
+        .collect();
+    let n = sent.len() as u64;
+    let limit = std::time::Duration::from_secs(180);
+    let mock = MockKafka::start(1).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = |topic: &str, group: &str, root: &Path| {
+        let mut c = common::config(mock.bootstrap_servers(), topic, group, root);
+        c.nlp = Some(nlp.clone());
+        c
+    };
+
+    // One instance alone: the baseline.
+    mock.create_topic("one", 3).unwrap();
+    common::produce(mock.bootstrap_servers(), "one", &sent).await;
+    let alone = dir.path().join("alone");
+    common::run_until(cfg("one", "g-one", &alone), n).await;
+
+    // Two instances: A starts, B joins, the second half arrives while both
+    // are members.
+    mock.create_topic("two", 3).unwrap();
+    let shared = dir.path().join("shared");
+    let half = sent.len() / 2;
+    common::produce(mock.bootstrap_servers(), "two", &sent[..half]).await;
+    let (ma, mb) = (Metrics::new(), Metrics::new());
+    let total = {
+        let (a, b) = (ma.messages.clone(), mb.messages.clone());
+        Arc::new(move || a.get() + b.get())
+    };
+    let done = || {
+        let total = total.clone();
+        async move { common::wait_for(limit, "both instances to finish", || total() >= n).await }
+    };
+    let a = tokio::spawn(
+        PipelineBuilder::new(cfg("two", "g-two", &shared))
+            .metrics(ma.clone())
+            .run_kafka(done()),
+    );
+    common::wait_for(limit, "A to start", || ma.messages.get() > 0).await;
+    let b = tokio::spawn(
+        PipelineBuilder::new(cfg("two", "g-two", &shared))
+            .metrics(mb.clone())
+            .run_kafka(done()),
+    );
+    common::wait_for(limit, "B to be assigned partitions", || {
+        mb.assigned_partitions.get() > 0
+    })
+    .await;
+    common::produce(mock.bootstrap_servers(), "two", &sent[half..]).await;
+    let (sa, sb) = (a.await.unwrap().unwrap(), b.await.unwrap().unwrap());
+    assert!(
+        sa.comments > 0 && sb.comments > 0,
+        "both instances wrote comments"
+    );
+
+    let written = theme_rows(&shared);
+    assert_eq!(written.len(), sent.len());
+    // Every id written is a theme of the snapshot both instances saved into.
+    let snap = verbatim::themes::store::snapshot_themes(
+        &std::fs::read(shared.join("themes/themes.parquet")).unwrap(),
+    );
+    let ids: std::collections::BTreeSet<i32> = written.iter().filter_map(|w| w.1).collect();
+    for id in &ids {
+        assert!(
+            snap.contains_key(id),
+            "theme {id} was written but is in no snapshot"
+        );
+    }
+    // Ids come from claimed blocks, one per instance at least.
+    let claims: Vec<serde_json::Value> = std::fs::read_dir(shared.join("themes/ids"))
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.unwrap().path();
+            p.is_file()
+                .then(|| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        })
+        .collect();
+    assert!(claims.len() >= 2, "{claims:?}");
+    for id in &ids {
+        let id = *id as u64;
+        assert!(
+            claims
+                .iter()
+                .any(|c| c["first"].as_u64().unwrap() <= id && id < c["end"].as_u64().unwrap()),
+            "theme {id} is in no claimed block"
+        );
+    }
+    // Each id's comments sit near that id's centroid, as with one instance.
+    let (far_two, n_two) = far_from_their_theme(&shared);
+    let (far_one, n_one) = far_from_their_theme(&alone);
+    let (p_alone, p_two) = (
+        purity(&theme_rows(&alone), &intent),
+        purity(&written, &intent),
+    );
+    eprintln!(
+        "far from their theme: one instance {far_one} of {n_one}, two {far_two} of {n_two}; \
+         intent purity {p_alone:.3} and {p_two:.3}; {} themes",
+        ids.len()
+    );
+    assert!(
+        far_two <= far_one + n_two / 50,
+        "{far_two} of {n_two} comments sit far from the theme they were written with \
+         ({far_one} of {n_one} with one instance): an id means two things"
+    );
+    assert!(
+        p_two >= p_alone - 0.08,
+        "two instances' themes mix intents ({p_two:.3} against {p_alone:.3} alone)"
+    );
 }

@@ -5,11 +5,14 @@
 //! themes/versions/v000002.json  model versions written by `verbatim themes refit`
 //! themes/curation.json       analysts' renames and merges (`verbatim themes rename|merge`)
 //! themes/themes.parquet      a snapshot for SQL: one row per theme id
+//! themes/ids/b0000000.json   a block of theme ids one writer claimed (see super::ids)
 //! ```
 //!
 //! A job starts from `state.json`, takes over any newer version, and applies
 //! the curation; it checks for both again before each commit, so a refit or
-//! a rename reaches a running job without a restart.
+//! a rename reaches a running job without a restart. At each commit it also
+//! takes in the themes another instance saved to `state.json` before
+//! saving its own (`ThemeModel::absorb`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
