@@ -976,6 +976,13 @@ mod tests {
         v
     }
 
+    /// The unit vector along axis `k`.
+    fn axis(dim: usize, k: usize) -> Vec<f32> {
+        let mut v = vec![0f32; dim];
+        v[k] = 1.0;
+        v
+    }
+
     fn cfg() -> ThemesConfig {
         ThemesConfig {
             cluster_every: 8,
@@ -986,11 +993,7 @@ mod tests {
     #[test]
     fn groups_form_themes_and_new_members_join() {
         let dim = 32;
-        let basis = |k: usize| {
-            let mut v = vec![0f32; dim];
-            v[k] = 1.0;
-            v
-        };
+        let basis = |k: usize| axis(dim, k);
         let (a, b) = (basis(0), basis(1));
         let mut m = ThemeModel::new(cfg(), dim);
         for i in 0..8 {
@@ -1098,11 +1101,7 @@ mod tests {
     #[test]
     fn instances_sharing_a_root_never_mint_one_id_twice() {
         let dim = 32;
-        let basis = |k: usize| {
-            let mut v = vec![0f32; dim];
-            v[k] = 1.0;
-            v
-        };
+        let basis = |k: usize| axis(dim, k);
         let dir = tempfile::tempdir().unwrap();
         let open = || {
             let out = crate::sink::store::OutputStore::local(dir.path()).unwrap();
@@ -1244,11 +1243,7 @@ mod tests {
     #[test]
     fn a_batch_gets_the_theme_its_own_comments_formed() {
         let dim = 32;
-        let basis = |k: usize| {
-            let mut v = vec![0f32; dim];
-            v[k] = 1.0;
-            v
-        };
+        let basis = |k: usize| axis(dim, k);
         // One theme exists (about basis 0); a batch brings eight comments
         // of a new subject (basis 1), which form a theme once the buffer is
         // clustered, after the first of them arrived.
