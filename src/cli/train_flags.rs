@@ -41,6 +41,11 @@ pub struct TrainFlagsArgs {
     /// Full-batch gradient steps.
     #[arg(long, default_value_t = 3000)]
     pub iterations: usize,
+    /// How far positives are weighed up: each counts `(negatives /
+    /// positives) ^ balance`. 1 makes both classes count the same (more
+    /// recall), 0 counts every row once (more precision).
+    #[arg(long, default_value_t = 1.0)]
+    pub balance: f64,
 }
 
 /// Trains the flag heads and prints where they were written.
@@ -101,7 +106,14 @@ pub fn execute(args: TrainFlagsArgs) -> anyhow::Result<()> {
     }
     pb.finish_and_clear();
     let flags: Vec<String> = BUILT_IN_FLAGS.iter().map(|f| f.to_string()).collect();
-    let heads = FlagHeads::fit(flags.clone(), &vectors, &labels, args.l2, args.iterations);
+    let heads = FlagHeads::fit(
+        flags.clone(),
+        &vectors,
+        &labels,
+        args.l2,
+        args.iterations,
+        args.balance,
+    );
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let sha = heads.save(&args.out)?;
@@ -122,6 +134,7 @@ pub fn execute(args: TrainFlagsArgs) -> anyhow::Result<()> {
         command: std::env::args().skip(1).collect::<Vec<_>>().join(" "),
         l2: args.l2,
         iterations: args.iterations,
+        balance: args.balance,
         data,
         counts,
     };

@@ -40,6 +40,11 @@ pub struct FlagHeadsManifest {
     pub l2: f64,
     /// Full-batch gradient steps.
     pub iterations: usize,
+    /// How far positives are weighed up towards the negatives' total:
+    /// each positive counts `(negatives / positives) ^ balance` (1: both
+    /// classes count the same; 0: every row counts once).
+    #[serde(default = "one")]
+    pub balance: f64,
     /// Data the heads learnt from.
     pub data: Vec<TrainingFile>,
     /// Per flag, positives and negatives trained on.
@@ -82,8 +87,9 @@ impl FlagHeads {
     }
 
     /// Fits one logistic regression per flag on vectors `x` with `labels`
-    /// (`labels[row][flag]`): features standardised, positives weighed so
-    /// that both classes count the same, `l2` on the standardised weights,
+    /// (`labels[row][flag]`): features standardised, each positive weighed
+    /// `(negatives / positives) ^ balance` (1: both classes count the
+    /// same), `l2` on the standardised weights,
     /// `iterations` full-batch gradient steps from zero (deterministic).
     /// The standardisation is folded into the returned weights.
     pub fn fit(
@@ -92,6 +98,7 @@ impl FlagHeads {
         labels: &[Vec<bool>],
         l2: f64,
         iterations: usize,
+        balance: f64,
     ) -> Self {
         let n = x.len();
         let d = x.first().map_or(0, Vec::len);
@@ -130,7 +137,7 @@ impl FlagHeads {
                 .collect();
             let pos = y.iter().sum::<f64>();
             let pos_weight = if pos > 0.0 {
-                (n as f64 - pos) / pos
+                ((n as f64 - pos) / pos).powf(balance)
             } else {
                 1.0
             };
@@ -238,6 +245,12 @@ impl FlagHeads {
 
 /// The manifest's file name.
 pub const MANIFEST: &str = "flags.toml";
+
+/// `balance` of manifests written before it existed.
+fn one() -> f64 {
+    1.0
+}
+
 /// The weights' file name.
 pub const WEIGHTS: &str = "flags.safetensors";
 
@@ -262,7 +275,7 @@ mod tests {
             x.push(v);
             y.push(vec![pos, !pos]);
         }
-        let h = FlagHeads::fit(vec!["a".into(), "b".into()], &x, &y, 0.01, 500);
+        let h = FlagHeads::fit(vec!["a".into(), "b".into()], &x, &y, 0.01, 500, 1.0);
         for (v, l) in x.iter().zip(&y) {
             let g = h.logits(v);
             assert_eq!(g[0] > 0.0, l[0], "{v:?} {g:?}");
@@ -271,7 +284,7 @@ mod tests {
         // Deterministic.
         assert_eq!(
             h,
-            FlagHeads::fit(vec!["a".into(), "b".into()], &x, &y, 0.01, 500)
+            FlagHeads::fit(vec!["a".into(), "b".into()], &x, &y, 0.01, 500, 1.0)
         );
         // Saved and loaded: the same heads, the sha256 checked.
         let dir = tempfile::tempdir().unwrap();
@@ -285,6 +298,7 @@ mod tests {
             command: "test".into(),
             l2: 0.01,
             iterations: 500,
+            balance: 1.0,
             data: Vec::new(),
             counts: BTreeMap::new(),
         };
