@@ -452,15 +452,23 @@ const STEM_CACHE: usize = 50_000;
 
 thread_local! {
     /// Words stemmed lately: labels are recomputed often from the same words.
-    static STEMS: std::cell::RefCell<HashMap<String, String>> = Default::default();
+    static STEMS: std::cell::RefCell<FastMap<String, String>> = Default::default();
 }
 
 /// A word's Snowball stem (Russian for Cyrillic words, else English).
 pub fn stem(word: &str) -> String {
+    let mut s = String::new();
+    stem_into(word, &mut s);
+    s
+}
+
+/// Appends `word`'s stem to `out` ([`stem`] without a new string).
+fn stem_into(word: &str, out: &mut String) {
     STEMS.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(s) = cache.get(word) {
-            return s.clone();
+            out.push_str(s);
+            return;
         }
         let alg = if cyrillic(word) {
             Algorithm::Russian
@@ -471,8 +479,8 @@ pub fn stem(word: &str) -> String {
         if cache.len() >= STEM_CACHE {
             cache.clear();
         }
-        cache.insert(word.to_string(), s.clone());
-        s
+        out.push_str(&s);
+        cache.insert(word.to_string(), s);
     })
 }
 
@@ -494,10 +502,15 @@ pub fn occurs(phrase: &str, text: &[Vec<String>]) -> bool {
 /// [`occurs`] for a phrase already stemmed (stems space-joined).
 fn occurs_stems(key: &str, text: &[Vec<String>]) -> bool {
     let p: Vec<&str> = key.split(' ').filter(|w| !w.is_empty()).collect();
+    occurs_words(&p, text)
+}
+
+/// [`occurs`] for a phrase's stems.
+fn occurs_words(p: &[&str], text: &[Vec<String>]) -> bool {
     !p.is_empty()
         && text.iter().any(|s| {
             s.windows(p.len())
-                .any(|w| w.iter().zip(&p).all(|(a, b)| a == b))
+                .any(|w| w.iter().zip(p).all(|(a, b)| a == b))
         })
 }
 
@@ -581,65 +594,136 @@ pub struct Label {
     pub by_language: BTreeMap<String, String>,
 }
 
+/// A hash map with foldhash's fast hasher (randomly seeded per process):
+/// labelling hashes every phrase of every theme each batch, and SipHash
+/// was a tenth of that time.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// A text's stems, stretch by stretch ([`stemmed`]).
 type StemmedText = Vec<Vec<String>>;
 
 /// A candidate with its coverage and score.
-type Scored<'a> = (&'a Stemmed<'a>, f64, f64);
+type Scored<'a> = (&'a Candidate<'a>, f64, f64);
 
 /// One stemmed candidate of a theme.
-struct Stemmed<'a> {
+#[derive(Debug, Clone)]
+struct Candidate<'a> {
     /// Stems, space-joined: the key candidates are grouped by.
     key: String,
     /// The form written most.
     shown: &'a str,
     /// Texts holding it.
     df: u64,
+    /// Its language ([`script_language`] of the key).
+    language: &'static str,
+    /// Bit `i` set: the theme's `i`-th central text holds it.
+    central: u64,
+    /// Where each stem of `key` ends (byte offsets; stems are
+    /// space-separated), so scoring never splits keys again.
+    ends: Vec<u16>,
 }
 
-/// A theme's candidates grouped by stems.
-fn stemmed_candidates(t: &TermCounts) -> Vec<Stemmed<'_>> {
-    let mut by: HashMap<String, (u64, &str, u32)> = HashMap::new();
+impl Candidate<'_> {
+    /// Its stems, in order.
+    fn words(&self) -> impl Iterator<Item = &str> + Clone {
+        let mut start = 0usize;
+        self.ends.iter().map(move |&e| {
+            let w = &self.key[start..e as usize];
+            start = e as usize + 1;
+            w
+        })
+    }
+}
+
+/// What a theme's label is made from that depends on its own texts only:
+/// its candidates grouped by stems, which of its central texts hold each,
+/// and its texts per language (the label itself also weighs every other
+/// theme's candidates: [`label_prepared`]).
+#[derive(Debug, Clone, Default)]
+struct Prepared<'a> {
+    cands: Vec<Candidate<'a>>,
+    /// The language of each central text (at most 64 count).
+    central: Vec<&'static str>,
+    /// Texts counted, per language.
+    docs: BTreeMap<String, u64>,
+}
+
+/// Prepares a theme's label from its phrase counts and its texts nearest
+/// the centroid (`central`, at most 64 are read).
+fn prepare<'a>(t: &'a TermCounts, central: &[&str]) -> Prepared<'a> {
+    let central: Vec<(&'static str, StemmedText)> = central
+        .iter()
+        .take(64)
+        .map(|t| (script_language(t), stemmed(t)))
+        .collect();
+    let mut by: FastMap<String, (u64, &str, u32)> = FastMap::default();
     for (term, &c) in &t.counts {
-        let key: Vec<String> = term.split(' ').map(stem).collect();
-        let e = by.entry(key.join(" ")).or_insert((0, term, 0));
+        let mut key = String::with_capacity(term.len());
+        for (i, w) in term.split(' ').enumerate() {
+            if i > 0 {
+                key.push(' ');
+            }
+            stem_into(w, &mut key);
+        }
+        let e = by.entry(key).or_insert((0, term, 0));
         e.0 += u64::from(c);
         if c > e.2 || (c == e.2 && term.as_str() < e.1) {
             e.1 = term;
             e.2 = c;
         }
     }
-    by.into_iter()
-        .map(|(key, (df, shown, _))| Stemmed { key, shown, df })
-        .collect()
-}
-
-fn words_of(key: &str) -> Vec<&str> {
-    key.split(' ').collect()
+    let cands = by
+        .into_iter()
+        .map(|(key, (df, shown, _))| {
+            let words: Vec<&str> = key.split(' ').filter(|w| !w.is_empty()).collect();
+            let central = central
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, text))| occurs_words(&words, text))
+                .fold(0u64, |m, (i, _)| m | 1 << i);
+            let mut ends: Vec<u16> = key
+                .match_indices(' ')
+                .map(|(i, _)| i.min(u16::MAX as usize) as u16)
+                .collect();
+            ends.push(key.len().min(u16::MAX as usize) as u16);
+            Candidate {
+                language: script_language(&key),
+                shown,
+                key,
+                df,
+                central,
+                ends,
+            }
+        })
+        .collect();
+    Prepared {
+        cands,
+        central: central.into_iter().map(|(l, _)| l).collect(),
+        docs: t.docs.clone(),
+    }
 }
 
 /// Whether `inner`'s stems occur in a row inside `outer`'s.
-fn inside(inner: &str, outer: &str) -> bool {
-    let (i, o) = (words_of(inner), words_of(outer));
-    o.len() >= i.len() && o.windows(i.len()).any(|w| w == i.as_slice())
+fn inside(inner: &Candidate<'_>, outer: &Candidate<'_>) -> bool {
+    let (n, m) = (inner.ends.len(), outer.ends.len());
+    m >= n && (0..=m - n).any(|k| outer.words().skip(k).take(n).eq(inner.words()))
 }
 
 /// Word overlap of two stemmed phrases (Jaccard).
-fn overlap(a: &str, b: &str) -> f64 {
-    let (a, b) = (words_of(a), words_of(b));
-    let common = a.iter().filter(|w| b.contains(w)).count() as f64;
-    common / ((a.len() + b.len()) as f64 - common).max(1.0)
+fn overlap(a: &Candidate<'_>, b: &Candidate<'_>) -> f64 {
+    let common = a.words().filter(|w| b.words().any(|x| x == *w)).count() as f64;
+    common / ((a.ends.len() + b.ends.len()) as f64 - common).max(1.0)
 }
 
 /// The label of one language's texts of a theme (`docs` of them), from its
 /// stemmed candidates of that language and how many texts hold each stem
 /// key across every theme.
 fn label_one(
-    cands: &[&Stemmed<'_>],
+    cands: &[&Candidate<'_>],
     docs: u64,
-    all: &HashMap<String, u64>,
+    all: &FastMap<&str, u64>,
     mean_docs: f64,
-    central: &[StemmedText],
+    central: u64,
     keywords: usize,
 ) -> (String, Vec<String>) {
     let docs = docs.max(1) as f64;
@@ -651,13 +735,14 @@ fn label_one(
         .filter(|c| c.df >= 2 || !shared)
         .map(|c| {
             let cov = (c.df as f64 / docs).min(1.0);
-            let idf = (1.0 + mean_docs / all[&c.key].max(1) as f64).ln();
+            let idf = (1.0
+                + mean_docs / all.get(c.key.as_str()).copied().unwrap_or(1).max(1) as f64)
+                .ln();
             // The texts nearest the centroid vouch for a phrase.
-            let near = if central.is_empty() {
+            let near = if central == 0 {
                 0.0
             } else {
-                central.iter().filter(|t| occurs_stems(&c.key, t)).count() as f64
-                    / central.len() as f64
+                (c.central & central).count_ones() as f64 / central.count_ones() as f64
             };
             (*c, cov, cov * idf * (1.0 + near))
         })
@@ -681,37 +766,49 @@ fn label_one(
     });
     let label = scored
         .iter()
-        .filter(|s| best.0.df >= 2 && inside(&best.0.key, &s.0.key) && s.0.df as f64 >= floor)
+        .filter(|s| best.0.df >= 2 && inside(best.0, s.0) && s.0.df as f64 >= floor)
         .max_by(|a, b| {
-            words_of(&a.0.key)
+            a.0.ends
                 .len()
-                .cmp(&words_of(&b.0.key).len())
+                .cmp(&b.0.ends.len())
                 .then(a.0.df.cmp(&b.0.df))
                 .then(b.0.key.cmp(&a.0.key))
         })
         .unwrap_or(best);
-    let mut chosen: Vec<&str> = vec![&label.0.key];
+    let mut chosen: Vec<&Candidate<'_>> = vec![label.0];
     let mut kws: Vec<String> = Vec::new();
     let top = scored.first().map_or(1.0, |s| s.2).max(1e-9);
     while kws.len() < keywords {
-        let next = scored
-            .iter()
-            .filter(|s| {
-                // Nothing whose every word is already shown.
-                !words_of(&s.0.key)
-                    .iter()
-                    .all(|w| chosen.iter().any(|c| words_of(c).contains(w)))
-            })
-            .map(|s| {
-                let sim = chosen
-                    .iter()
-                    .map(|c| overlap(c, &s.0.key))
-                    .fold(0.0, f64::max);
-                (s, 0.7 * s.2 / top - 0.3 * sim)
-            })
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0 .0.key.cmp(&a.0 .0.key)));
+        // Maximal marginal relevance: 0.7 * score / top - 0.3 * the most
+        // word overlap with a phrase chosen so far. `scored` runs from the
+        // highest score down and the overlap only subtracts, so once a
+        // phrase's score alone cannot reach the best value found, none
+        // after it can (ties are still weighed, by key).
+        let mut next: Option<(&Scored<'_>, f64)> = None;
+        for s in &scored {
+            let bound = 0.7 * s.2 / top;
+            if next.is_some_and(|(_, v)| bound < v) {
+                break;
+            }
+            // Nothing whose every word is already shown.
+            if s.0
+                .words()
+                .all(|w| chosen.iter().any(|c| c.words().any(|x| x == w)))
+            {
+                continue;
+            }
+            let sim = chosen.iter().map(|c| overlap(c, s.0)).fold(0.0, f64::max);
+            let v = bound - 0.3 * sim;
+            let better = match next {
+                None => true,
+                Some((b, bv)) => v.total_cmp(&bv).then(b.0.key.cmp(&s.0.key)).is_gt(),
+            };
+            if better {
+                next = Some((s, v));
+            }
+        }
         let Some((s, _)) = next else { break };
-        chosen.push(&s.0.key);
+        chosen.push(s.0);
         kws.push(s.0.shown.to_string());
     }
     (label.0.shown.to_string(), kws)
@@ -722,39 +819,38 @@ fn label_one(
 /// none): a phrase they hold ranks higher, as BERTopic's KeyBERT-inspired
 /// step ranks words by their closeness to a topic's representative texts.
 pub fn labels(themes: &[&TermCounts], central: &[Vec<&str>], keywords: usize) -> Vec<Label> {
-    let central: Vec<Vec<(&str, StemmedText)>> = (0..themes.len())
-        .map(|i| {
-            central
-                .get(i)
-                .map(|texts| {
-                    texts
-                        .iter()
-                        .map(|t| (script_language(t), stemmed(t)))
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
+    let prepared: Vec<Prepared<'_>> = themes
+        .iter()
+        .enumerate()
+        .map(|(i, t)| prepare(t, central.get(i).map_or(&[][..], Vec::as_slice)))
         .collect();
-    let per: Vec<Vec<Stemmed<'_>>> = themes.iter().map(|t| stemmed_candidates(t)).collect();
-    let mut all: HashMap<String, u64> = HashMap::new();
-    for c in per.iter().flatten() {
-        *all.entry(c.key.clone()).or_default() += c.df;
+    label_prepared(&prepared.iter().collect::<Vec<_>>(), keywords)
+}
+
+/// [`labels`] from themes already [`prepare`]d.
+fn label_prepared(themes: &[&Prepared<'_>], keywords: usize) -> Vec<Label> {
+    let mut all: FastMap<&str, u64> = FastMap::default();
+    for c in themes.iter().flat_map(|t| &t.cands) {
+        *all.entry(c.key.as_str()).or_default() += c.df;
     }
     let n = themes.len().max(1) as f64;
-    let mean_docs = themes.iter().map(|t| t.texts() as f64).sum::<f64>() / n;
+    let mean_docs = themes
+        .iter()
+        .map(|t| t.docs.values().sum::<u64>() as f64)
+        .sum::<f64>()
+        / n;
     themes
         .iter()
-        .zip(&per)
-        .zip(&central)
-        .map(|((t, cands), central)| {
-            let near = |lang: Option<&str>| -> Vec<StemmedText> {
-                central
+        .map(|t| {
+            // The central texts in `lang` (all of them for `None`), as bits.
+            let near = |lang: Option<&str>| -> u64 {
+                t.central
                     .iter()
-                    .filter(|(l, _)| lang.is_none_or(|x| x == *l))
-                    .map(|(_, s)| s.clone())
-                    .collect()
+                    .enumerate()
+                    .filter(|(_, l)| lang.is_none_or(|x| x == **l))
+                    .fold(0u64, |m, (i, _)| m | 1 << i)
             };
-            let total = t.texts();
+            let total: u64 = t.docs.values().sum();
             // The languages with a real share of the theme's texts.
             let langs: Vec<(&String, u64)> = t
                 .docs
@@ -763,9 +859,9 @@ pub fn labels(themes: &[&TermCounts], central: &[Vec<&str>], keywords: usize) ->
                 .map(|(l, &d)| (l, d))
                 .collect();
             if langs.len() < 2 {
-                let all_c: Vec<&Stemmed<'_>> = cands.iter().collect();
+                let all_c: Vec<&Candidate<'_>> = t.cands.iter().collect();
                 let (phrase, keywords) =
-                    label_one(&all_c, total, &all, mean_docs, &near(None), keywords);
+                    label_one(&all_c, total, &all, mean_docs, near(None), keywords);
                 return Label {
                     phrase,
                     keywords,
@@ -775,12 +871,13 @@ pub fn labels(themes: &[&TermCounts], central: &[Vec<&str>], keywords: usize) ->
             let mut by_language = BTreeMap::new();
             let mut main: Option<(u64, String, Vec<String>)> = None;
             for (lang, docs) in langs {
-                let mine: Vec<&Stemmed<'_>> = cands
+                let mine: Vec<&Candidate<'_>> = t
+                    .cands
                     .iter()
-                    .filter(|c| script_language(&c.key) == lang.as_str())
+                    .filter(|c| c.language == lang.as_str())
                     .collect();
                 let (phrase, kws) =
-                    label_one(&mine, docs, &all, mean_docs, &near(Some(lang)), keywords);
+                    label_one(&mine, docs, &all, mean_docs, near(Some(lang)), keywords);
                 by_language.insert(lang.clone(), phrase.clone());
                 if main.as_ref().is_none_or(|m| docs > m.0) {
                     main = Some((docs, phrase, kws));

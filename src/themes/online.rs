@@ -151,6 +151,18 @@ pub struct ThemeInput<'a> {
     pub source: Option<u64>,
 }
 
+impl<'a> ThemeInput<'a> {
+    /// A whole comment: no target, a source of its own.
+    pub fn comment(vector: &'a [f32], text: &'a str) -> Self {
+        Self {
+            target: None,
+            vector,
+            text,
+            source: None,
+        }
+    }
+}
+
 /// A comment or mention waiting in the novelty buffer.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(from = "PendingRepr")]
@@ -1260,15 +1272,8 @@ mod tests {
             }
             let new = items(&batch, "payment declined");
             let got: Vec<Assignment> = if batched {
-                let refs: Vec<ThemeInput<'_>> = new
-                    .iter()
-                    .map(|(v, t)| ThemeInput {
-                        target: None,
-                        vector: v,
-                        text: t,
-                        source: None,
-                    })
-                    .collect();
+                let refs: Vec<ThemeInput<'_>> =
+                    new.iter().map(|(v, t)| ThemeInput::comment(v, t)).collect();
                 m.assign_batch(&refs)
             } else {
                 new.iter().map(|(v, t)| m.assign(v, t)).collect()
