@@ -96,6 +96,12 @@ pub struct NlpConfig {
     /// such comments; README, "Comment analysis").
     #[serde(default = "default_true")]
     pub encode_clauses: bool,
+    /// With `encode_clauses`: a comment whose clauses are encoded apart is
+    /// also encoded whole (`true`), or only as its pieces, each such clause
+    /// and the text around them (`false`: about the comment's tokens once,
+    /// and its vectors, embedding and sentiment come from the pieces).
+    #[serde(default = "default_true")]
+    pub encode_whole: bool,
     /// Folder of trained heads, one sub-folder per model
     /// (`<heads_dir>/<model>/heads.toml`).
     #[serde(default = "default_heads_dir")]
@@ -165,6 +171,7 @@ impl Default for NlpConfig {
             models_dir: default_models_dir(),
             analyze: true,
             encode_clauses: true,
+            encode_whole: true,
             heads_dir: default_heads_dir(),
             cache_dir: default_model_cache(),
             onnxruntime_library: default_ort_lib(),

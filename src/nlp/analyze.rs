@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::clauses::{self, Span};
+use super::encoder::pooled;
 use super::heads::{Heads, HeadsManifest, SentimentProbs};
 use super::{Operator, OperatorError};
 use crate::batch::CommentBatch;
@@ -375,19 +376,6 @@ fn best_clause(ex: &ExampleTarget, clauses: &[usize], vecs: &[Vec<f32>]) -> Opti
         })
         .max_by(|a, b| a.1.total_cmp(&b.1))
         .filter(|b| b.1 >= ex.min_similarity)
-}
-
-/// The L2-normalised mean of token `rows` of `vectors` (`dim` wide), as
-/// the model pools a sentence.
-fn pooled(vectors: &[f32], dim: usize, rows: impl Iterator<Item = usize>) -> Vec<f32> {
-    let mut v = vec![0f32; dim];
-    for t in rows {
-        for (x, y) in v.iter_mut().zip(&vectors[t * dim..(t + 1) * dim]) {
-            *x += y;
-        }
-    }
-    super::encoder::normalize(&mut v);
-    v
 }
 
 impl Operator for AnalyzeOperator {

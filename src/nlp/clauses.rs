@@ -115,12 +115,54 @@ pub fn split(text: &str) -> Vec<Sentence> {
 
 /// The characters `[start, end)` of `text`, trimmed.
 pub fn slice(text: &str, span: Span) -> String {
-    text.chars()
+    trimmed(text, span).0
+}
+
+/// The characters `[start, end)` of `text`, trimmed, and the character of
+/// `text` where the trimmed text starts.
+pub fn trimmed(text: &str, span: Span) -> (String, u32) {
+    let raw: String = text
+        .chars()
         .skip(span.start as usize)
         .take((span.end - span.start) as usize)
-        .collect::<String>()
-        .trim()
-        .to_string()
+        .collect();
+    let lead = raw.chars().take_while(|c| c.is_whitespace()).count() as u32;
+    (raw.trim().to_string(), span.start + lead)
+}
+
+/// Whether `sentence` of `text` has clauses that a contrastive conjunction
+/// joins, which the embed stage may encode apart.
+pub fn splits_apart(text: &str, sentence: &Sentence) -> bool {
+    sentence.clauses.len() > 1 && contrastive(&slice(text, sentence.span))
+}
+
+/// The pieces a comment is encoded as when its contrastive clauses are
+/// read on their own instead of within the whole comment: every clause of
+/// a sentence that [`splits_apart`], and each run of other sentences
+/// between them, in order. `None` when no sentence splits apart (the
+/// comment is encoded whole). The flag says whether a piece is such a
+/// clause.
+pub fn pieces(text: &str) -> Option<Vec<(Span, bool)>> {
+    let mut out = Vec::new();
+    let mut run: Option<Span> = None;
+    let mut any = false;
+    for s in split(text) {
+        if splits_apart(text, &s) {
+            any = true;
+            out.extend(run.take().map(|r| (r, false)));
+            out.extend(s.clauses.into_iter().map(|c| (c, true)));
+        } else {
+            run = Some(match run {
+                Some(r) => Span {
+                    start: r.start,
+                    end: s.span.end,
+                },
+                None => s.span,
+            });
+        }
+    }
+    out.extend(run.map(|r| (r, false)));
+    any.then_some(out)
 }
 
 #[cfg(test)]
@@ -177,6 +219,31 @@ mod tests {
         assert_eq!(s[0].clauses.len(), 2);
         assert_eq!(slice(t, s[0].clauses[1]), "но посылка пришла мятой.");
         assert_eq!(s[0].span.end as usize, t.chars().count());
+    }
+
+    #[test]
+    fn pieces_cut_only_contrastive_sentences() {
+        let t = "Great hotel. The staff were lovely, but the room was dirty. Will return!\nBye";
+        let p = pieces(t).unwrap();
+        let texts: Vec<(String, bool)> = p.iter().map(|&(s, c)| (slice(t, s), c)).collect();
+        assert_eq!(
+            texts,
+            vec![
+                ("Great hotel.".into(), false),
+                ("The staff were lovely,".into(), true),
+                ("but the room was dirty.".into(), true),
+                ("Will return!\nBye".into(), false),
+            ]
+        );
+        // In order and apart.
+        assert!(p.windows(2).all(|w| w[0].0.end <= w[1].0.start));
+        assert_eq!(pieces("Great staff, slow checkout. Fine."), None);
+        assert_eq!(pieces(""), None);
+        // Where the trimmed text starts.
+        assert_eq!(
+            trimmed("ab  cd ", Span { start: 2, end: 7 }),
+            ("cd".into(), 4)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::clauses;
+use super::clauses::{self, Span};
 use super::encoder::{Encoded, Encoder, Timed};
 use super::tokenize::TextTokenizer;
 use super::{Operator, OperatorError};
@@ -64,6 +64,9 @@ pub struct EmbedOperator {
     /// With `keep_tokens`: also encode each clause of a contrastive
     /// sentence as its own sequence ([`TokenStates::clauses`]).
     encode_clauses: bool,
+    /// With `encode_clauses`: also encode such a comment whole, or only
+    /// as its pieces ([`clauses::pieces`]).
+    encode_whole: bool,
     /// Where each forward pass's time goes, once the pipeline starts the operator.
     inference: Option<prometheus_client::metrics::histogram::Histogram>,
 }
@@ -87,6 +90,7 @@ impl EmbedOperator {
             projection: None,
             keep_tokens: false,
             encode_clauses: false,
+            encode_whole: true,
             inference: None,
         }
     }
@@ -105,6 +109,15 @@ impl EmbedOperator {
     /// own, in the same forward passes ([`TokenStates::clauses`]).
     pub fn encode_clauses(mut self, on: bool) -> Self {
         self.encode_clauses = on;
+        self
+    }
+
+    /// With [`Self::encode_clauses`]: `true` also encodes a comment whose
+    /// clauses are encoded apart as a whole; `false` encodes it only as its
+    /// pieces (each such clause, and the runs of text around them), and
+    /// its token vectors, embedding and token count come from those.
+    pub fn encode_whole(mut self, on: bool) -> Self {
+        self.encode_whole = on;
         self
     }
 
@@ -241,90 +254,260 @@ impl Operator for EmbedOperator {
         if batch.comments.is_empty() {
             return Ok(());
         }
-        let n = batch.comments.len();
-        // The clauses analysis reads on their own: (comment, span, text).
-        let mut extra: Vec<(usize, clauses::Span, String)> = Vec::new();
-        if self.keep_tokens && self.encode_clauses {
-            for (i, c) in batch.comments.iter().enumerate() {
+        let dim = self.encoder.dim();
+        // The sequences to encode, comment by comment, in the comment's order.
+        // Every comment's own sequences first, then the clauses encoded
+        // beside a whole comment, so a batch without such clauses is
+        // planned exactly as it was before they existed.
+        let mut rows: Vec<Row> = Vec::new();
+        let mut beside: Vec<Row> = Vec::new();
+        for (i, c) in batch.comments.iter().enumerate() {
+            let apart = self.keep_tokens && self.encode_clauses;
+            let pieces = if apart && !self.encode_whole {
+                clauses::pieces(&c.text)
+            } else {
+                None
+            };
+            if let Some(pieces) = pieces {
+                rows.extend(pieces.into_iter().map(|(span, clause)| {
+                    let (text, at) = clauses::trimmed(&c.text, span);
+                    Row {
+                        comment: i,
+                        text: Some((text, at)),
+                        span,
+                        part: true,
+                        clause,
+                    }
+                }));
+                continue;
+            }
+            rows.push(Row {
+                comment: i,
+                text: None,
+                span: Span { start: 0, end: 0 },
+                part: true,
+                clause: false,
+            });
+            if apart {
                 for s in clauses::split(&c.text) {
-                    if s.clauses.len() > 1 && clauses::contrastive(&clauses::slice(&c.text, s.span))
-                    {
-                        extra.extend(
-                            s.clauses
-                                .into_iter()
-                                .map(|span| (i, span, clauses::slice(&c.text, span))),
-                        );
+                    if clauses::splits_apart(&c.text, &s) {
+                        beside.extend(s.clauses.into_iter().map(|span| Row {
+                            comment: i,
+                            text: Some(clauses::trimmed(&c.text, span)),
+                            span,
+                            part: false,
+                            clause: true,
+                        }));
                     }
                 }
             }
         }
-        let texts: Vec<&str> = batch
-            .comments
+        rows.extend(beside);
+        let texts: Vec<&str> = rows
             .iter()
-            .map(|c| c.text.as_str())
-            .chain(extra.iter().map(|e| e.2.as_str()))
+            .map(|r| match &r.text {
+                Some((t, _)) => t.as_str(),
+                None => batch.comments[r.comment].text.as_str(),
+            })
             .collect();
-        let toks = self
+        let mut toks = self
             .tokenizer
             .encode_batch(&texts)
             .map_err(|e| self.fail(e))?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let mut toks = toks;
         let plan = plan_sub_batches(&lengths, self.budget, self.max_rows);
         let passes = self.run_plan(&plan, &toks, self.keep_tokens)?;
-        let mut clause_states: Vec<Vec<ClauseStates>> = vec![Vec::new(); n];
+        let mut encoded: Vec<Option<super::encoder::Encoded>> = vec![None; rows.len()];
         for (group, pass) in plan.into_iter().zip(passes) {
             if let Some(h) = &self.inference {
                 h.observe(pass.seconds);
             }
-            for (i, e) in group.into_iter().zip(pass.encoded) {
-                if let Some((c, span, _)) = i.checked_sub(n).and_then(|k| extra.get(k)) {
-                    // A clause: offsets move into the comment's characters.
-                    let offsets = std::mem::take(&mut toks[i].offsets)
-                        .into_iter()
-                        .map(|(a, b)| {
-                            if a == b {
-                                (a, b)
-                            } else {
-                                (a + span.start, b + span.start)
-                            }
-                        })
-                        .collect();
-                    clause_states[*c].push(ClauseStates {
-                        start: span.start,
-                        end: span.end,
-                        vectors: e.tokens,
-                        offsets,
-                    });
-                    continue;
-                }
-                let n = &mut batch.comments[i].nlp;
-                if self.keep_tokens {
-                    n.tokens = Some(TokenStates {
-                        vectors: e.tokens,
-                        offsets: std::mem::take(&mut toks[i].offsets),
-                        clauses: Vec::new(),
-                    });
-                }
-                n.embedding = Some(self.comment_vector(e.embedding));
-                n.token_count = Some(toks[i].ids.len() as u32);
-                n.truncated = Some(toks[i].truncated);
-                n.embedding_model = Some(self.column_tag.clone());
+            for (r, e) in group.into_iter().zip(pass.encoded) {
+                encoded[r] = Some(e);
             }
         }
-        for (c, mut states) in batch.comments.iter_mut().zip(clause_states) {
-            if let Some(st) = c.nlp.tokens.as_mut() {
-                states.sort_by_key(|s| s.start);
-                st.clauses = states;
+        // Token offsets move into the comment's characters.
+        for (r, t) in rows.iter().zip(toks.iter_mut()) {
+            if let Some((_, at)) = r.text {
+                for o in t.offsets.iter_mut() {
+                    if o.0 != o.1 {
+                        *o = (o.0 + at, o.1 + at);
+                    }
+                }
             }
+        }
+        let mut by_comment: Vec<Vec<usize>> = vec![Vec::new(); batch.comments.len()];
+        for (k, row) in rows.iter().enumerate() {
+            if let Some(list) = by_comment.get_mut(row.comment) {
+                list.push(k);
+            }
+        }
+        for (i, list) in by_comment.into_iter().enumerate() {
+            let mut clause_states = Vec::new();
+            let mut parts = Vec::new();
+            for k in list {
+                let Some(mut e) = encoded[k].take() else {
+                    return Err(self.fail("a sequence came back without vectors"));
+                };
+                let offsets = std::mem::take(&mut toks[k].offsets);
+                if rows[k].clause {
+                    clause_states.push(ClauseStates {
+                        start: rows[k].span.start,
+                        end: rows[k].span.end,
+                        vectors: if rows[k].part {
+                            e.tokens.clone()
+                        } else {
+                            std::mem::take(&mut e.tokens)
+                        },
+                        offsets: offsets.clone(),
+                    });
+                }
+                if rows[k].part {
+                    parts.push((e, offsets, toks[k].ids.len(), toks[k].truncated));
+                }
+            }
+            let (embedding, states, count, truncated) = if parts.len() == 1 {
+                let Some((e, offsets, count, truncated)) = parts.pop() else {
+                    continue;
+                };
+                let states = TokenStates {
+                    vectors: e.tokens,
+                    offsets,
+                    clauses: Vec::new(),
+                };
+                (e.embedding, states, count, truncated)
+            } else {
+                let truncated = parts.iter().any(|p| p.3);
+                let states = join_pieces(parts, dim);
+                let embedding =
+                    super::encoder::pooled(&states.vectors, dim, 0..states.offsets.len());
+                let count = states.offsets.len();
+                (embedding, states, count, truncated)
+            };
+            let n = &mut batch.comments[i].nlp;
+            if self.keep_tokens {
+                clause_states.sort_by_key(|s| s.start);
+                n.tokens = Some(TokenStates {
+                    clauses: clause_states,
+                    ..states
+                });
+            }
+            n.embedding = Some(self.comment_vector(embedding));
+            n.token_count = Some(count as u32);
+            n.truncated = Some(truncated);
+            n.embedding_model = Some(self.column_tag.clone());
         }
         Ok(())
+    }
+}
+
+/// One encoded sequence of a comment: its vectors, its tokens' character
+/// offsets in the comment, its token count, whether it was truncated.
+type Piece = (super::encoder::Encoded, Vec<(u32, u32)>, usize, bool);
+
+/// One sequence the embed stage encodes for a comment.
+struct Row {
+    /// Index of the comment in the batch.
+    comment: usize,
+    /// The piece's trimmed text and the comment's character where it
+    /// starts; `None`: the whole comment.
+    text: Option<(String, u32)>,
+    /// The piece's characters in the comment (for a clause).
+    span: Span,
+    /// Its vectors are (part of) the comment's own.
+    part: bool,
+    /// It is a clause of a contrastive sentence ([`TokenStates::clauses`]).
+    clause: bool,
+}
+
+/// A comment's token states from its pieces, in order: the first piece's
+/// leading special tokens (and prefix), every piece's text tokens, the last
+/// piece's closing special tokens, as one sequence of the whole comment
+/// would have them.
+fn join_pieces(parts: Vec<Piece>, dim: usize) -> TokenStates {
+    let last = parts.len().saturating_sub(1);
+    let mut vectors = Vec::new();
+    let mut offsets = Vec::new();
+    for (k, (e, o, _, _)) in parts.into_iter().enumerate() {
+        let text_rows: Vec<usize> = (0..o.len()).filter(|&t| o[t].0 != o[t].1).collect();
+        let (first, after) = match (text_rows.first(), text_rows.last()) {
+            (Some(&a), Some(&b)) => (a, b + 1),
+            _ => (o.len(), o.len()),
+        };
+        let keep = (0..o.len())
+            .filter(|&t| (k == 0 && t < first) || (k == last && t >= after) || o[t].0 != o[t].1);
+        for t in keep {
+            if let Some(v) = e.tokens.get(t * dim..(t + 1) * dim) {
+                vectors.extend_from_slice(v);
+                offsets.push(o[t]);
+            }
+        }
+    }
+    TokenStates {
+        vectors,
+        offsets,
+        clauses: Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::nlp::encoder::Encoded;
+
+    /// A piece encoded as `[CLS] query : <words> [SEP]`: 2-d vectors whose
+    /// first value names the token.
+    fn piece(words: &[(u32, u32)], tag: f32) -> Piece {
+        let mut offsets = vec![(0, 0), (0, 0), (0, 0)];
+        offsets.extend_from_slice(words);
+        offsets.push((0, 0));
+        let tokens: Vec<f32> = (0..offsets.len())
+            .flat_map(|t| [tag + t as f32, 1.0])
+            .collect();
+        let n = offsets.len();
+        (
+            Encoded {
+                embedding: Vec::new(),
+                tokens,
+            },
+            offsets,
+            n,
+            false,
+        )
+    }
+
+    /// Pieces join as one sequence of the comment would be: the first
+    /// piece's opening special tokens, every piece's words in order, the
+    /// last piece's closing one; each piece's own specials in between go.
+    #[test]
+    fn pieces_join_into_the_comments_sequence() {
+        let a = piece(&[(0, 3), (4, 9)], 100.0);
+        let b = piece(&[(10, 13), (14, 20)], 200.0);
+        let c = piece(&[(21, 25)], 300.0);
+        let st = join_pieces(vec![a, b, c], 2);
+        assert_eq!(
+            st.offsets,
+            vec![
+                (0, 0),
+                (0, 0),
+                (0, 0),
+                (0, 3),
+                (4, 9),
+                (10, 13),
+                (14, 20),
+                (21, 25),
+                (0, 0)
+            ]
+        );
+        let first: Vec<f32> = st.vectors.chunks(2).map(|r| r[0]).collect();
+        assert_eq!(
+            first,
+            vec![100.0, 101.0, 102.0, 103.0, 104.0, 203.0, 204.0, 303.0, 304.0]
+        );
+        // One piece: itself.
+        let one = join_pieces(vec![piece(&[(0, 4)], 0.0)], 2);
+        assert_eq!(one.offsets.len(), 5);
+    }
 
     #[test]
     fn plan_respects_budget_and_covers_every_row_once() {

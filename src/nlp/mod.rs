@@ -178,7 +178,8 @@ pub fn operators_for(
     };
     let embed = embed
         .keep_tokens(analysis.is_some())
-        .encode_clauses(cfg.encode_clauses);
+        .encode_clauses(cfg.encode_clauses)
+        .encode_whole(cfg.encode_whole);
     let mut operators: Vec<Box<dyn Operator>> = vec![
         Box::new(language::LanguageOperator::new(&cfg.languages)),
         Box::new(flags::FlagOperator::new(matcher)),

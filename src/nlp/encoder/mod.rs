@@ -179,6 +179,22 @@ pub fn mean_pool(
         .collect()
 }
 
+/// The L2-normalised mean of token `rows` of `vectors` (`dim` wide,
+/// row-major), as the model pools a sentence; rows past the end are
+/// skipped.
+pub fn pooled(vectors: &[f32], dim: usize, rows: impl Iterator<Item = usize>) -> Vec<f32> {
+    let mut v = vec![0f32; dim];
+    for t in rows {
+        if let Some(row) = vectors.get(t * dim..(t + 1) * dim) {
+            for (x, y) in v.iter_mut().zip(row) {
+                *x += y;
+            }
+        }
+    }
+    normalize(&mut v);
+    v
+}
+
 /// L2-normalises in place (a zero vector stays zero).
 pub fn normalize(v: &mut [f32]) {
     let norm = dot(v, v).sqrt().max(1e-12);
