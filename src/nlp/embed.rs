@@ -261,8 +261,8 @@ impl Operator for EmbedOperator {
         // planned exactly as it was before they existed.
         let mut rows: Vec<Row> = Vec::new();
         let mut beside: Vec<Row> = Vec::new();
+        let apart = self.keep_tokens && self.encode_clauses;
         for (i, c) in batch.comments.iter().enumerate() {
-            let apart = self.keep_tokens && self.encode_clauses;
             let pieces = if apart && !self.encode_whole {
                 clauses::pieces(&c.text)
             } else {
