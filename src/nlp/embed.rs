@@ -255,9 +255,9 @@ impl Operator for EmbedOperator {
             return Ok(());
         }
         let dim = self.encoder.dim();
-        // The sequences to encode, comment by comment, in the comment's order.
-        // Every comment's own sequences first, then the clauses encoded
-        // beside a whole comment, so a batch without such clauses is
+        // The sequences to encode: every comment's own (whole, or its
+        // pieces in order) first, then the clauses encoded beside a whole
+        // comment, so a batch without such clauses is
         // planned exactly as it was before they existed.
         let mut rows: Vec<Row> = Vec::new();
         let mut beside: Vec<Row> = Vec::new();
@@ -349,17 +349,20 @@ impl Operator for EmbedOperator {
                 let Some(mut e) = encoded[k].take() else {
                     return Err(self.fail("a sequence came back without vectors"));
                 };
-                let offsets = std::mem::take(&mut toks[k].offsets);
+                let mut offsets = std::mem::take(&mut toks[k].offsets);
                 if rows[k].clause {
+                    // A piece of the comment keeps its vectors for the
+                    // comment's sequence too; a clause beside it gives them up.
+                    let (vectors, offsets) = if rows[k].part {
+                        (e.tokens.clone(), offsets.clone())
+                    } else {
+                        (std::mem::take(&mut e.tokens), std::mem::take(&mut offsets))
+                    };
                     clause_states.push(ClauseStates {
                         start: rows[k].span.start,
                         end: rows[k].span.end,
-                        vectors: if rows[k].part {
-                            e.tokens.clone()
-                        } else {
-                            std::mem::take(&mut e.tokens)
-                        },
-                        offsets: offsets.clone(),
+                        vectors,
+                        offsets,
                     });
                 }
                 if rows[k].part {
