@@ -801,6 +801,16 @@ pub struct EvalArgs {
     /// With `--json`, under `by.<field>.<group>`.
     #[arg(long, value_enum)]
     pub by: Vec<SplitBy>,
+    /// A target's presence threshold, `target=p`, over the pipeline's and
+    /// the heads' (`nlp.presence`); repeat for more targets. For choosing
+    /// thresholds on dev sets before `verbatim train --presence` records them.
+    #[arg(long, value_parser = super::train::parse_presence)]
+    pub presence: Vec<(String, f32)>,
+    /// Weight of the sentiment head over an aspect's clause in its
+    /// polarity (`nlp.clause_sentiment`), over the pipeline's and the
+    /// heads'; for choosing it before `verbatim train --clause-sentiment`.
+    #[arg(long, value_parser = super::train::parse_weight)]
+    pub clause_sentiment: Option<f32>,
 }
 
 /// Scores the file and prints the report (exit 3 when `--compare-precision`
@@ -820,6 +830,8 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
         split,
         predictions,
         by,
+        presence,
+        clause_sentiment,
     } = args;
     let filter = RowFilter {
         held_out,
@@ -830,6 +842,12 @@ pub fn execute(args: EvalArgs) -> anyhow::Result<()> {
     let mut nlp = if flags_only { None } else { cfg.nlp.clone() };
     if let (Some(n), Some(m)) = (nlp.as_mut(), model) {
         n.model = m;
+    }
+    if let Some(n) = nlp.as_mut() {
+        n.presence.extend(presence);
+        if clause_sentiment.is_some() {
+            n.clause_sentiment = clause_sentiment;
+        }
     }
     if !flags_only && nlp.is_none() {
         anyhow::bail!(

@@ -95,6 +95,11 @@ pub struct TrainOptions {
     /// Members trained (seeds `seed`, `seed + 1`, …) and averaged
     /// ([`HeadsManifest::members`]).
     pub members: usize,
+    /// Per-target presence thresholds recorded in the manifest
+    /// ([`HeadsManifest::presence`]).
+    pub presence: std::collections::BTreeMap<String, f32>,
+    /// [`HeadsManifest::clause_sentiment`], recorded in the manifest.
+    pub clause_sentiment: f32,
     /// The command line, recorded in the manifest.
     pub command: String,
 }
@@ -114,6 +119,8 @@ impl TrainOptions {
             sentiment_epochs: 20,
             seed: 7,
             members: 1,
+            presence: Default::default(),
+            clause_sentiment: 0.0,
             command: String::new(),
         }
     }
@@ -685,6 +692,8 @@ fn write(
         targets: model.targets.clone(),
         neutral_band: 0.5,
         min_presence: 0.5,
+        presence: opts.presence.clone(),
+        clause_sentiment: opts.clause_sentiment,
         sentiment_classes: model.sentiment_classes,
         read_clauses: opts.read_clauses,
         members: members.len(),
@@ -758,6 +767,42 @@ pub struct TrainArgs {
     /// and average at inference (one member moves with its seed alone).
     #[arg(long, default_value_t = 1)]
     pub members: usize,
+    /// A target's presence threshold, `target=p` (0-1), recorded in the
+    /// manifest in place of 0.5 for that target; repeat for more targets.
+    /// Choose it on dev sets with `verbatim eval --presence` (the weights do
+    /// not depend on it).
+    #[arg(long, value_parser = parse_presence)]
+    pub presence: Vec<(String, f32)>,
+    /// Weight (0-1) of the sentiment head over an aspect's clause in the
+    /// aspect's polarity, recorded in the manifest (0: the aspect head
+    /// alone). Choose it with `verbatim eval --clause-sentiment`; the
+    /// weights do not depend on it.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_weight)]
+    pub clause_sentiment: f32,
+}
+
+/// A weight from 0 to 1.
+pub fn parse_weight(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(w) if (0.0..=1.0).contains(&w) => Ok(w),
+        _ => Err(format!("{s:?} is not a weight from 0 to 1, e.g. 0.3")),
+    }
+}
+
+/// `target=p`, a built-in target and a threshold in (0, 1].
+pub fn parse_presence(s: &str) -> Result<(String, f32), String> {
+    let (t, p) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not target=threshold, e.g. product=0.65"))?;
+    let p: f32 = p
+        .trim()
+        .parse()
+        .map_err(|_| format!("{p:?} is not a number, e.g. product=0.65"))?;
+    let one = std::collections::BTreeMap::from([(t.trim().to_string(), p)]);
+    match crate::config::presence_problem(&one) {
+        Some(problem) => Err(format!("{s:?} {problem}")),
+        None => Ok((t.trim().to_string(), p)),
+    }
 }
 
 /// Trains the heads and prints where they were written.
@@ -775,6 +820,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
         epochs,
         seed,
         members,
+        presence,
+        clause_sentiment,
     } = args;
     let nlp = load_nlp(&pipeline, model)?;
     let mut opts = TrainOptions::new(out.clone());
@@ -787,6 +834,8 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
     opts.epochs = epochs;
     opts.seed = seed;
     opts.members = members;
+    opts.presence = presence.into_iter().collect();
+    opts.clause_sentiment = clause_sentiment;
     opts.command = std::env::args()
         .skip(1)
         .collect::<Vec<_>>()
@@ -809,6 +858,17 @@ pub fn execute(args: TrainArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn presence_is_target_equals_threshold() {
+        assert_eq!(
+            parse_presence("product=0.65"),
+            Ok(("product".to_string(), 0.65))
+        );
+        for bad in ["product", "product=high", "produce=0.6", "product=2"] {
+            assert!(parse_presence(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn shuffle_is_a_seeded_permutation() {

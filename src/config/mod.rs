@@ -32,7 +32,8 @@ pub use input::{FieldMapping, InputConfig, InputFormat, TimeFormat};
 pub use kafka::{KafkaConfig, OffsetReset, OWNED_KAFKA_PROPERTIES};
 pub use metrics::MetricsConfig;
 pub use nlp::{
-    example_threshold, Backend, Calibration, NlpConfig, Precision, PrivacyConfig, TargetExamples,
+    example_threshold, presence_problem, Backend, Calibration, NlpConfig, Precision, PrivacyConfig,
+    TargetExamples,
 };
 pub use output::{parse_local_root, parse_output_root, OutputConfig, RejectedConfig, RootError};
 pub use responses::{ResponseFields, ResponsesConfig};
@@ -668,6 +669,23 @@ mod tests {
         );
         let off = PipelineConfig::from_toml("[privacy]\nhash_customer_id = false\n", p()).unwrap();
         assert!(off.privacy.customer_hasher().is_none());
+    }
+
+    #[test]
+    fn presence_thresholds_name_targets_within_zero_and_one() {
+        let c = PipelineConfig::from_toml("[nlp]\npresence = { product = 0.8 }\n", p()).unwrap();
+        assert_eq!(c.nlp.unwrap().presence["product"], 0.8);
+        for (bad, want) in [
+            ("[nlp]\npresence = { prodcut = 0.8 }\n", "\"prodcut\""),
+            ("[nlp]\npresence = { product = 1.5 }\n", "outside 0-1"),
+            ("[nlp]\npresence = { staff = 0 }\n", "outside 0-1"),
+        ] {
+            let e = PipelineConfig::from_toml(bad, p()).unwrap_err().to_string();
+            assert!(
+                e.contains("nlp.presence") && e.contains(want) && e.contains("Fix:"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -106,6 +106,16 @@ pub struct NlpConfig {
     /// (`<heads_dir>/<model>/heads.toml`).
     #[serde(default = "default_heads_dir")]
     pub heads_dir: PathBuf,
+    /// Per-target presence thresholds (`1 - p(absent)`, 0-1) over the
+    /// heads' own (their manifest's `presence`, else `min_presence`), e.g.
+    /// `{ product = 0.8 }` to report product only when the heads are surer.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub presence: std::collections::BTreeMap<String, f32>,
+    /// Weight (0-1) of the sentiment head over an aspect's clause in the
+    /// aspect's polarity, over the heads' own (their manifest's
+    /// `clause_sentiment`); 0 reads polarity from the aspect head alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clause_sentiment: Option<f32>,
 }
 
 impl NlpConfig {
@@ -182,6 +192,8 @@ impl Default for NlpConfig {
             lanes: 0,
             device: default_device(),
             languages: default_languages(),
+            presence: Default::default(),
+            clause_sentiment: None,
         }
     }
 }
@@ -359,6 +371,20 @@ impl NlpConfig {
                 ));
             }
         }
+        if let Some(problem) = presence_problem(&self.presence) {
+            return Err(bad.err(
+                "nlp.presence",
+                problem,
+                "name built-in targets (staff, product, process, price, delivery, environment, other) with thresholds between 0 and 1, e.g. { product = 0.8 }",
+            ));
+        }
+        if let Some(w) = self.clause_sentiment.filter(|w| !(0.0..=1.0).contains(w)) {
+            return Err(bad.err(
+                "nlp.clause_sentiment",
+                format!("is {w}"),
+                "use a weight from 0 (the aspect head alone) to 1 (the sentiment head alone), e.g. 0.3, or remove the key to keep the heads' own",
+            ));
+        }
         if self.threads > 1024 {
             return Err(bad.err(
                 "nlp.threads",
@@ -378,4 +404,18 @@ impl NlpConfig {
         }
         Ok(())
     }
+}
+
+/// What is wrong with per-target presence thresholds, if anything: a name
+/// that is no built-in target, or a threshold outside (0, 1].
+pub fn presence_problem(presence: &std::collections::BTreeMap<String, f32>) -> Option<String> {
+    presence.iter().find_map(|(t, p)| {
+        if !crate::comment::TARGETS.contains(&t.as_str()) {
+            Some(format!("names {t:?}, which is no built-in target"))
+        } else if !(*p > 0.0 && *p <= 1.0) {
+            Some(format!("sets {t} to {p}, outside 0-1"))
+        } else {
+            None
+        }
+    })
 }

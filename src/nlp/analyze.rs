@@ -8,14 +8,18 @@
 //! 2. each sentence's token vectors, and each of its clauses', go through
 //!    the aspect head ([`super::heads`]): per target, `absent / negative /
 //!    neutral / positive`; a target is reported when `1 - p(absent)`
-//!    reaches the manifest's `min_presence` in the sentence (or, with the
+//!    reaches the target's threshold (`nlp.presence`, else the manifest's
+//!    `presence`, else its `min_presence`) in the sentence (or, with the
 //!    manifest's `read_clauses`, in one of its clauses); its span is the
 //!    clause most likely to be about it. Its polarity is that clause's where
 //!    a contrastive conjunction joins the clauses ("but", "но"), read from
 //!    the clause's own encoding when the embed stage encoded it apart
 //!    (`nlp.encode_clauses`), and with `read_clauses` at every clause break
 //!    (from the clause's slice of the sentence's vectors), so praise in one
-//!    clause does not colour a complaint in the next;
+//!    clause does not colour a complaint in the next; with the manifest's
+//!    `clause_sentiment` (a weight `w`) the polarity mixes the aspect head's
+//!    (absent left out) with the sentiment head read over that same clause,
+//!    `(1 - w) · aspect + w · sentiment`;
 //! 3. the whole comment's token vectors give the sentiment score;
 //! 4. flags that need a complaint (`[flags.<name>] needs_complaint`,
 //!    repeat_issue by default) are withdrawn from a comment with no
@@ -40,7 +44,10 @@ pub struct AnalyzeOperator {
     heads: Heads,
     targets: Vec<Arc<str>>,
     neutral_band: f32,
-    min_presence: f32,
+    /// Per target (in `targets` order), the `1 - p(absent)` that reports it.
+    presence: Vec<f32>,
+    /// [`HeadsManifest::clause_sentiment`], or `nlp.clause_sentiment`.
+    clause_sentiment: f32,
     /// [`HeadsManifest::read_clauses`].
     read_clauses: bool,
     languages: BTreeSet<String>,
@@ -95,9 +102,20 @@ impl AnalyzeOperator {
                 .iter()
                 .map(|t| Arc::from(t.as_str()))
                 .collect(),
+            presence: heads
+                .targets
+                .iter()
+                .map(|t| {
+                    manifest
+                        .presence
+                        .get(t)
+                        .copied()
+                        .unwrap_or(manifest.min_presence)
+                })
+                .collect(),
             heads,
+            clause_sentiment: manifest.clause_sentiment,
             neutral_band: manifest.neutral_band,
-            min_presence: manifest.min_presence,
             read_clauses: manifest.read_clauses,
             languages: languages.iter().cloned().collect(),
             examples: Vec::new(),
@@ -107,6 +125,27 @@ impl AnalyzeOperator {
             complaint_flags: Vec::new(),
             exclusions: None,
         }
+    }
+
+    /// Replaces the presence threshold of each target `presence` names
+    /// (`nlp.presence`); names the heads do not output are ignored (the
+    /// config's validation rejects them first).
+    pub fn with_presence(mut self, presence: &std::collections::BTreeMap<String, f32>) -> Self {
+        for (t, p) in self.targets.iter().zip(self.presence.iter_mut()) {
+            if let Some(x) = presence.get(&**t) {
+                *p = *x;
+            }
+        }
+        self
+    }
+
+    /// Replaces the weight of the sentiment head over an aspect's clause in
+    /// its polarity (`nlp.clause_sentiment`), when set.
+    pub fn with_clause_sentiment(mut self, weight: Option<f32>) -> Self {
+        if let Some(w) = weight {
+            self.clause_sentiment = w;
+        }
+        self
     }
 
     /// Applies the flag patterns' exclusions (`[flags.<name>] exclude` and
@@ -447,7 +486,6 @@ impl Operator for AnalyzeOperator {
         // A sentence's aspects; each points at the clause most likely to be
         // about its target.
         let mut aspects: Vec<Vec<Aspect>> = vec![Vec::new(); batch.comments.len()];
-        let present = |p: &[f32; 4]| 1.0 - p[0] >= self.min_presence;
         let contrastive: Vec<bool> = segs
             .iter()
             .map(|seg| {
@@ -484,6 +522,7 @@ impl Operator for AnalyzeOperator {
                     Some(q) if self.read_clauses || contrastive[k] => q,
                     _ => p,
                 };
+                let present = |p: &[f32; 4]| 1.0 - p[0] >= self.presence[t];
                 let found =
                     present(&probs[k][t]) || (self.read_clauses && own.is_some_and(present));
                 if !found {
@@ -491,6 +530,24 @@ impl Operator for AnalyzeOperator {
                 }
                 let span = clause.map_or(seg.span, |(_, c)| c.span);
                 let read_from = clause.map_or(seg, |(_, c)| c);
+                // The sentiment head over the same clause, weighed in
+                // (`clause_sentiment`): it reads "dismissive" or "pushy" as
+                // negative where the aspect head, taught mostly by reviews
+                // that praise staff, does not.
+                let w = self.clause_sentiment;
+                let mut p = *p;
+                if w > 0.0 {
+                    let rows: Vec<usize> = read_from
+                        .tokens
+                        .iter()
+                        .map(|t| read_from.base + t)
+                        .collect();
+                    let sp = tp.sentiment(&rows).0;
+                    let z = (p[1] + p[2] + p[3]).max(f32::MIN_POSITIVE);
+                    for j in 1..4 {
+                        p[j] = (1.0 - w) * p[j] / z + w * sp[j - 1];
+                    }
+                }
                 let (cls, conf) =
                     (1..4)
                         .map(|j| (j, p[j]))

@@ -115,6 +115,20 @@ pub struct HeadsManifest {
     pub neutral_band: f32,
     /// An aspect is reported when `1 - p(absent)` reaches this.
     pub min_presence: f32,
+    /// Per-target thresholds that replace `min_presence` for their target,
+    /// chosen on dev sets (`verbatim train --presence product=0.65`;
+    /// README, "Comment analysis"). Manifests written before the key
+    /// existed have none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub presence: BTreeMap<String, f32>,
+    /// Weight `w` (0-1) of the sentiment head, read over an aspect's clause,
+    /// in the aspect's polarity: `(1 - w) · the aspect head's polarity
+    /// (absent left out) + w · the clause's sentiment`. Chosen on dev sets
+    /// (`verbatim train --clause-sentiment 0.3`; README, "Comment
+    /// analysis"); manifests written before the key existed have 0 (the
+    /// aspect head alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clause_sentiment: f32,
     /// Classes of the sentiment head: 2 (negative, positive; a score within
     /// `neutral_band` of 0 is neutral) or 3 (negative, neutral, positive:
     /// the likeliest class is the label). Manifests written before the key
@@ -163,6 +177,10 @@ fn one() -> usize {
 
 fn is_one(n: &usize) -> bool {
     *n == 1
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
 }
 
 /// A comment's sentiment as the head reads it: probabilities of negative,
@@ -655,6 +673,22 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
             trained: manifest.model,
             model: model.to_string(),
         });
+    }
+    if let Some((t, p)) = manifest
+        .presence
+        .iter()
+        .find(|(t, p)| !(manifest.targets.contains(t) && **p > 0.0 && **p <= 1.0))
+    {
+        return Err(manifest_err(format!(
+            "`presence.{t} = {p}`: thresholds must name one of the heads' targets ({}) and lie in (0, 1]. Fix: retrain with `verbatim train --presence target=p` (models/heads/README.md)",
+            manifest.targets.join(", ")
+        )));
+    }
+    if !(0.0..=1.0).contains(&manifest.clause_sentiment) {
+        return Err(manifest_err(format!(
+            "`clause_sentiment = {}` is outside 0-1. Fix: retrain with `verbatim train --clause-sentiment w` (models/heads/README.md)",
+            manifest.clause_sentiment
+        )));
     }
     let bytes = read_verified(dir, &manifest.weights, &manifest.weights_sha256)?;
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu)?;

@@ -111,6 +111,8 @@ pub fn analyze_operator(
     let flags = flag_heads::FlagHeads::load(&dir, &manifest.name)?.map(|(h, _)| h);
     Ok(
         analyze::AnalyzeOperator::new(loaded.heads, &loaded.manifest, &manifest.languages)
+            .with_presence(&cfg.presence)
+            .with_clause_sentiment(cfg.clause_sentiment)
             .with_flag_heads(flags),
     )
 }
