@@ -799,7 +799,7 @@ pub fn parse_presence(s: &str) -> Result<(String, f32), String> {
         .parse()
         .map_err(|_| format!("{p:?} is not a number, e.g. product=0.65"))?;
     let one = std::collections::BTreeMap::from([(t.trim().to_string(), p)]);
-    match crate::config::presence_problem(&one) {
+    match crate::config::presence_problem(&one, &crate::comment::TARGETS) {
         Some(problem) => Err(format!("{s:?} {problem}")),
         None => Ok((t.trim().to_string(), p)),
     }

@@ -371,7 +371,7 @@ impl NlpConfig {
                 ));
             }
         }
-        if let Some(problem) = presence_problem(&self.presence) {
+        if let Some(problem) = presence_problem(&self.presence, &crate::comment::TARGETS) {
             return Err(bad.err(
                 "nlp.presence",
                 problem,
@@ -407,11 +407,14 @@ impl NlpConfig {
 }
 
 /// What is wrong with per-target presence thresholds, if anything: a name
-/// that is no built-in target, or a threshold outside (0, 1].
-pub fn presence_problem(presence: &std::collections::BTreeMap<String, f32>) -> Option<String> {
+/// that is not one of `targets`, or a threshold outside (0, 1].
+pub fn presence_problem<T: AsRef<str>>(
+    presence: &std::collections::BTreeMap<String, f32>,
+    targets: &[T],
+) -> Option<String> {
     presence.iter().find_map(|(t, p)| {
-        if !crate::comment::TARGETS.contains(&t.as_str()) {
-            Some(format!("names {t:?}, which is no built-in target"))
+        if !targets.iter().any(|x| x.as_ref() == t) {
+            Some(format!("names {t:?}, which is no target"))
         } else if !(*p > 0.0 && *p <= 1.0) {
             Some(format!("sets {t} to {p}, outside 0-1"))
         } else {

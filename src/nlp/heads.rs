@@ -674,13 +674,9 @@ pub fn load(dir: &Path, model: &str) -> Result<LoadedHeads, HeadsError> {
             model: model.to_string(),
         });
     }
-    if let Some((t, p)) = manifest
-        .presence
-        .iter()
-        .find(|(t, p)| !(manifest.targets.contains(t) && **p > 0.0 && **p <= 1.0))
-    {
+    if let Some(problem) = crate::config::presence_problem(&manifest.presence, &manifest.targets) {
         return Err(manifest_err(format!(
-            "`presence.{t} = {p}`: thresholds must name one of the heads' targets ({}) and lie in (0, 1]. Fix: retrain with `verbatim train --presence target=p` (models/heads/README.md)",
+            "`presence` {problem}: thresholds must name one of the heads' targets ({}) and lie in (0, 1]. Fix: retrain with `verbatim train --presence target=p` (models/heads/README.md)",
             manifest.targets.join(", ")
         )));
     }
@@ -774,6 +770,24 @@ pub fn trainable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_manifests_thresholds_are_checked_before_the_weights() {
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/heads/all-MiniLM-L6-v2");
+        let toml = std::fs::read_to_string(committed.join("heads.toml")).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        for (extra, want) in [
+            ("[presence]\nprodcut = 0.6\n", "\"prodcut\""),
+            ("[presence]\nproduct = 0\n", "outside 0-1"),
+        ] {
+            std::fs::write(dir.path().join("heads.toml"), format!("{toml}\n{extra}")).unwrap();
+            let err = load(dir.path(), "all-MiniLM-L6-v2")
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains(want) && err.contains("Fix:"), "{err}");
+        }
+    }
 
     #[test]
     fn shapes_and_probabilities() {
