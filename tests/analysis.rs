@@ -456,6 +456,17 @@ fn committed_heads_are_what_train_makes() {
     retrain_matches("models/heads/all-MiniLM-L6-v2/heads.toml", "heads.toml");
 }
 
+/// The e5 heads too (about 5 minutes on 2 cores): stop 41 took another
+/// CPU's bytes for drift in the training code because nothing checked them.
+#[test]
+fn committed_e5_heads_are_what_train_makes() {
+    let Some(_) = e5_cfg() else { return };
+    retrain_matches(
+        "models/heads/multilingual-e5-small/heads.toml",
+        "heads.toml",
+    );
+}
+
 /// With the e5 manifest's `read_clauses`, a target one clause names is found
 /// even where the whole sentence's score misses it, with that clause's
 /// polarity, in both languages; the same heads read the old way (the key
@@ -908,12 +919,13 @@ fn mentions(cfg: &NlpConfig, texts: &[&str]) -> Vec<Vec<Mention>> {
 
 /// Per-target presence thresholds (README, "A threshold per target"): with
 /// the e5 heads' own (product 0.65, process 0.35 in their manifest) a
-/// contract renewal is a process complaint and not also a product one; at
-/// the old 0.5 for both the product comes back; `nlp.presence` at 1.0
-/// silences product and moves no other target; true product mentions
-/// stay, in both languages (the Russian one's polarity is not asserted: these
-/// heads read "приложение постоянно вылетает" as positive, README "The heads
-/// retrained with the code as it is").
+/// contract renewal is a process complaint and not also a product one; a
+/// lower product threshold through `nlp.presence` (0.3) brings the product
+/// back (the old 0.5 did with the Xeon's heads, not with the EPYC's: README,
+/// "Two CPUs, two sets of bytes"); at 1.0 it silences product and moves no
+/// other target; true product mentions stay, in both languages (the Russian
+/// one's polarity is not asserted: its confidence is below 0.5, and the
+/// Xeon's heads read "приложение постоянно вылетает" as positive).
 #[test]
 fn each_target_has_its_own_presence_threshold() {
     let Some(cfg) = e5_cfg() else { return };
@@ -944,8 +956,8 @@ fn each_target_has_its_own_presence_threshold() {
         has(&shipped[1], "product", Polarity::Negative),
         "{shipped:?}"
     );
-    let old = with(&[("product", 0.5), ("process", 0.5)]);
-    assert!(has(&old[0], "product", Polarity::Negative), "{old:?}");
+    let lower = with(&[("product", 0.3)]);
+    assert!(has(&lower[0], "product", Polarity::Negative), "{lower:?}");
     let never = with(&[("product", 1.0)]);
     for (n, s) in never.iter().zip(&shipped) {
         let others: Vec<_> = s.iter().filter(|x| x.0 != "product").cloned().collect();
