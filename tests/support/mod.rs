@@ -3,6 +3,7 @@
 //! binary. (The Kafka helpers live in `tests/common`.)
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -107,8 +108,17 @@ pub fn readme_metrics() -> Vec<String> {
 /// alone MLAS's u8·s8 kernel saturates pairs of products, and an AMD EPYC
 /// (Zen 4, AVX-512 VNNI) gave e5 vectors other than the Xeon's (stop 41;
 /// MiniLM's were the same). Where they differ, this machine's sha is
-/// printed, and tests compare by direction instead of bytes.
+/// printed, and tests compare by direction instead of bytes. Hashed once
+/// per model and test binary.
 pub fn int8_matches_committed(model: &str) -> bool {
+    static SEEN: std::sync::Mutex<BTreeMap<String, bool>> = std::sync::Mutex::new(BTreeMap::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    *seen
+        .entry(model.to_string())
+        .or_insert_with(|| int8_fingerprint_matches(model))
+}
+
+fn int8_fingerprint_matches(model: &str) -> bool {
     use sha2::{Digest, Sha256};
     let cfg = verbatim::config::NlpConfig {
         model: model.into(),
