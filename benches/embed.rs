@@ -491,7 +491,7 @@ async fn pipeline_rate(
     let m = metrics.clone();
     let written = metrics.comments.clone();
     let n = texts.len() as u64;
-    let t0 = Instant::now();
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     let first = std::sync::Arc::new(std::sync::Mutex::new(None::<(Instant, u64)>));
     let first_w = first.clone();
     let shutdown = async move {
@@ -515,7 +515,7 @@ async fn pipeline_rate(
         .await
         .unwrap();
     assert_eq!(s.comments, n);
-    let end = Instant::now();
+    let (end, cpu) = (Instant::now(), cpu_seconds() - c0);
     let stages: Vec<String> = [
         "language",
         "redact",
@@ -531,7 +531,7 @@ async fn pipeline_rate(
     .map(|st| format!("{st} {:.2} s", m.stage_total(st)))
     .collect();
     println!(
-        "  pipeline{} stages over {:.2} s: {}",
+        "  pipeline{} stages over {:.2} s ({cpu:.1} CPU-seconds, {:.2} cores busy): {}",
         match analysis {
             Analysis::Off => " (analysis off)",
             Analysis::On => "",
@@ -539,6 +539,7 @@ async fn pipeline_rate(
             Analysis::PiecesOnly => " (comments with clauses encoded apart not encoded whole)",
         },
         (end - t0).as_secs_f64(),
+        cpu / (end - t0).as_secs_f64(),
         stages.join(", ")
     );
     let (t1, c1) = first.lock().unwrap().unwrap_or((t0, 0));

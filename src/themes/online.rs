@@ -245,6 +245,11 @@ pub struct ThemeModel {
     /// the only writer (tests, `eval-themes`), ids counted on from `next_id`.
     #[serde(skip)]
     ids: Option<IdPool>,
+    /// A theme formed or took a member since the labels were made: the
+    /// end of [`ThemeModel::assign`] or [`ThemeModel::assign_batch`] makes
+    /// them again, once, however many clusters the batch formed.
+    #[serde(skip)]
+    labels_stale: bool,
 }
 
 impl ThemeModel {
@@ -256,6 +261,7 @@ impl ThemeModel {
             centroids: Vec::new(),
             buffer: VecDeque::new(),
             since_cluster: 0,
+            labels_stale: false,
             next_id: 1,
             dim,
             version: 0,
@@ -495,6 +501,7 @@ impl ThemeModel {
     }
 
     fn join(&mut self, k: usize, v: &[f32], text: &str, similarity: f32) {
+        self.labels_stale = true;
         let t = &mut self.themes[k];
         t.count += 1;
         t.sum.iter_mut().zip(v).for_each(|(s, x)| *s += x);
@@ -514,17 +521,29 @@ impl ThemeModel {
         self.centroids[k * self.dim..(k + 1) * self.dim].copy_from_slice(&c);
     }
 
-    /// Assigns one whole comment (its L2-normalised embedding and text).
+    /// Assigns one whole comment (its L2-normalised embedding and text);
+    /// the labels then count it.
     pub fn assign(&mut self, v: &[f32], text: &str) -> Assignment {
-        self.assign_one(ThemeInput {
+        let a = self.assign_one(ThemeInput {
             target: None,
             vector: v,
             text,
             source: None,
-        })
+        });
+        self.refresh_labels();
+        a
     }
 
-    /// Assigns one comment or mention to a theme of its target.
+    /// Makes the labels again if a theme formed or took a member since
+    /// they were last made.
+    fn refresh_labels(&mut self) {
+        if self.labels_stale {
+            self.relabel();
+        }
+    }
+
+    /// Assigns one comment or mention to a theme of its target. The labels
+    /// are left as they were ([`ThemeModel::relabel`] makes them again).
     pub fn assign_one(&mut self, x: ThemeInput<'_>) -> Assignment {
         if self.centroids.len() != self.themes.len() * self.dim {
             self.rebuild_centroids();
@@ -564,12 +583,14 @@ impl ThemeModel {
     /// theme its nearest theme (of its target) after the whole batch: a
     /// theme the novelty buffer formed from this batch is then already
     /// theirs, instead of the nearest theme at the moment each arrived.
-    /// Items that joined keep the theme they joined.
+    /// Items that joined keep the theme they joined. The labels are then
+    /// made once, counting the whole batch.
     pub fn assign_batch(&mut self, items: &[ThemeInput<'_>]) -> Vec<Assignment> {
         let first: Vec<Assignment> = items.iter().map(|x| self.assign_one(*x)).collect();
         if self.centroids.len() != self.themes.len() * self.dim {
             self.rebuild_centroids();
         }
+        self.refresh_labels();
         first
             .into_iter()
             .zip(items)
@@ -599,7 +620,6 @@ impl ThemeModel {
             by_target.entry(p.target.clone()).or_default().push(i);
         }
         let mut taken = vec![false; n];
-        let mut changed = false;
         let min_size = self.cfg.min_theme_size;
         for (target, idx) in by_target {
             if idx.len() < min_size.max(2) {
@@ -640,7 +660,6 @@ impl ThemeModel {
                     self.join(k, &p.v, &p.text, sim);
                     taken[i] = true;
                 }
-                changed = true;
             }
         }
         let mut i = 0;
@@ -649,9 +668,9 @@ impl ThemeModel {
             i += 1;
             keep
         });
-        if changed {
-            self.relabel();
-        }
+        // The labels wait for the end of the batch (`labels_stale`, set
+        // by `join`): relabelling every theme at each cluster formed was
+        // most of the themes stage's time.
     }
 
     /// Distinct comments among buffered items `members` (an item without a
@@ -666,6 +685,7 @@ impl ThemeModel {
 
     /// Recomputes every theme's label from its term counts.
     pub fn relabel(&mut self) {
+        self.labels_stale = false;
         let refs: Vec<&TermCounts> = self.themes.iter().map(|t| &t.terms).collect();
         let central: Vec<Vec<&str>> = self
             .themes
@@ -802,11 +822,6 @@ impl Operator for ThemeOperator {
     }
 
     fn process_batch(&mut self, batch: &mut CommentBatch) -> Result<(), OperatorError> {
-        // Labels as of the end of the previous batch: what a row is written
-        // with then depends on the rows before it, not on when files were
-        // committed.
-        self.model.relabel();
-        self.labels.clear();
         // The batch's comments in a language the model reads, assigned
         // together (see `ThemeModel::assign_batch`): with themes per
         // mention each mention that has a vector is an item of its target,
@@ -873,7 +888,11 @@ impl Operator for ThemeOperator {
             .map_err(store_failed)?;
             self.model.add_ids(pool);
         }
+        // The labels as of the end of this batch (`assign_batch` makes them
+        // once): what a row is written with depends on the rows up to its
+        // own batch, not on when files were committed.
         let assigned = self.model.assign_batch(&items);
+        self.labels.clear();
         for (&(i, k), a) in slots.iter().zip(assigned) {
             let theme = a.theme.map(|id| {
                 let label = self
