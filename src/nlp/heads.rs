@@ -605,7 +605,13 @@ impl Heads {
 impl Layers {
     /// One member's [`Heads::project`] over `xt` `[n, dim]`.
     fn project(&self, xt: &Tensor, dim: usize, t: usize) -> Result<MemberProjections, HeadsError> {
-        let keys = xt.matmul(&self.key_w)?.broadcast_add(&self.key_b)?.tanh()?;
+        // tanh in a loop the compiler vectorises: candle's calls libm's
+        // `tanhf` per element, a sixth of the analysis stage's time.
+        let pre = xt.matmul(&self.key_w)?.broadcast_add(&self.key_b)?;
+        let shape = pre.dims2()?;
+        let mut keys = pre.flatten_all()?.to_vec1::<f32>()?;
+        keys.iter_mut().for_each(|v| *v = tanh(*v));
+        let keys = Tensor::from_vec(keys, shape, &Device::Cpu)?;
         let scores = keys.matmul(&self.queries.t()?.contiguous()?)?;
         // [T, D, 4] -> [D, T * 4], then the sentiment layer beside it.
         let w = Tensor::cat(
@@ -627,6 +633,23 @@ impl Layers {
             sent_b: self.sent_b.to_vec1()?,
         })
     }
+}
+
+/// `tanh(x)` to within a few units in the last place of f32 (Eigen's
+/// rational approximation, as its vectorised `ptanh`): the same formula for
+/// every element, so a loop over a slice becomes SIMD code.
+fn tanh(x: f32) -> f32 {
+    // Past this, tanh rounds to ±1 in f32.
+    let x = x.clamp(-7.905_311, 7.905_311);
+    let x2 = x * x;
+    let p = x
+        * (4.893_524_6e-3
+            + x2 * (6.372_619_3e-4
+                + x2 * (1.485_722_4e-5
+                    + x2 * (5.122_297e-8
+                        + x2 * (-8.604_672e-11 + x2 * (2.000_188e-13 + x2 * -2.760_768_5e-16))))));
+    let q = 4.893_525_2e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
+    p / q
 }
 
 /// Pads token sequences into `x [B, L, D]` and `mask [B, L]`.
@@ -862,6 +885,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn tanh_is_libms_to_within_a_few_ulps() {
+        let mut worst = 0f32;
+        for i in -200_000..=200_000 {
+            let x = i as f32 * 1e-4;
+            let (a, b) = (tanh(x), x.tanh());
+            worst = worst.max((a - b).abs() / b.abs().max(f32::MIN_POSITIVE));
+        }
+        assert!(worst < 1e-6, "relative error {worst}");
+        assert_eq!(tanh(30.0), 1.0);
+        assert_eq!(tanh(-30.0), -1.0);
+        assert_eq!(tanh(0.0), 0.0);
     }
 
     /// Several members: the fast projections still equal the full
