@@ -450,22 +450,25 @@ impl Operator for AnalyzeOperator {
             return Ok(());
         }
         // One projection of every analysed token of the batch.
-        let mut all = Vec::new();
+        let mut all: Vec<&[f32]> = Vec::new();
+        let mut rows = 0;
         let mut base = Vec::with_capacity(todo.len());
         let mut clause_base: Vec<Vec<usize>> = Vec::with_capacity(todo.len());
         for &i in &todo {
-            base.push(all.len() / dim);
+            base.push(rows);
             let mut own = Vec::new();
             if let Some(st) = batch.comments[i].nlp.tokens.as_ref() {
-                all.extend_from_slice(&st.vectors);
+                all.push(&st.vectors);
+                rows += st.vectors.len() / dim;
                 for c in &st.clauses {
-                    own.push(all.len() / dim);
-                    all.extend_from_slice(&c.vectors);
+                    own.push(rows);
+                    all.push(&c.vectors);
+                    rows += c.vectors.len() / dim;
                 }
             }
             clause_base.push(own);
         }
-        let tp = self.heads.project(&all).map_err(|e| self.fail(e))?;
+        let tp = self.heads.project_parts(&all).map_err(|e| self.fail(e))?;
         drop(all);
         // Sentiment over whole comments; aspects sentence by sentence and
         // clause by clause, all from the same projections.
@@ -496,6 +499,13 @@ impl Operator for AnalyzeOperator {
                     ))
             })
             .collect();
+        // Each sentence's clauses, in order.
+        let mut children: Vec<Vec<usize>> = vec![Vec::new(); segs.len()];
+        for (c, seg) in segs.iter().enumerate() {
+            if let Some(k) = seg.parent {
+                children[k].push(c);
+            }
+        }
         for (k, seg) in segs.iter().enumerate() {
             if seg.parent.is_some() {
                 continue;
@@ -510,10 +520,9 @@ impl Operator for AnalyzeOperator {
                 // other (README, "Comment analysis"); with `read_clauses` a
                 // target one clause names counts even when the whole
                 // sentence hides it.
-                let clause = segs
+                let clause = children[k]
                     .iter()
-                    .enumerate()
-                    .filter(|(_, c)| c.parent == Some(k))
+                    .map(|&c| (c, &segs[c]))
                     .max_by(|(a, _), (b, _)| {
                         (1.0 - probs[*a][t][0]).total_cmp(&(1.0 - probs[*b][t][0]))
                     });
@@ -573,13 +582,10 @@ impl Operator for AnalyzeOperator {
                 if seg.parent.is_some() {
                     continue;
                 }
-                let children: Vec<usize> = (0..segs.len())
-                    .filter(|&c| segs[c].parent == Some(k))
-                    .collect();
-                let clauses = if children.is_empty() {
+                let clauses = if children[k].is_empty() {
                     vec![k]
                 } else {
-                    children
+                    children[k].clone()
                 };
                 let Some(st) = batch.comments[seg.comment].nlp.tokens.as_ref() else {
                     continue;

@@ -590,17 +590,63 @@ impl Heads {
     /// Projects a run of `n` token vectors (`n x dim`, row-major): three
     /// matrix products for the whole run.
     pub fn project(&self, x: &[f32]) -> Result<TokenProjections, HeadsError> {
-        let n = x.len() / self.dim.max(1);
-        let xt = Tensor::from_slice(&x[..n * self.dim], (n, self.dim), &Device::Cpu)?;
+        self.project_parts(&[x])
+    }
+
+    /// [`Heads::project`] over the runs `parts` one after another (token
+    /// `i` of the result is the `i`-th row of their concatenation), in
+    /// chunks of [`PROJECT_ROWS`] tokens: a batch's token vectors are tens
+    /// of MB, and copying them into one tensor, with the keys beside it,
+    /// made fresh pages the kernel had to fault in and zero every batch.
+    pub fn project_parts(&self, parts: &[&[f32]]) -> Result<TokenProjections, HeadsError> {
+        let dim = self.dim.max(1);
+        let t = self.targets.len();
+        let mut members: Vec<Option<MemberProjections>> = self.members.iter().map(|_| None).collect();
+        let mut chunk: Vec<f32> = Vec::with_capacity(PROJECT_ROWS * dim);
+        let rows = parts.iter().flat_map(|p| p[..p.len() / dim * dim].chunks_exact(dim));
+        let mut rows = rows.peekable();
+        while rows.peek().is_some() {
+            chunk.clear();
+            for r in rows.by_ref().take(PROJECT_ROWS) {
+                chunk.extend_from_slice(r);
+            }
+            let xt = Tensor::from_slice(&chunk, (chunk.len() / dim, dim), &Device::Cpu)?;
+            for (l, m) in self.members.iter().zip(members.iter_mut()) {
+                let p = l.project(&xt, dim, t)?;
+                match m {
+                    Some(m) => {
+                        m.scores.extend_from_slice(&p.scores);
+                        m.proj.extend_from_slice(&p.proj);
+                    }
+                    None => *m = Some(p),
+                }
+            }
+        }
         Ok(TokenProjections {
             members: self
                 .members
                 .iter()
-                .map(|l| l.project(&xt, self.dim, self.targets.len()))
-                .collect::<Result<_, _>>()?,
+                .zip(members)
+                .map(|(l, m)| match m {
+                    Some(m) => Ok(m),
+                    // No token at all.
+                    None => Ok(MemberProjections {
+                        targets: t,
+                        scores: Vec::new(),
+                        proj: Vec::new(),
+                        out_b: l.out_b.flatten_all()?.to_vec1()?,
+                        sent_b: l.sent_b.to_vec1()?,
+                    }),
+                })
+                .collect::<Result<_, HeadsError>>()?,
         })
     }
 }
+
+/// Tokens per matrix product in [`Heads::project_parts`]: enough for the
+/// products to run at full speed, small enough that the chunk and its keys
+/// (3 MB with 384-wide vectors) stay in reused memory.
+const PROJECT_ROWS: usize = 1024;
 
 impl Layers {
     /// One member's [`Heads::project`] over `xt` `[n, dim]`.
