@@ -171,6 +171,22 @@ fn pieces_instead_of_the_whole_comment() {
         cos > 0.6,
         "the comment's vector stays near its whole one: {cos}"
     );
+    // `verbatim train` reads the vectors the stage gives the heads: the
+    // pieces joined with `encode_whole = false`, the whole text otherwise.
+    let mut read = Vec::new();
+    for (c, out) in [(&cfg, &whole), (&pieces, &apart)] {
+        let (tokens, dim, _) = verbatim::cli::train::encode_all(c, &texts).expect("encoded");
+        for (t, o) in tokens.iter().zip(out.iter()) {
+            assert_eq!(t.len() / dim, o.nlp.token_count.unwrap() as usize);
+        }
+        read.push(tokens);
+    }
+    // The clauses were encoded apart, so no vector of the whole is there.
+    let (w0, p0) = (&read[0][0], &read[1][0]);
+    assert!(
+        w0.len() != p0.len() || w0.iter().zip(p0).any(|(a, b)| (a - b).abs() > 1e-3),
+        "the pieces' vectors, not the whole comment's"
+    );
 }
 
 #[test]

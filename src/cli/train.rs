@@ -393,11 +393,22 @@ pub fn encode_all(
     texts: &[&str],
 ) -> Result<(Vec<Vec<f32>>, usize, String), TrainError> {
     let mut embed = crate::nlp::embed_operator(cfg)?;
+    let (dim, encoder) = (embed.dim(), embed.describe().to_string());
     let pb = bar(texts.len() as u64, "encoding");
-    let encoded = embed.encode_texts(texts, true, &mut |n| pb.inc(n as u64))?;
+    let tokens = if cfg.encode_clauses && !cfg.encode_whole {
+        // The stage encodes a text with contrastive clauses as its pieces
+        // only: the heads learn from the vectors they will read.
+        embed
+            .keep_tokens(true)
+            .encode_clauses(true)
+            .encode_whole(false)
+            .comment_token_vectors(texts, &mut |n| pb.inc(n as u64))?
+    } else {
+        let encoded = embed.encode_texts(texts, true, &mut |n| pb.inc(n as u64))?;
+        encoded.into_iter().map(|e| e.tokens).collect()
+    };
     pb.finish_and_clear();
-    let tokens = encoded.into_iter().map(|e| e.tokens).collect();
-    Ok((tokens, embed.dim(), embed.describe().to_string()))
+    Ok((tokens, dim, encoder))
 }
 
 /// Weighs the aspect files' rows so that every language carries the same

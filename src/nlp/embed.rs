@@ -215,6 +215,47 @@ impl EmbedOperator {
         Ok(out)
     }
 
+    /// Each text's token vectors exactly as this stage keeps them for the
+    /// analysis (with [`Self::encode_whole`] off, a text with contrastive
+    /// clauses comes out joined from its pieces): the training commands
+    /// read what the stage will give the heads. Needs [`Self::keep_tokens`].
+    pub fn comment_token_vectors(
+        &mut self,
+        texts: &[&str],
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>, OperatorError> {
+        let at = chrono::Utc::now();
+        let mut out = Vec::with_capacity(texts.len());
+        for (b, chunk) in texts.chunks(256).enumerate() {
+            let comments = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let coords = crate::comment::SourceCoords {
+                        topic: "train".into(),
+                        partition: 0,
+                        offset: (b * 256 + i) as i64,
+                        kafka_timestamp: None,
+                    };
+                    crate::comment::Comment::new(coords, String::new(), t.to_string(), at, at)
+                })
+                .collect();
+            let mut batch = CommentBatch {
+                comments,
+                ..Default::default()
+            };
+            self.process_batch(&mut batch)?;
+            out.extend(
+                batch
+                    .comments
+                    .into_iter()
+                    .map(|c| c.nlp.tokens.map(|t| t.vectors).unwrap_or_default()),
+            );
+            progress(chunk.len());
+        }
+        Ok(out)
+    }
+
     /// Encodes the sub-batches of `plan` (row indices into `toks`) in one
     /// call, so the encoder may run them side by side.
     fn run_plan(

@@ -601,9 +601,12 @@ impl Heads {
     pub fn project_parts(&self, parts: &[&[f32]]) -> Result<TokenProjections, HeadsError> {
         let dim = self.dim.max(1);
         let t = self.targets.len();
-        let mut members: Vec<Option<MemberProjections>> = self.members.iter().map(|_| None).collect();
+        let mut members: Vec<Option<MemberProjections>> =
+            self.members.iter().map(|_| None).collect();
         let mut chunk: Vec<f32> = Vec::with_capacity(PROJECT_ROWS * dim);
-        let rows = parts.iter().flat_map(|p| p[..p.len() / dim * dim].chunks_exact(dim));
+        let rows = parts
+            .iter()
+            .flat_map(|p| p[..p.len() / dim * dim].chunks_exact(dim));
         let mut rows = rows.peekable();
         while rows.peek().is_some() {
             chunk.clear();
@@ -694,7 +697,7 @@ fn tanh(x: f32) -> f32 {
                 + x2 * (1.485_722_4e-5
                     + x2 * (5.122_297e-8
                         + x2 * (-8.604_672e-11 + x2 * (2.000_188e-13 + x2 * -2.760_768_5e-16))))));
-    let q = 4.893_525_2e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
+    let q = 4.893_525e-3 + x2 * (2.268_434_6e-3 + x2 * (1.185_347_1e-4 + x2 * 1.198_258_4e-6));
     p / q
 }
 
